@@ -1,0 +1,1 @@
+"""The Kruispunt coordinator: registry, purposes, round orchestration, tally and audit log."""

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC modules for wire protocol v1 (make proto)."""
