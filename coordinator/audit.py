@@ -1,0 +1,367 @@
+"""The coordinator's audit log: an append-only, hash-chained, signed table in SQLite.
+
+The table `audit_events` lives in the coordinator's database file next to
+tables owned by other code; this module creates only its own table, index and
+triggers. Appends run in `BEGIN IMMEDIATE` transactions, so the server and the
+CLI appending from two processes each read the current head and extend it
+under SQLite's write lock: the chain never forks. Triggers make UPDATE and
+DELETE fail; anyone who drops them and edits rows anyway is caught by
+`verify`, which recomputes every hash and signature (`kruispunt.auditchain`).
+
+A privacy officer verifies with the public key alone: `verify_database`
+opens the file read-only. The `details` of the events that a node's
+cross-check reads must carry the keys in
+`kruispunt.auditchain.COORDINATOR_REQUIRED_DETAILS`; `append` refuses them
+otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Literal, Self, TextIO
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from kruispunt.auditchain import (
+    COORDINATOR_REQUIRED_DETAILS,
+    FIELDS,
+    GENESIS_HASH,
+    AuditEvent,
+    ChainHead,
+    Clock,
+    VerifyReport,
+    check_no_identifiers,
+    check_required_details,
+    dump_csv,
+    dump_jsonl,
+    event_from_dict,
+    seal,
+    utc_now,
+    verify_events,
+)
+from kruispunt.errors import AuditChainBroken, ConfigError
+
+__all__ = ["TABLE", "CoordinatorAudit", "ExportFormat", "verify_database"]
+
+TABLE: Final = "audit_events"
+ExportFormat = Literal["jsonl", "csv"]
+
+# How long an append waits for another process's write transaction before failing.
+_BUSY_TIMEOUT_S: Final = 30.0
+
+_SCHEMA: Final = (
+    f"""
+    CREATE TABLE IF NOT EXISTS {TABLE} (
+        seq          INTEGER PRIMARY KEY CHECK (seq >= 1),
+        time         TEXT NOT NULL,
+        event        TEXT NOT NULL,
+        actor        TEXT NOT NULL,
+        on_behalf_of TEXT NOT NULL,
+        access_point TEXT NOT NULL,
+        action       TEXT NOT NULL,
+        basis        TEXT NOT NULL,
+        round_id     TEXT NOT NULL,
+        details      TEXT NOT NULL,
+        prev_hash    TEXT NOT NULL,
+        hash         TEXT NOT NULL UNIQUE,
+        key_id       TEXT NOT NULL,
+        signature    TEXT NOT NULL
+    )
+    """,
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_round ON {TABLE} (round_id, seq)",
+    f"""
+    CREATE TRIGGER IF NOT EXISTS {TABLE}_no_update BEFORE UPDATE ON {TABLE}
+    BEGIN SELECT RAISE(ABORT, '{TABLE} is append-only'); END
+    """,
+    f"""
+    CREATE TRIGGER IF NOT EXISTS {TABLE}_no_delete BEFORE DELETE ON {TABLE}
+    BEGIN SELECT RAISE(ABORT, '{TABLE} is append-only'); END
+    """,
+)
+# Spelled out (not built from FIELDS) so each statement is a constant; tests check the order.
+_INSERT: Final = (
+    "INSERT INTO audit_events (seq, time, event, actor, on_behalf_of, access_point, action, "
+    "basis, round_id, details, prev_hash, hash, key_id, signature) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT_ALL: Final = (
+    "SELECT seq, time, event, actor, on_behalf_of, access_point, action, basis, round_id, "
+    "details, prev_hash, hash, key_id, signature FROM audit_events ORDER BY seq"
+)
+_SELECT_ROUND: Final = (
+    "SELECT seq, time, event, actor, on_behalf_of, access_point, action, basis, round_id, "
+    "details, prev_hash, hash, key_id, signature FROM audit_events WHERE round_id = ? "
+    "ORDER BY seq"
+)
+_SELECT_HEAD: Final = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
+
+
+class _UnreadableRowError(Exception):
+    """A stored row cannot be decoded into an event."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(reason)
+        self.seq = seq
+        self.reason = reason
+
+
+def _row_to_event(row: tuple[object, ...]) -> AuditEvent:
+    data = dict(zip(FIELDS, row, strict=True))
+    seq = data["seq"]
+    seq_int = seq if isinstance(seq, int) else -1
+    details = data["details"]
+    if not isinstance(details, str):
+        raise _UnreadableRowError(seq_int, f"row {seq}: details is not text")
+    try:
+        data["details"] = json.loads(details)
+    except json.JSONDecodeError:
+        raise _UnreadableRowError(seq_int, f"row {seq}: details is not JSON") from None
+    try:
+        return event_from_dict(data)
+    except ValueError as exc:
+        raise _UnreadableRowError(seq_int, f"row {seq}: {exc}") from None
+
+
+def _event_to_row(event: AuditEvent) -> tuple[object, ...]:
+    values: list[object] = []
+    for name in FIELDS:
+        value = getattr(event, name)
+        if name == "details":
+            value = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        values.append(value)
+    return tuple(values)
+
+
+def _select(round_id: str | None) -> tuple[str, tuple[str, ...]]:
+    if round_id is None:
+        return _SELECT_ALL, ()
+    return _SELECT_ROUND, (round_id,)
+
+
+def _verify_rows(
+    conn: sqlite3.Connection,
+    public_key: Ed25519PublicKey,
+    expected_head: ChainHead | None,
+) -> VerifyReport:
+    """Verify the whole table read through `conn`; an undecodable row counts as tampering."""
+    unreadable: list[_UnreadableRowError] = []
+
+    def rows() -> Iterator[AuditEvent]:
+        sql, params = _select(None)
+        for row in conn.execute(sql, params):
+            try:
+                yield _row_to_event(row)
+            except _UnreadableRowError as exc:
+                unreadable.append(exc)
+                return
+
+    report = verify_events(rows(), public_key, expected_head=expected_head)
+    if unreadable:
+        bad = unreadable[0]
+        if report.ok or (report.first_bad_seq or 0) >= bad.seq:
+            return VerifyReport(False, report.count, bad.seq, bad.reason, report.head)
+    return report
+
+
+def _table_exists(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+    ).fetchone()
+    return row is not None
+
+
+def verify_database(
+    db_path: Path, public_key: Ed25519PublicKey, *, expected_head: ChainHead | None = None
+) -> VerifyReport:
+    """Verify the audit table of a coordinator database, opened read-only, with a public key.
+
+    Raises ConfigError if the file cannot be opened; a database without the audit
+    table verifies as not ok.
+    """
+    uri = Path(db_path).resolve().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_S)
+    except sqlite3.Error:
+        raise ConfigError(f"{db_path}: cannot open the coordinator database read-only") from None
+    try:
+        try:
+            if not _table_exists(conn):
+                return VerifyReport(False, 0, None, f"no {TABLE} table in this database")
+            return _verify_rows(conn, public_key, expected_head)
+        except sqlite3.DatabaseError:
+            raise ConfigError(f"{db_path}: not a readable coordinator database") from None
+    finally:
+        conn.close()
+
+
+class CoordinatorAudit:
+    """The coordinator's chained audit table in the SQLite file at `db_path`.
+
+    Thread-safe (one connection behind a lock) and safe across processes
+    (`BEGIN IMMEDIATE` around read-head-then-insert). `now` injects the clock.
+    """
+
+    def __init__(
+        self,
+        db_path: Path,
+        signing_key: Ed25519PrivateKey,
+        *,
+        now: Clock | None = None,
+    ) -> None:
+        if not isinstance(signing_key, Ed25519PrivateKey):
+            raise TypeError("the audit signing key must be an Ed25519 private key")
+        self._path = Path(db_path)
+        self._key = signing_key
+        self._now: Clock = now or utc_now
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(
+                self._path,
+                timeout=_BUSY_TIMEOUT_S,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,
+            )
+        except sqlite3.Error:
+            raise ConfigError(f"{self._path}: cannot open the coordinator database") from None
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # The audit trail must survive a power cut once append() has returned.
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA:
+                    self._conn.execute(statement)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError:
+            self._conn.close()
+            raise ConfigError(f"{self._path}: not a usable coordinator database") from None
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        """The public half of the signing key, for verification."""
+        return self._key.public_key()
+
+    def append(
+        self,
+        event: str,
+        *,
+        actor: str,
+        on_behalf_of: str,
+        access_point: str,
+        action: str,
+        basis: str = "",
+        round_id: str = "",
+        details: Mapping[str, object] | None = None,
+    ) -> AuditEvent:
+        """Seal `event` onto the end of the chain, store it durably and return it.
+
+        Raises ValueError/TypeError before anything is written if a field is
+        malformed, `details` lacks a required key or anything looks like an identifier.
+        """
+        details_in: Mapping[str, object] = {} if details is None else details
+        check_no_identifiers(details_in)
+        check_required_details(event, details_in, COORDINATOR_REQUIRED_DETAILS)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                head = self._conn.execute(_SELECT_HEAD).fetchone()
+                seq, prev_hash = (1, GENESIS_HASH) if head is None else (head[0] + 1, head[1])
+                sealed = seal(
+                    seq=seq,
+                    prev_hash=prev_hash,
+                    time=self._now(),
+                    event=event,
+                    actor=actor,
+                    on_behalf_of=on_behalf_of,
+                    access_point=access_point,
+                    action=action,
+                    basis=basis,
+                    round_id=round_id,
+                    details=details_in,
+                    signing_key=self._key,
+                )
+                self._conn.execute(_INSERT, _event_to_row(sealed))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return sealed
+
+    def events(self, round_id: str | None = None) -> list[AuditEvent]:
+        """Return the stored events in chain order, optionally only one round's.
+
+        Raises AuditChainBroken if a stored row cannot be decoded at all.
+        """
+        sql, params = _select(round_id)
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        try:
+            return [_row_to_event(row) for row in rows]
+        except _UnreadableRowError as exc:
+            raise AuditChainBroken(exc.reason, exc.seq) from None
+
+    def head(self) -> ChainHead | None:
+        """The last event's seq and hash (keep it elsewhere to detect a truncated tail)."""
+        with self._lock:
+            row = self._conn.execute(_SELECT_HEAD).fetchone()
+        return None if row is None else ChainHead(int(row[0]), str(row[1]))
+
+    def verify(
+        self,
+        public_key: Ed25519PublicKey | None = None,
+        *,
+        expected_head: ChainHead | None = None,
+    ) -> VerifyReport:
+        """Recompute the whole chain and every signature (by default under our own key)."""
+        key = public_key if public_key is not None else self.public_key
+        with self._lock:
+            if not _table_exists(self._conn):
+                return VerifyReport(False, 0, None, f"no {TABLE} table in this database")
+            # One read transaction, so a concurrent append cannot land mid-verification.
+            self._conn.execute("BEGIN")
+            try:
+                return _verify_rows(self._conn, key, expected_head)
+            finally:
+                self._conn.execute("COMMIT")
+
+    def export(
+        self, out: TextIO, *, fmt: ExportFormat = "jsonl", round_id: str | None = None
+    ) -> int:
+        """Write the events (optionally one round's) as JSON Lines or CSV; return the count.
+
+        Every row keeps seq, prev_hash, hash, key_id and signature, so an excerpt
+        can still be checked with `kruispunt.auditchain.verify_excerpt`.
+        """
+        if fmt not in ("jsonl", "csv"):
+            raise ValueError("export format must be 'jsonl' or 'csv'")
+        events = self.events(round_id)
+        if fmt == "jsonl":
+            return dump_jsonl(events, out)
+        return dump_csv(events, out)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
