@@ -55,6 +55,7 @@ __all__ = [
     "certificate_pem",
     "create_ca",
     "create_csr",
+    "create_csr_for_name",
     "fingerprint",
     "generate_tls_key",
     "identity_from_certificate",
@@ -65,6 +66,7 @@ __all__ = [
     "load_private_key",
     "load_tls_key",
     "private_key_pem",
+    "same_public_key",
     "verify_issued_by",
     "write_pem",
     "write_private_key",
@@ -329,6 +331,23 @@ def create_csr(
     )
 
 
+def create_csr_for_name(
+    key: ec.EllipticCurvePrivateKey, name: str
+) -> x509.CertificateSigningRequest:
+    """A CSR naming only `name` (CN), for a holder that does not know its network yet.
+
+    The issuer adds the network, role and SANs; `issue_certificate` accepts it for any
+    identity whose name is `name`.
+    """
+    _check_label("id", name)
+    _check_tls_public_key(key.public_key())
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .sign(key, hashes.SHA256())
+    )
+
+
 def _leaf_name(identity: Identity) -> x509.Name:
     # CN is capped at 64 characters, too short for the URI; the SANs carry the identity.
     return x509.Name(
@@ -410,7 +429,7 @@ def issue_for_key(
     network = ca_network(ca_cert)
     if identity.network != network:
         raise ValueError(f"identity belongs to network {identity.network!r}, the CA to {network!r}")
-    if _spki(ca_key.public_key()) != _spki(ca_cert.public_key()):
+    if not same_public_key(ca_key.public_key(), ca_cert.public_key()):
         raise ValueError("CA key does not match the CA certificate")
     start = _now(now)
     not_after = min(start + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
@@ -465,6 +484,11 @@ def _spki(public_key: CertificatePublicKeyTypes) -> bytes:
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def same_public_key(a: CertificatePublicKeyTypes, b: CertificatePublicKeyTypes) -> bool:
+    """Whether two public keys are the same key (e.g. a certificate's and a key file's)."""
+    return _spki(a) == _spki(b)
 
 
 def verify_issued_by(
