@@ -15,7 +15,7 @@ silently. A last complete line that does not parse is not a crash artefact:
 Cross-check
 -----------
 `cross_check` holds this node's log against the coordinator's export
-(`psi-coordinator audit export`) and lists, per round, every field on which
+(`CoordinatorAudit.export`) and lists, per round, every field on which
 the two disagree about this node. It reads these events and `details` keys,
 which both sides' appends enforce (`kruispunt.auditchain.NODE_REQUIRED_DETAILS`
 and `COORDINATOR_REQUIRED_DETAILS`):
