@@ -181,7 +181,7 @@ _BSN_LIKE_INT = range(10_000_000, 1_000_000_000)
 # A Dutch postcode as written officially (the letters SA, SD and SS are never issued).
 _POSTCODE_LIKE = re.compile(r"(?<![0-9A-Za-z])[1-9][0-9]{3} ?(?!S[ADS])[A-Z]{2}(?![A-Za-z])")
 _DIGEST_OR_UUID = re.compile(
-    r"[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}|[0-9a-fA-F]{128}"
+    r"[0-9a-fA-F]{16}|[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}|[0-9a-fA-F]{128}"
     r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
 

@@ -42,7 +42,9 @@ def generate(out_root: Path) -> list[Path]:
         text = re.sub(r"^import kruispunt\.v1\.(\w+)", r"from . import \1", text, flags=re.M)
         path.write_text(text)
     init = out_dir / "__init__.py"
-    init.write_text('"""Generated protobuf and gRPC modules for wire protocol v1 (make proto)."""\n')
+    init.write_text(
+        '"""Generated protobuf and gRPC modules for wire protocol v1 (make proto)."""\n'
+    )
     return [*written, init]
 
 

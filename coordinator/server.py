@@ -1,0 +1,211 @@
+"""The coordinator process: the admin gRPC service for operators and the round scheduler.
+
+Only the coordinator opens connections to nodes (a star); its own server
+listens on loopback for the operator CLI, which authenticates with an
+operator certificate issued at `psi-coordinator init`.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from coordinator.audit import CoordinatorAudit
+from coordinator.config import CoordinatorConfig
+from coordinator.orchestrator import RoundRunner
+from coordinator.schedule import next_run
+from coordinator.store import ABORTED, Store
+from kruispunt import signing, transport
+from kruispunt.errors import ConfigError, UnknownRound
+from kruispunt.v1 import coordinator_pb2, coordinator_pb2_grpc
+
+log = structlog.get_logger("coordinator.server")
+
+SERVICE = "kruispunt.v1.Coordinator"
+GRACE_SECONDS = 10.0
+
+
+class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
+    """Operator calls: run a round (streaming progress), cancel one."""
+
+    def __init__(self, runner: RoundRunner) -> None:
+        self.runner = runner
+
+    def RunRound(  # noqa: N802 - gRPC method names
+        self, request: coordinator_pb2.RunRoundRequest, context: grpc.ServicerContext
+    ) -> Iterator[coordinator_pb2.RoundEvent]:
+        actor = f"operator:{transport.current_peer().name}"
+        events: queue.Queue[coordinator_pb2.RoundEvent | BaseException | None] = queue.Queue()
+
+        def work() -> None:
+            try:
+                self.runner.run(
+                    request.purpose_id,
+                    initiated_by=actor,
+                    access_point=f"admin-api {context.peer()}",
+                    reason=request.reason,
+                    progress=events.put,
+                )
+            except BaseException as exc:  # handed to the stream, which raises it at the edge
+                events.put(exc)
+            finally:
+                events.put(None)
+
+        # The round belongs to the coordinator: it goes on if the operator's CLI goes away.
+        threading.Thread(target=work, name="round", daemon=True).start()
+        while True:
+            item = events.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def CancelRound(  # noqa: N802
+        self, request: coordinator_pb2.CancelRoundRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.RoundSummary:
+        if not self.runner.cancel(request.round_id):
+            raise UnknownRound("no such round running")
+        return coordinator_pb2.RoundSummary(round_id=request.round_id, state="cancelling")
+
+
+@dataclass
+class CoordinatorServer:
+    """A running coordinator: server, runner, scheduler."""
+
+    server: grpc.Server
+    port: int
+    runner: RoundRunner
+    store: Store
+    audit: CoordinatorAudit
+    health: health.HealthServicer
+    _stop: threading.Event
+    _scheduler: threading.Thread
+
+    def stop(self, grace: float | None = GRACE_SECONDS) -> None:
+        """Stop accepting calls; rounds in flight get `grace` seconds, then channels close."""
+        self.health.enter_graceful_shutdown()
+        self._stop.set()
+        self.server.stop(grace).wait()
+        self._scheduler.join(timeout=5)
+
+
+def abort_interrupted(store: Store, audit: CoordinatorAudit, now: datetime) -> list[str]:
+    """Mark rounds left 'running' by a previous process as aborted (nothing is delivered)."""
+    interrupted = store.running_rounds()
+    for round_id in interrupted:
+        reason = "coordinator restarted while the round was running"
+        store.finish_round(round_id, ABORTED, reason, now.isoformat(), {})
+        audit.append(
+            "round.aborted",
+            actor="coordinator",
+            on_behalf_of=store_network(audit),
+            access_point="coordinator",
+            action="E",
+            round_id=round_id,
+            details={"state": ABORTED, "reason": reason},
+        )
+        log.warning("interrupted round aborted", round_id=round_id)
+    return interrupted
+
+
+def store_network(audit: CoordinatorAudit) -> str:
+    return getattr(audit, "network", "coordinator")
+
+
+def create_server(
+    config: CoordinatorConfig,
+    *,
+    now: Callable[[], datetime] | None = None,
+    scheduler_tick: float = 30.0,
+) -> CoordinatorServer:
+    """Open the database, abort interrupted rounds, start the admin server and scheduler."""
+    clock = now or (lambda: datetime.now(UTC))
+    store = Store(config.database)
+    audit = CoordinatorAudit(config.database, signing.load_signing_key(config.signing_key))
+    abort_interrupted(store, audit, clock())
+    runner = RoundRunner(config, store, audit, now=clock)
+    interceptor = transport.AuthInterceptor(config.network, {f"/{SERVICE}/": ["operator"]})
+    server = transport.make_server(interceptor)
+    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(runner), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    creds = transport.server_credentials(
+        config.tls_key.read_bytes(), config.tls_cert.read_bytes(), config.tls_ca.read_bytes()
+    )
+    try:
+        port = transport.bind_secure_port(server, config.listen, creds)
+    except RuntimeError:
+        raise ConfigError(f"cannot listen on {config.listen} (address in use?)") from None
+    server.start()
+    health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    stop = threading.Event()
+    scheduler = threading.Thread(
+        target=_schedule_loop,
+        args=(config, runner, clock, stop, scheduler_tick),
+        name="scheduler",
+        daemon=True,
+    )
+    scheduler.start()
+    log.info(
+        "coordinator serving",
+        network=config.network,
+        port=port,
+        schedules=[f"{s.purpose} @ {s.cron}" for s in config.schedules],
+    )
+    return CoordinatorServer(server, port, runner, store, audit, health_servicer, stop, scheduler)
+
+
+def _schedule_loop(
+    config: CoordinatorConfig,
+    runner: RoundRunner,
+    clock: Callable[[], datetime],
+    stop: threading.Event,
+    tick: float,
+) -> None:
+    """Start each scheduled purpose's round when its cron time comes (local time)."""
+    if not config.schedules:
+        return
+    due = {s: next_run(s.cron, clock().astimezone()) for s in config.schedules}
+    while not stop.wait(tick):
+        now = clock().astimezone()
+        for sched, when in list(due.items()):
+            if when > now:
+                continue
+            due[sched] = next_run(sched.cron, now)
+            log.info("scheduled round starting", purpose=sched.purpose, cron=sched.cron)
+            try:
+                runner.run(
+                    sched.purpose,
+                    initiated_by="scheduler",
+                    access_point="scheduler",
+                    reason=f"schedule {sched.cron}",
+                )
+            except Exception:
+                log.exception("scheduled round could not start", purpose=sched.purpose)
+
+
+def serve(config: CoordinatorConfig) -> int:
+    """Run the coordinator until SIGTERM or SIGINT; returns the exit code."""
+    srv = create_server(config)
+    done = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("shutting down", signal=signal.Signals(signum).name)
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"psi-coordinator {config.network}: admin service on port {srv.port}", flush=True)
+    done.wait()
+    srv.stop()
+    return 0

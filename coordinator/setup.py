@@ -1,0 +1,247 @@
+"""Setting up a coordinator and registering partners (the CSR flow).
+
+`init` makes the network CA, the coordinator's TLS certificate and Ed25519
+signing key, an operator certificate for the local CLI, the database and a
+commented coordinator.toml. `add_partner` issues a partner's certificate from
+its CSR (the partner's private key never comes here) and registers it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from coordinator.audit import CoordinatorAudit
+from coordinator.config import CONFIG_NAME, CoordinatorConfig, load_coordinator_config
+from coordinator.store import Partner, Store
+from kruispunt import pki, signing
+from kruispunt.errors import ConfigError
+from kruispunt.purpose import ID_RE, Purpose
+
+CONFIG_TEMPLATE = """\
+# Kruispunt coordinator configuration (created by `psi-coordinator init`).
+# Paths are relative to this file's directory.
+
+[coordinator]
+network = "{network}"
+# The admin service for the operator CLI. Keep it on loopback: operators run the
+# CLI on this machine, with the operator certificate in operator/.
+listen = "127.0.0.1:{port}"
+database = "coordinator.db"
+log_level = "info"
+
+[tls]
+key = "tls/coordinator.key"
+cert = "tls/coordinator.crt"
+ca = "ca/ca.crt"
+# The network CA's private key signs partner certificates (`partner add`). Keep it
+# offline when not registering partners: move it to removable media and point
+# --ca-key at it when needed.
+ca_key = "ca/ca.key"
+
+[signing]
+# Ed25519 key that signs every round manifest and the audit log.
+key = "signing/coordinator.ed25519"
+public_key = "signing/coordinator.pub"
+
+[operator]
+key = "operator/operator.key"
+cert = "operator/operator.crt"
+
+[rounds]
+manifest_ttl_seconds = 3600     # a node refuses a manifest older than this
+phase_timeout_seconds = 1800    # deadline for each node call in a phase
+chunk_points = 4096             # points per message (32 bytes each)
+
+# The weekly round: uncomment to let the serving coordinator start it by itself.
+# Five-field cron, local time (here: Mondays at 06:00).
+# [[schedule]]
+# purpose = "vroegsignalering"
+# cron = "0 6 * * 1"
+"""
+
+
+@dataclass(frozen=True)
+class InitResult:
+    directory: Path
+    network: str
+    ca_cert: Path
+    signing_public_key: Path
+    config: Path
+
+
+def init_coordinator(
+    directory: Path,
+    network: str,
+    *,
+    port: int = 50050,
+    operator: str = "admin",
+    now: datetime | None = None,
+) -> InitResult:
+    """Create a new coordinator directory; refuses to touch an existing one."""
+    pki.Identity.coordinator(network)  # validates the network name
+    if (directory / CONFIG_NAME).exists():
+        raise ConfigError(f"{directory}: already holds a coordinator ({CONFIG_NAME} exists)")
+    for sub in ("ca", "tls", "signing", "operator", "partners"):
+        (directory / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    ca_key, ca_cert = pki.create_ca(network, now=now)
+    pki.write_private_key(directory / "ca/ca.key", ca_key)
+    pki.write_pem(directory / "ca/ca.crt", ca_cert)
+    for sub, ident in (
+        ("tls/coordinator", pki.Identity.coordinator(network)),
+        ("operator/operator", pki.Identity.operator(network, operator)),
+    ):
+        key = pki.generate_tls_key()
+        cert = pki.issue_for_key(ca_key, ca_cert, key.public_key(), ident, now=now)
+        pki.write_private_key(directory / f"{sub}.key", key)
+        pki.write_pem(directory / f"{sub}.crt", cert)
+    sign_key = signing.generate_signing_key()
+    pki.write_private_key(directory / "signing/coordinator.ed25519", sign_key)
+    pki.write_pem(
+        directory / "signing/coordinator.pub", signing.public_key_pem(sign_key.public_key())
+    )
+    config_path = directory / CONFIG_NAME
+    config_path.write_text(CONFIG_TEMPLATE.format(network=network, port=port), encoding="utf-8")
+    config = load_coordinator_config(directory)
+    Store(config.database).close()
+    audit = CoordinatorAudit(config.database, sign_key)
+    audit.append(
+        "coordinator.initialised",
+        actor=f"operator:{operator}",
+        on_behalf_of=network,
+        access_point="cli",
+        action="C",
+        details={
+            "network": network,
+            "ca_fingerprint": pki.fingerprint(ca_cert),
+            "signing_key_id": signing.key_id(sign_key.public_key()),
+        },
+    )
+    return InitResult(
+        directory,
+        network,
+        directory / "ca/ca.crt",
+        directory / "signing/coordinator.pub",
+        config_path,
+    )
+
+
+def add_partner(
+    config: CoordinatorConfig,
+    partner_id: str,
+    *,
+    name: str,
+    address: str,
+    csr_path: Path,
+    signing_key_path: Path,
+    ca_key_path: Path | None = None,
+    actor: str = "operator",
+    now: datetime | None = None,
+) -> Path:
+    """Issue a partner certificate from its CSR, register the partner; returns the cert path."""
+    if not ID_RE.match(partner_id):
+        raise ConfigError(f"partner id {partner_id!r}: use lowercase letters, digits and dashes")
+    _check_address(address)
+    identity = pki.Identity.partner(config.network, partner_id)
+    csr = pki.load_csr(csr_path)
+    try:
+        partner_key = signing.load_public_key(signing_key_path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"{signing_key_path}: signing public key file not found") from None
+    except ValueError as exc:
+        raise ConfigError(f"{signing_key_path}: {exc}") from None
+    ca_key = pki.load_tls_key(ca_key_path or config.ca_key)
+    ca_cert = pki.load_certificate(config.tls_ca)
+    try:
+        cert = pki.issue_certificate(ca_key, ca_cert, csr, identity, now=now)
+    except pki.CsrRejected as exc:
+        raise ConfigError(f"{csr_path}: {exc}") from None
+    store = Store(config.database)
+    try:
+        store.add_partner(
+            Partner(
+                id=partner_id,
+                name=name,
+                address=address,
+                cert_fingerprint=pki.fingerprint(cert),
+                cert_pem=pki.certificate_pem(cert).decode(),
+                signing_key=signing.public_key_bytes(partner_key),
+                added_at=(now or datetime.now(UTC)).isoformat(),
+                active=True,
+            )
+        )
+    finally:
+        store.close()
+    out = config.directory / "partners" / f"{partner_id}.crt"
+    pki.write_pem(out, cert)
+    audit = CoordinatorAudit(config.database, signing.load_signing_key(config.signing_key))
+    audit.append(
+        "partner.added",
+        actor=actor,
+        on_behalf_of=config.network,
+        access_point="cli",
+        action="C",
+        details={
+            "partner": partner_id,
+            "name": name,
+            "address": address,
+            "cert_fingerprint": pki.fingerprint(cert),
+            "signing_key_id": signing.key_id(partner_key),
+        },
+    )
+    return out
+
+
+def update_partner_address(
+    config: CoordinatorConfig, partner_id: str, address: str, *, actor: str = "operator"
+) -> None:
+    """Point a registered partner at a new HOST:PORT (its certificate stays valid)."""
+    _check_address(address)
+    store = Store(config.database)
+    try:
+        store.update_partner_address(partner_id, address)
+    finally:
+        store.close()
+    audit = CoordinatorAudit(config.database, signing.load_signing_key(config.signing_key))
+    audit.append(
+        "partner.changed",
+        actor=actor,
+        on_behalf_of=config.network,
+        access_point="cli",
+        action="U",
+        details={"partner": partner_id, "address": address},
+    )
+
+
+def _check_address(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"address {address!r} must be HOST:PORT")
+
+
+def add_purpose(config: CoordinatorConfig, purpose: Purpose, *, actor: str = "operator") -> Purpose:
+    """Register or change a purpose; a change is an audited new version, never a silent edit."""
+    store = Store(config.database)
+    try:
+        stored, previous = store.put_purpose(purpose, datetime.now(UTC).isoformat())
+    finally:
+        store.close()
+    audit = CoordinatorAudit(config.database, signing.load_signing_key(config.signing_key))
+    details: dict[str, object] = {"purpose": stored.id, "version": stored.version}
+    if previous is not None:
+        old, new = previous.to_dict(), stored.to_dict()
+        details["changed"] = sorted(k for k in new if k != "version" and old.get(k) != new.get(k))
+    else:
+        details["definition"] = {k: v for k, v in stored.to_dict().items() if k != "description"}
+    audit.append(
+        "purpose.changed" if previous else "purpose.added",
+        actor=actor,
+        on_behalf_of=config.network,
+        access_point="cli",
+        action="U" if previous else "C",
+        basis=f"{stored.id} v{stored.version}; covenant {stored.covenant_id}",
+        details=details,
+    )
+    return stored

@@ -1,0 +1,294 @@
+"""The coordinator's SQLite database: partners, purposes, rounds and their aggregates.
+
+Only what may persist is stored: registry data, purposes, signed manifests and
+consents (no identifiers in either), and per-round aggregates (set sizes,
+flagged counts, the overlap histogram, phase timings). Tags never reach it.
+The audit log lives in the same file, in its own table (`coordinator.audit`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kruispunt.errors import ConfigError
+from kruispunt.purpose import Purpose
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS partners (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    address TEXT NOT NULL,
+    cert_fingerprint TEXT NOT NULL,
+    cert_pem TEXT NOT NULL,
+    signing_key BLOB NOT NULL,
+    added_at TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS purposes (
+    id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rounds (
+    id TEXT PRIMARY KEY,
+    purpose_id TEXT NOT NULL,
+    purpose_version INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    phase TEXT NOT NULL DEFAULT '',
+    progress TEXT NOT NULL DEFAULT '',
+    initiated_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    finished_at TEXT,
+    manifest BLOB NOT NULL,
+    summary TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS rounds_by_purpose ON rounds (purpose_id, created_at);
+CREATE TABLE IF NOT EXISTS consents (
+    round_id TEXT NOT NULL,
+    partner_id TEXT NOT NULL,
+    granted INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    consent BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (round_id, partner_id)
+);
+"""
+
+# Round states; "running" rounds found at start-up were interrupted and become "aborted".
+RUNNING, COMPLETED, FAILED, REFUSED, ABORTED = (
+    "running",
+    "completed",
+    "failed",
+    "refused",
+    "aborted",
+)
+
+
+@dataclass(frozen=True)
+class Partner:
+    """A registered partner node."""
+
+    id: str
+    name: str
+    address: str
+    cert_fingerprint: str
+    cert_pem: str
+    signing_key: bytes
+    added_at: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    """One round as stored."""
+
+    id: str
+    purpose_id: str
+    purpose_version: int
+    state: str
+    reason: str
+    phase: str
+    progress: str
+    initiated_by: str
+    created_at: str
+    finished_at: str | None
+    manifest: bytes
+    summary: dict[str, Any]
+
+
+class Store:
+    """Thread-safe access to the coordinator database (WAL, one connection, one lock)."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.parent.is_dir():
+            raise ConfigError(f"{path.parent}: coordinator directory does not exist")
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- partners ----------------------------------------------------------------------
+
+    def add_partner(self, partner: Partner) -> None:
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM partners WHERE id=?", (partner.id,)).fetchone():
+                raise ConfigError(f"partner {partner.id!r} is already registered")
+            db.execute(
+                "INSERT INTO partners VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    partner.id,
+                    partner.name,
+                    partner.address,
+                    partner.cert_fingerprint,
+                    partner.cert_pem,
+                    partner.signing_key,
+                    partner.added_at,
+                    int(partner.active),
+                ),
+            )
+
+    def update_partner_address(self, partner_id: str, address: str) -> None:
+        with self._tx() as db:
+            cur = db.execute("UPDATE partners SET address=? WHERE id=?", (address, partner_id))
+            if cur.rowcount != 1:
+                raise ConfigError(f"partner {partner_id!r} is not registered")
+
+    def update_partner_cert(self, partner_id: str, cert_pem: str, fingerprint: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE partners SET cert_pem=?, cert_fingerprint=? WHERE id=?",
+                (cert_pem, fingerprint, partner_id),
+            )
+
+    def partner(self, partner_id: str) -> Partner | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM partners WHERE id=?", (partner_id,)).fetchone()
+        return Partner(*row[:7], bool(row[7])) if row else None
+
+    def partners(self) -> list[Partner]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM partners ORDER BY id").fetchall()
+        return [Partner(*r[:7], bool(r[7])) for r in rows]
+
+    # -- purposes ----------------------------------------------------------------------
+
+    def put_purpose(self, purpose: Purpose, now: str) -> tuple[Purpose, Purpose | None]:
+        """Store a purpose, bumping its version if it existed; returns (stored, previous)."""
+        with self._tx() as db:
+            row = db.execute("SELECT body FROM purposes WHERE id=?", (purpose.id,)).fetchone()
+            previous = Purpose.from_dict(json.loads(row[0])) if row else None
+            stored = purpose.with_version(previous.version + 1 if previous else 1)
+            db.execute(
+                "INSERT INTO purposes VALUES (?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                "version=excluded.version, body=excluded.body, updated_at=excluded.updated_at",
+                (stored.id, stored.version, json.dumps(stored.to_dict(), sort_keys=True), now),
+            )
+        return stored, previous
+
+    def purpose(self, purpose_id: str) -> Purpose | None:
+        with self._lock:
+            row = self._db.execute("SELECT body FROM purposes WHERE id=?", (purpose_id,)).fetchone()
+        return Purpose.from_dict(json.loads(row[0])) if row else None
+
+    def purposes(self) -> list[Purpose]:
+        with self._lock:
+            rows = self._db.execute("SELECT body FROM purposes ORDER BY id").fetchall()
+        return [Purpose.from_dict(json.loads(r[0])) for r in rows]
+
+    # -- rounds ------------------------------------------------------------------------
+
+    def create_round(
+        self, round_id: str, purpose: Purpose, initiated_by: str, created_at: str, manifest: bytes
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO rounds (id, purpose_id, purpose_version, state, initiated_by, "
+                "created_at, manifest) VALUES (?,?,?,?,?,?,?)",
+                (
+                    round_id,
+                    purpose.id,
+                    purpose.version,
+                    RUNNING,
+                    initiated_by,
+                    created_at,
+                    manifest,
+                ),
+            )
+
+    def set_progress(self, round_id: str, phase: str, progress: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE rounds SET phase=?, progress=? WHERE id=?", (phase, progress, round_id)
+            )
+
+    def finish_round(
+        self, round_id: str, state: str, reason: str, finished_at: str, summary: dict[str, Any]
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE rounds SET state=?, reason=?, finished_at=?, summary=? WHERE id=?",
+                (state, reason, finished_at, json.dumps(summary, sort_keys=True), round_id),
+            )
+
+    def record_consent(
+        self,
+        round_id: str,
+        partner_id: str,
+        granted: bool,
+        reason: str,
+        consent: bytes,
+        signature: bytes,
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO consents VALUES (?,?,?,?,?,?)",
+                (round_id, partner_id, int(granted), reason, consent, signature),
+            )
+
+    def consents(self, round_id: str) -> list[tuple[str, bool, str, bytes, bytes]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT partner_id, granted, reason, consent, signature FROM consents "
+                "WHERE round_id=? ORDER BY partner_id",
+                (round_id,),
+            ).fetchall()
+        return [(r[0], bool(r[1]), r[2], r[3], r[4]) for r in rows]
+
+    def round(self, round_id: str) -> RoundRow | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, purpose_id, purpose_version, state, reason, phase, progress, "
+                "initiated_by, created_at, finished_at, manifest, summary FROM rounds WHERE id=?",
+                (round_id,),
+            ).fetchone()
+        return _round_row(row) if row else None
+
+    def rounds(self, *, purpose_id: str | None = None, limit: int = 50) -> list[RoundRow]:
+        query = (
+            "SELECT id, purpose_id, purpose_version, state, reason, phase, progress, "
+            "initiated_by, created_at, finished_at, manifest, summary FROM rounds"
+        )
+        args: tuple[Any, ...] = ()
+        if purpose_id:
+            query += " WHERE purpose_id=?"
+            args = (purpose_id,)
+        query += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(query, (*args, limit)).fetchall()
+        return [_round_row(r) for r in rows]
+
+    def running_rounds(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM rounds WHERE state=?", (RUNNING,)).fetchall()
+        return [r[0] for r in rows]
+
+
+def _round_row(row: tuple[Any, ...]) -> RoundRow:
+    return RoundRow(*row[:11], json.loads(row[11]))

@@ -1,0 +1,154 @@
+"""Signed round manifests (coordinator) and signed consents (nodes).
+
+The coordinator signs the exact serialized RoundManifest bytes; a node
+verifies those bytes and parses them, never a re-serialisation. A consent
+binds itself to the manifest by its SHA-256, so a consent cannot be moved to
+another round or another version of the purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from google.protobuf.message import DecodeError
+
+from kruispunt import PROTOCOL_VERSION, signing
+from kruispunt.errors import ManifestRejected, SignatureInvalid
+from kruispunt.purpose import Purpose
+from kruispunt.v1 import common_pb2
+
+MANIFEST_CONTEXT = signing.CONTEXT_MANIFEST
+CONSENT_CONTEXT = signing.CONTEXT_CONSENT
+
+
+def new_round_id(now: datetime) -> str:
+    """A round id that sorts by time and is never reused (random suffix)."""
+    return f"r{now.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class VerifiedManifest:
+    """A manifest whose signature, protocol version and expiry have been checked."""
+
+    signed: common_pb2.SignedManifest
+    manifest: common_pb2.RoundManifest
+    purpose: Purpose
+    sha256: bytes
+
+    @property
+    def round_id(self) -> str:
+        return self.manifest.round_id
+
+    @property
+    def partners(self) -> list[str]:
+        return list(self.manifest.partners)
+
+
+def sign_manifest(
+    key: Ed25519PrivateKey,
+    *,
+    round_id: str,
+    network: str,
+    purpose: Purpose,
+    partners: list[str],
+    now: datetime,
+    ttl_seconds: int,
+    initiated_by: str,
+) -> common_pb2.SignedManifest:
+    """Build and sign the manifest for one round."""
+    manifest = common_pb2.RoundManifest(
+        round_id=round_id,
+        network=network,
+        purpose=purpose.to_proto(),
+        partners=partners,
+        created_at_unix=int(now.timestamp()),
+        expires_at_unix=int(now.timestamp()) + ttl_seconds,
+        protocol_version=PROTOCOL_VERSION,
+        initiated_by=initiated_by,
+    )
+    body = manifest.SerializeToString(deterministic=True)
+    return common_pb2.SignedManifest(
+        manifest=body, signature=signing.sign(key, MANIFEST_CONTEXT, body)
+    )
+
+
+def verify_manifest(
+    signed: common_pb2.SignedManifest,
+    coordinator_key: Ed25519PublicKey,
+    *,
+    now: datetime,
+    network: str | None = None,
+) -> VerifiedManifest:
+    """Check signature, protocol version, network and expiry; raise ManifestRejected."""
+    try:
+        signing.verify(coordinator_key, MANIFEST_CONTEXT, signed.manifest, signed.signature)
+    except SignatureInvalid:
+        raise ManifestRejected("manifest signature does not verify") from None
+    manifest = common_pb2.RoundManifest()
+    try:
+        manifest.ParseFromString(signed.manifest)
+    except DecodeError:
+        raise ManifestRejected("manifest does not parse") from None
+    if manifest.protocol_version != PROTOCOL_VERSION:
+        raise ManifestRejected(
+            f"protocol version {manifest.protocol_version!r} not supported "
+            f"(this node speaks {PROTOCOL_VERSION})"
+        )
+    if network is not None and manifest.network != network:
+        raise ManifestRejected(f"manifest is for network {manifest.network!r}, not {network!r}")
+    if manifest.expires_at_unix <= int(now.timestamp()):
+        raise ManifestRejected("manifest has expired")
+    if len(set(manifest.partners)) != len(manifest.partners) or len(manifest.partners) < 2:
+        raise ManifestRejected("manifest partner list is malformed")
+    try:
+        purpose = Purpose.from_proto(manifest.purpose)
+    except Exception as exc:  # a signed but invalid purpose is still a bad manifest
+        raise ManifestRejected(f"manifest purpose is invalid: {exc}") from None
+    if set(manifest.partners) != set(purpose.legal_basis):
+        raise ManifestRejected("manifest partners differ from the purpose's partners")
+    return VerifiedManifest(
+        signed=signed,
+        manifest=manifest,
+        purpose=purpose,
+        sha256=hashlib.sha256(signed.manifest).digest(),
+    )
+
+
+def sign_consent(key: Ed25519PrivateKey, consent: common_pb2.Consent) -> common_pb2.SignedConsent:
+    """Sign a node's consent or refusal."""
+    body = consent.SerializeToString(deterministic=True)
+    signature = signing.sign(key, CONSENT_CONTEXT, body)
+    return common_pb2.SignedConsent(consent=body, signature=signature)
+
+
+def verify_consent(
+    signed: common_pb2.SignedConsent,
+    partner_key: Ed25519PublicKey,
+    *,
+    round_id: str,
+    partner_id: str,
+    manifest_sha256: bytes,
+) -> common_pb2.Consent:
+    """Check a consent's signature and that it answers this manifest from this partner."""
+    signing.verify(partner_key, CONSENT_CONTEXT, signed.consent, signed.signature)
+    consent = common_pb2.Consent()
+    try:
+        consent.ParseFromString(signed.consent)
+    except DecodeError:
+        raise SignatureInvalid() from None
+    if (
+        consent.round_id != round_id
+        or consent.partner_id != partner_id
+        or consent.manifest_sha256 != manifest_sha256
+    ):
+        raise ManifestRejected("consent does not answer this round's manifest")
+    return consent
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware (injectable callers pass their own)."""
+    return datetime.now(UTC)

@@ -1,0 +1,142 @@
+"""node.toml: where a node listens, its keys, its inputs per purpose, and its local policy.
+
+The policy is the organisation's own word on what it takes part in: which
+purposes, under which legal basis, with which partners, and how much it lets
+the network disclose. A manifest that asks for more is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kruispunt.errors import ConfigError
+from kruispunt.tomlfile import read_toml, resolver, table
+
+CONFIG_NAME = "node.toml"
+DISCLOSURE_RANK = {"count": 0, "partners": 1}
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Which file feeds a purpose and how to read it."""
+
+    path: Path
+    kind: str
+    columns: Mapping[str, str] = field(default_factory=dict)
+    delimiter: str | None = None
+    objection_column: str | None = None
+    exclusion_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """What this organisation agreed to for one purpose."""
+
+    purpose: str
+    legal_basis: str
+    partners: frozenset[str]
+    min_threshold: int = 2
+    max_disclosure: str = "count"
+    max_set_size: int | None = None
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A node's whole configuration, with every path made absolute."""
+
+    directory: Path
+    partner_id: str
+    name: str
+    listen: str
+    tls_key: Path
+    tls_cert: Path
+    tls_ca: Path
+    signing_key: Path
+    coordinator_public_key: Path
+    results_dir: Path
+    audit_log: Path
+    state_dir: Path
+    workers: int | None
+    inputs: Mapping[str, InputConfig]
+    policies: Mapping[str, PolicyConfig]
+    strict_input: bool = False
+    log_level: str = "info"
+
+
+def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -> NodeConfig:
+    """Load DIR/node.toml; KRUISPUNT_NODE_LISTEN and KRUISPUNT_LOG_LEVEL in env override."""
+    env = env or {}
+    path = directory / CONFIG_NAME
+    data = read_toml(path)
+    src = str(path)
+    node = table(data, "node", src)
+    tls = table(data, "tls", src)
+    sign = table(data, "signing", src)
+    paths = data.get("paths", {})
+
+    p = resolver(directory)
+    inputs: dict[str, InputConfig] = {}
+    for purpose, raw in table(data, "inputs", src, required=False).items():
+        where = f"{src}: [inputs.{purpose}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where} must be a table")
+        if "path" not in raw or "kind" not in raw:
+            raise ConfigError(f"{where} needs 'path' and 'kind'")
+        if raw["kind"] not in ("bsn", "address"):
+            raise ConfigError(f"{where} kind must be 'bsn' or 'address'")
+        inputs[purpose] = InputConfig(
+            path=p(raw["path"]),
+            kind=raw["kind"],
+            columns=dict(raw.get("columns", {})),
+            delimiter=raw.get("delimiter"),
+            objection_column=raw.get("objection_column"),
+            exclusion_file=p(raw["exclusion_file"]) if raw.get("exclusion_file") else None,
+        )
+    policies: dict[str, PolicyConfig] = {}
+    for purpose, raw in table(data, "policy", src, required=False).items():
+        where = f"{src}: [policy.{purpose}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where} must be a table")
+        if not str(raw.get("legal_basis", "")).strip():
+            raise ConfigError(f"{where} needs the organisation's legal_basis")
+        disclosure = raw.get("max_disclosure", "count")
+        if disclosure not in DISCLOSURE_RANK:
+            raise ConfigError(f"{where} max_disclosure must be 'count' or 'partners'")
+        partners = raw.get("partners")
+        if not isinstance(partners, list) or not partners:
+            raise ConfigError(f"{where} needs the list of partners it agreed to share with")
+        policies[purpose] = PolicyConfig(
+            purpose=purpose,
+            legal_basis=str(raw["legal_basis"]),
+            partners=frozenset(str(x) for x in partners),
+            min_threshold=int(raw.get("min_threshold", 2)),
+            max_disclosure=disclosure,
+            max_set_size=int(raw["max_set_size"]) if "max_set_size" in raw else None,
+        )
+    for purpose in policies:
+        if purpose not in inputs:
+            raise ConfigError(f"{src}: [policy.{purpose}] has no [inputs.{purpose}] to read from")
+    try:
+        return NodeConfig(
+            directory=directory.resolve(),
+            partner_id=str(node["partner_id"]),
+            name=str(node.get("name", node["partner_id"])),
+            listen=env.get("KRUISPUNT_NODE_LISTEN", str(node.get("listen", "0.0.0.0:50051"))),
+            tls_key=p(tls.get("key", "tls/node.key")),
+            tls_cert=p(tls.get("cert", "tls/node.crt")),
+            tls_ca=p(tls.get("ca", "tls/ca.crt")),
+            signing_key=p(sign.get("key", "signing/node.ed25519")),
+            coordinator_public_key=p(sign.get("coordinator_public_key", "signing/coordinator.pub")),
+            results_dir=p(paths.get("results", "results")),
+            audit_log=p(paths.get("audit_log", "audit/node-audit.jsonl")),
+            state_dir=p(paths.get("state", "state")),
+            workers=int(node["workers"]) if "workers" in node else None,
+            inputs=inputs,
+            policies=policies,
+            strict_input=bool(node.get("strict_input", False)),
+            log_level=env.get("KRUISPUNT_LOG_LEVEL", str(node.get("log_level", "info"))),
+        )
+    except KeyError as exc:
+        raise ConfigError(f"{src}: [node] needs {exc.args[0]!r}") from None

@@ -1,0 +1,485 @@
+"""The node's side of a matching round: consent, blinding, evaluation, finalisation, results.
+
+One `RoundManager` per node process. It holds, per round in flight, the
+node's fresh key and blinding (memory only) and its canonical records, and
+wipes both when the round is committed, aborted or left idle too long. The
+gRPC servicer (`server.py`) only translates messages to these calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from google.protobuf.message import DecodeError
+
+from kruispunt import wire
+from kruispunt.errors import (
+    InputFileError,
+    KruispuntError,
+    ManifestRejected,
+    ProtocolError,
+    ResourceLimit,
+    UnknownRound,
+)
+from kruispunt.manifest import VerifiedManifest, sign_consent, verify_manifest
+from kruispunt.v1 import common_pb2, node_pb2
+from psi_node.audit import NodeAudit
+from psi_node.config import NodeConfig
+from psi_node.inputs import InputSet, InputSpec, read_input
+from psi_node.oprf import RoundKey
+from psi_node.policy import refusal_reason
+from psi_node.pool import PointPool
+from psi_node.results import (
+    StagedResult,
+    commit_results,
+    discard_staged,
+    expired_results,
+    retention_deadline,
+    stage_results,
+)
+
+log = structlog.get_logger("psi_node.rounds")
+ROUND_ID_RE = re.compile(r"r\d{8}T\d{6}-[0-9a-f]{8}")
+
+# Phases in the order a round passes them at a node.
+CONSENTED, BLINDED, FINALIZED, STAGED = "consented", "blinded", "finalized", "staged"
+
+
+@dataclass
+class NodeRound:
+    """What a node keeps about one round in flight (memory only)."""
+
+    verified: VerifiedManifest
+    inputs: InputSet
+    key: RoundKey
+    phase: str = CONSENTED
+    last_activity: float = field(default_factory=time.monotonic)
+    staged: StagedResult | None = None
+    evaluated: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def round_id(self) -> str:
+        return self.verified.round_id
+
+    @property
+    def basis(self) -> str:
+        purpose = self.verified.purpose
+        return f"{purpose.id}: {purpose.legal_basis.get(self.verified.partners[0], '')}"
+
+
+class RoundManager:
+    """Everything a node does in rounds, independent of gRPC."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        network: str,
+        signing_key: Ed25519PrivateKey,
+        coordinator_key: Ed25519PublicKey,
+        audit: NodeAudit,
+        pool: PointPool,
+        now: Callable[[], datetime],
+        idle_timeout: float = 1800.0,
+        chunk_points: int = 4096,
+    ) -> None:
+        self.config = config
+        self.network = network
+        self._signing_key = signing_key
+        self._coordinator_key = coordinator_key
+        self.audit = audit
+        self.pool = pool
+        self.now = now
+        self.idle_timeout = idle_timeout
+        self.chunk_points = chunk_points
+        self._rounds: dict[str, NodeRound] = {}
+        self._lock = threading.Lock()
+        self._seen_path = config.state_dir / "seen-rounds"
+        config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._seen = self._load_seen()
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def _load_seen(self) -> set[str]:
+        try:
+            return set(self._seen_path.read_text(encoding="utf-8").split())
+        except FileNotFoundError:
+            return set()
+
+    def _remember(self, round_id: str) -> None:
+        """Record a round id as seen, durably, before answering (replay protection)."""
+        self._seen.add(round_id)
+        with open(self._seen_path, "a", encoding="utf-8") as fh:
+            fh.write(round_id + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _get(self, round_id: str, *, phases: Iterable[str]) -> NodeRound:
+        with self._lock:
+            rnd = self._rounds.get(round_id)
+        if rnd is None:
+            raise UnknownRound("no such round in flight at this node")
+        allowed = tuple(phases)
+        if rnd.phase not in allowed:
+            raise ProtocolError(f"round is in phase {rnd.phase!r}, expected {' or '.join(allowed)}")
+        rnd.last_activity = time.monotonic()
+        return rnd
+
+    def _drop(self, round_id: str) -> NodeRound | None:
+        with self._lock:
+            rnd = self._rounds.pop(round_id, None)
+        if rnd is not None:
+            rnd.key.wipe()
+        return rnd
+
+    def _audit(
+        self, event: str, rnd_or_id: NodeRound | str, action: str, **details: object
+    ) -> None:
+        if isinstance(rnd_or_id, NodeRound):
+            round_id, basis = rnd_or_id.round_id, rnd_or_id.basis
+        else:
+            round_id, basis = rnd_or_id, ""
+        self.audit.append(
+            event,
+            actor="psi-node",
+            on_behalf_of=self.config.partner_id,
+            access_point=self.config.listen,
+            action=action,
+            basis=basis,
+            round_id=round_id,
+            details=details,
+        )
+
+    def rounds_in_flight(self) -> list[str]:
+        with self._lock:
+            return sorted(self._rounds)
+
+    # -- propose ---------------------------------------------------------------------
+
+    def propose(self, signed: common_pb2.SignedManifest) -> common_pb2.SignedConsent:
+        """Check a manifest and answer a signed consent or refusal."""
+        now = self.now()
+        try:
+            verified = verify_manifest(signed, self._coordinator_key, now=now, network=self.network)
+        except ManifestRejected as exc:
+            return self._refuse_unverified(signed, str(exc), now)
+        round_id = verified.round_id
+        with self._lock:
+            replay = round_id in self._seen or round_id in self._rounds
+        if replay:
+            return self._refuse(verified, "round id seen before (replayed manifest)", now)
+        self._remember(round_id)
+        self._audit(
+            "manifest.seen",
+            round_id,
+            "R",
+            purpose=verified.purpose.id,
+            purpose_version=verified.purpose.version,
+            partners=verified.partners,
+            manifest_sha256=verified.sha256.hex(),
+        )
+        reason = refusal_reason(self.config, verified)
+        if reason is not None:
+            return self._refuse(verified, reason, now)
+        purpose = verified.purpose
+        inp = self.config.inputs[purpose.id]
+        spec = InputSpec(
+            path=inp.path,
+            kind=inp.kind,  # type: ignore[arg-type]  # checked by the policy
+            columns=inp.columns,
+            delimiter=inp.delimiter,
+            objection_column=inp.objection_column,
+            exclusion_file=inp.exclusion_file,
+        )
+        try:
+            inputs = read_input(spec, strict=self.config.strict_input)
+        except (InputFileError, KruispuntError) as exc:
+            return self._refuse(verified, f"input unusable: {exc}", now)
+        report = inputs.report
+        size = len(inputs.records)
+        if size == 0:
+            return self._refuse(verified, "input holds no valid records", now)
+        if size > purpose.max_set_size:
+            return self._refuse(
+                verified,
+                f"set of {size} records exceeds the purpose maximum {purpose.max_set_size}",
+                now,
+            )
+        rnd = NodeRound(verified=verified, inputs=inputs, key=RoundKey.generate())
+        with self._lock:
+            self._rounds[round_id] = rnd
+        consent = common_pb2.Consent(
+            round_id=round_id,
+            partner_id=self.config.partner_id,
+            granted=True,
+            manifest_sha256=verified.sha256,
+            legal_basis=purpose.legal_basis[self.config.partner_id],
+            set_size=size,
+            excluded_count=report.excluded + report.objected,
+            invalid_count=report.invalid,
+            decided_at_unix=int(now.timestamp()),
+        )
+        self._audit(
+            "consent.given",
+            rnd,
+            "E",
+            set_size=size,
+            excluded=report.excluded,
+            objected=report.objected,
+            invalid=report.invalid,
+            duplicates=report.duplicate,
+        )
+        log.info(
+            "consent given",
+            round_id=round_id,
+            purpose=purpose.id,
+            set_size=size,
+            excluded=report.excluded,
+            objected=report.objected,
+            invalid=report.invalid,
+        )
+        return sign_consent(self._signing_key, consent)
+
+    def _refuse(
+        self, verified: VerifiedManifest, reason: str, now: datetime
+    ) -> common_pb2.SignedConsent:
+        self._audit(
+            "consent.refused", verified.round_id, "E", reason=reason, purpose=verified.purpose.id
+        )
+        log.warning("consent refused", round_id=verified.round_id, reason=reason)
+        consent = common_pb2.Consent(
+            round_id=verified.round_id,
+            partner_id=self.config.partner_id,
+            granted=False,
+            reason=reason,
+            manifest_sha256=verified.sha256,
+            decided_at_unix=int(now.timestamp()),
+        )
+        return sign_consent(self._signing_key, consent)
+
+    def _refuse_unverified(
+        self, signed: common_pb2.SignedManifest, reason: str, now: datetime
+    ) -> common_pb2.SignedConsent:
+        digest = hashlib.sha256(signed.manifest).digest()
+        manifest = common_pb2.RoundManifest()
+        try:
+            manifest.ParseFromString(signed.manifest)
+            round_id = manifest.round_id
+        except DecodeError:
+            round_id = ""
+        # Unverified text: keep it only if it has the shape of our round ids.
+        if not ROUND_ID_RE.fullmatch(round_id):
+            round_id = ""
+        self._audit("manifest.rejected", round_id, "E", reason=reason, manifest_sha256=digest.hex())
+        log.warning("manifest rejected", round_id=round_id, reason=reason)
+        consent = common_pb2.Consent(
+            round_id=round_id,
+            partner_id=self.config.partner_id,
+            granted=False,
+            reason=reason,
+            manifest_sha256=digest,
+            decided_at_unix=int(now.timestamp()),
+        )
+        return sign_consent(self._signing_key, consent)
+
+    # -- the matching phases -----------------------------------------------------------
+
+    def blind(self, round_id: str) -> Iterator[tuple[int, bytes]]:
+        """Phase 1: this node's blinded points r*H(x) in input order, chunk by chunk."""
+        rnd = self._get(round_id, phases=(CONSENTED,))
+        records = rnd.inputs.records
+        with rnd.lock:
+            for offset in range(0, len(records), self.chunk_points):
+                chunk = records[offset : offset + self.chunk_points]
+                yield offset, self.pool.hash_and_blind(chunk, rnd.key.blind_factor)
+                rnd.last_activity = time.monotonic()
+            rnd.phase = BLINDED
+        self._audit("records.sent", rnd, "E", set_size=len(records))
+        log.info("blinded set sent", round_id=round_id, points=len(records))
+
+    def evaluate(
+        self, round_id: str, origin: str, batches: Iterable[tuple[int, bytes]]
+    ) -> Iterator[tuple[int, bytes]]:
+        """Phase 2: apply this node's key to another partner's points, order kept."""
+        rnd = self._get(round_id, phases=(CONSENTED, BLINDED))
+        if origin == self.config.partner_id or origin not in rnd.verified.partners:
+            raise ProtocolError("origin is not another partner of this round")
+        if origin in rnd.evaluated:
+            raise ProtocolError("this partner's set was already evaluated in this round")
+        rnd.evaluated.add(origin)
+        limit = rnd.verified.purpose.max_set_size
+        expected = 0
+        for offset, packed in batches:
+            count = wire.check_packed(packed, wire.POINT_BYTES)
+            if offset != expected:
+                raise ProtocolError("batch offset out of order")
+            expected += count
+            if expected > limit:
+                raise ResourceLimit("more points than the purpose's maximum set size")
+            yield offset, self.pool.scalar_mult(rnd.key.key, packed)
+            rnd.last_activity = time.monotonic()
+        log.info("evaluated", round_id=round_id, origin=origin, points=expected)
+
+    def finalize(
+        self, round_id: str, batches: Iterable[tuple[int, bytes]]
+    ) -> Iterator[tuple[int, bytes]]:
+        """Phase 3: own points with every other key in; answer 16-byte tags in order."""
+        rnd = self._get(round_id, phases=(BLINDED,))
+        records = rnd.inputs.records
+        expected = 0
+        for offset, packed in batches:
+            count = wire.check_packed(packed, wire.POINT_BYTES)
+            if offset != expected or expected + count > len(records):
+                raise ProtocolError("finalize batch does not match this node's set")
+            chunk = records[offset : offset + count]
+            yield offset, self.pool.unblind_and_tag(chunk, rnd.key.unblind_factor, packed)
+            expected += count
+            rnd.last_activity = time.monotonic()
+        if expected != len(records):
+            raise ProtocolError("finalize stream ended before the whole set came back")
+        rnd.phase = FINALIZED
+        rnd.key.wipe()  # the key's work is done; nothing later needs it
+        log.info("finalized", round_id=round_id, tags=expected)
+
+    # -- results ---------------------------------------------------------------------
+
+    def deliver(self, results: node_pb2.RoundResults) -> node_pb2.DeliveryReceipt:
+        """Stage this node's results; nothing is visible until commit."""
+        rnd = self._get(results.round_id, phases=(FINALIZED,))
+        size = len(rnd.inputs.records)
+        purpose = rnd.verified.purpose
+        indices = list(results.flagged_indices)
+        if any(i >= size for i in indices) or len(set(indices)) != len(indices):
+            raise ProtocolError("flagged indices do not fit this node's set")
+        if results.flagged_count != len(indices):
+            raise ProtocolError("flagged count does not match the indices")
+        partners = rnd.verified.partners
+        coholders: list[list[str]] | None = None
+        if purpose.disclosure == "partners":
+            masks = list(results.holder_masks)
+            if len(masks) != len(indices):
+                raise ProtocolError("holder masks do not match the flagged indices")
+            coholders = [
+                [p for b, p in enumerate(partners) if m >> b & 1 and p != self.config.partner_id]
+                for m in masks
+            ]
+        elif results.holder_masks:
+            raise ProtocolError("holder masks sent for a purpose that discloses counts only")
+        now = self.now()
+        values = rnd.inputs.values
+        staged = stage_results(
+            self.config.results_dir,
+            rnd.round_id,
+            columns=rnd.inputs.columns,
+            rows=[values[i] for i in indices],
+            coholders=coholders,
+            metadata={
+                "round_id": rnd.round_id,
+                "purpose": purpose.id,
+                "purpose_version": purpose.version,
+                "threshold": purpose.threshold,
+                "disclosure": purpose.disclosure,
+                "flagged_count": len(indices),
+                "set_sizes": dict(sorted(results.set_sizes.items())),
+                "written_at": now.isoformat(),
+                "delete_after": retention_deadline(now, purpose.result_retention_days).isoformat(),
+            },
+        )
+        rnd.staged = staged
+        rnd.phase = STAGED
+        self._audit(
+            "results.received",
+            rnd,
+            "C",
+            flagged_count=len(indices),
+            set_sizes=dict(results.set_sizes),
+        )
+        return node_pb2.DeliveryReceipt(
+            round_id=rnd.round_id,
+            flagged_count=len(indices),
+            result_path=str(staged.final_csv),
+            result_sha256=staged.sha256,
+        )
+
+    def commit(self, round_id: str) -> node_pb2.DeliveryReceipt:
+        """Publish staged results and end the round here."""
+        rnd = self._get(round_id, phases=(STAGED,))
+        assert rnd.staged is not None
+        try:
+            path = commit_results(rnd.staged)
+        finally:
+            self._drop(round_id)
+        self._audit(
+            "results.written",
+            rnd,
+            "C",
+            flagged_count=rnd.staged.flagged_count,
+            path=str(path),
+            result_sha256=rnd.staged.sha256.hex(),
+        )
+        log.info(
+            "results written", round_id=round_id, flagged=rnd.staged.flagged_count, path=str(path)
+        )
+        return node_pb2.DeliveryReceipt(
+            round_id=round_id,
+            flagged_count=rnd.staged.flagged_count,
+            result_path=str(path),
+            result_sha256=rnd.staged.sha256,
+        )
+
+    def abort(self, round_id: str, reason: str) -> bool:
+        """Drop a round: wipe its key and records, remove staged results."""
+        rnd = self._drop(round_id)
+        removed = discard_staged(self.config.results_dir, round_id)
+        if rnd is None and not removed:
+            return False
+        self._audit(
+            "round.aborted", rnd or round_id, "D", reason=reason[:500], staged_removed=removed
+        )
+        log.warning("round aborted", round_id=round_id, reason=reason[:500])
+        return True
+
+    def expire_idle(self) -> list[str]:
+        """Abort rounds with no activity for idle_timeout seconds (coordinator gone)."""
+        cutoff = time.monotonic() - self.idle_timeout
+        with self._lock:
+            stale = [rid for rid, r in self._rounds.items() if r.last_activity < cutoff]
+        for rid in stale:
+            self.abort(rid, "no activity from the coordinator within the idle timeout")
+        return stale
+
+    def purge_results(self) -> list[Path]:
+        """Delete result files whose retention has ended; each deletion is audited."""
+        deleted = []
+        for round_id, csv_path, meta_path in expired_results(self.config.results_dir, self.now()):
+            for path in (csv_path, meta_path):
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                deleted.append(path)
+            self._audit(
+                "results.deleted",
+                round_id,
+                "D",
+                reason="retention period ended",
+                path=str(csv_path),
+            )
+            log.info("results deleted", round_id=round_id, reason="retention period ended")
+        return deleted
+
+    def close(self) -> None:
+        """Abort every round in flight (shutdown)."""
+        for rid in self.rounds_in_flight():
+            self.abort(rid, "node shutting down")

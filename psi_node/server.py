@@ -1,0 +1,218 @@
+"""The PsiNode gRPC service: a thin translation between messages and the RoundManager.
+
+`create_server(config)` builds a started-but-not-waiting server and returns it
+with its bound port (tests bind port 0); `serve(directory)` runs one until
+SIGTERM/SIGINT, then stops gracefully, aborting rounds in flight.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from kruispunt import pki, signing, transport
+from kruispunt.errors import ConfigError, ProtocolError
+from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
+from psi_node.audit import NodeAudit
+from psi_node.config import NodeConfig
+from psi_node.pool import PointPool
+from psi_node.rounds import RoundManager
+
+log = structlog.get_logger("psi_node.server")
+
+SERVICE = "kruispunt.v1.PsiNode"
+GRACE_SECONDS = 5.0
+
+
+def _batches(
+    request_iterator: Iterator[common_pb2.PointBatch], round_id: str | None = None
+) -> tuple[common_pb2.PointBatch | None, Iterator[tuple[int, bytes]]]:
+    """Peek the first batch (it names the round and origin) and yield (offset, points)."""
+    first = next(request_iterator, None)
+
+    def gen() -> Iterator[tuple[int, bytes]]:
+        if first is None:
+            return
+        yield first.offset, first.points
+        for batch in request_iterator:
+            if batch.round_id != first.round_id or batch.origin != first.origin:
+                raise ProtocolError("a stream carries one round and one origin only")
+            yield batch.offset, batch.points
+
+    return first, gen()
+
+
+class NodeServicer(node_pb2_grpc.PsiNodeServicer):
+    """gRPC face of a node's RoundManager."""
+
+    def __init__(self, rounds: RoundManager) -> None:
+        self.rounds = rounds
+
+    def Propose(  # noqa: N802 - gRPC method names
+        self, request: common_pb2.SignedManifest, context: grpc.ServicerContext
+    ) -> common_pb2.SignedConsent:
+        return self.rounds.propose(request)
+
+    def Blind(  # noqa: N802
+        self, request: common_pb2.RoundRef, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.PointBatch]:
+        me = self.rounds.config.partner_id
+        for offset, packed in self.rounds.blind(request.round_id):
+            yield common_pb2.PointBatch(
+                round_id=request.round_id, origin=me, offset=offset, points=packed
+            )
+
+    def Evaluate(  # noqa: N802
+        self, request_iterator: Iterator[common_pb2.PointBatch], context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.PointBatch]:
+        first, batches = _batches(request_iterator)
+        if first is None:
+            raise ProtocolError("empty evaluate stream")
+        for offset, packed in self.rounds.evaluate(first.round_id, first.origin, batches):
+            yield common_pb2.PointBatch(
+                round_id=first.round_id,
+                origin=first.origin,
+                step=first.step,
+                offset=offset,
+                points=packed,
+            )
+
+    def Finalize(  # noqa: N802
+        self, request_iterator: Iterator[common_pb2.PointBatch], context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.TagBatch]:
+        first, batches = _batches(request_iterator)
+        if first is None:
+            raise ProtocolError("empty finalize stream")
+        if first.origin != self.rounds.config.partner_id:
+            raise ProtocolError("finalize carries this node's own set only")
+        for offset, tags in self.rounds.finalize(first.round_id, batches):
+            yield common_pb2.TagBatch(round_id=first.round_id, offset=offset, tags=tags)
+
+    def Deliver(  # noqa: N802
+        self, request: node_pb2.RoundResults, context: grpc.ServicerContext
+    ) -> node_pb2.DeliveryReceipt:
+        return self.rounds.deliver(request)
+
+    def Commit(  # noqa: N802
+        self, request: common_pb2.RoundRef, context: grpc.ServicerContext
+    ) -> node_pb2.DeliveryReceipt:
+        return self.rounds.commit(request.round_id)
+
+    def Abort(  # noqa: N802
+        self, request: node_pb2.AbortRequest, context: grpc.ServicerContext
+    ) -> common_pb2.Ack:
+        self.rounds.abort(request.round_id, request.reason or "aborted by the coordinator")
+        return common_pb2.Ack(round_id=request.round_id)
+
+
+@dataclass
+class NodeServer:
+    """A running node: the gRPC server, its round manager and background housekeeping."""
+
+    server: grpc.Server
+    port: int
+    rounds: RoundManager
+    pool: PointPool
+    owns_pool: bool
+    health: health.HealthServicer
+    _stop: threading.Event
+    _janitor: threading.Thread
+
+    def stop(self, grace: float | None = GRACE_SECONDS) -> None:
+        """Refuse new calls, let calls in flight finish for `grace` seconds, abort rounds."""
+        self.health.enter_graceful_shutdown()
+        self._stop.set()
+        self.server.stop(grace).wait()
+        self.rounds.close()
+        if self.owns_pool:
+            self.pool.close()
+        self._janitor.join(timeout=5)
+
+
+def create_server(
+    config: NodeConfig,
+    *,
+    now: Callable[[], datetime] | None = None,
+    pool: PointPool | None = None,
+    housekeeping_seconds: float = 60.0,
+    idle_timeout: float = 1800.0,
+    max_partners: int = 64,
+) -> NodeServer:
+    """Build and start a node server from its config; returns it with the bound port."""
+    cert = pki.load_certificate(config.tls_cert)
+    identity = pki.identity_from_certificate(cert)
+    if identity.role != "partner" or identity.name != config.partner_id:
+        raise ConfigError(
+            f"{config.tls_cert}: certificate is for {identity.uri}, "
+            f"but node.toml says partner_id = {config.partner_id!r}"
+        )
+    signing_key = signing.load_signing_key(config.signing_key)
+    coordinator_key = signing.load_public_key(config.coordinator_public_key.read_bytes())
+    audit = NodeAudit(config.audit_log, signing_key)
+    owns_pool = pool is None
+    pool = pool or PointPool(config.workers)
+    rounds = RoundManager(
+        config,
+        network=identity.network,
+        signing_key=signing_key,
+        coordinator_key=coordinator_key,
+        audit=audit,
+        pool=pool,
+        now=now or (lambda: datetime.now(UTC)),
+        idle_timeout=idle_timeout,
+    )
+    interceptor = transport.AuthInterceptor(identity.network, {f"/{SERVICE}/": ["coordinator"]})
+    # Every partner's set streams through this node at once during evaluation: one thread each.
+    server = transport.make_server(interceptor, max_workers=max(16, 2 * max_partners))
+    node_pb2_grpc.add_PsiNodeServicer_to_server(NodeServicer(rounds), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    creds = transport.server_credentials(
+        config.tls_key.read_bytes(), config.tls_cert.read_bytes(), config.tls_ca.read_bytes()
+    )
+    try:
+        port = transport.bind_secure_port(server, config.listen, creds)
+    except RuntimeError:
+        raise ConfigError(f"cannot listen on {config.listen} (address in use?)") from None
+    server.start()
+    health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    stop = threading.Event()
+
+    def housekeeping() -> None:
+        while not stop.wait(housekeeping_seconds):
+            try:
+                rounds.expire_idle()
+                rounds.purge_results()
+            except Exception:
+                log.exception("housekeeping failed")
+
+    janitor = threading.Thread(target=housekeeping, name="node-housekeeping", daemon=True)
+    janitor.start()
+    rounds.purge_results()
+    log.info("node serving", partner=config.partner_id, network=identity.network, port=port)
+    return NodeServer(server, port, rounds, pool, owns_pool, health_servicer, stop, janitor)
+
+
+def serve(config: NodeConfig) -> int:
+    """Run a node until SIGTERM or SIGINT; returns the process exit code."""
+    node = create_server(config)
+    done = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("shutting down", signal=signal.Signals(signum).name)
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"psi-node {config.partner_id}: serving on port {node.port}", flush=True)
+    done.wait()
+    node.stop()
+    return 0

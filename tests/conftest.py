@@ -1,0 +1,40 @@
+"""Shared fixtures: the path to the RFC vectors, and a network builder that always cleans up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from psi_node.pool import PointPool
+from tests.network import TestNetwork, build_network
+
+
+@pytest.fixture(scope="session")
+def shared_pool() -> Iterator[PointPool]:
+    """One worker pool for all in-process nodes (spawning pools per node is slow)."""
+    pool = PointPool(2)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def network_factory(tmp_path: Path, shared_pool: PointPool) -> Iterator[Callable[..., TestNetwork]]:
+    """Build test networks (real set-up flow); every server is stopped afterwards."""
+    built: list[TestNetwork] = []
+
+    def factory(partners: list[str], *, start: bool = True, **kwargs: Any) -> TestNetwork:
+        net = build_network(tmp_path / f"net{len(built)}", partners, **kwargs)
+        net.pool = shared_pool
+        built.append(net)
+        if start:
+            for pid in partners:
+                net.start_node(pid)
+            net.start_coordinator()
+        return net
+
+    yield factory
+    for net in built:
+        net.close()
