@@ -1,0 +1,503 @@
+"""Read a partner's CSV export into canonical identifiers, with a report by line.
+
+The node's operator exports a client list from their own system; this module
+turns it into the records a round uses, and says exactly what it left out and
+why. What it accepts:
+
+- UTF-8, with or without a byte-order mark. Anything else (Windows-1252 from
+  an old Excel, UTF-16 "Unicode text") is refused with the line where it goes
+  wrong: a silently mis-decoded postcode is a missed household.
+- A header line, then one row per person or address. The delimiter is
+  sniffed from the header (the most frequent of ``;``, ``,``, tab and ``|``)
+  unless configured.
+- Column names matched case-insensitively, ignoring surrounding spaces. A
+  field's column is configured in ``InputSpec.columns`` (field -> header
+  name); unconfigured fields fall back to the usual names (``DEFAULT_COLUMNS``).
+  "huisletter" and "toevoeging" may be absent when not configured.
+- An optional objection column: a truthy value (``OBJECTION_TRUE``) means the
+  person used their right to object. Objection is per identifier: if any row
+  of an identifier is marked, none of its rows leaves the node. A value that
+  is neither truthy nor falsy makes the row invalid, so it stays home too and
+  the operator is told.
+- An optional exclusion file: a CSV with a header and the same identifier
+  columns as the input (so a BSN list is a "bsn" header and one number per
+  line), canonicalised the same way. Its rows never leave the node.
+
+Every row lands in exactly one bucket: invalid, objected, excluded, duplicate
+(the same canonical identifier as an earlier row; the first is kept) or
+valid. Wholly empty rows (a blank line, ";;;") are counted as blank and
+otherwise ignored. Problems are reported by line number (1-based, header is
+line 1, as an editor shows) and reason, never by value.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import io
+import itertools
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from operator import itemgetter
+from pathlib import Path
+from typing import IO, Any, cast
+
+from kruispunt.errors import ConfigError, InputFileError, InvalidIdentifier
+from kruispunt.identifiers import (
+    FIELDS,
+    KINDS,
+    REQUIRED_FIELDS,
+    IdentifierKind,
+    canonical_address,
+    canonical_bsn,
+)
+
+#: Header names each field is found under when InputSpec.columns does not name one.
+DEFAULT_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    "bsn": ("bsn", "burgerservicenummer"),
+    "postcode": ("postcode",),
+    "huisnummer": ("huisnummer", "huisnr"),
+    "huisletter": ("huisletter",),
+    "toevoeging": ("toevoeging", "huisnummertoevoeging", "huisnummer_toevoeging", "huisnr_toev"),
+}
+#: Objection-column values meaning "this person objected" (compared lower-cased, stripped).
+OBJECTION_TRUE = frozenset({"1", "j", "ja", "y", "yes", "true", "waar", "x", "bezwaar"})
+#: Objection-column values meaning "no objection".
+OBJECTION_FALSE = frozenset({"", "0", "n", "nee", "no", "false", "onwaar", "-"})
+#: Longest line accepted, in bytes; an export line is a few hundred at most.
+MAX_LINE_BYTES = 64 * 1024
+#: Problems kept for the report; all are counted.
+MAX_PROBLEMS = 1000
+#: Rows between progress callbacks.
+PROGRESS_EVERY = 1 << 16
+#: Bytes read, checked and decoded at a time.
+BLOCK_BYTES = 1 << 20
+
+_SNIFF_DELIMITERS = (";", ",", "\t", "|")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Where a partner's export is and how to read it."""
+
+    path: Path
+    kind: IdentifierKind
+    columns: Mapping[str, str] = field(default_factory=dict)
+    delimiter: str | None = None
+    objection_column: str | None = None
+    exclusion_file: Path | None = None
+
+
+@dataclass
+class InputReport:
+    """What reading an input found: counts per bucket and the first problems."""
+
+    path: Path
+    kind: IdentifierKind
+    delimiter: str = ","
+    rows: int = 0
+    blank: int = 0
+    valid: int = 0
+    invalid: int = 0
+    duplicate: int = 0
+    objected: int = 0
+    excluded: int = 0
+    exclusion_entries: int = 0
+    exclusion_invalid: int = 0
+    problems: list[tuple[int, str]] = field(default_factory=list)
+    exclusion_problems: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        """True when at least one record may take part in a round."""
+        return self.valid > 0
+
+    @property
+    def problems_truncated(self) -> bool:
+        """True when more invalid rows were counted than problems kept."""
+        return self.invalid > len(self.problems)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data (counts, line numbers and reasons only)."""
+        return {
+            "file": str(self.path),
+            "kind": self.kind,
+            "delimiter": self.delimiter,
+            "usable": self.usable,
+            "counts": {
+                "rows": self.rows,
+                "valid": self.valid,
+                "invalid": self.invalid,
+                "duplicate": self.duplicate,
+                "objected": self.objected,
+                "excluded": self.excluded,
+                "blank": self.blank,
+            },
+            "problems": [{"line": n, "reason": r} for n, r in self.problems],
+            "problems_truncated": self.problems_truncated,
+            "exclusions": {
+                "entries": self.exclusion_entries,
+                "invalid": self.exclusion_invalid,
+                "problems": [{"line": n, "reason": r} for n, r in self.exclusion_problems],
+            },
+        }
+
+
+@dataclass(frozen=True)
+class InputSet:
+    """The records a node may use, in input order, with where each came from."""
+
+    records: list[bytes]
+    source_lines: list[int]
+    values: list[tuple[str, ...]]
+    columns: tuple[str, ...]
+    report: InputReport
+
+
+def read_input(
+    spec: InputSpec,
+    *,
+    strict: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> InputSet:
+    """Read, validate, de-duplicate and filter a partner's export.
+
+    Raises InputFileError (file, line, reason) when the file cannot be used at
+    all, or -- with ``strict`` -- at the first invalid row of the input or the
+    exclusion file. Raises ConfigError for a columns mapping that names an
+    unknown field or a bad delimiter.
+    """
+    if spec.kind not in KINDS:
+        raise ConfigError(f"unknown identifier kind {spec.kind!r}; expected one of {KINDS}")
+    report = InputReport(path=spec.path, kind=spec.kind)
+    excluded: frozenset[bytes] = frozenset()
+    if spec.exclusion_file is not None:
+        excluded = _read_exclusions(spec, report, strict=strict)
+    with _open(spec.path) as f:
+        table = _Table(spec.path, f, spec.kind, spec.columns, spec.delimiter, spec.objection_column)
+        report.delimiter = table.delimiter
+        found = table.scan(report, strict=strict, excluded=excluded, progress=progress)
+    records, lines, values = found.records, found.lines, found.values
+    if found.objected_ids:
+        # Objection is per identifier: a later objected row withdraws the earlier kept one.
+        keep = [i for i, cid in enumerate(records) if cid not in found.objected_ids]
+        if len(keep) != len(records):
+            report.objected += len(records) - len(keep)
+            records = [records[i] for i in keep]
+            lines = [lines[i] for i in keep]
+            values = [values[i] for i in keep]
+    report.valid = len(records)
+    if progress is not None:
+        progress(report.rows)
+    return InputSet(
+        records=records,
+        source_lines=lines,
+        values=values,
+        columns=table.value_columns,
+        report=report,
+    )
+
+
+def _read_exclusions(spec: InputSpec, report: InputReport, *, strict: bool) -> frozenset[bytes]:
+    """Load the exclusion file's canonical identifiers, counting what does not validate."""
+    assert spec.exclusion_file is not None
+    sub = InputReport(path=spec.exclusion_file, kind=spec.kind)
+    with _open(spec.exclusion_file) as f:
+        table = _Table(spec.exclusion_file, f, spec.kind, spec.columns, None, None)
+        found = table.scan(sub, strict=strict, excluded=frozenset(), progress=None)
+    report.exclusion_entries = len(found.records)
+    report.exclusion_invalid = sub.invalid
+    report.exclusion_problems = sub.problems
+    return frozenset(found.records)
+
+
+@dataclass
+class _Found:
+    """What one pass over a table kept."""
+
+    records: list[bytes]
+    lines: list[int]
+    values: list[tuple[str, ...]]
+    objected_ids: set[bytes]
+
+
+class _Table:
+    """One open CSV file with its header resolved to field indices."""
+
+    def __init__(
+        self,
+        path: Path,
+        f: IO[bytes],
+        kind: IdentifierKind,
+        columns: Mapping[str, str],
+        delimiter: str | None,
+        objection_column: str | None,
+    ) -> None:
+        self.path = path
+        self.kind = kind
+        lines = itertools.chain.from_iterable(_text_blocks(path, f))
+        first = next(lines, None)
+        # Blank physical lines before the header still count, so lines match an editor's.
+        self.offset = 0
+        while first is not None and not first.strip():
+            self.offset += 1
+            first = next(lines, None)
+        if first is None:
+            raise InputFileError(f"{path}: file is empty (expected a header line)")
+        self.header_line = self.offset + 1
+        self.delimiter = delimiter if delimiter is not None else _sniff(first)
+        if len(self.delimiter) != 1 or self.delimiter in "\"\r\n":
+            raise ConfigError(f"{path}: delimiter must be one character other than a quote")
+        self.reader = csv.reader(itertools.chain([first], lines), delimiter=self.delimiter)
+        try:
+            names = [h.strip() for h in next(self.reader)]
+        except csv.Error as e:
+            raise InputFileError(
+                f"{path}, line {self.header_line}: header cannot be parsed ({e})"
+            ) from None
+        header = [h.casefold() for h in names]
+        self.ncols = len(header)
+
+        unknown = sorted(set(columns) - set(FIELDS[kind]))
+        if unknown:
+            raise ConfigError(
+                f"columns: {', '.join(unknown)} is not a field of kind {kind!r}; "
+                f"expected {', '.join(FIELDS[kind])}"
+            )
+        self.index: dict[str, int | None] = {}
+        for name in FIELDS[kind]:
+            explicit = name in columns
+            wanted = (columns[name],) if explicit else DEFAULT_COLUMNS[name]
+            i = self._find(header, wanted, what=f"the column for {name}")
+            if i is None and (explicit or name in REQUIRED_FIELDS[kind]):
+                # Never list the header: in a file without one, it is the first record.
+                raise InputFileError(
+                    f"{path}, line {self.header_line}: missing required column "
+                    f"{wanted[0]!r} for {name} (map it with columns {name}=<header name>)"
+                )
+            self.index[name] = i
+        self.objection: int | None = None
+        if objection_column is not None:
+            self.objection = self._find(header, (objection_column,), what="the objection column")
+            if self.objection is None:
+                raise InputFileError(
+                    f"{path}, line {self.header_line}: missing objection column "
+                    f"{objection_column!r}"
+                )
+        self.present = [i for i in self.index.values() if i is not None]
+        self.value_columns: tuple[str, ...] = tuple(names[i] for i in self.present)
+        # A row must reach every column we read; shorter rows are invalid.
+        self.needed = max([*self.present, -1 if self.objection is None else self.objection]) + 1
+
+    def _find(self, header: list[str], wanted: tuple[str, ...], *, what: str) -> int | None:
+        keys = {w.strip().casefold() for w in wanted}
+        hits = [i for i, h in enumerate(header) if h in keys]
+        if len(hits) > 1:
+            raise InputFileError(
+                f"{self.path}, line {self.header_line}: {what} appears {len(hits)} times "
+                f"(columns {', '.join(str(i + 1) for i in hits)})"
+            )
+        return hits[0] if hits else None
+
+    def _canon(self) -> Callable[[list[str]], bytes]:
+        """Return row -> canonical identifier for this table's columns."""
+        if self.kind == "bsn":
+            bi = self.index["bsn"]
+            assert bi is not None
+
+            def bsn(row: list[str]) -> bytes:
+                return canonical_bsn(row[bi])
+
+            return bsn
+        pi, hi, li, ti = (self.index[k] for k in FIELDS["address"])
+        assert pi is not None
+        assert hi is not None
+
+        def address(row: list[str]) -> bytes:
+            return canonical_address(
+                row[pi], row[hi], "" if li is None else row[li], "" if ti is None else row[ti]
+            )
+
+        return address
+
+    def scan(
+        self,
+        report: InputReport,
+        *,
+        strict: bool,
+        excluded: frozenset[bytes],
+        progress: Callable[[int], None] | None,
+    ) -> _Found:
+        """Read every row once, sorting it into its bucket; keep first occurrences."""
+        path = self.path
+        reader = self.reader
+        ncols = self.ncols
+        needed = self.needed
+        oi = self.objection
+        offset = self.offset
+        problems = report.problems
+        canon = self._canon()
+        if len(self.present) == 1:
+            only = self.present[0]
+
+            def one_value(row: list[str]) -> tuple[str, ...]:
+                return (row[only],)
+
+            values_of: Callable[[list[str]], tuple[str, ...]] = one_value
+        else:
+            values_of = cast(Callable[[list[str]], tuple[str, ...]], itemgetter(*self.present))
+        found = _Found(records=[], lines=[], values=[], objected_ids=set())
+        records, lines, values = found.records, found.lines, found.values
+        objected_ids = found.objected_ids
+        seen: set[bytes] = set()
+        rows = 0
+        invalid = 0
+        blank = 0
+        objected = 0
+        excluded_n = 0
+        duplicate = 0
+
+        def problem(line: int, reason: str) -> None:
+            if strict:
+                raise InputFileError(f"{path}, line {line}: {reason}")
+            if len(problems) < MAX_PROBLEMS:
+                problems.append((line, reason))
+
+        prev = reader.line_num
+        try:
+            for row in reader:
+                line = prev + 1 + offset
+                prev = reader.line_num
+                if len(row) != ncols:
+                    if not any(v.strip() for v in row):
+                        blank += 1
+                        continue
+                    n = len(row)
+                    if n < needed or (n > ncols and any(v.strip() for v in row[ncols:])):
+                        rows += 1
+                        invalid += 1
+                        fields = "field" if n == 1 else "fields"
+                        problem(line, f"row has {n} {fields}, header has {ncols}")
+                        continue
+                rows += 1
+                if progress is not None and not rows % PROGRESS_EVERY:
+                    progress(rows)
+                if oi is not None:
+                    mark = row[oi].strip().lower()
+                    if mark in OBJECTION_TRUE:
+                        objected += 1
+                        with contextlib.suppress(InvalidIdentifier):
+                            objected_ids.add(canon(row))
+                        continue
+                    if mark not in OBJECTION_FALSE:
+                        invalid += 1
+                        problem(line, "objection column value not recognised")
+                        continue
+                try:
+                    cid = canon(row)
+                except InvalidIdentifier as e:
+                    if not any(v.strip() for v in row):
+                        rows -= 1
+                        blank += 1
+                        continue
+                    invalid += 1
+                    problem(line, str(e))
+                    continue
+                if cid in seen:
+                    duplicate += 1
+                elif cid in excluded:
+                    excluded_n += 1
+                elif cid in objected_ids:
+                    objected += 1
+                else:
+                    seen.add(cid)
+                    records.append(cid)
+                    lines.append(line)
+                    values.append(values_of(row))
+        except csv.Error as e:
+            raise InputFileError(
+                f"{path}, line {reader.line_num + offset}: cannot be parsed as CSV ({e})"
+            ) from None
+        finally:
+            report.rows += rows
+            report.invalid += invalid
+            report.blank += blank
+            report.objected += objected
+            report.excluded += excluded_n
+            report.duplicate += duplicate
+        return found
+
+
+def _sniff(header: str) -> str:
+    """Pick the delimiter that occurs most often in the header line (default ",")."""
+    best, count = ",", 0
+    for d in _SNIFF_DELIMITERS:
+        c = header.count(d)
+        if c > count:
+            best, count = d, c
+    return best
+
+
+def _open(path: Path) -> IO[bytes]:
+    """Open a file for binary reading, turning OS errors into InputFileError."""
+    try:
+        if path.is_dir():
+            raise InputFileError(f"{path}: is a directory, not a file")
+        return path.open("rb")
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: file not found") from None
+    except PermissionError:
+        raise InputFileError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise InputFileError(f"{path}: cannot be read ({e.strerror})") from None
+
+
+def _text_blocks(path: Path, f: IO[bytes]) -> Iterator[io.StringIO]:
+    """Yield the file as blocks of whole lines, refusing non-UTF-8, NUL bytes and long lines.
+
+    Checking and decoding a megabyte at a time keeps the per-line cost in C;
+    line numbers in errors are still exact (counted from the block's start).
+    """
+    limit = MAX_LINE_BYTES
+    nl = b"\n"
+    base = 0  # lines in earlier blocks
+    first = True
+    try:
+        while True:
+            block = f.read(BLOCK_BYTES)
+            if not block:
+                return
+            if not block.endswith(nl):
+                block += f.readline(limit + 1)  # finish the last line, within the limit
+            if first:
+                first = False
+                if block.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                    raise InputFileError(
+                        f"{path}, line 1: file is UTF-16 encoded; export it as CSV UTF-8"
+                    )
+                if block.startswith(codecs.BOM_UTF8):
+                    block = block[len(codecs.BOM_UTF8) :]
+            nul = block.find(b"\x00")
+            if nul >= 0:
+                raise InputFileError(
+                    f"{path}, line {base + block.count(nl, 0, nul) + 1}: contains a NUL "
+                    "byte (not a text file, or UTF-16?)"
+                )
+            parts = block.split(nl)
+            if max(map(len, parts)) > limit:
+                at = next(i for i, p in enumerate(parts) if len(p) > limit)
+                raise InputFileError(
+                    f"{path}, line {base + at + 1}: line longer than {limit} bytes"
+                )
+            try:
+                text = block.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputFileError(
+                    f"{path}, line {base + block.count(nl, 0, e.start) + 1}: not valid "
+                    "UTF-8; export the file as CSV UTF-8"
+                ) from None
+            base += len(parts) - 1
+            yield io.StringIO(text, newline="\n")
+    except OSError as e:
+        raise InputFileError(f"{path}, line {base + 1}: read error ({e.strerror})") from None
