@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from kruispunt.logs import configure_logging
 
 from coordinator.config import CoordinatorConfig, load_coordinator_config
 from kruispunt import pki, transport
 from kruispunt.errors import KruispuntError
+from kruispunt.logs import configure_logging
 from kruispunt.purpose import load_purpose_file
 from kruispunt.v1 import coordinator_pb2, coordinator_pb2_grpc
 
@@ -29,7 +29,7 @@ def _config(args: argparse.Namespace) -> CoordinatorConfig:
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     if getattr(args, "json", False):
-        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+        print(json.dumps(data, indent=2, default=str))
     else:
         print(text)
 
@@ -184,7 +184,7 @@ def _admin_stub(
         # A server bound to every interface is reached on loopback from the CLI.
         config.listen.replace("0.0.0.0", "127.0.0.1"),  # noqa: S104
         pki.Identity.coordinator(config.network),
-        key_pem=config.operator_key.read_bytes(),
+        key_pem=pki.private_key_pem(pki.load_tls_key(config.operator_key)),
         cert_pem=config.operator_cert.read_bytes(),
         ca_pem=config.tls_ca.read_bytes(),
     )

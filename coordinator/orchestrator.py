@@ -24,7 +24,7 @@ from coordinator.audit import CoordinatorAudit
 from coordinator.config import CoordinatorConfig
 from coordinator.store import ABORTED, COMPLETED, FAILED, REFUSED, Partner, Store
 from coordinator.tally import TallyResult, tally
-from kruispunt import signing, transport, wire
+from kruispunt import pki, signing, transport, wire
 from kruispunt.errors import ConfigError, KruispuntError, RoundFailed
 from kruispunt.manifest import new_round_id, sign_manifest, verify_consent
 from kruispunt.pki import Identity
@@ -83,7 +83,7 @@ class RoundRunner:
         self.now = now
         self._signing_key = signing.load_signing_key(config.signing_key)
         self._tls = (
-            config.tls_key.read_bytes(),
+            pki.private_key_pem(pki.load_tls_key(config.tls_key)),
             config.tls_cert.read_bytes(),
             config.tls_ca.read_bytes(),
         )

@@ -23,7 +23,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.orchestrator import RoundRunner
 from coordinator.schedule import next_run
 from coordinator.store import ABORTED, Store
-from kruispunt import signing, transport
+from kruispunt import pki, signing, transport
 from kruispunt.errors import ConfigError, UnknownRound
 from kruispunt.v1 import coordinator_pb2, coordinator_pb2_grpc
 
@@ -139,7 +139,9 @@ def create_server(
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     creds = transport.server_credentials(
-        config.tls_key.read_bytes(), config.tls_cert.read_bytes(), config.tls_ca.read_bytes()
+        pki.private_key_pem(pki.load_tls_key(config.tls_key)),
+        config.tls_cert.read_bytes(),
+        config.tls_ca.read_bytes(),
     )
     try:
         port = transport.bind_secure_port(server, config.listen, creds)

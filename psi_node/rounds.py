@@ -461,25 +461,34 @@ class RoundManager:
 
     def purge_results(self) -> list[Path]:
         """Delete result files whose retention has ended; each deletion is audited."""
-        deleted = []
-        for round_id, csv_path, meta_path in expired_results(self.config.results_dir, self.now()):
-            for path in (csv_path, meta_path):
-                try:
-                    path.unlink()
-                except FileNotFoundError:
-                    continue
-                deleted.append(path)
-            self._audit(
-                "results.deleted",
-                round_id,
-                "D",
-                reason="retention period ended",
-                path=str(csv_path),
-            )
-            log.info("results deleted", round_id=round_id, reason="retention period ended")
-        return deleted
+        return purge_expired_results(self.config, self.audit, self.now(), actor="psi-node")
 
     def close(self) -> None:
         """Abort every round in flight (shutdown)."""
         for rid in self.rounds_in_flight():
             self.abort(rid, "node shutting down")
+
+
+def purge_expired_results(
+    config: NodeConfig, audit: NodeAudit, now: datetime, *, actor: str
+) -> list[Path]:
+    """Delete published results past their retention date and audit each deletion."""
+    deleted = []
+    for round_id, csv_path, meta_path in expired_results(config.results_dir, now):
+        for path in (csv_path, meta_path):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            deleted.append(path)
+        audit.append(
+            "results.deleted",
+            actor=actor,
+            on_behalf_of=config.partner_id,
+            access_point="node",
+            action="D",
+            round_id=round_id,
+            details={"reason": "retention period ended", "path": str(csv_path)},
+        )
+        log.info("results deleted", round_id=round_id, reason="retention period ended")
+    return deleted

@@ -175,7 +175,9 @@ def create_server(
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     creds = transport.server_credentials(
-        config.tls_key.read_bytes(), config.tls_cert.read_bytes(), config.tls_ca.read_bytes()
+        pki.private_key_pem(pki.load_tls_key(config.tls_key)),
+        config.tls_cert.read_bytes(),
+        config.tls_ca.read_bytes(),
     )
     try:
         port = transport.bind_secure_port(server, config.listen, creds)
