@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install test demo proto bench bench-round lint typecheck clean
+.PHONY: all install test demo proto bench bench-round bench-sweep lint clean
 
 all: test
 
@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 test: $(STAMP)
+	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest
 
 demo: $(STAMP)
@@ -30,6 +31,13 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-only --benchmark-columns=min,mean,ops,rounds
+
+# A real round: coordinator and nodes as processes, mTLS on loopback. ARGS="--partners 5 ..."
+bench-round: $(STAMP)
+	$(PY) benchmarks/round_bench.py $(ARGS)
+
+bench-sweep: $(STAMP)
+	$(PY) benchmarks/sweep.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
