@@ -16,7 +16,8 @@ why. What it accepts:
   "huisletter" and "toevoeging" may be absent when not configured.
 - An optional objection column: a truthy value (``OBJECTION_TRUE``) means the
   person used their right to object. Objection is per identifier: if any row
-  of an identifier is marked, none of its rows leaves the node. A value that
+  of an identifier is marked, none of its rows leaves the node, and all of
+  them count as objected (except rows counted as excluded). A value that
   is neither truthy nor falsy makes the row invalid, so it stays home too and
   the operator is told.
 - An optional exclusion file: a CSV with a header and the same identifier
@@ -184,6 +185,10 @@ def read_input(
         keep = [i for i, cid in enumerate(records) if cid not in found.objected_ids]
         if len(keep) != len(records):
             report.objected += len(records) - len(keep)
+            # Their duplicates, counted before the objection was seen, are objected too.
+            moved = sum(found.duplicates.get(cid, 0) for cid in found.objected_ids)
+            report.duplicate -= moved
+            report.objected += moved
             records = [records[i] for i in keep]
             lines = [lines[i] for i in keep]
             values = [values[i] for i in keep]
@@ -220,6 +225,8 @@ class _Found:
     lines: list[int]
     values: list[tuple[str, ...]]
     objected_ids: set[bytes]
+    #: identifier -> rows counted as duplicate of its kept first row
+    duplicates: dict[bytes, int]
 
 
 class _Table:
@@ -347,10 +354,11 @@ class _Table:
             values_of: Callable[[list[str]], tuple[str, ...]] = one_value
         else:
             values_of = cast(Callable[[list[str]], tuple[str, ...]], itemgetter(*self.present))
-        found = _Found(records=[], lines=[], values=[], objected_ids=set())
+        found = _Found(records=[], lines=[], values=[], objected_ids=set(), duplicates={})
         records, lines, values = found.records, found.lines, found.values
         objected_ids = found.objected_ids
         seen: set[bytes] = set()
+        dups = found.duplicates
         rows = 0
         invalid = 0
         blank = 0
@@ -404,12 +412,13 @@ class _Table:
                     invalid += 1
                     problem(line, str(e))
                     continue
-                if cid in seen:
+                if cid in objected_ids:
+                    objected += 1
+                elif cid in seen:
                     duplicate += 1
+                    dups[cid] = dups.get(cid, 0) + 1
                 elif cid in excluded:
                     excluded_n += 1
-                elif cid in objected_ids:
-                    objected += 1
                 else:
                     seen.add(cid)
                     records.append(cid)
