@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) lint
 	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest
 

@@ -170,12 +170,12 @@ class Store:
     def partner(self, partner_id: str) -> Partner | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM partners WHERE id=?", (partner_id,)).fetchone()
-        return Partner(*row[:7], bool(row[7])) if row else None
+        return _partner(row) if row else None
 
     def partners(self) -> list[Partner]:
         with self._lock:
             rows = self._db.execute("SELECT * FROM partners ORDER BY id").fetchall()
-        return [Partner(*r[:7], bool(r[7])) for r in rows]
+        return [_partner(r) for r in rows]
 
     # -- purposes ----------------------------------------------------------------------
 
@@ -290,5 +290,31 @@ class Store:
         return [r[0] for r in rows]
 
 
+def _partner(row: tuple[Any, ...]) -> Partner:
+    return Partner(
+        id=row[0],
+        name=row[1],
+        address=row[2],
+        cert_fingerprint=row[3],
+        cert_pem=row[4],
+        signing_key=row[5],
+        added_at=row[6],
+        active=bool(row[7]),
+    )
+
+
 def _round_row(row: tuple[Any, ...]) -> RoundRow:
-    return RoundRow(*row[:11], json.loads(row[11]))
+    return RoundRow(
+        id=row[0],
+        purpose_id=row[1],
+        purpose_version=row[2],
+        state=row[3],
+        reason=row[4],
+        phase=row[5],
+        progress=row[6],
+        initiated_by=row[7],
+        created_at=row[8],
+        finished_at=row[9],
+        manifest=row[10],
+        summary=json.loads(row[11]),
+    )

@@ -1,3 +1,3 @@
-"""Code shared by the partner node and the coordinator: wire protocol, identifiers, PKI, audit chain."""
+"""Code both the partner node and the coordinator need: wire protocol, identifiers, PKI, audit."""
 
 PROTOCOL_VERSION = "kruispunt/1"

@@ -100,7 +100,7 @@ class CertificateIdentityError(KruispuntError):
     status = grpc.StatusCode.UNAUTHENTICATED
 
 
-class CsrRejected(KruispuntError, ValueError):  # noqa: N818 (named like ManifestRejected)
+class CsrRejected(KruispuntError, ValueError):
     """A certificate signing request is badly signed or asks for another identity."""
 
     status = grpc.StatusCode.INVALID_ARGUMENT

@@ -115,7 +115,7 @@ def discard_staged(results_dir: Path, round_id: str) -> bool:
 
 def expired_results(results_dir: Path, now: datetime) -> list[tuple[str, Path, Path]]:
     """Published results whose retention has ended: (round id, csv, metadata)."""
-    out = []
+    out: list[tuple[str, Path, Path]] = []
     if not results_dir.is_dir():
         return out
     for meta in sorted(results_dir.glob("*.json")):
