@@ -69,7 +69,7 @@ ambiguity can make them.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal, get_args
 
 from kruispunt.errors import InvalidIdentifier
@@ -215,6 +215,33 @@ def canonical_address(
     pc = normalize_postcode(postcode)
     n, letter, extra = normalize_house(huisnummer, huisletter, toevoeging)
     return f"address:{pc}:{n}:{letter}:{extra}".encode("ascii")
+
+
+def address_canonicalizer() -> Callable[[str, str, str, str], bytes]:
+    """Return a function equal to canonical_address that memoises the parts it has seen.
+
+    For bulk input: postcodes and house-number spellings repeat a lot, whole
+    addresses rarely. Only valid parts are memoised (invalid ones raise every
+    time), and the memo lives as long as the returned function, so a file's
+    postcodes are dropped when the read that used it ends.
+    """
+    postcodes: dict[str, str] = {}
+    houses: dict[tuple[str, str, str], str] = {}
+
+    def canonical(
+        postcode: str, huisnummer: str, huisletter: str = "", toevoeging: str = ""
+    ) -> bytes:
+        pc = postcodes.get(postcode)
+        if pc is None:
+            pc = postcodes[postcode] = normalize_postcode(postcode)
+        key = (huisnummer, huisletter, toevoeging)
+        house = houses.get(key)
+        if house is None:
+            n, letter, extra = normalize_house(huisnummer, huisletter, toevoeging)
+            house = houses[key] = f"{n}:{letter}:{extra}"
+        return f"address:{pc}:{house}".encode("ascii")
+
+    return canonical
 
 
 def canonicalize(kind: IdentifierKind, fields: Mapping[str, str]) -> bytes:

@@ -76,15 +76,21 @@ def random_postcode(rng: random.Random) -> str:
     )
 
 
-def random_address(rng: random.Random) -> tuple[str, str, str, str]:
-    """Return (postcode, huisnummer, huisletter, toevoeging) already in canonical spelling."""
+def random_address(
+    rng: random.Random, postcodes: Sequence[str] | None = None
+) -> tuple[str, str, str, str]:
+    """Return (postcode, huisnummer, huisletter, toevoeging) already in canonical spelling.
+
+    With ``postcodes``, the postcode is drawn from that pool (a region's streets).
+    """
     rnd = rng.random
     r = rnd()
-    # Mostly small numbers, as in real streets; a few long ones.
-    number = str(1 + int(rnd() ** 2 * 250)) if r < 0.97 else str(251 + int(rnd() * 2250))
+    # Mostly short streets; a few long ones.
+    number = str(1 + int(rnd() * 150)) if r < 0.97 else str(151 + int(rnd() * 2350))
     letter = "ABCD"[int(rnd() * 4)] if rnd() < 0.1 else ""
     extra = _TOEVOEGINGEN[int(rnd() * len(_TOEVOEGINGEN))] if rnd() < 0.08 else ""
-    return random_postcode(rng), number, letter, extra
+    pc = random_postcode(rng) if postcodes is None else postcodes[int(rnd() * len(postcodes))]
+    return pc, number, letter, extra
 
 
 def messy_bsn(bsn: str, rng: random.Random) -> str:
@@ -207,10 +213,14 @@ def make_network(
     rows: dict[str, list[dict[str, str]]] = {p: [] for p in names}
     ids: dict[str, list[bytes]] = {p: [] for p in names}
     alone = {p: frozenset((p,)) for p in names}
+    # About a dozen households per postcode, as in the Netherlands (8M addresses, 460k
+    # postcodes), so overlapping partners share streets as real ones do.
+    total = len(holders) + sum(room.values())
+    postcodes = sorted({random_postcode(rng) for _ in range(max(20, total // 12))})
     for chosen in holders:
-        _add_household(kind, messy, rng, frozenset(chosen), truth, rows, ids)
+        _add_household(kind, messy, rng, postcodes, frozenset(chosen), truth, rows, ids)
     for p in names:
-        _add_singles(kind, messy, rng, alone[p], room[p], truth, rows[p], ids[p])
+        _add_singles(kind, messy, rng, postcodes, alone[p], room[p], truth, rows[p], ids[p])
     for p in names:
         order = list(range(len(rows[p])))
         rng.shuffle(order)
@@ -223,6 +233,7 @@ def _add_household(
     kind: IdentifierKind,
     messy: bool,
     rng: random.Random,
+    postcodes: Sequence[str],
     holders: frozenset[str],
     truth: dict[bytes, frozenset[str]],
     rows: dict[str, list[dict[str, str]]],
@@ -236,7 +247,7 @@ def _add_household(
             bsn = random_bsn(rng)
             cid = b"bsn:" + bsn.encode("ascii")
         else:
-            addr = random_address(rng)
+            addr = random_address(rng, postcodes)
             cid = "address:{}:{}:{}:{}".format(*addr).encode("ascii")
         if cid not in truth:
             break
@@ -256,6 +267,7 @@ def _add_singles(
     kind: IdentifierKind,
     messy: bool,
     rng: random.Random,
+    postcodes: Sequence[str],
     holder: frozenset[str],
     count: int,
     truth: dict[bytes, frozenset[str]],
@@ -269,7 +281,7 @@ def _add_singles(
                 bsn = random_bsn(rng)
                 cid = b"bsn:" + bsn.encode("ascii")
             else:
-                addr = random_address(rng)
+                addr = random_address(rng, postcodes)
                 cid = "address:{}:{}:{}:{}".format(*addr).encode("ascii")
             if cid not in truth:
                 break

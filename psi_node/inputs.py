@@ -50,7 +50,7 @@ from kruispunt.identifiers import (
     KINDS,
     REQUIRED_FIELDS,
     IdentifierKind,
-    canonical_address,
+    address_canonicalizer,
     canonical_bsn,
 )
 
@@ -320,6 +320,7 @@ class _Table:
         pi, hi, li, ti = (self.index[k] for k in FIELDS["address"])
         assert pi is not None
         assert hi is not None
+        canonical_address = address_canonicalizer()  # one memo per read
 
         def address(row: list[str]) -> bytes:
             return canonical_address(

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from kruispunt.errors import InvalidIdentifier
 from kruispunt.identifiers import (
+    address_canonicalizer,
     canonical_address,
     canonical_bsn,
     canonicalize,
@@ -344,6 +345,25 @@ class TestCanonicalAddress:
         else:
             _, p, n, l_, t = out.decode("ascii").split(":")
             assert canonical_address(p, n, l_, t) == out
+
+
+class TestAddressCanonicalizer:
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["1234AB", "1234 ab", "1234SA", "x"]) | st.text(max_size=7),
+                st.sampled_from(["12", "12a", "12-A", "0", "12 bis"]) | st.text(max_size=6),
+                st.sampled_from(["", "a", "AB"]),
+                st.sampled_from(["", "2", "A", "12345"]),
+            ),
+            max_size=12,
+        )
+    )
+    def test_memoised_equals_plain(self, parts: list[tuple[str, str, str, str]]) -> None:
+        """The bulk canonicaliser gives canonical_address's result or reason, call after call."""
+        canon = address_canonicalizer()
+        for p in parts * 2:
+            assert outcome(canon, *p) == outcome(canonical_address, *p)
 
 
 class TestHelpers:
