@@ -116,7 +116,14 @@ def _elfproef_bytes(b: bytes) -> bool:
     # Byte arithmetic instead of int() per digit: this runs once per input row.
     # The weights sum to 43, so the ASCII offset of "0" contributes 43 * 48.
     total = (
-        9 * b[0] + 8 * b[1] + 7 * b[2] + 6 * b[3] + 5 * b[4] + 4 * b[5] + 3 * b[6] + 2 * b[7]
+        9 * b[0]
+        + 8 * b[1]
+        + 7 * b[2]
+        + 6 * b[3]
+        + 5 * b[4]
+        + 4 * b[5]
+        + 3 * b[6]
+        + 2 * b[7]
         - b[8]
         - 43 * 48
     )

@@ -49,9 +49,7 @@ _IDENTIFIER_TEXT = re.compile(
     r"|" + (BSN_PREFIX.hex()) + "|" + (ADDRESS_PREFIX.hex()),
     re.IGNORECASE,
 )
-_UUID = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE
-)
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 _SCALARS = (bool, float, type(None))
 
 

@@ -35,9 +35,7 @@ CITY_POSTCODES: Mapping[str, tuple[int, int]] = {
 }
 # PostNL leaves out F, I, O, Q, U and Y; SA, SD and SS are never issued.
 _LETTERS = "ABCDEGHJKLMNPRSTVWXZ"
-_LETTER_PAIRS = tuple(
-    a + b for a in _LETTERS for b in _LETTERS if a + b not in {"SA", "SD", "SS"}
-)
+_LETTER_PAIRS = tuple(a + b for a in _LETTERS for b in _LETTERS if a + b not in {"SA", "SD", "SS"})
 _POSTCODE_NUMBERS = tuple(n for lo, hi in CITY_POSTCODES.values() for n in range(lo, hi + 1))
 # Toevoegingen that stay toevoegingen under the canonical rule (no lone letter, no "A3").
 _TOEVOEGINGEN = ("1", "2", "3", "4", "BIS", "HS", "II", "III", "ZW", "1HG", "2HG", "01")
@@ -123,10 +121,18 @@ def messy_address(
     if r < 0.5:
         # Separate columns; letters in any case, a lone letter sometimes in the wrong column.
         if letter and not extra and r < 0.1:
-            return {"postcode": pc, "huisnummer": huisnummer, "huisletter": "",
-                    "toevoeging": letter.lower()}
-        return {"postcode": pc, "huisnummer": huisnummer,
-                "huisletter": letter.lower() if r < 0.25 else letter, "toevoeging": extra}
+            return {
+                "postcode": pc,
+                "huisnummer": huisnummer,
+                "huisletter": "",
+                "toevoeging": letter.lower(),
+            }
+        return {
+            "postcode": pc,
+            "huisnummer": huisnummer,
+            "huisletter": letter.lower() if r < 0.25 else letter,
+            "toevoeging": extra,
+        }
     # One "huisnummer" field holding everything.
     sep = rng.choice(("", "-", " ")) if letter else ""
     combined = huisnummer + sep + (letter.lower() if rng.random() < 0.5 else letter)
@@ -155,9 +161,7 @@ class SyntheticNetwork:
 
     def flagged_for(self, partner: str, threshold: int) -> set[int]:
         """Return the row indices of ``partner`` a round with ``threshold`` flags."""
-        return {
-            i for i, cid in enumerate(self.ids[partner]) if len(self.truth[cid]) >= threshold
-        }
+        return {i for i, cid in enumerate(self.ids[partner]) if len(self.truth[cid]) >= threshold}
 
     def histogram(self) -> dict[int, int]:
         """Return {number of partners: number of households held by exactly that many}."""

@@ -254,7 +254,7 @@ class _Table:
             raise InputFileError(f"{path}: file is empty (expected a header line)")
         self.header_line = self.offset + 1
         self.delimiter = delimiter if delimiter is not None else _sniff(first)
-        if len(self.delimiter) != 1 or self.delimiter in "\"\r\n":
+        if len(self.delimiter) != 1 or self.delimiter in '"\r\n':
             raise ConfigError(f"{path}: delimiter must be one character other than a quote")
         self.reader = csv.reader(itertools.chain([first], lines), delimiter=self.delimiter)
         try:

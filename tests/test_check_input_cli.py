@@ -115,9 +115,7 @@ class TestCheckInput:
         assert main(["check-input", str(path), "--kind", "bsn"]) == 2
         assert "not usable" in capsys.readouterr().out
 
-    def test_strict_stops_at_first_invalid_row(
-        self, capsys: pytest.CaptureFixture[str]
-    ) -> None:
+    def test_strict_stops_at_first_invalid_row(self, capsys: pytest.CaptureFixture[str]) -> None:
         """--strict turns the first invalid row into an error naming file and line: exit 2."""
         assert main(["check-input", *BSN_ARGS[:5], "--strict"]) == 2
         err = capsys.readouterr().err

@@ -7,7 +7,7 @@ import string
 from collections.abc import Callable
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from kruispunt.errors import InvalidIdentifier
@@ -85,6 +85,7 @@ class TestElfproef:
         """Unicode digits that str.isdigit() accepts are not BSN digits."""
         assert not elfproef(fullwidth("111222333"))  # fullwidth
 
+    @settings(deadline=None)  # timing varies on a loaded CI machine
     @given(st.integers(min_value=0, max_value=99_999_999))
     def test_exactly_one_check_digit_fits_or_none(self, head: int) -> None:
         """For any 8 leading digits at most one ninth digit completes a valid BSN."""
@@ -135,6 +136,7 @@ class TestCanonicalBsn:
             canonical_bsn(raw)
         assert str(info.value) == reason
 
+    @settings(deadline=None)  # timing varies on a loaded CI machine
     @given(st.text(max_size=20))
     def test_any_text_gives_a_bsn_or_a_fixed_reason(self, raw: str) -> None:
         """Arbitrary text canonicalises to 13 bytes or fails with a constant reason."""
@@ -146,6 +148,7 @@ class TestCanonicalBsn:
             assert out.startswith(b"bsn:")
             assert elfproef(out[4:].decode())
 
+    @settings(deadline=None)  # timing varies on a loaded CI machine
     @given(bsns(), st.sampled_from(["{}", " {} ", "{}\t"]))
     def test_every_spelling_of_one_bsn_is_one_form(self, bsn: str, frame: str) -> None:
         """Plain, grouped, padded and zero-dropped spellings of a BSN agree."""
@@ -154,6 +157,7 @@ class TestCanonicalBsn:
             forms.add(bsn[1:])
         assert {canonical_bsn(frame.format(f)) for f in forms} == {b"bsn:" + bsn.encode()}
 
+    @settings(deadline=None)  # timing varies on a loaded CI machine
     @given(bsns(), bsns())
     def test_different_bsns_never_collide(self, a: str, b: str) -> None:
         """Distinct numbers keep distinct canonical forms (the digits are kept verbatim)."""
@@ -288,6 +292,7 @@ class TestCanonicalAddress:
             canonical_address(*parts)
         assert str(info.value) == reason
 
+    @settings(deadline=None)  # timing varies on a loaded CI machine
     @given(addresses(), st.data())
     def test_every_spelling_of_one_address_is_one_form(
         self, address: tuple[str, int, str, str], data: st.DataObject
@@ -297,6 +302,7 @@ class TestCanonicalAddress:
             spelled = data.draw(spellings(address))
             assert canonical_address(*spelled) == expected(*address)
 
+    @settings(deadline=None)  # timing varies on a loaded CI machine
     @given(addresses())
     def test_canonical_form_parses_back_to_its_parts(
         self, address: tuple[str, int, str, str]
@@ -307,6 +313,7 @@ class TestCanonicalAddress:
         assert (kind, pc, int(number), letter, extra) == ("address", *address)
         assert canonical_address(pc, number, letter, extra) == out  # a fixed point
 
+    @settings(deadline=None)  # timing varies on a loaded CI machine
     @given(addresses(), addresses(), st.data())
     def test_different_addresses_never_collide(
         self,
@@ -334,6 +341,7 @@ class TestCanonicalAddress:
         ]
         assert len(set(forms)) == len(forms)
 
+    @settings(deadline=None)  # timing varies on a loaded CI machine
     @given(st.text(max_size=8), st.text(max_size=8), st.text(max_size=3), st.text(max_size=6))
     def test_any_text_gives_an_address_or_a_fixed_reason(
         self, pc: str, nr: str, letter: str, extra: str
@@ -348,6 +356,7 @@ class TestCanonicalAddress:
 
 
 class TestAddressCanonicalizer:
+    @settings(deadline=None)  # timing varies on a loaded CI machine
     @given(
         st.lists(
             st.tuples(

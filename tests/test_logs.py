@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import structlog
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kruispunt.identifiers import canonical_address, canonical_bsn, render
@@ -204,6 +204,7 @@ class TestRefuseIdentifiers:
         assert line["redacted"] is True
         assert "123456782" not in stream.getvalue()
 
+    @settings(deadline=None)  # timing varies on a loaded CI machine
     @given(
         st.text(alphabet=st.characters(codec="ascii"), max_size=10),
         st.sampled_from([" ", ":", "=", "(", "'", "\t", "_", "/"]),
