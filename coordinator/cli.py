@@ -113,7 +113,7 @@ def cmd_partner_update(args: argparse.Namespace) -> int:
 def cmd_partner_list(args: argparse.Namespace) -> int:
     from coordinator.store import Store
 
-    store = Store(_config(args).database)
+    store = Store(_config(args).database, readonly=True)
     partners = store.partners()
     store.close()
     rows = [
@@ -151,7 +151,7 @@ def cmd_purpose_add(args: argparse.Namespace) -> int:
 def cmd_purpose_list(args: argparse.Namespace) -> int:
     from coordinator.store import Store
 
-    store = Store(_config(args).database)
+    store = Store(_config(args).database, readonly=True)
     purposes = store.purposes()
     store.close()
     text = (
@@ -287,7 +287,7 @@ def cmd_round_list(args: argparse.Namespace) -> int:
     from coordinator.orchestrator import summary_from_row
     from coordinator.store import Store
 
-    store = Store(_config(args).database)
+    store = Store(_config(args).database, readonly=True)
     rows = store.rounds(purpose_id=args.purpose, limit=args.limit)
     store.close()
     data = [summary_from_row(r) for r in rows]
@@ -307,7 +307,7 @@ def cmd_round_show(args: argparse.Namespace) -> int:
     from coordinator.orchestrator import summary_from_row
     from coordinator.store import Store
 
-    store = Store(_config(args).database)
+    store = Store(_config(args).database, readonly=True)
     row = store.round(args.round_id)
     consents = store.consents(args.round_id) if row else []
     store.close()
@@ -384,6 +384,29 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_audit_report(args: argparse.Namespace) -> int:
+    from coordinator.report import write_report
+    from kruispunt import signing
+
+    config = _config(args)
+    key = signing.load_public_key(Path(args.public_key).read_bytes()) if args.public_key else None
+    res = write_report(config, args.round, Path(args.out), public_key=key)
+    data = {
+        "path": str(res.path),
+        "round_id": res.round_id,
+        "state": res.round_state,
+        "verified": res.verified,
+        "warnings": list(res.warnings),
+    }
+    text = (
+        f"wrote {res.path}: round {res.round_id} ({res.round_state}); audit chain and "
+        f"consents {'verified' if res.verified else 'NOT verified - see the report'}"
+        + "".join(f"\n  warning: {w}" for w in res.warnings)
+    )
+    _emit(args, data, text)
+    return EXIT_OK if res.verified else EXIT_FAILED
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -458,6 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.add_argument("--round", help="only this round's events")
     p.add_argument("--out", help="write to this file instead of stdout")
+    p = add(aud, "report", cmd_audit_report, "write the HTML report of one round")
+    p.add_argument("--round", required=True, help="round id")
+    p.add_argument("--out", required=True, help="HTML file to write")
+    p.add_argument("--public-key", help="coordinator public key (default: signing/coordinator.pub)")
     return parser
 
 

@@ -219,7 +219,7 @@ def build_report(
     """Gather one round's report from the coordinator database; raise UnknownRound if absent."""
     if not config.database.is_file():
         raise ConfigError(f"{config.database}: no coordinator database here")
-    store = Store(config.database)
+    store = Store(config.database, readonly=True)
     try:
         row = store.round(round_id)
         if row is None:

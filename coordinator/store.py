@@ -108,11 +108,20 @@ class RoundRow:
 class Store:
     """Thread-safe access to the coordinator database (WAL, one connection, one lock)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        """Open (and create the schema of) the database; `readonly` for auditors and reports."""
         if not path.parent.is_dir():
             raise ConfigError(f"{path.parent}: coordinator directory does not exist")
         self.path = path
         self._lock = threading.RLock()
+        if readonly:
+            if not path.exists():
+                raise ConfigError(f"{path}: no coordinator database")
+            self._db = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+            )
+            self._db.execute("PRAGMA busy_timeout=10000")
+            return
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")

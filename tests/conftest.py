@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
+from kruispunt.logs import configure_logging
 from psi_node.pool import PointPool
 from tests.network import TestNetwork, build_network
 
@@ -38,3 +41,15 @@ def network_factory(tmp_path: Path, shared_pool: PointPool) -> Iterator[Callable
     yield factory
     for net in built:
         net.close()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logging() -> Iterator[None]:
+    """Render every log line (through the identifier processor) into a buffer, not stdout.
+
+    CLIs called in-process reconfigure structlog onto the captured stderr; the
+    configuration is put back after every test so no test writes to a closed stream.
+    """
+    configure_logging(json=True, level="debug", stream=io.StringIO())
+    yield
+    structlog.reset_defaults()

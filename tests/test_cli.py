@@ -230,3 +230,46 @@ class TestDemo:
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         assert "completed" in proc.stdout
         assert "audit log OK" in proc.stdout
+
+
+class TestAuditCommands:
+    def test_audit_verify_report_and_export(self, served, capsys, tmp_path):
+        """`audit verify` says OK, `audit report` writes the page, `export` filters by round."""
+        summary = served.run()
+        d = served.coordinator_dir
+        code, out, _ = run_cli(coordinator_cli.main, ["audit", "verify", d], capsys)
+        assert code == 0
+        assert "audit log OK" in out
+        page = tmp_path / "r.html"
+        code, out, _ = run_cli(
+            coordinator_cli.main,
+            ["audit", "report", d, "--round", summary.round_id, "--out", page],
+            capsys,
+        )
+        assert code == 0, out
+        assert summary.round_id in page.read_text()
+        export = tmp_path / "e.jsonl"
+        code, _, _ = run_cli(
+            coordinator_cli.main,
+            ["audit", "export", d, "--round", summary.round_id, "--out", export],
+            capsys,
+        )
+        assert code == 0
+        rounds = {json.loads(line)["round_id"] for line in export.read_text().splitlines()}
+        assert rounds == {summary.round_id}
+
+    def test_audit_verify_fails_on_a_tampered_log(self, served, capsys):
+        """An edited audit row makes `audit verify` exit 1 naming the first bad event."""
+        import sqlite3
+
+        served.run()
+        db = sqlite3.connect(served.coordinator_dir / "coordinator.db")
+        db.execute("DROP TRIGGER audit_events_no_update")
+        db.execute("UPDATE audit_events SET actor='someone-else' WHERE seq=3")
+        db.commit()
+        db.close()
+        code, out, _ = run_cli(
+            coordinator_cli.main, ["audit", "verify", served.coordinator_dir], capsys
+        )
+        assert code == 1
+        assert "BROKEN at event 3" in out
