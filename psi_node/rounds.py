@@ -65,6 +65,10 @@ class NodeRound:
     phase: str = CONSENTED
     last_activity: float = field(default_factory=time.monotonic)
     staged: StagedResult | None = None
+    # How commit publishes the staged files; a bilateral server stages a metadata file only.
+    publish: Callable[[StagedResult], Path] = commit_results
+    # openmined-psi state of a bilateral round (psi_node.bilateral): it holds the round key.
+    bilateral: object | None = None
     evaluated: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -141,6 +145,7 @@ class RoundManager:
             rnd = self._rounds.pop(round_id, None)
         if rnd is not None:
             rnd.key.wipe()
+            rnd.bilateral = None
         return rnd
 
     def _audit(
@@ -417,7 +422,7 @@ class RoundManager:
         rnd = self._get(round_id, phases=(STAGED,))
         assert rnd.staged is not None
         try:
-            path = commit_results(rnd.staged)
+            path = rnd.publish(rnd.staged)
         finally:
             self._drop(round_id)
         self._audit(

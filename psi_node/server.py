@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from kruispunt import pki, signing, transport
 from kruispunt.errors import ConfigError, ProtocolError
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
+from psi_node import bilateral
 from psi_node.audit import NodeAudit
 from psi_node.config import NodeConfig
 from psi_node.pool import PointPool
@@ -110,6 +111,26 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
     ) -> common_pb2.Ack:
         self.rounds.abort(request.round_id, request.reason or "aborted by the coordinator")
         return common_pb2.Ack(round_id=request.round_id)
+
+    def BilateralSetup(  # noqa: N802
+        self, request: common_pb2.RoundRef, context: grpc.ServicerContext
+    ) -> node_pb2.BilateralPayload:
+        return bilateral.setup(self.rounds, request.round_id)
+
+    def BilateralRequest(  # noqa: N802
+        self, request: common_pb2.RoundRef, context: grpc.ServicerContext
+    ) -> node_pb2.BilateralPayload:
+        return bilateral.request(self.rounds, request.round_id)
+
+    def BilateralResponse(  # noqa: N802
+        self, request: node_pb2.BilateralPayload, context: grpc.ServicerContext
+    ) -> node_pb2.BilateralPayload:
+        return bilateral.response(self.rounds, request)
+
+    def BilateralResult(  # noqa: N802
+        self, request: node_pb2.BilateralExchange, context: grpc.ServicerContext
+    ) -> node_pb2.DeliveryReceipt:
+        return bilateral.result(self.rounds, request)
 
 
 @dataclass
