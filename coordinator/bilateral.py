@@ -18,7 +18,6 @@ sizes against the consented set sizes and keeps nothing but aggregates.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -32,17 +31,13 @@ from coordinator.orchestrator import (
     RoundCancelled,
     _event,
     _Peer,
-    _Refused,
     _RoundState,
     _rpc_reason,
-    _summary_dict,
 )
-from coordinator.store import ABORTED, COMPLETED, FAILED, REFUSED
 from kruispunt.errors import ConfigError, RoundFailed
-from kruispunt.manifest import new_round_id, sign_manifest
 from kruispunt.purpose import Bilateral, Purpose
 from kruispunt.transport import MAX_MESSAGE_BYTES
-from kruispunt.v1 import common_pb2, coordinator_pb2, node_pb2
+from kruispunt.v1 import common_pb2, node_pb2
 
 if TYPE_CHECKING:
     from coordinator.orchestrator import RoundRunner
@@ -63,122 +58,40 @@ MAX_HASH_RANGE = 1 << 62
 ENVELOPE_BYTES = 4096
 
 
-def run_bilateral(
+def created_details(purpose: Purpose) -> dict[str, object]:
+    """What the `round.created` audit event records about a two-party round."""
+    settings = _settings(purpose)
+    return {
+        "client": settings.client_partner,
+        "server": settings.server_partner,
+        "size_only": settings.size_only,
+        "data_structure": settings.data_structure,
+        "false_positive_rate": f"{settings.false_positive_rate:g}",
+        "disclosure": purpose.disclosure,
+    }
+
+
+def exchange(
     runner: RoundRunner,
-    purpose: Purpose,
-    *,
-    initiated_by: str,
-    access_point: str,
-    reason: str = "",
-    progress: Progress | None = None,
-) -> coordinator_pb2.RoundSummary:
-    """Run one two-party round now; the summary's state says how it ended."""
-    emit = progress or (lambda _e: None)
-    settings = purpose.bilateral
-    if purpose.mode != "bilateral" or settings is None:
+    state: _RoundState,
+    peers: dict[str, _Peer],
+    emit: Progress,
+    cancel: threading.Event,
+) -> None:
+    """The two-party mode after consent: size checks, then the four relayed calls."""
+    settings = _settings(state.purpose)
+    check_sizes(
+        settings,
+        state.set_sizes[settings.client_partner],
+        state.set_sizes[settings.server_partner],
+    )
+    _exchange(runner, state, settings, peers, emit, cancel)
+
+
+def _settings(purpose: Purpose) -> Bilateral:
+    if purpose.mode != "bilateral" or purpose.bilateral is None:
         raise ConfigError(f"purpose {purpose.id!r} is not a bilateral purpose")
-    partners = runner._registered(purpose, initiated_by, access_point)
-    now = runner.now()
-    round_id = new_round_id(now)
-    order = [p.id for p in partners]
-    signed = sign_manifest(
-        runner._signing_key,
-        round_id=round_id,
-        network=runner.config.network,
-        purpose=purpose,
-        partners=order,
-        now=now,
-        ttl_seconds=runner.config.manifest_ttl_seconds,
-        initiated_by=initiated_by,
-    )
-    state = _RoundState(
-        round_id=round_id,
-        purpose=purpose,
-        partners=order,
-        manifest_sha256=hashlib.sha256(signed.manifest).digest(),
-        basis=f"{purpose.id} v{purpose.version}; covenant {purpose.covenant_id}",
-    )
-    runner.store.create_round(round_id, purpose, initiated_by, now.isoformat(), signed.manifest)
-    runner.audit.append(
-        "round.created",
-        actor=initiated_by,
-        on_behalf_of=runner.config.network,
-        access_point=access_point,
-        action="C",
-        basis=state.basis,
-        round_id=round_id,
-        details={
-            "purpose": purpose.id,
-            "purpose_version": purpose.version,
-            "partners": order,
-            "mode": "bilateral",
-            "client": settings.client_partner,
-            "server": settings.server_partner,
-            "size_only": settings.size_only,
-            "data_structure": settings.data_structure,
-            "false_positive_rate": f"{settings.false_positive_rate:g}",
-            "disclosure": purpose.disclosure,
-            "manifest_sha256": state.manifest_sha256.hex(),
-            "reason": reason,
-        },
-    )
-    cancel = threading.Event()
-    with runner._lock:
-        runner._cancel[round_id] = cancel
-    peers = {p.id: runner._connect(p) for p in partners}
-    bound = log.bind(round_id=round_id, purpose=purpose.id)
-    bound.info(
-        "bilateral round started",
-        client=settings.client_partner,
-        server=settings.server_partner,
-        initiated_by=initiated_by,
-    )
-    emit(_event(round_id, "propose", f"round {round_id} for {purpose.id}: asking consent"))
-    try:
-        runner._propose(state, peers, signed, emit, cancel)
-        check_sizes(
-            settings,
-            state.set_sizes[settings.client_partner],
-            state.set_sizes[settings.server_partner],
-        )
-        _exchange(runner, state, settings, peers, emit, cancel)
-    except RoundFailed as exc:
-        terminal = (
-            REFUSED
-            if isinstance(exc, _Refused)
-            else (ABORTED if isinstance(exc, RoundCancelled) else FAILED)
-        )
-        return runner._fail(state, peers, terminal, str(exc), emit)
-    except Exception as exc:  # a bug must still end the round cleanly
-        bound.exception("bilateral round crashed")
-        return runner._fail(state, peers, FAILED, f"internal error: {type(exc).__name__}", emit)
-    finally:
-        with runner._lock:
-            runner._cancel.pop(round_id, None)
-        for peer in peers.values():
-            peer.channel.close()
-    summary = runner._summary(state, COMPLETED, "")
-    runner.store.finish_round(
-        round_id, COMPLETED, "", runner.now().isoformat(), _summary_dict(summary)
-    )
-    runner.audit.append(
-        "round.completed",
-        actor="coordinator",
-        on_behalf_of=runner.config.network,
-        access_point=access_point,
-        action="E",
-        basis=state.basis,
-        round_id=round_id,
-        details={
-            "seconds": round(summary.seconds, 3),
-            "flagged": dict(state.flagged),
-            "set_sizes": dict(state.set_sizes),
-            "mode": "bilateral",
-        },
-    )
-    bound.info("bilateral round completed", seconds=round(summary.seconds, 3))
-    emit(_event(round_id, "done", "round completed", summary=summary))
-    return summary
+    return purpose.bilateral
 
 
 def check_sizes(settings: Bilateral, client_size: int, server_size: int) -> None:

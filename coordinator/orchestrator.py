@@ -8,6 +8,7 @@ node j evaluates the set of node (j+s) mod n.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -35,6 +36,8 @@ log = structlog.get_logger("coordinator.rounds")
 
 T = TypeVar("T")
 Progress = Callable[[coordinator_pb2.RoundEvent], None]
+# What a mode does between consent and completion; raises RoundFailed to end the round.
+RoundBody = Callable[["_RoundState", dict[str, "_Peer"], Progress, threading.Event], None]
 
 
 class RoundCancelled(RoundFailed):
@@ -111,22 +114,48 @@ class RoundRunner:
         progress: Progress | None = None,
     ) -> coordinator_pb2.RoundSummary:
         """Run one round now; the summary's state says how it ended (never raises for a peer)."""
-        emit = progress or (lambda _e: None)
         purpose = self.store.purpose(purpose_id)
         if purpose is None:
             self._operator_error(initiated_by, access_point, f"unknown purpose {purpose_id!r}")
             raise ConfigError(f"unknown purpose {purpose_id!r} (see: psi-coordinator purpose list)")
-        if purpose.mode != "network":
-            from coordinator.bilateral import run_bilateral  # imported lazily: optional mode
+        body: RoundBody
+        if purpose.mode == "bilateral":
+            from coordinator import bilateral  # the two-party mode's exchange
 
-            return run_bilateral(
-                self,
-                purpose,
-                initiated_by=initiated_by,
-                access_point=access_point,
-                reason=reason,
-                progress=emit,
-            )
+            body = functools.partial(bilateral.exchange, self)
+            details = bilateral.created_details(purpose)
+        else:
+            body = self._network_body
+            details = {"threshold": purpose.threshold, "disclosure": purpose.disclosure}
+        return self._execute(
+            purpose,
+            body,
+            details,
+            initiated_by=initiated_by,
+            access_point=access_point,
+            reason=reason,
+            emit=progress or (lambda _e: None),
+        )
+
+    def _network_body(
+        self, state: _RoundState, peers: dict[str, _Peer], emit: Progress, cancel: threading.Event
+    ) -> None:
+        """The network mode after consent: blind, evaluate, finalize, tally, deliver."""
+        result = self._match(state, peers, emit, cancel)
+        self._deliver(state, peers, result, emit, cancel)
+
+    def _execute(
+        self,
+        purpose: Purpose,
+        body: RoundBody,
+        details: dict[str, Any],
+        *,
+        initiated_by: str,
+        access_point: str,
+        reason: str,
+        emit: Progress,
+    ) -> coordinator_pb2.RoundSummary:
+        """One round's lifecycle, for every mode: manifest, consent, `body`, and its ending."""
         partners = self._registered(purpose, initiated_by, access_point)
         now = self.now()
         round_id = new_round_id(now)
@@ -160,9 +189,9 @@ class RoundRunner:
             details={
                 "purpose": purpose.id,
                 "purpose_version": purpose.version,
+                "mode": purpose.mode,
                 "partners": order,
-                "threshold": purpose.threshold,
-                "disclosure": purpose.disclosure,
+                **details,
                 "manifest_sha256": state.manifest_sha256.hex(),
                 "reason": reason,
             },
@@ -172,13 +201,11 @@ class RoundRunner:
             self._cancel[round_id] = cancel
         peers = {p.id: self._connect(p) for p in partners}
         bound = log.bind(round_id=round_id, purpose=purpose.id)
-        bound.info("round started", partners=order, initiated_by=initiated_by)
+        bound.info("round started", mode=purpose.mode, partners=order, initiated_by=initiated_by)
         emit(_event(round_id, "propose", f"round {round_id} for {purpose.id}: asking consent"))
         try:
             self._propose(state, peers, signed, emit, cancel)
-            result = self._match(state, peers, emit, cancel)
-            self._deliver(state, peers, result, emit, cancel)
-            del result
+            body(state, peers, emit, cancel)
         except RoundFailed as exc:
             terminal = (
                 REFUSED

@@ -40,6 +40,8 @@ class PolicyConfig:
     min_threshold: int = 2
     max_disclosure: str = "count"
     max_set_size: int | None = None
+    mode: str = "network"
+    bilateral_role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,15 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
         disclosure = raw.get("max_disclosure", "count")
         if disclosure not in DISCLOSURE_RANK:
             raise ConfigError(f"{where} max_disclosure must be 'count' or 'partners'")
+        mode = raw.get("mode", "network")
+        if mode not in ("network", "bilateral"):
+            raise ConfigError(f"{where} mode must be 'network' or 'bilateral'")
+        role = raw.get("bilateral_role")
+        if mode == "bilateral" and role not in ("client", "server"):
+            raise ConfigError(
+                f"{where} a bilateral purpose needs bilateral_role = 'client' (learns the "
+                f"intersection) or 'server' (learns only the client's set size)"
+            )
         partners = raw.get("partners")
         if not isinstance(partners, list) or not partners:
             raise ConfigError(f"{where} needs the list of partners it agreed to share with")
@@ -114,6 +125,8 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
             min_threshold=int(raw.get("min_threshold", 2)),
             max_disclosure=disclosure,
             max_set_size=int(raw["max_set_size"]) if "max_set_size" in raw else None,
+            mode=mode,
+            bilateral_role=role if mode == "bilateral" else None,
         )
     for purpose in policies:
         if purpose not in inputs:

@@ -17,6 +17,15 @@ def refusal_reason(config: NodeConfig, verified: VerifiedManifest) -> str | None
         return f"purpose {purpose.id!r} is not agreed by this organisation"
     if purpose.id not in config.inputs:
         return f"no input is configured for purpose {purpose.id!r}"
+    if purpose.mode != policy.mode:
+        return f"purpose runs in {purpose.mode!r} mode; this node agreed to {policy.mode!r} only"
+    if purpose.bilateral is not None:
+        role = "client" if purpose.bilateral.client_partner == me else "server"
+        if role != policy.bilateral_role:
+            return (
+                f"this node would be the bilateral {role}; "
+                f"it agreed to be the {policy.bilateral_role}"
+            )
     basis = purpose.legal_basis.get(me, "")
     if basis.strip() != policy.legal_basis.strip():
         return (

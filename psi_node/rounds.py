@@ -129,11 +129,13 @@ class RoundManager:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def _get(self, round_id: str, *, phases: Iterable[str]) -> NodeRound:
+    def _get(self, round_id: str, *, phases: Iterable[str], mode: str | None = None) -> NodeRound:
         with self._lock:
             rnd = self._rounds.get(round_id)
         if rnd is None:
             raise UnknownRound("no such round in flight at this node")
+        if mode is not None and rnd.verified.purpose.mode != mode:
+            raise ProtocolError(f"this call belongs to a {mode} round; this round is not one")
         allowed = tuple(phases)
         if rnd.phase not in allowed:
             raise ProtocolError(f"round is in phase {rnd.phase!r}, expected {' or '.join(allowed)}")
@@ -302,7 +304,7 @@ class RoundManager:
 
     def blind(self, round_id: str) -> Iterator[tuple[int, bytes]]:
         """Phase 1: this node's blinded points r*H(x) in input order, chunk by chunk."""
-        rnd = self._get(round_id, phases=(CONSENTED,))
+        rnd = self._get(round_id, phases=(CONSENTED,), mode="network")
         records = rnd.inputs.records
         with rnd.lock:
             for offset in range(0, len(records), self.chunk_points):
@@ -317,7 +319,7 @@ class RoundManager:
         self, round_id: str, origin: str, batches: Iterable[tuple[int, bytes]]
     ) -> Iterator[tuple[int, bytes]]:
         """Phase 2: apply this node's key to another partner's points, order kept."""
-        rnd = self._get(round_id, phases=(CONSENTED, BLINDED))
+        rnd = self._get(round_id, phases=(CONSENTED, BLINDED), mode="network")
         if origin == self.config.partner_id or origin not in rnd.verified.partners:
             raise ProtocolError("origin is not another partner of this round")
         if origin in rnd.evaluated:
@@ -340,7 +342,7 @@ class RoundManager:
         self, round_id: str, batches: Iterable[tuple[int, bytes]]
     ) -> Iterator[tuple[int, bytes]]:
         """Phase 3: own points with every other key in; answer 16-byte tags in order."""
-        rnd = self._get(round_id, phases=(BLINDED,))
+        rnd = self._get(round_id, phases=(BLINDED,), mode="network")
         records = rnd.inputs.records
         expected = 0
         for offset, packed in batches:
@@ -361,7 +363,7 @@ class RoundManager:
 
     def deliver(self, results: node_pb2.RoundResults) -> node_pb2.DeliveryReceipt:
         """Stage this node's results; nothing is visible until commit."""
-        rnd = self._get(results.round_id, phases=(FINALIZED,))
+        rnd = self._get(results.round_id, phases=(FINALIZED,), mode="network")
         size = len(rnd.inputs.records)
         purpose = rnd.verified.purpose
         indices = list(results.flagged_indices)

@@ -127,6 +127,7 @@ def build_network(
     purpose_id: str = "vroegsignalering",
     objected: Mapping[str, Sequence[int]] | None = None,
     workers: int = 1,
+    bilateral_roles: Mapping[str, str] | None = None,
 ) -> TestNetwork:
     """Create the coordinator and one node per partner; nothing is started yet."""
     data = make_network(
@@ -166,7 +167,9 @@ def build_network(
             objected=(objected or {}).get(pid, ()),
         )
         with open(node_dir / "node.toml", "a", encoding="utf-8") as fh:
-            fh.write("\n" + policy_block(purpose_id, partners, input_path, kind))
+            role = (bilateral_roles or {}).get(pid)
+            extra = {"mode": "bilateral", "bilateral_role": role} if role else {}
+            fh.write("\n" + policy_block(purpose_id, partners, input_path, kind, **extra))
         text = (node_dir / "node.toml").read_text()
         (node_dir / "node.toml").write_text(
             text.replace("# workers = 2 ", f"workers = {workers} ", 1)

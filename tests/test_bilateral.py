@@ -35,7 +35,13 @@ PURPOSE = "vroegsignalering"
 
 def bilateral_network(factory: Any, *, per_partner: int = 40, overlap: int = 9, **kw: Any) -> Any:
     """A two-node network whose sets share `overlap` identifiers."""
-    return factory(PARTNERS, per_partner=per_partner, overlaps={2: overlap}, **kw)
+    return factory(
+        PARTNERS,
+        per_partner=per_partner,
+        overlaps={2: overlap},
+        bilateral_roles={CLIENT: "client", SERVER: "server"},
+        **kw,
+    )
 
 
 def add_bilateral(net: TestNetwork, **settings: Any) -> Purpose:
@@ -256,7 +262,8 @@ class TestBilateralRound:
             path = net.node_dirs[pid] / "audit" / "node-audit.jsonl"
             haystacks[str(path)] = path.read_bytes()
         haystacks["log output"] = stream.getvalue().encode()
-        assert b"bilateral round completed" in haystacks["log output"]
+        assert b'"mode": "bilateral", "partners"' in haystacks["log output"]
+        assert b'"event": "round completed"' in haystacks["log output"]
         for name, hay in haystacks.items():
             leaked = [n for n in needles if len(n) >= 8 and n in hay]
             assert not leaked, f"identifier material found in {name}"

@@ -288,3 +288,52 @@ class TestRetention:
         assert meta["purpose"] == "vroegsignalering"
         delete_after = datetime.fromisoformat(meta["delete_after"])
         assert timedelta(days=27) < delete_after - datetime.now(UTC) <= timedelta(days=28)
+
+
+class TestModePolicy:
+    def test_node_agreed_to_network_mode_refuses_a_bilateral_round(self, network_factory):
+        """A purpose switched to bilateral mode is refused by nodes that agreed to network mode."""
+        net = network_factory(PARTNERS[:2], per_partner=10, overlaps={2: 2})
+        net.add_purpose(
+            mode="bilateral",
+            bilateral={"client_partner": "gemeente", "server_partner": "woonbron"},
+        )
+        summary = net.run()
+        assert summary.state == "refused"
+        assert "'bilateral' mode" in summary.reason
+
+    def test_swapped_bilateral_roles_are_refused(self, network_factory):
+        """A bilateral purpose that makes the agreed server the client is refused."""
+        net = network_factory(
+            PARTNERS[:2],
+            per_partner=10,
+            overlaps={2: 2},
+            bilateral_roles={"gemeente": "client", "woonbron": "server"},
+        )
+        net.add_purpose(
+            mode="bilateral",
+            bilateral={"client_partner": "woonbron", "server_partner": "gemeente"},
+        )
+        summary = net.run()
+        assert summary.state == "refused"
+        assert "agreed to be the server" in summary.reason
+
+    def test_network_calls_are_refused_on_a_bilateral_round(self, network_factory):
+        """Blind on a bilateral round is a protocol error: a mode's calls stay in that mode."""
+        from kruispunt.errors import ProtocolError
+
+        net = network_factory(
+            PARTNERS[:2],
+            per_partner=10,
+            overlaps={2: 2},
+            bilateral_roles={"gemeente": "client", "woonbron": "server"},
+        )
+        net.add_purpose(
+            mode="bilateral",
+            bilateral={"client_partner": "gemeente", "server_partner": "woonbron"},
+        )
+        rounds = net.nodes["gemeente"].rounds
+        consent = consent_of(rounds.propose(manifest_for(net)))
+        assert consent.granted, consent.reason
+        with pytest.raises(ProtocolError, match="network round"):
+            list(rounds.blind(consent.round_id))
