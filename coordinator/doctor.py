@@ -1,0 +1,463 @@
+"""`psi-coordinator doctor`: check the coordinator's set-up and whether every node answers.
+
+Checks coordinator.toml and its schedules, the CA certificate (and the CA key, if it is
+on this machine at all: it may well be offline), the coordinator's TLS and operator
+certificates and keys, the signing key, the database and its audit chain, every
+registered partner's certificate, that every purpose names registered partners only,
+and, unless told not to, each partner node: the coordinator opens the same mutual-TLS
+channel a round uses and calls the node's standard gRPC health check. That is the
+one check of the firewall path a partner cannot do from its side.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from coordinator.audit import verify_database
+from coordinator.config import CONFIG_NAME, CoordinatorConfig, load_coordinator_config
+from coordinator.schedule import next_run, parse_cron
+from coordinator.store import Partner, Store
+from kruispunt import health, pki, signing
+from kruispunt.errors import ConfigError
+from kruispunt.health import FAIL, OK, WARN, Check, DoctorReport
+from kruispunt.purpose import Purpose
+from kruispunt.tomlfile import read_toml
+
+__all__ = ["certificates", "run_doctor"]
+
+SERVICE = "kruispunt.v1.Coordinator"
+NODE_SERVICE = "kruispunt.v1.PsiNode"
+_MAX_PROBES = 16
+
+
+def run_doctor(
+    directory: Path,
+    *,
+    now: datetime | None = None,
+    check_partners: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> DoctorReport:
+    """Check the coordinator in `directory`; changes nothing.
+
+    `check_partners` runs the checks that open connections: a health call to every
+    active partner node (in parallel, `kruispunt.health.PROBE_TIMEOUT_SECONDS` each)
+    and to this coordinator's own admin service. `env` is what `serve` would see.
+    """
+    moment = now or datetime.now(UTC)
+    report = DoctorReport(f"psi-coordinator doctor {directory}")
+    try:
+        config = load_coordinator_config(directory, env=env)
+    except ConfigError as exc:
+        report.add(CONFIG_NAME, FAIL, f"{exc} (the other checks need it)")
+        report.extend(_raw_schedule_checks(directory, moment))
+        return report
+    report.add(
+        CONFIG_NAME,
+        OK,
+        f"network {config.network}, admin service on {config.listen}, "
+        f"{len(config.schedules)} scheduled purpose(s)",
+    )
+    report.checks.append(health.check_private_directory("coordinator directory", config.directory))
+    raw = read_toml(directory / CONFIG_NAME)
+
+    ca_checks, ca = health.check_ca_certificate(
+        "network CA", config.tls_ca, network=config.network, now=moment
+    )
+    report.extend(ca_checks)
+    report.checks.append(
+        _ca_key_check(
+            config, ca, health.configured_path(config.directory, raw, "tls", "ca_key", "ca/ca.key")
+        )
+    )
+
+    tls_check, tls_key = health.check_private_key(
+        "tls key",
+        config.tls_key,
+        kind="tls",
+        owner_of=config.directory,
+        written=health.configured_path(config.directory, raw, "tls", "key", "tls/coordinator.key"),
+    )
+    report.checks.append(tls_check)
+    tls_certs, tls_cert = health.check_leaf_certificate(
+        "tls certificate",
+        config.tls_cert,
+        ca=ca,
+        expected=pki.Identity.coordinator(config.network),
+        key=tls_key,
+        key_path=config.tls_key,
+        now=moment,
+        renew_hint=f"psi-coordinator renew {directory}",
+    )
+    report.extend(tls_certs)
+
+    op_check, op_key = health.check_private_key(
+        "operator key",
+        config.operator_key,
+        kind="tls",
+        owner_of=config.directory,
+        written=health.configured_path(
+            config.directory, raw, "operator", "key", "operator/operator.key"
+        ),
+    )
+    report.checks.append(op_check)
+    operator = _operator_identity(config)
+    if operator is None:
+        report.add(
+            "operator certificate",
+            FAIL,
+            f"{config.operator_cert}: missing, unreadable or not an operator certificate",
+        )
+    else:
+        op_certs, _ = health.check_leaf_certificate(
+            "operator certificate",
+            config.operator_cert,
+            ca=ca,
+            expected=operator,
+            key=op_key,
+            key_path=config.operator_key,
+            now=moment,
+            renew_hint=f"psi-coordinator renew {directory}",
+        )
+        report.extend(op_certs)
+
+    sign_check, sign_key = health.check_private_key(
+        "signing key",
+        config.signing_key,
+        kind="signing",
+        owner_of=config.directory,
+        written=health.configured_path(
+            config.directory, raw, "signing", "key", "signing/coordinator.ed25519"
+        ),
+    )
+    report.checks.append(sign_check)
+    public_key = _public_key_check(report, config, sign_key)
+
+    store = _open_store(report, config, public_key)
+    if store is None:
+        report.extend(_schedule_checks(config, None, moment))
+        return report
+    try:
+        partners = store.partners()
+        purposes = store.purposes()
+    finally:
+        store.close()
+    report.extend(_partner_checks(config, partners, ca, moment))
+    report.extend(_purpose_checks(partners, purposes))
+    report.extend(_schedule_checks(config, purposes, moment))
+
+    if check_partners:
+        if tls_key is None or tls_cert is None or ca is None:
+            report.add("partners reachable", WARN, "not probed: needs the coordinator's TLS set-up")
+        else:
+            tls = (
+                pki.private_key_pem(tls_key),
+                pki.certificate_pem(tls_cert),
+                pki.certificate_pem(ca),
+            )
+            report.checks.append(
+                health.check_listener(
+                    "admin service",
+                    config.listen,
+                    pki.Identity.coordinator(config.network),
+                    key_pem=tls[0],
+                    cert_pem=tls[1],
+                    ca_pem=tls[2],
+                    service=SERVICE,
+                    command="psi-coordinator serve",
+                )
+            )
+            report.extend(_reachability(config, partners, tls))
+    return report
+
+
+def certificates(config: CoordinatorConfig) -> dict[str, x509.Certificate]:
+    """Certificates a serving coordinator should watch for expiry, by label.
+
+    The CA, the coordinator's own TLS and operator certificates, and every registered
+    partner's; for `kruispunt.health.expiry_warnings` in the housekeeping loop.
+    Unreadable files are left out (the doctor reports them).
+    """
+    out: dict[str, x509.Certificate] = {}
+    for label, path in (
+        (f"{config.tls_ca} (network CA)", config.tls_ca),
+        (f"{config.tls_cert} (coordinator)", config.tls_cert),
+        (f"{config.operator_cert} (operator)", config.operator_cert),
+    ):
+        try:
+            out[label] = pki.load_certificate(path)
+        except ConfigError:
+            continue
+    store = Store(config.database)
+    try:
+        partners = store.partners()
+    finally:
+        store.close()
+    for partner in partners:
+        if not partner.active:
+            continue
+        try:
+            out[f"of partner {partner.id}"] = x509.load_pem_x509_certificate(
+                partner.cert_pem.encode()
+            )
+        except ValueError:
+            continue
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Keys and certificates
+
+
+def _ca_key_check(config: CoordinatorConfig, ca: x509.Certificate | None, written: Path) -> Check:
+    name = "CA key"
+    path = config.ca_key
+    if not path.exists() and not written.is_symlink():
+        return Check(
+            name,
+            OK,
+            f"{path}: not on this machine (kept offline; pass --ca-key to partner add/renew)",
+        )
+    check, key = health.check_private_key(
+        name, path, kind="tls", owner_of=config.directory, written=written
+    )
+    if key is None or ca is None:
+        return check
+    if not pki.same_public_key(key.public_key(), ca.public_key()):
+        return Check(name, FAIL, f"{path}: does not match the CA certificate {config.tls_ca}")
+    if check.status != OK:
+        return check
+    return Check(
+        name,
+        OK,
+        f"{check.detail}; matches the CA certificate (keep it offline when not registering "
+        "partners)",
+    )
+
+
+def _operator_identity(config: CoordinatorConfig) -> pki.Identity | None:
+    """The operator the operator certificate names (any name the operator chose at init)."""
+    try:
+        identity = pki.identity_from_certificate(pki.load_certificate(config.operator_cert))
+    except (ConfigError, pki.CertificateIdentityError):
+        return None
+    if identity.role != pki.Role.OPERATOR:
+        return None
+    return pki.Identity.operator(config.network, identity.name)
+
+
+def _public_key_check(
+    report: DoctorReport, config: CoordinatorConfig, sign_key: pki.PrivateKey | None
+) -> ed25519.Ed25519PublicKey | None:
+    """Check the published signing key matches the private one; return the key to verify with."""
+    name = "signing public key"
+    path = config.signing_public_key
+    try:
+        published = signing.load_public_key(path.read_bytes())
+    except FileNotFoundError:
+        report.add(name, FAIL, f"{path}: not found (partners verify manifests with it)")
+        published = None
+    except (OSError, ValueError) as exc:
+        report.add(name, FAIL, f"{path}: {getattr(exc, 'strerror', None) or exc}")
+        published = None
+    own = sign_key.public_key() if isinstance(sign_key, ed25519.Ed25519PrivateKey) else None
+    if published is not None:
+        if own is not None and signing.public_key_bytes(own) != signing.public_key_bytes(published):
+            report.add(
+                name,
+                FAIL,
+                f"{path}: does not match {config.signing_key}; partners would refuse every "
+                "manifest",
+            )
+        else:
+            report.add(name, OK, f"{path}: key id {signing.key_id(published)}")
+    return own if own is not None else published
+
+
+# ---------------------------------------------------------------------------------------
+# Database, partners, purposes, schedules
+
+
+def _open_store(
+    report: DoctorReport, config: CoordinatorConfig, public_key: ed25519.Ed25519PublicKey | None
+) -> Store | None:
+    path = config.database
+    if not path.is_file():
+        report.add("database", FAIL, f"{path}: not found (psi-coordinator init creates it)")
+        return None
+    try:
+        store = Store(path)
+    except (ConfigError, sqlite3.Error) as exc:
+        report.add("database", FAIL, f"{path}: cannot open ({exc})")
+        return None
+    report.add("database", OK, f"{path}: opens")
+    if public_key is None:
+        report.add("audit log", FAIL, f"{path}: cannot verify without the signing key")
+        return store
+    try:
+        result = verify_database(path, public_key)
+    except ConfigError as exc:
+        report.add("audit log", FAIL, str(exc))
+        return store
+    if result.ok:
+        report.add("audit log", OK, f"{result.count} events, chain and signatures verify")
+    else:
+        report.add(
+            "audit log",
+            FAIL,
+            f"does not verify at event {result.first_bad_seq}: {result.reason}",
+        )
+    return store
+
+
+def _partner_checks(
+    config: CoordinatorConfig,
+    partners: list[Partner],
+    ca: x509.Certificate | None,
+    now: datetime,
+) -> list[Check]:
+    if not partners:
+        return [Check("partners", WARN, "no partner registered yet (psi-coordinator partner add)")]
+    checks: list[Check] = []
+    for partner in partners:
+        name = f"partner {partner.id} certificate"
+        if not partner.active:
+            checks.append(Check(name, OK, "partner inactive: not checked"))
+            continue
+        try:
+            cert = x509.load_pem_x509_certificate(partner.cert_pem.encode())
+        except ValueError:
+            checks.append(Check(name, FAIL, "the stored certificate does not parse"))
+            continue
+        if pki.fingerprint(cert) != partner.cert_fingerprint:
+            checks.append(
+                Check(name, FAIL, "the stored certificate does not match its stored fingerprint")
+            )
+            continue
+        found, _ = health.check_leaf_certificate(
+            name,
+            cert,
+            ca=ca,
+            expected=pki.Identity.partner(config.network, partner.id),
+            now=now,
+            renew_hint=f"psi-coordinator partner renew {config.directory} {partner.id}",
+        )
+        checks.extend(found)
+    return checks
+
+
+def _purpose_checks(partners: list[Partner], purposes: list[Purpose]) -> list[Check]:
+    active = {p.id for p in partners if p.active}
+    checks = []
+    for purpose in purposes:
+        name = f"purpose {purpose.id}"
+        missing = [pid for pid in purpose.partners if pid not in active]
+        if missing:
+            checks.append(
+                Check(
+                    name,
+                    FAIL,
+                    f"names partner(s) not registered: {', '.join(missing)}; every round for "
+                    "it is refused (partner add, or purpose add with a corrected list)",
+                )
+            )
+        else:
+            checks.append(
+                Check(
+                    name,
+                    OK,
+                    f"version {purpose.version}, {purpose.mode}, partners "
+                    f"{', '.join(purpose.partners)} registered",
+                )
+            )
+    return checks
+
+
+def _schedule_checks(
+    config: CoordinatorConfig, purposes: list[Purpose] | None, now: datetime
+) -> list[Check]:
+    known = None if purposes is None else {p.id for p in purposes}
+    checks = []
+    for i, sched in enumerate(config.schedules, start=1):
+        name = f"schedule #{i} {sched.purpose}"
+        if known is not None and sched.purpose not in known:
+            checks.append(
+                Check(
+                    name,
+                    FAIL,
+                    f"purpose {sched.purpose!r} is not registered: the round "
+                    f"scheduled at {sched.cron!r} would not start",
+                )
+            )
+            continue
+        checks.append(_cron_check(name, sched.cron, now, source=f"[[schedule]] #{i}"))
+    return checks
+
+
+def _raw_schedule_checks(directory: Path, now: datetime) -> list[Check]:
+    """Every schedule's cron, read straight from the TOML: the loader stops at the first bad one."""
+    try:
+        data = read_toml(directory / CONFIG_NAME)
+    except ConfigError:
+        return []
+    raw = data.get("schedule", [])
+    if not isinstance(raw, list):
+        return []
+    checks = []
+    for i, item in enumerate(raw, start=1):
+        if not isinstance(item, dict) or "cron" not in item:
+            continue
+        name = f"schedule #{i} {item.get('purpose', '?')}"
+        checks.append(_cron_check(name, str(item["cron"]), now, source=f"[[schedule]] #{i}"))
+    return checks
+
+
+def _cron_check(name: str, cron: str, now: datetime, *, source: str) -> Check:
+    try:
+        parse_cron(cron, source=source)
+    except ConfigError as exc:
+        return Check(name, FAIL, str(exc))
+    when = next_run(cron, now.astimezone())
+    return Check(name, OK, f"cron {cron!r}, next run {when.strftime('%Y-%m-%d %H:%M %z')}")
+
+
+# ---------------------------------------------------------------------------------------
+# Reachability
+
+
+def _reachability(
+    config: CoordinatorConfig, partners: list[Partner], tls: tuple[bytes, bytes, bytes]
+) -> list[Check]:
+    active = [p for p in partners if p.active]
+    if not active:
+        return []
+    key_pem, cert_pem, ca_pem = tls
+
+    def probe(partner: Partner) -> health.Probe:
+        return health.probe_health(
+            partner.address,
+            pki.Identity.partner(config.network, partner.id),
+            key_pem=key_pem,
+            cert_pem=cert_pem,
+            ca_pem=ca_pem,
+            service=NODE_SERVICE,
+        )
+
+    with ThreadPoolExecutor(max_workers=min(_MAX_PROBES, len(active))) as pool:
+        results = list(pool.map(probe, active))
+    checks = []
+    for partner, result in zip(active, results, strict=True):
+        name = f"partner {partner.id} reachable"
+        if result.serving:
+            checks.append(Check(name, OK, f"{partner.address}: health SERVING over mTLS"))
+        elif result.status is not None:
+            checks.append(Check(name, FAIL, f"{partner.address}: node reports {result.status}"))
+        else:
+            checks.append(Check(name, FAIL, f"{partner.address}: unreachable ({result.error})"))
+    return checks

@@ -1,0 +1,290 @@
+"""`psi-node doctor`: check a node's configuration, keys, certificates, inputs and log.
+
+Every check a partner's IT team would otherwise do by hand before (and after) starting
+the node: does node.toml load, are the keys owner-only and the certificate valid for
+this partner and not about to expire, does each purpose have a usable export and a
+policy, can results be written, does the audit log verify, and does `psi-node serve`
+answer on its port.
+
+What the node cannot check is whether the coordinator reaches it: connections go one
+way only, from the coordinator to the nodes (the firewall rule is the partner's, the
+probe is the coordinator's: `psi-coordinator doctor`). The node checks the next best
+thing: that its own listener answers the standard health check over mutual TLS with
+this node's certificate, exactly as the coordinator's call would be answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from kruispunt import health, pki, signing
+from kruispunt.errors import ConfigError, KruispuntError
+from kruispunt.health import FAIL, OK, WARN, Check, DoctorReport
+from kruispunt.tomlfile import read_toml
+from psi_node.audit import verify_file
+from psi_node.config import CONFIG_NAME, InputConfig, NodeConfig, PolicyConfig, load_node_config
+from psi_node.inputs import InputSpec, read_input
+
+__all__ = ["certificates", "run_doctor"]
+
+SERVICE = "kruispunt.v1.PsiNode"
+_RENEW_HINT = "ask the network coordinator for a renewed certificate (psi-node install-cert)"
+
+
+def run_doctor(
+    directory: Path,
+    *,
+    now: datetime | None = None,
+    check_coordinator: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> DoctorReport:
+    """Check the node in `directory`; never changes anything in it.
+
+    `check_coordinator` runs the network check the node can do: a health call to its
+    own listen address (see the module docstring for why it cannot call the
+    coordinator). `env` is what `serve` would see (KRUISPUNT_NODE_LISTEN overrides
+    the listen address).
+    """
+    moment = now or datetime.now(UTC)
+    report = DoctorReport(f"psi-node doctor {directory}")
+    try:
+        config = load_node_config(directory, env=env)
+    except ConfigError as exc:
+        report.add(CONFIG_NAME, FAIL, f"{exc} (the other checks need it)")
+        return report
+    report.add(
+        CONFIG_NAME,
+        OK,
+        f"partner {config.partner_id}, {_count(len(config.inputs), 'purpose')} configured",
+    )
+    raw = read_toml(directory / CONFIG_NAME)
+    report.checks.append(health.check_private_directory("node directory", config.directory))
+
+    tls_check, tls_key = health.check_private_key(
+        "tls key",
+        config.tls_key,
+        kind="tls",
+        owner_of=config.directory,
+        written=health.configured_path(config.directory, raw, "tls", "key", "tls/node.key"),
+    )
+    report.checks.append(tls_check)
+    ca_checks, ca = health.check_ca_certificate("network CA", config.tls_ca, now=moment)
+    report.extend(ca_checks)
+    network = _network(ca, config.tls_cert)
+    cert: x509.Certificate | None = None
+    if network is None:
+        report.add("tls certificate", FAIL, f"{config.tls_cert}: no usable certificate or CA")
+    else:
+        cert_checks, cert = health.check_leaf_certificate(
+            "tls certificate",
+            config.tls_cert,
+            ca=ca,
+            expected=pki.Identity.partner(network, config.partner_id),
+            key=tls_key,
+            key_path=config.tls_key,
+            now=moment,
+            renew_hint=_RENEW_HINT,
+        )
+        report.extend(cert_checks)
+
+    sign_check, sign_key = health.check_private_key(
+        "signing key",
+        config.signing_key,
+        kind="signing",
+        owner_of=config.directory,
+        written=health.configured_path(
+            config.directory, raw, "signing", "key", "signing/node.ed25519"
+        ),
+    )
+    report.checks.append(sign_check)
+    report.checks.append(_coordinator_key(config.coordinator_public_key))
+
+    for purpose in sorted(set(config.inputs) | set(config.policies)):
+        policy = config.policies.get(purpose)
+        spec = config.inputs.get(purpose)
+        if spec is not None:
+            report.checks.append(_input_check(purpose, spec, policy, config.strict_input))
+        report.checks.append(_policy_check(purpose, policy))
+    if not config.inputs:
+        report.add(
+            "purposes",
+            WARN,
+            f"no [inputs.PURPOSE] in {CONFIG_NAME}: this node refuses every round until one is "
+            "added",
+        )
+
+    report.checks.append(health.check_writable_directory("results folder", config.results_dir))
+    report.checks.append(health.check_writable_directory("state folder", config.state_dir))
+    report.checks.append(_audit_check(config.audit_log, sign_key))
+
+    try:
+        host, port = health.parse_address(config.listen)
+        report.add("listen address", OK, f"{config.listen} (host {host or '*'}, port {port})")
+    except ValueError as exc:
+        report.add("listen address", FAIL, str(exc))
+        return report
+    if check_coordinator:
+        if tls_key is None or cert is None or ca is None or network is None:
+            report.add("serving", WARN, "not probed: needs a usable TLS key, certificate and CA")
+        else:
+            report.checks.append(
+                health.check_listener(
+                    "serving",
+                    config.listen,
+                    pki.Identity.partner(network, config.partner_id),
+                    key_pem=pki.private_key_pem(tls_key),
+                    cert_pem=pki.certificate_pem(cert),
+                    ca_pem=pki.certificate_pem(ca),
+                    service=SERVICE,
+                    command="psi-node serve",
+                )
+            )
+    return report
+
+
+def certificates(config: NodeConfig) -> dict[str, x509.Certificate]:
+    """The certificates a serving node should watch for expiry, by label (unreadable ones left out).
+
+    For `kruispunt.health.expiry_warnings` in the node's housekeeping loop.
+    """
+    out: dict[str, x509.Certificate] = {}
+    for label, path in (
+        (f"{config.tls_cert} (partner {config.partner_id})", config.tls_cert),
+        (f"{config.tls_ca} (network CA)", config.tls_ca),
+    ):
+        try:
+            out[label] = pki.load_certificate(path)
+        except ConfigError:
+            continue
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _network(ca: x509.Certificate | None, cert_path: Path) -> str | None:
+    """The network this node belongs to: from its CA, else from its own certificate."""
+    if ca is not None:
+        return pki.ca_network(ca)
+    try:
+        return pki.identity_from_certificate(pki.load_certificate(cert_path)).network
+    except (ConfigError, pki.CertificateIdentityError):
+        return None
+
+
+def _coordinator_key(path: Path) -> Check:
+    try:
+        key = signing.load_public_key(path.read_bytes())
+    except FileNotFoundError:
+        return Check(
+            "coordinator key", FAIL, f"{path}: not found (psi-node install-cert installs it)"
+        )
+    except OSError as exc:
+        return Check("coordinator key", FAIL, f"{path}: cannot read ({exc.strerror})")
+    except ValueError as exc:
+        return Check("coordinator key", FAIL, f"{path}: {exc}")
+    return Check("coordinator key", OK, f"{path}: Ed25519, key id {signing.key_id(key)}")
+
+
+def _input_check(
+    purpose: str, spec: InputConfig, policy: PolicyConfig | None, strict: bool
+) -> Check:
+    """Read the purpose's export as a round would; report counts, never values."""
+    name = f"input {purpose}"
+    try:
+        found = read_input(
+            InputSpec(
+                path=spec.path,
+                kind=spec.kind,  # type: ignore[arg-type]  # the loader checked it
+                columns=spec.columns,
+                delimiter=spec.delimiter,
+                objection_column=spec.objection_column,
+                exclusion_file=spec.exclusion_file,
+            )
+        )
+    except KruispuntError as exc:
+        return Check(name, FAIL, str(exc))
+    except OSError as exc:
+        return Check(name, FAIL, f"{spec.path}: cannot read ({exc.strerror})")
+    r = found.report
+    counts = (
+        f"{r.valid} usable of {_count(r.rows, 'row')} ({r.invalid} invalid, "
+        f"{r.duplicate} duplicate, {r.objected} objected, {r.excluded} excluded)"
+    )
+    hint = f"psi-node check-input {spec.path} --kind {spec.kind} lists lines and reasons"
+    if not r.usable:
+        return Check(name, FAIL, f"{spec.path}: no usable rows: {counts}; {hint}")
+    if strict and r.invalid:
+        return Check(
+            name,
+            FAIL,
+            f"{spec.path}: {counts}; strict_input is on, so rounds are refused; {hint}",
+        )
+    if policy is not None and policy.max_set_size is not None and r.valid > policy.max_set_size:
+        return Check(
+            name,
+            FAIL,
+            f"{spec.path}: {counts}; more than the policy's max_set_size "
+            f"{policy.max_set_size}, so a round for this purpose would fail",
+        )
+    if r.invalid or r.exclusion_invalid:
+        extra = f"; {r.exclusion_invalid} exclusion entries invalid" if r.exclusion_invalid else ""
+        return Check(name, WARN, f"{spec.path}: {counts}{extra}; {hint}")
+    return Check(name, OK, f"{spec.path}: {counts}")
+
+
+def _policy_check(purpose: str, policy: PolicyConfig | None) -> Check:
+    name = f"policy {purpose}"
+    if policy is None:
+        return Check(
+            name,
+            WARN,
+            f"no [policy.{purpose}] in {CONFIG_NAME}: this node refuses every round for it",
+        )
+    terms = (
+        f"legal basis {policy.legal_basis!r}; partners {', '.join(sorted(policy.partners))}; "
+        f"threshold at least {policy.min_threshold}; disclosure up to {policy.max_disclosure}"
+    )
+    if policy.max_set_size is not None:
+        terms += f"; sets up to {policy.max_set_size}"
+    if policy.min_threshold < 2:
+        return Check(
+            name,
+            WARN,
+            f"{terms}; min_threshold {policy.min_threshold} accepts rounds that flag records "
+            "held by this partner alone",
+        )
+    return Check(name, OK, terms)
+
+
+def _audit_check(path: Path, sign_key: pki.PrivateKey | None) -> Check:
+    name = "audit log"
+    if not path.exists():
+        return Check(
+            name,
+            WARN,
+            f"{path}: not found; psi-node serve creates it on first start (if this node has "
+            "served before, the log was removed)",
+        )
+    if not isinstance(sign_key, ed25519.Ed25519PrivateKey):
+        return Check(name, FAIL, f"{path}: cannot verify without a usable signing key")
+    try:
+        result = verify_file(path, sign_key.public_key())
+    except ConfigError as exc:
+        return Check(name, FAIL, str(exc))
+    if not result.ok:
+        return Check(
+            name,
+            FAIL,
+            f"{path}: does not verify at event {result.first_bad_seq}: {result.reason}",
+        )
+    return Check(name, OK, f"{path}: {_count(result.count, 'event')}, chain and signatures verify")
