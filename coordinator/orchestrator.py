@@ -26,6 +26,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.store import ABORTED, COMPLETED, FAILED, REFUSED, Partner, Store
 from coordinator.tally import TallyResult, tally
 from kruispunt import pki, signing, transport, wire
+from kruispunt.auditchain import safe_reason
 from kruispunt.errors import ConfigError, KruispuntError, RoundFailed
 from kruispunt.manifest import new_round_id, sign_manifest, verify_consent
 from kruispunt.pki import Identity
@@ -133,7 +134,7 @@ class RoundRunner:
             details,
             initiated_by=initiated_by,
             access_point=access_point,
-            reason=reason,
+            reason=safe_reason(reason),
             emit=progress or (lambda _e: None),
         )
 
@@ -517,7 +518,9 @@ class RoundRunner:
                     out[pid] = fut.result()
                 except grpc.RpcError as exc:
                     errors.append(f"{pid}: {_rpc_reason(exc)}")
-                except RoundFailed as exc:
+                except RoundCancelled:
+                    raise
+                except KruispuntError as exc:  # what the partner sent does not fit the round
                     errors.append(f"{pid}: {exc}")
         if errors:
             raise RoundFailed(f"{what} failed: " + "; ".join(errors))

@@ -116,6 +116,7 @@ __all__ = [
     "iter_rounds",
     "load_csv",
     "load_jsonl",
+    "safe_reason",
     "seal",
     "utc_now",
     "verify_events",
@@ -263,6 +264,14 @@ def check_no_identifiers(details: Mapping[str, object], **text_fields: str) -> N
         reason = _looks_like_identifier(text)
         if reason:
             raise ValueError(f"audit {name}: refused {reason}")
+
+
+def safe_reason(text: str, limit: int = 500) -> str:
+    """Free text from a peer or an operator, fit for an audit row: bounded, not identifier-like."""
+    text = text[:limit]
+    if _looks_like_identifier(text):
+        return "[reason withheld: it looked like it held an identifier]"
+    return text
 
 
 #: `details` keys (and their types) the coordinator must give these events; the node's

@@ -9,6 +9,7 @@ another round or another version of the purpose.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,9 +26,18 @@ MANIFEST_CONTEXT = signing.CONTEXT_MANIFEST
 CONSENT_CONTEXT = signing.CONTEXT_CONSENT
 
 
+# Round ids name files at the nodes (results/<round_id>.csv): only this shape is accepted.
+ROUND_ID_RE = re.compile(r"r\d{8}T\d{6}-[0-9a-f]{8}")
+
+
 def new_round_id(now: datetime) -> str:
     """A round id that sorts by time and is never reused (random suffix)."""
     return f"r{now.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+
+
+def is_round_id(text: str) -> bool:
+    """True for a well-formed round id (safe in a file name, in logs and in audit rows)."""
+    return ROUND_ID_RE.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,8 @@ def verify_manifest(
         manifest.ParseFromString(signed.manifest)
     except DecodeError:
         raise ManifestRejected("manifest does not parse") from None
+    if not is_round_id(manifest.round_id):
+        raise ManifestRejected("manifest round id is malformed")
     if manifest.protocol_version != PROTOCOL_VERSION:
         raise ManifestRejected(
             f"protocol version {manifest.protocol_version!r} not supported "

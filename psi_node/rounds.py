@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from google.protobuf.message import DecodeError
 
 from kruispunt import wire
+from kruispunt.auditchain import safe_reason
 from kruispunt.errors import (
     InputFileError,
     KruispuntError,
@@ -31,7 +31,7 @@ from kruispunt.errors import (
     ResourceLimit,
     UnknownRound,
 )
-from kruispunt.manifest import VerifiedManifest, sign_consent, verify_manifest
+from kruispunt.manifest import VerifiedManifest, is_round_id, sign_consent, verify_manifest
 from kruispunt.v1 import common_pb2, node_pb2
 from psi_node.audit import NodeAudit
 from psi_node.config import NodeConfig
@@ -49,7 +49,6 @@ from psi_node.results import (
 )
 
 log = structlog.get_logger("psi_node.rounds")
-ROUND_ID_RE = re.compile(r"r\d{8}T\d{6}-[0-9a-f]{8}")
 
 # Phases in the order a round passes them at a node.
 CONSENTED, BLINDED, FINALIZED, STAGED = "consented", "blinded", "finalized", "staged"
@@ -286,7 +285,7 @@ class RoundManager:
         except DecodeError:
             round_id = ""
         # Unverified text: keep it only if it has the shape of our round ids.
-        if not ROUND_ID_RE.fullmatch(round_id):
+        if not is_round_id(round_id):
             round_id = ""
         self._audit("manifest.rejected", round_id, "E", reason=reason, manifest_sha256=digest.hex())
         log.warning("manifest rejected", round_id=round_id, reason=reason)
@@ -447,15 +446,33 @@ class RoundManager:
 
     def abort(self, round_id: str, reason: str) -> bool:
         """Drop a round: wipe its key and records, remove staged results."""
+        if not is_round_id(round_id):
+            return False  # never used as a file name, never logged
         rnd = self._drop(round_id)
         removed = discard_staged(self.config.results_dir, round_id)
         if rnd is None and not removed:
             return False
-        self._audit(
-            "round.aborted", rnd or round_id, "D", reason=reason[:500], staged_removed=removed
-        )
-        log.warning("round aborted", round_id=round_id, reason=reason[:500])
+        reason = safe_reason(reason)
+        self._audit("round.aborted", rnd or round_id, "D", reason=reason, staged_removed=removed)
+        log.warning("round aborted", round_id=round_id, reason=reason)
         return True
+
+    def record_rejection(self, method: str, round_id: str, error: KruispuntError) -> None:
+        """Audit a request this node refused (malformed, out of order, unknown round)."""
+        self._audit(
+            "request.rejected",
+            round_id if is_round_id(round_id) else "",
+            "E",
+            method=method,
+            status=error.status.name,
+            reason=safe_reason(str(error)),
+        )
+        log.warning(
+            "request rejected",
+            method=method,
+            status=error.status.name,
+            reason=safe_reason(str(error)),
+        )
 
     def expire_idle(self) -> list[str]:
         """Abort rounds with no activity for idle_timeout seconds (coordinator gone)."""

@@ -12,13 +12,20 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from kruispunt import pki, signing, transport
-from kruispunt.errors import ConfigError, ProtocolError
+from kruispunt.errors import (
+    ConfigError,
+    InvalidPoint,
+    ProtocolError,
+    ResourceLimit,
+    UnknownRound,
+)
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
 from psi_node import bilateral
 from psi_node.audit import NodeAudit
@@ -29,6 +36,7 @@ from psi_node.rounds import RoundManager
 log = structlog.get_logger("psi_node.server")
 
 SERVICE = "kruispunt.v1.PsiNode"
+T = TypeVar("T")
 GRACE_SECONDS = 5.0
 
 
@@ -50,11 +58,29 @@ def _batches(
     return first, gen()
 
 
+# Errors that mean "this request does not fit": audited as rejections, then returned.
+_REJECTIONS = (ProtocolError, InvalidPoint, ResourceLimit, UnknownRound)
+
+
 class NodeServicer(node_pb2_grpc.PsiNodeServicer):
-    """gRPC face of a node's RoundManager."""
+    """gRPC face of a node's RoundManager; every refused request is audited."""
 
     def __init__(self, rounds: RoundManager) -> None:
         self.rounds = rounds
+
+    def _call(self, method: str, round_id: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except _REJECTIONS as exc:
+            self.rounds.record_rejection(method, round_id, exc)
+            raise
+
+    def _stream(self, method: str, round_id: Callable[[], str], items: Iterator[T]) -> Iterator[T]:
+        try:
+            yield from items
+        except _REJECTIONS as exc:
+            self.rounds.record_rejection(method, round_id(), exc)
+            raise
 
     def Propose(  # noqa: N802 - gRPC method names
         self, request: common_pb2.SignedManifest, context: grpc.ServicerContext
@@ -65,46 +91,62 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
         self, request: common_pb2.RoundRef, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.PointBatch]:
         me = self.rounds.config.partner_id
-        for offset, packed in self.rounds.blind(request.round_id):
-            yield common_pb2.PointBatch(
-                round_id=request.round_id, origin=me, offset=offset, points=packed
-            )
+
+        def batches() -> Iterator[common_pb2.PointBatch]:
+            for offset, packed in self.rounds.blind(request.round_id):
+                yield common_pb2.PointBatch(
+                    round_id=request.round_id, origin=me, offset=offset, points=packed
+                )
+
+        return self._stream("Blind", lambda: request.round_id, batches())
 
     def Evaluate(  # noqa: N802
         self, request_iterator: Iterator[common_pb2.PointBatch], context: grpc.ServicerContext
     ) -> Iterator[common_pb2.PointBatch]:
-        first, batches = _batches(request_iterator)
-        if first is None:
-            raise ProtocolError("empty evaluate stream")
-        for offset, packed in self.rounds.evaluate(first.round_id, first.origin, batches):
-            yield common_pb2.PointBatch(
-                round_id=first.round_id,
-                origin=first.origin,
-                step=first.step,
-                offset=offset,
-                points=packed,
-            )
+        seen: list[common_pb2.PointBatch] = []
+
+        def batches() -> Iterator[common_pb2.PointBatch]:
+            first, points = _batches(request_iterator)
+            if first is None:
+                raise ProtocolError("empty evaluate stream")
+            seen.append(first)
+            for offset, packed in self.rounds.evaluate(first.round_id, first.origin, points):
+                yield common_pb2.PointBatch(
+                    round_id=first.round_id,
+                    origin=first.origin,
+                    step=first.step,
+                    offset=offset,
+                    points=packed,
+                )
+
+        return self._stream("Evaluate", lambda: seen[0].round_id if seen else "", batches())
 
     def Finalize(  # noqa: N802
         self, request_iterator: Iterator[common_pb2.PointBatch], context: grpc.ServicerContext
     ) -> Iterator[common_pb2.TagBatch]:
-        first, batches = _batches(request_iterator)
-        if first is None:
-            raise ProtocolError("empty finalize stream")
-        if first.origin != self.rounds.config.partner_id:
-            raise ProtocolError("finalize carries this node's own set only")
-        for offset, tags in self.rounds.finalize(first.round_id, batches):
-            yield common_pb2.TagBatch(round_id=first.round_id, offset=offset, tags=tags)
+        seen: list[common_pb2.PointBatch] = []
+
+        def batches() -> Iterator[common_pb2.TagBatch]:
+            first, points = _batches(request_iterator)
+            if first is None:
+                raise ProtocolError("empty finalize stream")
+            seen.append(first)
+            if first.origin != self.rounds.config.partner_id:
+                raise ProtocolError("finalize carries this node's own set only")
+            for offset, tags in self.rounds.finalize(first.round_id, points):
+                yield common_pb2.TagBatch(round_id=first.round_id, offset=offset, tags=tags)
+
+        return self._stream("Finalize", lambda: seen[0].round_id if seen else "", batches())
 
     def Deliver(  # noqa: N802
         self, request: node_pb2.RoundResults, context: grpc.ServicerContext
     ) -> node_pb2.DeliveryReceipt:
-        return self.rounds.deliver(request)
+        return self._call("Deliver", request.round_id, lambda: self.rounds.deliver(request))
 
     def Commit(  # noqa: N802
         self, request: common_pb2.RoundRef, context: grpc.ServicerContext
     ) -> node_pb2.DeliveryReceipt:
-        return self.rounds.commit(request.round_id)
+        return self._call("Commit", request.round_id, lambda: self.rounds.commit(request.round_id))
 
     def Abort(  # noqa: N802
         self, request: node_pb2.AbortRequest, context: grpc.ServicerContext
@@ -115,22 +157,34 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
     def BilateralSetup(  # noqa: N802
         self, request: common_pb2.RoundRef, context: grpc.ServicerContext
     ) -> node_pb2.BilateralPayload:
-        return bilateral.setup(self.rounds, request.round_id)
+        return self._call(
+            "BilateralSetup",
+            request.round_id,
+            lambda: bilateral.setup(self.rounds, request.round_id),
+        )
 
     def BilateralRequest(  # noqa: N802
         self, request: common_pb2.RoundRef, context: grpc.ServicerContext
     ) -> node_pb2.BilateralPayload:
-        return bilateral.request(self.rounds, request.round_id)
+        return self._call(
+            "BilateralRequest",
+            request.round_id,
+            lambda: bilateral.request(self.rounds, request.round_id),
+        )
 
     def BilateralResponse(  # noqa: N802
         self, request: node_pb2.BilateralPayload, context: grpc.ServicerContext
     ) -> node_pb2.BilateralPayload:
-        return bilateral.response(self.rounds, request)
+        return self._call(
+            "BilateralResponse", request.round_id, lambda: bilateral.response(self.rounds, request)
+        )
 
     def BilateralResult(  # noqa: N802
         self, request: node_pb2.BilateralExchange, context: grpc.ServicerContext
     ) -> node_pb2.DeliveryReceipt:
-        return bilateral.result(self.rounds, request)
+        return self._call(
+            "BilateralResult", request.round_id, lambda: bilateral.result(self.rounds, request)
+        )
 
 
 @dataclass
