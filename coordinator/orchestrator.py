@@ -244,6 +244,30 @@ class RoundRunner:
         emit(_event(round_id, "done", "round completed", summary=summary))
         return summary
 
+    def abort_at_nodes(self, round_id: str, reason: str) -> list[str]:
+        """Best effort: tell every partner of a stored round to drop it; returns who confirmed."""
+        row = self.store.round(round_id)
+        if row is None:
+            return []
+        manifest = common_pb2.RoundManifest()
+        manifest.ParseFromString(row.manifest)
+        confirmed = []
+        for pid in manifest.partners:
+            partner = self.store.partner(pid)
+            if partner is None:
+                continue
+            peer = self._connect(partner)
+            try:
+                peer.stub.Abort(node_pb2.AbortRequest(round_id=round_id, reason=reason), timeout=10)
+                confirmed.append(pid)
+            except grpc.RpcError as exc:
+                log.warning(
+                    "abort not delivered", round_id=round_id, partner=pid, reason=_rpc_reason(exc)
+                )
+            finally:
+                peer.channel.close()
+        return confirmed
+
     # -- phases ----------------------------------------------------------------------------
 
     def _propose(

@@ -98,16 +98,21 @@ class CoordinatorServer:
         self._scheduler.join(timeout=5)
 
 
-def abort_interrupted(store: Store, audit: CoordinatorAudit, now: datetime) -> list[str]:
+INTERRUPTED = "coordinator restarted while the round was running"
+
+
+def abort_interrupted(
+    store: Store, audit: CoordinatorAudit, network: str, now: datetime
+) -> list[str]:
     """Mark rounds left 'running' by a previous process as aborted (nothing is delivered)."""
     interrupted = store.running_rounds()
     for round_id in interrupted:
-        reason = "coordinator restarted while the round was running"
+        reason = INTERRUPTED
         store.finish_round(round_id, ABORTED, reason, now.isoformat(), {})
         audit.append(
             "round.aborted",
             actor="coordinator",
-            on_behalf_of=store_network(audit),
+            on_behalf_of=network,
             access_point="coordinator",
             action="E",
             round_id=round_id,
@@ -115,10 +120,6 @@ def abort_interrupted(store: Store, audit: CoordinatorAudit, now: datetime) -> l
         )
         log.warning("interrupted round aborted", round_id=round_id)
     return interrupted
-
-
-def store_network(audit: CoordinatorAudit) -> str:
-    return getattr(audit, "network", "coordinator")
 
 
 def create_server(
@@ -131,8 +132,15 @@ def create_server(
     clock = now or (lambda: datetime.now(UTC))
     store = Store(config.database)
     audit = CoordinatorAudit(config.database, signing.load_signing_key(config.signing_key))
-    abort_interrupted(store, audit, clock())
+    interrupted = abort_interrupted(store, audit, config.network, clock())
     runner = RoundRunner(config, store, audit, now=clock)
+    if interrupted:
+        # Tell the nodes too, so they drop keys and staged results now, not at their idle timeout.
+        threading.Thread(
+            target=lambda: [runner.abort_at_nodes(r, INTERRUPTED) for r in interrupted],
+            name="abort-interrupted",
+            daemon=True,
+        ).start()
     interceptor = transport.AuthInterceptor(config.network, {f"/{SERVICE}/": ["operator"]})
     server = transport.make_server(interceptor)
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(runner), server)

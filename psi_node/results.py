@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import grpc
+
 from kruispunt.errors import KruispuntError
 
 # A spreadsheet treats a cell starting with one of these as a formula (CSV injection).
@@ -24,6 +26,8 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 class ResultWriteError(KruispuntError):
     """The results folder cannot be written (full disk, permissions)."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
 
 
 def neutralise(value: str) -> str:
@@ -145,6 +149,6 @@ def _unlink(*paths: Path) -> bool:
         try:
             path.unlink()
             removed = True
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             pass
     return removed
