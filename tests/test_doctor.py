@@ -386,7 +386,7 @@ class TestNodeDoctor:
         assert check.status == OK, check.detail
         assert "SERVING" in check.detail
 
-    def test_stopped_node_warns(self, node_dir, refusing_listener):
+    def test_stopped_node_warns(self, node_dir):
         """Nothing on the port is a warning (doctor runs before serve, too)."""
         free = socket.create_server(("127.0.0.1", 0))
         port = free.getsockname()[1]
