@@ -10,7 +10,8 @@ The helpers here check what both sides have: private key files (owner-only, not 
 symlink, the right kind of key), certificates (issued by the network CA, naming the
 expected holder, matching the key, not expiring), directories (private, writable) and a
 listener (a gRPC health check over mutual TLS). `expiry_warnings` gives the log lines a
-serving process writes when a certificate nears its end.
+serving process writes when a certificate nears its end; `ExpiryReminder` repeats them
+once a day rather than on every housekeeping tick.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "WARN",
     "Check",
     "DoctorReport",
+    "ExpiryReminder",
     "Probe",
     "check_ca_certificate",
     "check_expiry",
@@ -233,6 +235,37 @@ def expiry_warnings(
         elif days < EXPIRY_WARN_DAYS:
             out.append(f"certificate {label} expires in {_days_phrase(days)}, on {until}: renew it")
     return out
+
+
+class ExpiryReminder:
+    """Repeats `expiry_warnings` at most once per `interval` for each certificate.
+
+    A housekeeping loop runs every minute; the journal needs the warning once a day,
+    not 1,440 times. Keep one reminder per process and call `warnings` every tick.
+    """
+
+    def __init__(self, interval: dt.timedelta = dt.timedelta(days=1)) -> None:
+        if interval <= dt.timedelta(0):
+            raise ValueError("interval must be positive")
+        self.interval = interval
+        self._last: dict[str, dt.datetime] = {}
+
+    def warnings(
+        self, certs: Mapping[str, x509.Certificate], now: dt.datetime | None = None
+    ) -> list[str]:
+        """The expiry warnings due now: each certificate's at most once per interval."""
+        moment = _aware(now)
+        due = []
+        for label in sorted(certs):
+            lines = expiry_warnings({label: certs[label]}, moment)
+            if not lines:
+                self._last.pop(label, None)  # renewed: warn at once if it nears its end again
+                continue
+            last = self._last.get(label)
+            if last is None or moment - last >= self.interval:
+                self._last[label] = moment
+                due.extend(lines)
+        return due
 
 
 def check_ca_certificate(

@@ -188,6 +188,19 @@ class TestExpiryWarnings:
         assert later[0].startswith("certificate soon expired on")
         assert health.expiry_warnings({"fresh": certs["fresh"]}, now) == []
 
+    def test_reminder_repeats_once_a_day_and_resets_after_renewal(self, net):
+        """A per-minute loop logs each warning once a day; a renewed certificate is forgotten."""
+        key = node_key(net)
+        now = datetime.now(UTC)
+        soon = leaf_for(net, key.public_key(), "gemeente", days=10, now=now)
+        fresh = leaf_for(net, key.public_key(), "gemeente", days=397, now=now)
+        reminder = health.ExpiryReminder()
+        ticks = [now + timedelta(minutes=m) for m in range(0, 2 * 24 * 60 + 1, 60)]
+        said = [t for t in ticks if reminder.warnings({"node": soon}, t)]
+        assert said == [now, now + timedelta(days=1), now + timedelta(days=2)]
+        assert reminder.warnings({"node": fresh}, now + timedelta(days=2, hours=1)) == []
+        assert reminder.warnings({"node": soon}, now + timedelta(days=2, hours=2))
+
     def test_serving_processes_find_their_certificates(self, net, node_dir):
         """Node and coordinator list every certificate they should watch, by label."""
         node = node_certificates(load_node(node_dir))
