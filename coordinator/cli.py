@@ -407,6 +407,52 @@ def cmd_audit_report(args: argparse.Namespace) -> int:
     return EXIT_OK if res.verified else EXIT_FAILED
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from coordinator.doctor import run_doctor
+
+    report = run_doctor(Path(args.dir), check_partners=not args.offline, env=os.environ)
+    _emit(args, report.as_dict(), report.render())
+    return int(report.exit_code)
+
+
+def cmd_partner_renew(args: argparse.Namespace) -> int:
+    from coordinator.renew import renew_partner
+
+    config = _config(args)
+    cert = renew_partner(
+        config,
+        args.id,
+        csr_path=Path(args.csr) if args.csr else None,
+        days=args.days,
+        ca_key_path=Path(args.ca_key) if args.ca_key else None,
+        actor=_actor(),
+    )
+    _emit(
+        args,
+        {"partner": args.id, "certificate": str(cert)},
+        f"Renewed the certificate of {args.id!r}: send {cert} to the partner, who installs it "
+        f"with `psi-node install-cert` and restarts the node.",
+    )
+    return EXIT_OK
+
+
+def cmd_renew(args: argparse.Namespace) -> int:
+    from coordinator.renew import renew_coordinator
+
+    paths = renew_coordinator(
+        _config(args),
+        days=args.days,
+        ca_key_path=Path(args.ca_key) if args.ca_key else None,
+        actor=_actor(),
+    )
+    _emit(
+        args,
+        [str(p) for p in paths],
+        "Renewed: " + ", ".join(map(str, paths)) + "\nRestart `psi-coordinator serve`.",
+    )
+    return EXIT_OK
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -445,6 +491,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--address", required=True, help="new HOST:PORT")
     add(partner, "list", cmd_partner_list, "list registered partners")
+    p = add(partner, "renew", cmd_partner_renew, "re-issue a partner's certificate")
+    p.add_argument("id")
+    p.add_argument("--csr", help="a new CSR (key rotation); default: the same key")
+    p.add_argument("--days", type=int, default=pki.LEAF_VALIDITY_DAYS)
+    p.add_argument("--ca-key", help="network CA key, if kept elsewhere (offline media)")
 
     purpose = sub.add_parser("purpose", help="register and list purposes").add_subparsers(
         dest="purpose_command", required=True, metavar="ACTION"
@@ -456,6 +507,16 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         sub, "serve", cmd_serve, "run the coordinator (admin service and schedule)", json_flag=False
     )
+    p = add(
+        sub,
+        "doctor",
+        cmd_doctor,
+        "check configuration, keys, certificates, database, schedule and partner nodes",
+    )
+    p.add_argument("--offline", action="store_true", help="skip the partner health calls")
+    p = add(sub, "renew", cmd_renew, "re-issue the coordinator's TLS and operator certificates")
+    p.add_argument("--days", type=int, default=pki.LEAF_VALIDITY_DAYS)
+    p.add_argument("--ca-key", help="network CA key, if kept elsewhere (offline media)")
 
     rnd = sub.add_parser("round", help="run and inspect matching rounds").add_subparsers(
         dest="round_command", required=True, metavar="ACTION"

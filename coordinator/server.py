@@ -25,6 +25,7 @@ from coordinator.schedule import next_run
 from coordinator.store import ABORTED, Store
 from kruispunt import pki, signing, transport
 from kruispunt.errors import ConfigError, UnknownRound
+from kruispunt.health import ExpiryReminder
 from kruispunt.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 log = structlog.get_logger("coordinator.server")
@@ -182,12 +183,19 @@ def _schedule_loop(
     stop: threading.Event,
     tick: float,
 ) -> None:
-    """Start each scheduled purpose's round when its cron time comes (local time)."""
-    if not config.schedules:
-        return
+    """Start each scheduled purpose's round when its cron time comes (local time); warn daily
+    about certificates that expire within 30 days."""
+    from coordinator import doctor
+
+    reminder = ExpiryReminder()
     due = {s: next_run(s.cron, clock().astimezone()) for s in config.schedules}
     while not stop.wait(tick):
         now = clock().astimezone()
+        try:
+            for warning in reminder.warnings(doctor.certificates(config), now):
+                log.warning("certificate expires soon", detail=warning)
+        except Exception:
+            log.exception("certificate check failed")
         for sched, when in list(due.items()):
             if when > now:
                 continue

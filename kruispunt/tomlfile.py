@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -40,7 +41,11 @@ def resolver(directory: Path) -> Callable[[str], Path]:
     """A function turning config paths into absolute ones, relative to directory."""
 
     def resolve(value: str) -> Path:
+        # abspath, not resolve(): a symlinked key file must stay visible as one, so that
+        # pki.load_private_key can refuse it.
         candidate = Path(value).expanduser()
-        return candidate if candidate.is_absolute() else (directory / candidate).resolve()
+        return Path(
+            os.path.abspath(candidate if candidate.is_absolute() else directory / candidate)
+        )
 
     return resolve

@@ -11,9 +11,8 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Iterator
 
-from rbcl import _sodium as _libsodium
-
 from kruispunt.errors import InvalidPoint, ProtocolError
+from kruispunt.sodium import libsodium as _libsodium
 
 POINT_BYTES = 32
 """A canonical ristretto255 encoding (RFC 9496, section 4.3.2)."""

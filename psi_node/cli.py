@@ -411,6 +411,24 @@ def _register_audit(subparsers: _Subparsers) -> None:
     p.add_argument("coordinator_export", help="output of psi-coordinator audit export")
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from psi_node.doctor import run_doctor
+
+    report = run_doctor(Path(args.dir), check_coordinator=not args.offline, env=os.environ)
+    _print_result(args, report.as_dict(), report.render())
+    return int(report.exit_code)
+
+
+def _register_doctor(subparsers: _Subparsers) -> None:
+    p = _add(
+        subparsers,
+        "doctor",
+        _cmd_doctor,
+        "check configuration, keys, certificates, inputs, results folder and audit log",
+    )
+    p.add_argument("--offline", action="store_true", help="skip the health call to this node")
+
+
 def _register_purge(subparsers: _Subparsers) -> None:
     _add(subparsers, "purge", _cmd_purge, "delete result files whose retention has ended")
 
@@ -422,4 +440,5 @@ _COMMANDS: list[Callable[[_Subparsers], None]] = [
     _register_serve,
     _register_audit,
     _register_purge,
+    _register_doctor,
 ]

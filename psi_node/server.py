@@ -26,8 +26,9 @@ from kruispunt.errors import (
     ResourceLimit,
     UnknownRound,
 )
+from kruispunt.health import ExpiryReminder
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
-from psi_node import bilateral
+from psi_node import bilateral, doctor
 from psi_node.audit import NodeAudit
 from psi_node.config import NodeConfig
 from psi_node.pool import PointPool
@@ -263,17 +264,22 @@ def create_server(
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     stop = threading.Event()
 
+    reminder = ExpiryReminder()
+
     def housekeeping() -> None:
-        while not stop.wait(housekeeping_seconds):
+        while True:
             try:
                 rounds.expire_idle()
                 rounds.purge_results()
+                for warning in reminder.warnings(doctor.certificates(config), rounds.now()):
+                    log.warning("certificate expires soon", detail=warning)
             except Exception:
                 log.exception("housekeeping failed")
+            if stop.wait(housekeeping_seconds):
+                return
 
     janitor = threading.Thread(target=housekeeping, name="node-housekeeping", daemon=True)
     janitor.start()
-    rounds.purge_results()
     log.info("node serving", partner=config.partner_id, network=identity.network, port=port)
     return NodeServer(server, port, rounds, pool, owns_pool, health_servicer, stop, janitor)
 

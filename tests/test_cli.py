@@ -273,3 +273,21 @@ class TestAuditCommands:
         )
         assert code == 1
         assert "BROKEN at event 3" in out
+
+
+class TestDoctorCommands:
+    def test_doctors_pass_on_a_healthy_network_and_name_a_dead_node(self, served, capsys):
+        """Both doctors exit 0 on a healthy network; the coordinator's names a stopped node."""
+        code, out, _ = run_cli(
+            node_cli.main, ["doctor", served.node_dirs["gemeente"], "--offline"], capsys
+        )
+        assert code == 0, out
+        code, out, _ = run_cli(
+            coordinator_cli.main, ["doctor", served.coordinator_dir, "--json"], capsys
+        )
+        assert code == 0, out
+        assert json.loads(out)
+        served.stop_node("woonbron")
+        code, out, _ = run_cli(coordinator_cli.main, ["doctor", served.coordinator_dir], capsys)
+        assert code == 1
+        assert "woonbron" in out

@@ -343,12 +343,17 @@ class TestNodeDoctor:
             in failures(node_doctor(node_dir, check_coordinator=False))["results folder"]
         )
 
-    def test_read_only_results_folder_fails(self, node_dir):
+    def test_read_only_results_folder_fails(self, node_dir, monkeypatch):
         """A results folder this user cannot write to fails."""
         (node_dir / "results").chmod(0o500)
         if os.access(node_dir / "results", os.W_OK):
-            (node_dir / "results").chmod(0o700)
-            pytest.skip("this user writes through any mode (root with CAP_DAC_OVERRIDE)")
+            # root writes through any mode: make the write itself fail as EACCES would.
+            import kruispunt.health
+
+            def refuse(*_a: object, **_k: object) -> tuple[int, str]:
+                raise PermissionError(13, "Permission denied")
+
+            monkeypatch.setattr(kruispunt.health.tempfile, "mkstemp", refuse)
         try:
             detail = failures(node_doctor(node_dir, check_coordinator=False))["results folder"]
         finally:
