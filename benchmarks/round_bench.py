@@ -1,0 +1,910 @@
+"""`make bench-round`: the throughput of a real matching round, next to openmined-psi.
+
+A network of N partner nodes and a coordinator is built through the real CLIs
+and started as separate processes with mutual TLS on loopback
+(`scripts/netlab.py`); one round runs with `psi-coordinator round run --json`.
+Reported: the round's wall time and records per second, the time of every
+phase (from the round summary), CPU seconds and peak RSS of every process
+(/proc, read right after the round, before the processes stop), the number of
+scalar multiplications and hashes-to-group of the cost model, and the
+efficiency ideal / wall, where
+
+    ideal = (mults x per-mult cost + hashes x per-hash cost) / cores
+
+with both per-operation costs measured in this run, on this machine, through
+psi_node.pool.PointPool with the nodes' thread count.
+
+With --baseline (the default) the same run also times, on one pair of sets:
+openmined-psi's two-party PSI in this process (GCS and raw, size-only and
+revealing; its fastest is the reference), Kruispunt's network round with two
+partners, and -- when coordinator/bilateral.py exists -- Kruispunt's two-party
+(openmined-psi, relayed) mode, and prints wall-time ratios.
+
+    python benchmarks/round_bench.py --partners 2 --records 100000 --json out.json
+
+Progress goes to stderr, the table to stdout. See docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+for _p in (ROOT, ROOT / "scripts"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+from netlab import (  # noqa: E402
+    LocalNetwork,
+    NetlabError,
+    NetworkSpec,
+    ProcStats,
+    PurposeSpec,
+    bench_partners,
+    pair_overlaps,
+)
+
+from psi_node import oprf  # noqa: E402
+from psi_node.pool import PointPool  # noqa: E402
+
+NETWORK_PURPOSE = "bench-netwerk"
+BILATERAL_PURPOSE = "bench-bilateraal"
+BILATERAL_MODULE = ROOT / "coordinator" / "bilateral.py"
+CALIBRATION_POINTS = 8192
+OPENMINED_SETUPS = ("gcs-size", "gcs-reveal", "raw-size", "raw-reveal")
+OPENMINED_FPR = 1e-9
+# openmined-psi 2.x sizes a GCS hash range as max(c, s) / (fpr / c) in an int64.
+_GCS_MAX_RANGE = 2**63
+QUIET_CORES = 0.25
+CRYPTO_PHASES = ("blind", "evaluate", "finalize")
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+_started = time.monotonic()
+
+
+def progress(message: str) -> None:
+    """One progress line on stderr, with the seconds since the benchmark started."""
+    print(f"[{time.monotonic() - _started:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def openmined_fpr(client_size: int, server_size: int) -> float:
+    """OPENMINED_FPR, or the smallest power of ten above it whose GCS hash range fits int64.
+
+    At 1e-9 two sets of 100,000 already overflow openmined-psi's GCS range (the
+    two-party mode refuses them); a coarser rate changes only the filter size.
+    """
+    fpr = OPENMINED_FPR
+    while int(max(client_size, server_size) / (fpr / max(client_size, 1))) >= _GCS_MAX_RANGE:
+        fpr *= 10
+    return fpr
+
+
+# -- machine ------------------------------------------------------------------------------
+
+
+def cores() -> int:
+    """CPUs this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
+def machine_info() -> dict[str, Any]:
+    """nproc, CPU model, memory, load and versions: what a reader needs to compare runs."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kib = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "nproc": cores(),
+        "cpu_model": model,
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_average_at_start": load_average(),
+    }
+
+
+def load_average() -> float:
+    """The 1-minute load average (other work on the machine skews every figure)."""
+    return round(os.getloadavg()[0], 2)
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (user, nice, system, irq, softirq, steal)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _CLK_TCK
+
+
+class CpuMeter:
+    """How many cores processes other than ours kept busy since the meter started.
+
+    Ours: this process, its waited-for children (the CLI calls) and the
+    server processes whose CPU the caller adds with `ours()`. On a shared
+    machine this is the noise figure of every measurement.
+    """
+
+    def __init__(self) -> None:
+        self._t0 = time.monotonic()
+        self._busy0 = _machine_busy_seconds()
+        self._self0 = self._own()
+        self._servers = 0.0
+
+    @staticmethod
+    def _own() -> float:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    def ours(self, cpu_seconds: float) -> None:
+        """Count CPU seconds of our server processes as ours."""
+        self._servers += cpu_seconds
+
+    def others_cores(self) -> float:
+        elapsed = time.monotonic() - self._t0
+        if elapsed <= 0:
+            return 0.0
+        busy = _machine_busy_seconds() - self._busy0
+        own = self._own() - self._self0 + self._servers
+        return max(0.0, (busy - own) / elapsed)
+
+
+def wait_for_quiet(max_wait: float, limit: float = QUIET_CORES) -> float:
+    """Wait (up to max_wait seconds) until other processes use under `limit` cores.
+
+    Returns the last measured figure; a benchmark on a busy machine measures
+    the machine, not Kruispunt, so this is recorded with every result.
+    """
+    deadline = time.monotonic() + max_wait
+    warned = False
+    while True:
+        meter = CpuMeter()
+        time.sleep(2.0)
+        others = meter.others_cores()
+        if others < limit or time.monotonic() >= deadline:
+            if others >= limit:
+                progress(f"still busy ({others:.2f} cores used by others); measuring anyway")
+            return round(others, 2)
+        if not warned:
+            progress(
+                f"machine busy: other processes use {others:.2f} cores; waiting up to "
+                f"{max_wait:.0f} s for under {limit} (--wait-quiet)"
+            )
+            warned = True
+
+
+# -- cost model ---------------------------------------------------------------------------
+
+
+def cost_model(set_sizes: Sequence[int]) -> tuple[int, int]:
+    """(scalar multiplications, hashes-to-group) of a network round over these set sizes.
+
+    Per own record: one hash-to-group and two multiplications (blind r, then
+    k * r^-1); per record of every other partner: one (its key). So with n
+    partners, mults = (n + 1) x total records and hashes = total records.
+    """
+    n, total = len(set_sizes), sum(set_sizes)
+    return (n + 1) * total, total
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What one group operation costs one core on this machine, measured through PointPool."""
+
+    cores: int
+    mult_seconds: float
+    """Per-core seconds per scalar multiplication while every core runs one: `cores`
+    processes with a one-thread PointPool each, as the nodes of a round run."""
+    hash_seconds: float
+    """The same per hash-to-group (expand_message_xmd + the ristretto255 map)."""
+    mult_seconds_one_thread: float
+    """One thread alone on an otherwise idle machine (shows how well the cores scale)."""
+    hash_seconds_one_thread: float
+    mult_seconds_pool_threads: float
+    """`cores` threads of one PointPool in one process (what a node with workers = cores gets)."""
+    hash_seconds_pool_threads: float
+    others_cores: float
+    """Cores other processes kept busy while calibrating."""
+
+    def ideal(self, mults: int, hashes: int, ncores: int) -> float:
+        """Seconds the round's group operations take on ncores busy cores and nothing else."""
+        return (mults * self.mult_seconds + hashes * self.hash_seconds) / ncores
+
+
+def _time_pool(threads: int, sample: list[bytes], reps: int) -> tuple[float, float]:
+    """Per-core (mult, hash) seconds of a PointPool(threads): best of reps."""
+    key = oprf.random_scalar()
+    hash_t, mult_t = [], []
+    with PointPool(threads) as pool:
+        pool.scalar_mult(key, pool.hash_to_group(sample[:256]))  # warm the threads
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            points = pool.hash_to_group(sample)
+            t1 = time.perf_counter()
+            pool.scalar_mult(key, points)
+            t2 = time.perf_counter()
+            hash_t.append(t1 - t0)
+            mult_t.append(t2 - t1)
+    # Wall time per operation x busy threads = what one operation costs one core.
+    return min(mult_t) / len(sample) * threads, min(hash_t) / len(sample) * threads
+
+
+def _calibration_worker(
+    barrier: Any, sample: list[bytes], reps: int, out: Any
+) -> None:  # runs in a spawned process
+    barrier.wait()
+    out.put(_time_pool(1, sample, reps))
+
+
+def _time_processes(count: int, sample: list[bytes], reps: int) -> tuple[float, float]:
+    """Mean per-core (mult, hash) seconds of `count` processes timing a PointPool(1) at once."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(count), ctx.Queue()
+    procs = [
+        ctx.Process(target=_calibration_worker, args=(barrier, sample, reps, out))
+        for _ in range(count)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        results = [out.get(timeout=600) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+    return (
+        statistics.fmean(r[0] for r in results),
+        statistics.fmean(r[1] for r in results),
+    )
+
+
+def calibrate(inputs: Sequence[bytes], reps: int = 3) -> Calibration:
+    """Time hash-to-group and scalar multiplication through psi_node.pool.PointPool.
+
+    The cost the ideal uses is measured with every core busy -- one process
+    per core, each with a one-thread pool, as the nodes of a round run -- so
+    whatever cores lose to each other (shared caches, SMT siblings on a VM) is
+    in the cost and not counted against the round. One thread alone and all
+    threads in one process are measured too, for reference. The best of
+    `reps` is kept: the least disturbed by other work, so the ideal it gives
+    is the harder one to reach.
+    """
+    sample = list(inputs[:CALIBRATION_POINTS])
+    meter = CpuMeter()
+    ncores = cores()
+    mult1, hash1 = _time_pool(1, sample, reps)
+    mult_t, hash_t = _time_pool(ncores, sample, reps)
+    mult, hash_ = _time_processes(ncores, sample, reps) if ncores > 1 else (mult1, hash1)
+    return Calibration(
+        cores=ncores,
+        mult_seconds=mult,
+        hash_seconds=hash_,
+        mult_seconds_one_thread=mult1,
+        hash_seconds_one_thread=hash1,
+        mult_seconds_pool_threads=mult_t,
+        hash_seconds_pool_threads=hash_t,
+        others_cores=round(meter.others_cores(), 2),
+    )
+
+
+def merge_calibrations(a: Calibration, b: Calibration) -> Calibration:
+    """The cheaper of two calibrations per operation (before and after the rounds)."""
+    return Calibration(
+        cores=a.cores,
+        mult_seconds=min(a.mult_seconds, b.mult_seconds),
+        hash_seconds=min(a.hash_seconds, b.hash_seconds),
+        mult_seconds_one_thread=min(a.mult_seconds_one_thread, b.mult_seconds_one_thread),
+        hash_seconds_one_thread=min(a.hash_seconds_one_thread, b.hash_seconds_one_thread),
+        mult_seconds_pool_threads=min(a.mult_seconds_pool_threads, b.mult_seconds_pool_threads),
+        hash_seconds_pool_threads=min(a.hash_seconds_pool_threads, b.hash_seconds_pool_threads),
+        others_cores=max(a.others_cores, b.others_cores),
+    )
+
+
+# -- rounds -------------------------------------------------------------------------------
+
+
+@dataclass
+class ProcessCost:
+    """One server process during one round."""
+
+    cpu_seconds: float
+    peak_rss_mib: float
+
+
+@dataclass
+class RoundMeasurement:
+    """One Kruispunt round, measured from outside its processes."""
+
+    mode: str
+    partners: int
+    records_per_partner: int
+    set_sizes: dict[str, int]
+    seconds: float
+    """The round as the coordinator timed it (consent to results delivered)."""
+    cli_seconds: float
+    """`psi-coordinator round run` from start to exit."""
+    phases: dict[str, float]
+    flagged: dict[str, int]
+    expected_flagged: dict[str, int] | None
+    processes: dict[str, ProcessCost]
+    others_before: float
+    """Cores other processes used just before the round (see --wait-quiet)."""
+    others_during: float
+    """Cores other processes used, on average, during the round: the noise figure."""
+    mults: int = 0
+    hashes: int = 0
+    ideal_seconds: float = 0.0
+    efficiency: float = 0.0
+    crypto_efficiency: float = 0.0
+    """ideal / (blind + evaluate + finalize): leaves out reading the exports, tally, delivery."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def records(self) -> int:
+        return sum(self.set_sizes.values())
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+    @property
+    def correct(self) -> bool | None:
+        if self.expected_flagged is None:
+            return None
+        return self.flagged == self.expected_flagged
+
+    def apply_cost_model(self, cal: Calibration, ncores: int) -> None:
+        """Fill in mults, hashes, the ideal time and the efficiencies (network mode only)."""
+        self.mults, self.hashes = cost_model(list(self.set_sizes.values()))
+        self.ideal_seconds = cal.ideal(self.mults, self.hashes, ncores)
+        self.efficiency = self.ideal_seconds / self.seconds if self.seconds else 0.0
+        crypto = sum(self.phases.get(p, 0.0) for p in CRYPTO_PHASES)
+        self.crypto_efficiency = self.ideal_seconds / crypto if crypto else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["records"] = self.records
+        out["records_per_second"] = round(self.records_per_second, 1)
+        out["correct"] = self.correct
+        return out
+
+
+def network_spec(
+    n: int,
+    m: int,
+    overlap: float,
+    threshold: int,
+    workers: int,
+    *,
+    kind: str,
+    seed: int,
+    bilateral: bool,
+) -> NetworkSpec:
+    """n partners of m rows, pair overlaps, a network purpose (and a two-party one)."""
+    purposes = [
+        PurposeSpec(
+            id=NETWORK_PURPOSE,
+            max_set_size=max(m, 1),
+            threshold=threshold,
+            description="Benchmark: huishoudens met signalen bij meerdere partners",
+        )
+    ]
+    if bilateral:
+        purposes.append(
+            PurposeSpec(
+                id=BILATERAL_PURPOSE,
+                max_set_size=max(m, 1),
+                threshold=2,
+                description="Benchmark: welke van mijn clienten kent u ook",
+                mode="bilateral",
+                bilateral={
+                    "client_partner": "p01",
+                    "server_partner": "p02",
+                    "size_only": False,
+                    "false_positive_rate": openmined_fpr(m, m),
+                    "data_structure": "gcs",
+                },
+            )
+        )
+    return NetworkSpec(
+        partners=bench_partners(n, m),
+        overlaps=pair_overlaps(n, m, overlap),
+        purposes=tuple(purposes),
+        network="benchnet",
+        kind=kind,  # type: ignore[arg-type]
+        seed=seed,
+        workers=workers,
+    )
+
+
+def _process_costs(
+    after: dict[str, ProcStats], before: dict[str, ProcStats]
+) -> dict[str, ProcessCost]:
+    return {
+        name: ProcessCost(
+            cpu_seconds=round(s.cpu_seconds - before[name].cpu_seconds, 2),
+            peak_rss_mib=round(s.peak_rss_bytes / 2**20, 1),
+        )
+        for name, s in after.items()
+    }
+
+
+def measure(
+    net: LocalNetwork, purpose: str, mode: str, *, check: bool, wait_quiet: float = 0.0
+) -> RoundMeasurement:
+    """Run one round on a started network and measure it (CPU per process: this round only)."""
+    others_before = wait_for_quiet(wait_quiet) if wait_quiet > 0 else -1.0
+    before = net.stats()
+    meter = CpuMeter()
+    run = net.run_round(purpose, reason=f"benchmark ({mode})")
+    after = net.stats()
+    costs = _process_costs(after, before)
+    meter.ours(sum(c.cpu_seconds for c in costs.values()))
+    others_during = round(meter.others_cores(), 2)
+    s = run.summary
+    threshold = int(s["threshold"])
+    return RoundMeasurement(
+        mode=mode,
+        partners=len(s["partners"]),
+        records_per_partner=max(p.size for p in net.spec.partners),
+        set_sizes={p: int(v["set_size"]) for p, v in s["partners"].items()},
+        seconds=run.seconds,
+        cli_seconds=round(run.wall_seconds, 3),
+        phases={k: float(v) for k, v in s["phases"].items()},
+        flagged={p: int(v["flagged_count"]) for p, v in s["partners"].items()},
+        expected_flagged=net.expected_flagged(threshold) if check else None,
+        processes=costs,
+        others_before=others_before,
+        others_during=others_during,
+    )
+
+
+@dataclass
+class NetworkRun:
+    """A built and started network; stop() removes its directory unless asked to keep it."""
+
+    net: LocalNetwork
+    keep: bool
+
+    def stop(self) -> None:
+        self.net.stop()
+        if not self.keep:
+            shutil.rmtree(self.net.root, ignore_errors=True)
+
+
+def start_network(spec: NetworkSpec, *, keep: bool = False) -> NetworkRun:
+    """Build (through the CLIs) and start a network in a fresh temporary directory."""
+    root = Path(tempfile.mkdtemp(prefix=f"kruispunt-bench-n{len(spec.partners)}-"))
+    net = LocalNetwork(root, spec)
+    total = sum(p.size for p in spec.partners)
+    progress(f"synthetic data: {len(spec.partners)} partners, {total:,} rows (seed {spec.seed})")
+    _ = net.data
+    progress(f"building the network in {root} through the CLIs")
+    try:
+        net.build()
+        progress("starting nodes and coordinator")
+        net.start()
+    except BaseException:
+        net.stop()
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    return NetworkRun(net, keep)
+
+
+# -- openmined-psi --------------------------------------------------------------------------
+
+
+@dataclass
+class OpenminedRun:
+    """One in-process two-party PSI with openmined-psi (client and server in this process)."""
+
+    setup: str
+    seconds: float
+    cpu_seconds: float
+    phases: dict[str, float]
+    result: int
+    """Intersection size found."""
+    others_during: float = 0.0
+    """Cores other processes used during the run."""
+
+
+def openmined_psi(client_set: list[str], server_set: list[str], setup: str) -> OpenminedRun:
+    """Time a full openmined-psi exchange: setup, request, response, intersection."""
+    import private_set_intersection.python as psi  # imported here: only the baseline needs it
+
+    structure, mode = setup.split("-")
+    ds = psi.DataStructure.GCS if structure == "gcs" else psi.DataStructure.RAW
+    reveal = mode == "reveal"
+    c0, t0 = time.process_time(), time.perf_counter()
+    client = psi.client.CreateWithNewKey(reveal)
+    server = psi.server.CreateWithNewKey(reveal)
+    fpr = openmined_fpr(len(client_set), len(server_set))
+    setup_msg = server.CreateSetupMessage(fpr, len(client_set), server_set, ds)
+    t1 = time.perf_counter()
+    request = client.CreateRequest(client_set)
+    t2 = time.perf_counter()
+    response = server.ProcessRequest(request)
+    t3 = time.perf_counter()
+    if reveal:
+        found = len(client.GetIntersection(setup_msg, response))
+    else:
+        found = int(client.GetIntersectionSize(setup_msg, response))
+    t4 = time.perf_counter()
+    return OpenminedRun(
+        setup=setup,
+        seconds=t4 - t0,
+        cpu_seconds=time.process_time() - c0,
+        phases={
+            "server_setup": t1 - t0,
+            "client_request": t2 - t1,
+            "server_response": t3 - t2,
+            "client_intersection": t4 - t3,
+        },
+        result=found,
+    )
+
+
+# -- the benchmark ------------------------------------------------------------------------
+
+
+def resolve_workers(workers: str, n: int) -> int:
+    """--workers: a number, or "auto" = the cores shared out over the n nodes (at least 1)."""
+    if workers == "auto":
+        return max(1, cores() // n)
+    value = int(workers)
+    if value < 1:
+        raise ValueError("--workers must be at least 1")
+    return value
+
+
+def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    """Everything the command line asks for; returns the JSON document."""
+    n, m = args.partners, args.records
+    workers = resolve_workers(args.workers, n)
+    pair_workers = resolve_workers(args.workers, 2)
+    ncores = cores()
+    bilateral = args.baseline and BILATERAL_MODULE.exists()
+    doc: dict[str, Any] = {
+        "benchmark": "round",
+        "machine": machine_info(),
+        "parameters": {
+            "partners": n,
+            "records": m,
+            "overlap": args.overlap,
+            "threshold": args.threshold,
+            "workers": workers,
+            "kind": args.kind,
+            "seed": args.seed,
+            "baseline": args.baseline,
+            "wait_quiet": args.wait_quiet,
+        },
+    }
+    progress(
+        f"round benchmark: {n} partners x {m:,} records, overlap {args.overlap}, "
+        f"threshold {args.threshold}, {workers} pool thread(s) per node, {ncores} cores"
+    )
+    spec = network_spec(
+        n,
+        m,
+        args.overlap,
+        args.threshold,
+        workers,
+        kind=args.kind,
+        seed=args.seed,
+        bilateral=bilateral and n == 2,
+    )
+    rounds: dict[str, RoundMeasurement] = {}
+    started: list[NetworkRun] = []
+    wait = args.wait_quiet
+    try:
+        main_run = start_network(spec, keep=args.keep)
+        started.append(main_run)
+        sample = main_run.net.kept_ids()[spec.partners[0].id]
+        progress(f"calibrating the point pool ({min(len(sample), CALIBRATION_POINTS)} points)")
+        cal = calibrate(sample)
+        progress(f"round: network mode, {n} partners")
+        rounds["network"] = measure(
+            main_run.net, NETWORK_PURPOSE, "network", check=args.check, wait_quiet=wait
+        )
+        r = rounds["network"]
+        progress(f"round done in {r.seconds:.1f} s ({r.records_per_second:,.0f} records/s)")
+        if args.baseline:
+            pair_run = main_run
+            if n != 2:
+                main_run.stop()
+                pair_spec = network_spec(
+                    2,
+                    m,
+                    args.overlap,
+                    2,
+                    pair_workers,
+                    kind=args.kind,
+                    seed=args.seed,
+                    bilateral=bilateral,
+                )
+                pair_run = start_network(pair_spec, keep=args.keep)
+                started.append(pair_run)
+                progress("round: network mode, 2 partners (the baseline pair)")
+                rounds["network_n2"] = measure(
+                    pair_run.net, NETWORK_PURPOSE, "network", check=args.check, wait_quiet=wait
+                )
+                progress(f"round done in {rounds['network_n2'].seconds:.1f} s")
+            if bilateral:
+                progress("round: two-party mode (openmined-psi relayed), p01 client, p02 server")
+                try:
+                    rounds["bilateral"] = measure(
+                        pair_run.net, BILATERAL_PURPOSE, "bilateral", check=False, wait_quiet=wait
+                    )
+                    progress(f"round done in {rounds['bilateral'].seconds:.1f} s")
+                except NetlabError as exc:
+                    doc["bilateral_error"] = str(exc)[:2000]
+                    progress(f"two-party round failed: {str(exc).splitlines()[0]}")
+            pair_ids = pair_run.net.kept_ids()
+            for run in started:
+                run.stop()
+            doc["openmined"] = openmined_baseline(
+                pair_ids["p01"], pair_ids["p02"], args.openmined, wait_quiet=wait
+            )
+    finally:
+        for run in started:
+            run.stop()
+    progress("calibrating again (nodes stopped)")
+    cal = merge_calibrations(cal, calibrate(sample))
+    for r in rounds.values():
+        if r.mode == "network":
+            r.apply_cost_model(cal, ncores)
+    doc["calibration"] = asdict(cal)
+    doc["rounds"] = {name: r.as_dict() for name, r in rounds.items()}
+    if args.baseline and doc["openmined"]["runs"]:
+        fastest = min(doc["openmined"]["runs"], key=lambda o: o["seconds"])
+        pair = rounds.get("network_n2", rounds["network"] if n == 2 else None)
+        ratios = {}
+        if pair is not None:
+            crypto = sum(pair.phases.get(p, 0.0) for p in CRYPTO_PHASES)
+            ratios["network_n2_vs_openmined"] = round(pair.seconds / fastest["seconds"], 3)
+            ratios["network_n2_crypto_phases_vs_openmined"] = round(crypto / fastest["seconds"], 3)
+        if "bilateral" in rounds:
+            ratios["bilateral_vs_openmined"] = round(
+                rounds["bilateral"].seconds / fastest["seconds"], 3
+            )
+        doc["ratios"] = ratios
+    return doc
+
+
+def openmined_baseline(
+    client_ids: Sequence[bytes],
+    server_ids: Sequence[bytes],
+    setups: Sequence[str],
+    *,
+    wait_quiet: float = 0.0,
+) -> dict[str, Any]:
+    """Time every openmined-psi setup on one pair of canonical sets; name the fastest."""
+    client_set = [cid.decode("ascii") for cid in client_ids]
+    server_set = [cid.decode("ascii") for cid in server_ids]
+    truth = len(set(client_set) & set(server_set))
+    runs = []
+    for setup in setups:
+        if wait_quiet > 0:
+            wait_for_quiet(wait_quiet)
+        progress(f"openmined-psi {setup}: {len(client_set):,} x {len(server_set):,}")
+        meter = CpuMeter()
+        run = openmined_psi(client_set, server_set, setup)
+        run.others_during = round(meter.others_cores(), 2)
+        if run.result != truth:
+            progress(f"openmined-psi {setup} found {run.result}, the truth is {truth}")
+        progress(f"openmined-psi {setup} done in {run.seconds:.1f} s")
+        runs.append(asdict(run))
+    out: dict[str, Any] = {
+        "version": _openmined_version(),
+        "false_positive_rate": openmined_fpr(len(client_set), len(server_set)),
+        "intersection_truth": truth,
+        "runs": runs,
+    }
+    if runs:
+        out["fastest"] = min(runs, key=lambda o: o["seconds"])["setup"]
+    return out
+
+
+def _openmined_version() -> str:
+    from importlib.metadata import version
+
+    return version("openmined-psi")
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The readable table."""
+    p, mach, cal = doc["parameters"], doc["machine"], doc["calibration"]
+    one, threads = cal["mult_seconds_one_thread"], cal["mult_seconds_pool_threads"]
+    lines = [
+        f"Kruispunt round benchmark -- {p['partners']} partners x {p['records']:,} records "
+        f"({p['kind']}), overlap {p['overlap']}, threshold {p['threshold']}, "
+        f"{p['workers']} pool thread(s) per node",
+        f"machine: {mach['nproc']} cores, {mach['cpu_model']}, {mach['memory_gib']} GiB, "
+        f"Python {mach['python']}, {mach['date']}",
+        f"per-core cost, {cal['cores']} processes busy: scalar mult "
+        f"{cal['mult_seconds'] * 1e6:.1f} us, hash-to-group {cal['hash_seconds'] * 1e6:.1f} us; "
+        f"mult alone {one * 1e6:.1f} us ({cal['cores']} cores = "
+        f"{one / cal['mult_seconds'] * cal['cores']:.2f}x one), "
+        f"{cal['cores']} threads in one pool {threads * 1e6:.1f} us "
+        f"({one / threads * cal['cores']:.2f}x one)",
+        "",
+        f"{'round':<12}{'n':>4}{'records':>11}{'round s':>9}{'CLI s':>8}{'records/s':>11}"
+        f"{'mults':>12}{'ideal s':>9}{'eff':>6}{'eff*':>6}{'ok':>5}{'others':>8}",
+    ]
+    for name, r in doc["rounds"].items():
+        ok = {True: "yes", False: "NO", None: "-"}[r["correct"]]
+        eff = f"{r['efficiency']:.2f}" if r["mults"] else "-"
+        ceff = f"{r['crypto_efficiency']:.2f}" if r["mults"] else "-"
+        lines.append(
+            f"{name:<12}{r['partners']:>4}{r['records']:>11,}{r['seconds']:>9.2f}"
+            f"{r['cli_seconds']:>8.2f}{r['records_per_second']:>11,.0f}"
+            f"{r['mults']:>12,}{r['ideal_seconds']:>9.2f}{eff:>6}{ceff:>6}{ok:>5}"
+            f"{r['others_during']:>8.2f}"
+        )
+    lines += [
+        "eff = ideal / round s; eff* = ideal / (blind + evaluate + finalize);",
+        "others = cores used by other processes during the round (noise)",
+    ]
+    for name, r in doc["rounds"].items():
+        lines.append("")
+        lines.append(
+            f"{name} phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in r["phases"].items())
+        )
+        lines.append(f"  {'process':<14}{'CPU s':>9}{'peak RSS MiB':>14}")
+        for proc, c in r["processes"].items():
+            lines.append(f"  {proc:<14}{c['cpu_seconds']:>9.2f}{c['peak_rss_mib']:>14,.0f}")
+    if "openmined" in doc:
+        o = doc["openmined"]
+        lines.append("")
+        lines.append(
+            f"openmined-psi {o['version']} in this process (one thread), "
+            f"fpr {o['false_positive_rate']}, true intersection {o['intersection_truth']:,}"
+        )
+        for run in o["runs"]:
+            mark = "  <- fastest" if run["setup"] == o.get("fastest") else ""
+            lines.append(
+                f"  {run['setup']:<12}{run['seconds']:>9.2f} s  CPU {run['cpu_seconds']:>7.2f} s"
+                f"  found {run['result']:,}  others {run['others_during']:.2f}{mark}"
+            )
+    if doc.get("ratios"):
+        lines.append("")
+        for k, v in doc["ratios"].items():
+            lines.append(f"wall-time ratio {k}: {v:.2f}")
+    if "bilateral_error" in doc:
+        lines.append(f"two-party mode failed: {doc['bilateral_error'].splitlines()[0]}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="round_bench.py",
+        description="Time a real Kruispunt round (separate processes, mTLS on loopback).",
+    )
+    ap.add_argument("--partners", type=int, default=2, metavar="N", help="nodes (default 2)")
+    ap.add_argument(
+        "--records", type=int, default=10_000, metavar="M", help="rows per partner (default 10000)"
+    )
+    ap.add_argument(
+        "--overlap",
+        type=float,
+        default=0.1,
+        metavar="FRACTION",
+        help="share of each partner's rows in households held by two partners (default 0.1)",
+    )
+    ap.add_argument("--threshold", type=int, default=2, metavar="T", help="(default 2)")
+    ap.add_argument(
+        "--workers",
+        default="auto",
+        metavar="W",
+        help="pool threads per node, or 'auto' = cores / partners, at least 1 (default auto)",
+    )
+    ap.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time openmined-psi and Kruispunt's two-party modes on one pair (default on)",
+    )
+    ap.add_argument(
+        "--openmined",
+        type=lambda s: [x for x in s.split(",") if x],
+        default=list(OPENMINED_SETUPS),
+        metavar="SETUPS",
+        help=f"openmined-psi setups to time (default {','.join(OPENMINED_SETUPS)})",
+    )
+    ap.add_argument(
+        "--kind", choices=("address", "bsn"), default="address", help="(default address)"
+    )
+    ap.add_argument("--seed", type=int, default=2026, help="synthetic data seed (default 2026)")
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help=f"before each timed run, wait up to this long until other processes use under "
+        f"{QUIET_CORES} cores (default 120; 0: do not wait)",
+    )
+    ap.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compare flagged counts with the planted ground truth (default on)",
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the network directories")
+    ap.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
+    args = ap.parse_args(argv)
+    if args.partners < 2:
+        ap.error("--partners must be at least 2")
+    if args.records < 1:
+        ap.error("--records must be at least 1")
+    if not 0 <= args.overlap < 1:
+        ap.error("--overlap must be in [0, 1)")
+    if not 2 <= args.threshold <= args.partners:
+        ap.error("--threshold must be between 2 and --partners")
+    unknown = set(args.openmined) - set(OPENMINED_SETUPS)
+    if unknown:
+        ap.error(f"unknown openmined setup(s) {sorted(unknown)}; choose from {OPENMINED_SETUPS}")
+    try:
+        resolve_workers(args.workers, args.partners)
+    except ValueError:
+        ap.error("--workers must be a positive number or 'auto'")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        doc = run_benchmark(args)
+    except NetlabError as exc:
+        print(f"round_bench: {exc}", file=sys.stderr)
+        return 1
+    print(render(doc), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        progress(f"wrote {args.json}")
+    wrong = [n for n, r in doc["rounds"].items() if r["correct"] is False]
+    if wrong:
+        print(
+            f"round_bench: flagged counts differ from the ground truth in {wrong}", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

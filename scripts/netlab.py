@@ -1,0 +1,497 @@
+"""A local Kruispunt network on loopback, built and run through the real CLIs.
+
+What `make demo`, `benchmarks/round_bench.py` and `benchmarks/sweep.py` share:
+a coordinator and N partner nodes set up the way partners would do it
+(`psi-coordinator init`, `psi-node init`, `psi-coordinator partner add` with
+the node's CSR, `psi-node install-cert`, `psi-coordinator purpose add`), each
+node fed a synthetic export, every node and the coordinator started as its
+own process with mutual TLS on 127.0.0.1, rounds run with
+`psi-coordinator round run DIR PURPOSE --json`, and everything stopped again.
+
+`LocalNetwork.stats()` reads each server process's CPU time and peak
+resident memory from /proc, so benchmarks can ask what a round cost per
+process before the processes go away. All data is synthetic.
+
+    spec = NetworkSpec(partners=bench_partners(3, 10_000), overlaps={2: 1000},
+                       purposes=(PurposeSpec(id="bench", max_set_size=10_000),))
+    with LocalNetwork(root, spec) as net:
+        net.build()
+        net.start()
+        run = net.run_round("bench")
+        print(run.summary["phases"], net.stats())
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from kruispunt.identifiers import IdentifierKind  # noqa: E402
+from kruispunt.synthetic import OverlapKey, SyntheticNetwork, make_network, write_csv  # noqa: E402
+
+BIN = Path(sys.executable).parent
+DEFAULT_BASIS = "AVG art. 6(1)(e); Wgs art. 3a"
+STARTUP_SECONDS = 60.0
+STOP_SECONDS = 20.0
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class NetlabError(RuntimeError):
+    """A CLI call, a server start or a round failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class PartnerSpec:
+    """One partner: its id, organisation name, number of export rows and legal basis."""
+
+    id: str
+    name: str
+    size: int
+    legal_basis: str = DEFAULT_BASIS
+    bom: bool = False
+    """Write its export with a UTF-8 byte-order mark (as Excel does)."""
+
+
+@dataclass(frozen=True)
+class PurposeSpec:
+    """A purpose registered at the coordinator and agreed by every node's policy."""
+
+    id: str
+    max_set_size: int
+    description: str = "Vroegsignalering: huishoudens met signalen bij meerdere partners"
+    threshold: int = 2
+    disclosure: str = "partners"
+    result_retention_days: int = 28
+    covenant_id: str = "Convenant Vroegsignalering (synthetic)"
+    dpia_reference: str = "DPIA-VS-2026-01 (synthetic)"
+    mode: str = "network"
+    bilateral: Mapping[str, str | float | bool] | None = None
+    """The [bilateral] table of a two-party purpose (client_partner, server_partner, ...)."""
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A whole network: partners, planted overlaps, purposes and node settings."""
+
+    partners: tuple[PartnerSpec, ...]
+    overlaps: Mapping[OverlapKey, int]
+    purposes: tuple[PurposeSpec, ...]
+    network: str = "netlab"
+    kind: IdentifierKind = "address"
+    seed: int = 2026
+    workers: int | None = 1
+    """Threads of each node's point pool (node.toml `workers`); None leaves the default."""
+    objected_every: int = 0
+    """Mark rows 0, k, 2k, ... of every export as objected (0: none)."""
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class ProcStats:
+    """What /proc says about one server process."""
+
+    pid: int
+    cpu_seconds: float
+    """utime + stime since the process started."""
+    peak_rss_bytes: int
+    """VmHWM: the most resident memory the process ever had."""
+    rss_bytes: int
+    """VmRSS now."""
+
+
+@dataclass(frozen=True)
+class RoundRun:
+    """A finished round: the coordinator's summary (`round run --json`) and the CLI's wall time."""
+
+    summary: dict[str, Any]
+    wall_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        """The round's own duration as the coordinator measured it (propose to deliver)."""
+        return float(self.summary["seconds"])
+
+
+def bench_partners(n: int, size: int, *, basis: str = DEFAULT_BASIS) -> tuple[PartnerSpec, ...]:
+    """n partners p01, p02, ... of `size` rows each."""
+    width = max(2, len(str(n)))
+    return tuple(
+        PartnerSpec(f"p{i:0{width}d}", f"Partner {i} (synthetic)", size, basis)
+        for i in range(1, n + 1)
+    )
+
+
+def pair_overlaps(n: int, size: int, fraction: float) -> dict[OverlapKey, int]:
+    """Overlaps that put about `fraction` of each partner's rows in households held by two.
+
+    With n = 2 exactly `fraction * size` households are shared; with more
+    partners every shared household sits at a random pair, so each partner
+    shares about that fraction (the exact split follows the seed).
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError("overlap fraction must be in [0, 1)")
+    return {2: round(fraction * size * n / 2)} if n >= 2 and fraction > 0 else {}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def read_proc(pid: int) -> ProcStats:
+    """CPU seconds and peak/current RSS of a live process, from /proc/PID/stat and status."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError as exc:
+        raise NetlabError(f"process {pid} is gone ({exc.strerror})") from None
+    # Field 2 (comm) may hold spaces; everything after its closing ")" splits cleanly.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    kib = {}
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            kib[key] = int(value.split()[0])
+    return ProcStats(
+        pid=pid,
+        cpu_seconds=(utime + stime) / _CLK_TCK,
+        peak_rss_bytes=kib.get("VmHWM", 0) * 1024,
+        rss_bytes=kib.get("VmRSS", 0) * 1024,
+    )
+
+
+@dataclass
+class _Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    log_file: IO[bytes]
+
+
+@dataclass
+class LocalNetwork:
+    """A network in `root`: build it, start it, run rounds, read process stats, stop it.
+
+    Use it as a context manager so that every process is stopped even when a
+    step fails. Nothing is removed from `root`.
+    """
+
+    root: Path
+    spec: NetworkSpec
+    env: Mapping[str, str] | None = None
+    """Environment for the servers (default: ours with KRUISPUNT_LOG_LEVEL from the spec)."""
+    ports: dict[str, int] = field(default_factory=dict)
+    admin_port: int = 0
+    _data: SyntheticNetwork | None = None
+    _servers: list[_Server] = field(default_factory=list)
+
+    # -- layout --------------------------------------------------------------------------
+
+    @property
+    def coordinator_dir(self) -> Path:
+        return self.root / "coordinator"
+
+    def node_dir(self, pid: str) -> Path:
+        return self.root / "nodes" / pid
+
+    @property
+    def data(self) -> SyntheticNetwork:
+        """The synthetic exports and their ground truth (made on first use, by seed)."""
+        if self._data is None:
+            spec = self.spec
+            self._data = make_network(
+                [p.id for p in spec.partners],
+                {p.id: p.size for p in spec.partners},
+                spec.overlaps,
+                seed=spec.seed,
+                kind=spec.kind,
+            )
+        return self._data
+
+    def objected(self, pid: str) -> range:
+        """Row indices of `pid`'s export marked as objected."""
+        every = self.spec.objected_every
+        return range(0, len(self.data.rows[pid]), every) if every else range(0)
+
+    def kept_ids(self) -> dict[str, list[bytes]]:
+        """Per partner, the canonical identifiers that may leave the node, in export order."""
+        out = {}
+        for p in self.spec.partners:
+            gone = set(self.objected(p.id))
+            out[p.id] = [cid for i, cid in enumerate(self.data.ids[p.id]) if i not in gone]
+        return out
+
+    def expected_flagged(self, threshold: int) -> dict[str, int]:
+        """Per partner, how many records a correct round at `threshold` flags."""
+        kept = self.kept_ids()
+        holders: dict[bytes, int] = {}
+        for ids in kept.values():
+            for cid in ids:
+                holders[cid] = holders.get(cid, 0) + 1
+        return {p: sum(1 for cid in ids if holders[cid] >= threshold) for p, ids in kept.items()}
+
+    # -- CLI -----------------------------------------------------------------------------
+
+    def cli(self, *args: str) -> str:
+        """Run one of our console scripts; NetlabError with its output if it fails."""
+        proc = subprocess.run(
+            [str(BIN / args[0]), *args[1:]], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            raise NetlabError(f"`{' '.join(args)}` failed:\n{proc.stderr or proc.stdout}")
+        return proc.stdout
+
+    # -- building ------------------------------------------------------------------------
+
+    def build(self, on_partner: Callable[[PartnerSpec, int], None] | None = None) -> None:
+        """Coordinator, every partner (calling `on_partner(spec, port)` after each), purposes."""
+        self.init_coordinator()
+        for partner in self.spec.partners:
+            self.add_partner(partner)
+            if on_partner is not None:
+                on_partner(partner, self.ports[partner.id])
+        for purpose in self.spec.purposes:
+            self.add_purpose(purpose)
+
+    def init_coordinator(self) -> None:
+        """`psi-coordinator init`: network CA, signing key, database, admin port on loopback."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.admin_port = free_port()
+        self.cli(
+            "psi-coordinator",
+            "init",
+            str(self.coordinator_dir),
+            "--network",
+            self.spec.network,
+            "--port",
+            str(self.admin_port),
+        )
+
+    def add_partner(self, partner: PartnerSpec) -> None:
+        """Node keys and CSR, certificate from the coordinator, export file, node.toml policy."""
+        pid, node, coord = partner.id, self.node_dir(partner.id), self.coordinator_dir
+        port = self.ports[pid] = free_port()
+        self.cli(
+            "psi-node",
+            "init",
+            str(node),
+            "--partner",
+            pid,
+            "--name",
+            partner.name,
+            "--port",
+            str(port),
+        )
+        self.cli(
+            "psi-coordinator",
+            "partner",
+            "add",
+            str(coord),
+            pid,
+            "--name",
+            partner.name,
+            "--address",
+            f"127.0.0.1:{port}",
+            "--csr",
+            str(node / "tls/node.csr"),
+            "--signing-key",
+            str(node / "signing/node.pub"),
+        )
+        self.cli(
+            "psi-node",
+            "install-cert",
+            str(node),
+            "--cert",
+            str(coord / "partners" / f"{pid}.crt"),
+            "--ca",
+            str(coord / "ca/ca.crt"),
+            "--coordinator-key",
+            str(coord / "signing/coordinator.pub"),
+        )
+        export = node / "export" / "signalen.csv"
+        export.parent.mkdir(exist_ok=True)
+        write_csv(
+            export,
+            self.data.rows[pid],
+            self.spec.kind,
+            objection_column="bezwaar",
+            objected=self.objected(pid),
+            bom=partner.bom,
+            delimiter=";",
+        )
+        others = ", ".join(f'"{p.id}"' for p in self.spec.partners if p.id != pid)
+        blocks = [
+            f'\n[inputs.{purpose.id}]\npath = "export/signalen.csv"\nkind = "{self.spec.kind}"\n'
+            f'objection_column = "bezwaar"\n\n'
+            f'[policy.{purpose.id}]\nlegal_basis = "{partner.legal_basis}"\n'
+            f"partners = [{others}]\nmin_threshold = 2\n"
+            f'max_disclosure = "partners"\n'
+            for purpose in self.spec.purposes
+        ]
+        config = node / "node.toml"
+        text = config.read_text(encoding="utf-8") + "".join(blocks)
+        text = text.replace('listen = "0.0.0.0:', 'listen = "127.0.0.1:')
+        if self.spec.workers is not None:
+            text = text.replace("# workers = 2 ", f"workers = {self.spec.workers} ", 1)
+        config.write_text(text, encoding="utf-8")
+
+    def add_purpose(self, purpose: PurposeSpec) -> None:
+        """`psi-coordinator purpose add` with a legal basis for every partner."""
+        legal = "\n".join(f'{p.id} = "{p.legal_basis}"' for p in self.spec.partners)
+        text = (
+            f'id = "{purpose.id}"\n'
+            f'description = "{purpose.description}"\n'
+            f'identifier_kind = "{self.spec.kind}"\n'
+            f"threshold = {purpose.threshold}\n"
+            f'disclosure = "{purpose.disclosure}"\n'
+            f"result_retention_days = {purpose.result_retention_days}\n"
+            f"max_set_size = {purpose.max_set_size}\n"
+            f'covenant_id = "{purpose.covenant_id}"\n'
+            f'dpia_reference = "{purpose.dpia_reference}"\n'
+        )
+        if purpose.mode != "network":
+            text += f'mode = "{purpose.mode}"\n'
+        text += f"[legal_basis]\n{legal}\n"
+        if purpose.bilateral is not None:
+            text += "[bilateral]\n" + "".join(
+                f"{k} = {json.dumps(v)}\n" for k, v in purpose.bilateral.items()
+            )
+        path = self.root / f"purpose-{purpose.id}.toml"
+        path.write_text(text, encoding="utf-8")
+        self.cli("psi-coordinator", "purpose", "add", str(self.coordinator_dir), str(path))
+
+    # -- running -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every node, then the coordinator, each its own process; wait until they listen."""
+        env = dict(self.env or {**os.environ, "KRUISPUNT_LOG_LEVEL": self.spec.log_level})
+        for p in self.spec.partners:
+            self._start(
+                p.id,
+                ["psi-node", "serve", str(self.node_dir(p.id))],
+                self.node_dir(p.id) / "node.log",
+                self.ports[p.id],
+                env,
+            )
+        self._start(
+            "coordinator",
+            ["psi-coordinator", "serve", str(self.coordinator_dir)],
+            self.coordinator_dir / "coordinator.log",
+            self.admin_port,
+            env,
+        )
+
+    def _start(self, name: str, argv: list[str], log: Path, port: int, env: dict[str, str]) -> None:
+        log_file = log.open("wb")
+        proc = subprocess.Popen(
+            [str(BIN / argv[0]), *argv[1:]], stdout=log_file, stderr=subprocess.STDOUT, env=env
+        )
+        self._servers.append(_Server(name, proc, log, log_file))
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise NetlabError(f"{name} exited early; its log ({log}):\n{tail}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise NetlabError(f"{name} did not start listening on port {port}")
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process id of every running server, by partner id (and "coordinator")."""
+        return {s.name: s.proc.pid for s in self._servers if s.proc.poll() is None}
+
+    def stats(self) -> dict[str, ProcStats]:
+        """CPU seconds and peak RSS of every running server, read from /proc now."""
+        return {name: read_proc(pid) for name, pid in self.pids.items()}
+
+    def run_round(self, purpose: str, *, reason: str = "netlab") -> RoundRun:
+        """`psi-coordinator round run --json`; NetlabError unless the round completed."""
+        started = time.monotonic()
+        proc = subprocess.run(
+            [
+                str(BIN / "psi-coordinator"),
+                "round",
+                "run",
+                str(self.coordinator_dir),
+                purpose,
+                "--json",
+                "--reason",
+                reason,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        wall = time.monotonic() - started
+        try:
+            summary = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            summary = None
+        if proc.returncode != 0 or not isinstance(summary, dict):
+            state = f" ({summary.get('state')}: {summary.get('reason')})" if summary else ""
+            raise NetlabError(
+                f"the round failed{state}:\n{proc.stderr[-3000:]}{proc.stdout[-3000:]}"
+            )
+        return RoundRun(summary, wall)
+
+    def stop(self) -> None:
+        """SIGTERM every server, wait for each (kill after STOP_SECONDS); idempotent."""
+        for s in self._servers:
+            if s.proc.poll() is None:
+                s.proc.send_signal(signal.SIGTERM)
+        for s in self._servers:
+            try:
+                s.proc.wait(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                s.proc.kill()
+                s.proc.wait()
+            s.log_file.close()
+        self._servers.clear()
+
+    def __enter__(self) -> LocalNetwork:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+__all__: Sequence[str] = (
+    "DEFAULT_BASIS",
+    "LocalNetwork",
+    "NetlabError",
+    "NetworkSpec",
+    "PartnerSpec",
+    "ProcStats",
+    "PurposeSpec",
+    "RoundRun",
+    "bench_partners",
+    "free_port",
+    "pair_overlaps",
+    "read_proc",
+)
