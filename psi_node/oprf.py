@@ -9,13 +9,15 @@ Batches are packed: `bytes` of 32-byte points (or 16-byte tags) laid end to
 end, in input order.
 
 Why libsodium is called through our own ctypes prototypes rather than rbcl's
-wrappers: rbcl type-checks, allocates and copies on every call. Calling
-libsodium directly, into one output buffer per batch at an address offset,
-measured 2-10 % faster single-threaded (17,100 against 16,200 and 15,600
-against 14,100 scalar multiplications/s in two runs): little, because ~60 us
-of each call is libsodium's own work. It also checks the scalar once per batch
-instead of once per point. The RFC 9497 vector tests check these bindings
-byte for byte. Parallelism is `psi_node.pool`'s job.
+wrappers. Not for speed: best of 25 runs of 2,048 points, the direct calls
+did 16,800-17,100 scalar multiplications/s against 16,600-16,700 for the
+wrappers, since ~60 us of each call is libsodium's own work. The reason is
+key hygiene: rbcl's wrappers accept only immutable `bytes`, so every key
+would pass through copies nobody can overwrite, while the direct calls read
+scalars from ctypes buffers that RoundKey and every batch function zero with
+sodium_memzero when done. They also write into one output buffer per batch.
+The RFC 9497 vector tests check these bindings byte for byte. Parallelism is
+`psi_node.pool`'s job.
 
 Mapping to the protocol (DESIGN.md, "The matching round"):
 

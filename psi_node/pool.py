@@ -1,37 +1,46 @@
 """Run the batch OPRF operations of `psi_node.oprf` in parallel over chunks.
 
-Threads, not processes. DESIGN.md assumed libsodium calls hold the GIL (true
-for cffi bindings); rbcl binds libsodium with ctypes, which releases the GIL
-for the length of every C call, and `psi_node.oprf` keeps the Python work per
-point to a few microseconds next to ~65 us of C. Measured on the 2-core
-development VM, 20,000 points, chunks of 2,048, best of 5
-(`python benchmarks/bench_oprf.py --compare`):
+A pool of worker processes started by the "forkserver" method: the
+forkserver is a fresh interpreter, so nothing is ever forked out of a process
+that runs gRPC threads. It preloads this module, so libsodium is loaded once
+there and every worker forked from it starts with it loaded.
 
-    scalar multiplications   1 thread ~14,000/s   2 threads ~22,800/s
-                             2 processes (forkserver) ~19,400/s
-    hash-to-group and blind  1 thread  ~7,700/s   2 threads ~14,800/s
-                             2 processes (forkserver) ~17,700/s
+Why processes, although rbcl binds libsodium with ctypes, which releases the
+GIL during each C call, so threads scale too. Measured on the 2-core
+development VM, which other jobs share, with chunks of 2,048 points:
 
-The figures are noisy (a shared VM), but threads scale as well as processes,
-and they also keep round keys inside the node process (no pickled scalars in
-pipes, no copies in worker memory we cannot wipe), start instantly and avoid
-rbcl's habit of writing a fresh copy of libsodium to the temporary directory
-in every process that imports it.
+    per second, best of 6-20 runs     1 thread       2 threads      2 processes
+    (six runs, 4,096-20,480 points)
+    scalar multiplications            14,200-17,700  18,500-30,700  21,700-32,100
+    hash-to-group and blind           11,500-12,400  16,500-22,400  18,900-24,000
+    hash-to-group                     38,900-48,000  67,200-82,700  70,100-80,900
+
+The ranges overlap, so the two were also run as 30 alternating pairs of
+8,192 points: the median ratio processes/threads was 1.00 for scalar
+multiplication (processes faster in 16 pairs of 30) and 1.02 for
+hash-and-blind (25 of 30). A tie on two cores; the design's process pool
+stays, as it does not share one GIL with the node's gRPC threads and scales
+with more cores. The price is that a scalar crosses a pipe per task: it
+travels as a bytearray that the worker zeroes when the task ends, but the
+pickled message buffers are not wiped (see `oprf.RoundKey` for what Python
+cannot promise). `make bench` reruns the comparison (benchmarks/bench_oprf.py).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from types import TracebackType
+from typing import Any
 
 from kruispunt.errors import InvalidPoint, ProtocolError
 from kruispunt.wire import POINT_BYTES
 from psi_node import oprf
 
 CHUNK_POINTS = 2048
-"""Points per task: large enough to amortise dispatch, small enough to balance workers."""
+"""Points per task: large enough to amortise the pipe, small enough to balance workers."""
 
 
 def _default_workers() -> int:
@@ -41,17 +50,57 @@ def _default_workers() -> int:
         return os.cpu_count() or 1
 
 
-class PointPool:
-    """A pool of worker threads for batch scalar multiplication, hash-to-group and tagging.
+def _context() -> multiprocessing.context.BaseContext:
+    context = multiprocessing.get_context("forkserver")
+    # Takes effect only if the forkserver has not started yet; it replaces the
+    # default preload of __main__, which a node has no need to import twice.
+    context.set_forkserver_preload([__name__])
+    return context
 
-    Results are packed in input order. Scalars are passed per call and copied
-    per task into a buffer that the task zeroes when it ends; the workers keep
-    nothing between tasks. An invalid point in any chunk raises one opaque
-    InvalidPoint, as `psi_node.oprf` does.
+
+# --- what the workers run; each wipes its copy of the scalar when done ----------
+
+
+def _wipe(scalar: bytearray) -> None:
+    scalar[:] = bytes(len(scalar))
+
+
+def _mult_task(scalar: bytearray, packed: bytes) -> bytes:
+    try:
+        return oprf.scalar_mult(scalar, packed)
+    finally:
+        _wipe(scalar)
+
+
+def _hash_task(inputs: Sequence[bytes]) -> bytes:
+    return oprf.hash_to_group(inputs)
+
+
+def _blind_task(inputs: Sequence[bytes], scalar: bytearray) -> bytes:
+    try:
+        return oprf.hash_and_mult(inputs, scalar)
+    finally:
+        _wipe(scalar)
+
+
+def _tag_task(inputs: Sequence[bytes], scalar: bytearray, packed: bytes) -> bytes:
+    try:
+        return oprf.mult_and_finalize(inputs, scalar, packed)
+    finally:
+        _wipe(scalar)
+
+
+class PointPool:
+    """Worker processes for batch scalar multiplication, hash-to-group and tagging.
+
+    Results are packed in input order. Scalars are checked here, then sent
+    with every task; workers keep nothing between tasks. An invalid point in
+    any chunk raises one opaque InvalidPoint, as `psi_node.oprf` does; a bad
+    scalar raises ValueError or TypeError before any work is sent.
     """
 
     def __init__(self, workers: int | None = None, *, per_chunk: int = CHUNK_POINTS) -> None:
-        """Start `workers` threads (default: the CPUs this process may use)."""
+        """Start `workers` processes (default: the CPUs this process may use)."""
         if workers is None:
             workers = _default_workers()
         if workers < 1:
@@ -60,50 +109,73 @@ class PointPool:
             raise ValueError("per_chunk must be at least 1")
         self.workers = workers
         self.per_chunk = per_chunk
-        self._executor = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="kruispunt-points"
-        )
+        self._executor: Executor = ProcessPoolExecutor(max_workers=workers, mp_context=_context())
 
-    def _spans(self, count: int) -> Iterator[tuple[int, int]]:
-        for start in range(0, count, self.per_chunk):
-            yield start, min(start + self.per_chunk, count)
+    def _spans(self, count: int) -> list[tuple[int, int]]:
+        return [
+            (start, min(start + self.per_chunk, count)) for start in range(0, count, self.per_chunk)
+        ]
 
-    def _run(self, task: Callable[[int, int], bytes], count: int) -> bytes:
+    def _run(self, task: Callable[..., bytes], calls: Iterable[tuple[Any, ...]]) -> bytes:
+        columns = list(zip(*calls, strict=True))
+        if not columns:
+            return b""
         try:
-            return b"".join(self._executor.map(lambda span: task(*span), self._spans(count)))
+            return b"".join(self._executor.map(task, *columns))
         except InvalidPoint:
             pass
         # Raised outside the handler so that the worker's exception, and the
-        # frames (with their locals) its traceback holds, are not chained on.
+        # remote traceback attached to it, are not chained on.
         raise InvalidPoint()
 
     def scalar_mult(self, scalar: oprf.Scalar, packed: bytes) -> bytes:
         """Return scalar * P for every point P in `packed`, in order (see `oprf.scalar_mult`)."""
+        oprf.check_scalar(scalar)
         if len(packed) % POINT_BYTES:
             raise InvalidPoint()
-        return self._run(
-            lambda lo, hi: oprf.scalar_mult(scalar, packed[lo * POINT_BYTES : hi * POINT_BYTES]),
-            len(packed) // POINT_BYTES,
-        )
+        copy = bytearray(memoryview(scalar).cast("B"))
+        try:
+            return self._run(
+                _mult_task,
+                (
+                    (copy, packed[lo * POINT_BYTES : hi * POINT_BYTES])
+                    for lo, hi in self._spans(len(packed) // POINT_BYTES)
+                ),
+            )
+        finally:
+            _wipe(copy)
 
     def hash_to_group(self, inputs: Sequence[bytes]) -> bytes:
         """Return HashToGroup(x) for every input, packed (see `oprf.hash_to_group`)."""
-        return self._run(lambda lo, hi: oprf.hash_to_group(inputs[lo:hi]), len(inputs))
+        return self._run(_hash_task, ((inputs[lo:hi],) for lo, hi in self._spans(len(inputs))))
 
     def hash_and_blind(self, inputs: Sequence[bytes], r: oprf.Scalar) -> bytes:
         """Return r * HashToGroup(x) for every input, packed: step 1 of the round."""
-        return self._run(lambda lo, hi: oprf.hash_and_mult(inputs[lo:hi], r), len(inputs))
+        oprf.check_scalar(r)
+        copy = bytearray(memoryview(r).cast("B"))
+        try:
+            return self._run(
+                _blind_task, ((inputs[lo:hi], copy) for lo, hi in self._spans(len(inputs)))
+            )
+        finally:
+            _wipe(copy)
 
     def unblind_and_tag(self, inputs: Sequence[bytes], factor: oprf.Scalar, packed: bytes) -> bytes:
         """Return the tags Finalize(x, factor * B)[:16], packed: step 3 of the round."""
+        oprf.check_scalar(factor)
         if len(packed) != len(inputs) * POINT_BYTES:
             raise ProtocolError("point count does not match the number of inputs")
-        return self._run(
-            lambda lo, hi: oprf.mult_and_finalize(
-                inputs[lo:hi], factor, packed[lo * POINT_BYTES : hi * POINT_BYTES]
-            ),
-            len(inputs),
-        )
+        copy = bytearray(memoryview(factor).cast("B"))
+        try:
+            return self._run(
+                _tag_task,
+                (
+                    (inputs[lo:hi], copy, packed[lo * POINT_BYTES : hi * POINT_BYTES])
+                    for lo, hi in self._spans(len(inputs))
+                ),
+            )
+        finally:
+            _wipe(copy)
 
     def close(self) -> None:
         """Stop the workers after the running tasks; queued tasks are cancelled."""
