@@ -14,6 +14,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +26,10 @@ from netlab import (
     LocalNetwork,
     NetlabError,
     bench_partners,
+    descendants,
     pair_overlaps,
     read_proc,
+    read_tree,
 )
 from pytest_benchmark.fixture import BenchmarkFixture
 
@@ -60,6 +63,8 @@ class TestNetworkRound:
         assert set(m.processes) == {"p01", "p02", "coordinator"}
         assert all(c.peak_rss_mib > 10 for c in m.processes.values())
         assert m.processes["p01"].cpu_seconds > 0
+        assert m.processes["p01"].processes >= 2  # the node and its pool's worker(s)
+        assert m.processes["p01"].tree_peak_rss_mib > m.processes["p01"].peak_rss_mib
         assert {"propose", "blind", "evaluate", "finalize", "tally", "deliver"} <= set(m.phases)
         assert m.set_sizes == {"p01": RECORDS, "p02": RECORDS}
 
@@ -85,10 +90,8 @@ class TestCostModel:
             cores=2,
             mult_seconds=80e-6,
             hash_seconds=30e-6,
-            mult_seconds_one_thread=70e-6,
-            hash_seconds_one_thread=25e-6,
-            mult_seconds_pool_threads=100e-6,
-            hash_seconds_pool_threads=40e-6,
+            mult_seconds_one_worker=70e-6,
+            hash_seconds_one_worker=25e-6,
             others_cores=0.0,
         )
         assert cal.ideal(600_000, 200_000, 2) == pytest.approx((48 + 6) / 2)
@@ -96,7 +99,7 @@ class TestCostModel:
     def test_calibration_measures_positive_costs(self) -> None:
         """Calibrating on a few hundred inputs gives per-core costs between 1 us and 10 ms."""
         cal = rb.calibrate([f"bsn:{i:09d}".encode() for i in range(300)], reps=1)
-        for cost in (cal.mult_seconds, cal.hash_seconds, cal.mult_seconds_one_thread):
+        for cost in (cal.mult_seconds, cal.hash_seconds, cal.mult_seconds_one_worker):
             assert 1e-6 < cost < 1e-2
 
 
@@ -108,6 +111,23 @@ class TestProc:
         s = read_proc(os.getpid())
         assert s.cpu_seconds > 0
         assert s.peak_rss_bytes >= s.rss_bytes > 0
+
+    def test_tree_counts_children(self) -> None:
+        """read_tree adds the CPU of live child processes, which read_proc does not see."""
+        busy = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+        child = subprocess.Popen(
+            [sys.executable, "-c", busy + "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while read_proc(child.pid).cpu_seconds < 0.3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert child.pid in descendants(os.getpid())
+            tree = read_tree(os.getpid())
+            assert tree.processes >= 2
+            assert tree.cpu_seconds >= read_proc(os.getpid()).cpu_seconds + 0.29
+        finally:
+            child.communicate(b"")
 
     def test_gone_process(self) -> None:
         """A process that has exited raises NetlabError, not OSError."""

@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import resource
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -219,16 +217,13 @@ class Calibration:
 
     cores: int
     mult_seconds: float
-    """Per-core seconds per scalar multiplication while every core runs one: `cores`
-    processes with a one-thread PointPool each, as the nodes of a round run."""
+    """Per-core seconds per scalar multiplication while a PointPool keeps every core
+    busy (one worker per core), as the nodes of a round do."""
     hash_seconds: float
     """The same per hash-to-group (expand_message_xmd + the ristretto255 map)."""
-    mult_seconds_one_thread: float
-    """One thread alone on an otherwise idle machine (shows how well the cores scale)."""
-    hash_seconds_one_thread: float
-    mult_seconds_pool_threads: float
-    """`cores` threads of one PointPool in one process (what a node with workers = cores gets)."""
-    hash_seconds_pool_threads: float
+    mult_seconds_one_worker: float
+    """A one-worker PointPool on an otherwise idle machine (shows how the cores scale)."""
+    hash_seconds_one_worker: float
     others_cores: float
     """Cores other processes kept busy while calibrating."""
 
@@ -237,12 +232,13 @@ class Calibration:
         return (mults * self.mult_seconds + hashes * self.hash_seconds) / ncores
 
 
-def _time_pool(threads: int, sample: list[bytes], reps: int) -> tuple[float, float]:
-    """Per-core (mult, hash) seconds of a PointPool(threads): best of reps."""
+def _time_pool(workers: int, sample: list[bytes], reps: int) -> tuple[float, float]:
+    """Per-core (mult, hash) seconds through a PointPool(workers): the best of reps."""
     key = oprf.random_scalar()
     hash_t, mult_t = [], []
-    with PointPool(threads) as pool:
-        pool.scalar_mult(key, pool.hash_to_group(sample[:256]))  # warm the threads
+    with PointPool(workers) as pool:
+        for _ in range(2):  # start every worker and warm it up
+            pool.scalar_mult(key, pool.hash_to_group(sample[: pool.per_chunk * workers]))
         for _ in range(reps):
             t0 = time.perf_counter()
             points = pool.hash_to_group(sample)
@@ -251,65 +247,33 @@ def _time_pool(threads: int, sample: list[bytes], reps: int) -> tuple[float, flo
             t2 = time.perf_counter()
             hash_t.append(t1 - t0)
             mult_t.append(t2 - t1)
-    # Wall time per operation x busy threads = what one operation costs one core.
-    return min(mult_t) / len(sample) * threads, min(hash_t) / len(sample) * threads
+    # Wall time per operation x busy workers = what one operation costs one core.
+    return min(mult_t) / len(sample) * workers, min(hash_t) / len(sample) * workers
 
 
-def _calibration_worker(
-    barrier: Any, sample: list[bytes], reps: int, out: Any
-) -> None:  # runs in a spawned process
-    barrier.wait()
-    out.put(_time_pool(1, sample, reps))
-
-
-def _time_processes(count: int, sample: list[bytes], reps: int) -> tuple[float, float]:
-    """Mean per-core (mult, hash) seconds of `count` processes timing a PointPool(1) at once."""
-    ctx = multiprocessing.get_context("spawn")
-    barrier, out = ctx.Barrier(count), ctx.Queue()
-    procs = [
-        ctx.Process(target=_calibration_worker, args=(barrier, sample, reps, out))
-        for _ in range(count)
-    ]
-    for p in procs:
-        p.start()
-    try:
-        results = [out.get(timeout=600) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(timeout=60)
-            if p.is_alive():
-                p.kill()
-    return (
-        statistics.fmean(r[0] for r in results),
-        statistics.fmean(r[1] for r in results),
-    )
-
-
-def calibrate(inputs: Sequence[bytes], reps: int = 3) -> Calibration:
+def calibrate(inputs: Sequence[bytes], reps: int = 3, *, wait_quiet: float = 0.0) -> Calibration:
     """Time hash-to-group and scalar multiplication through psi_node.pool.PointPool.
 
-    The cost the ideal uses is measured with every core busy -- one process
-    per core, each with a one-thread pool, as the nodes of a round run -- so
-    whatever cores lose to each other (shared caches, SMT siblings on a VM) is
-    in the cost and not counted against the round. One thread alone and all
-    threads in one process are measured too, for reference. The best of
-    `reps` is kept: the least disturbed by other work, so the ideal it gives
-    is the harder one to reach.
+    The cost the ideal uses is measured with every core busy -- a pool with
+    one worker per core, the nodes' own code path with its task dispatch --
+    so whatever cores lose to each other (shared caches, SMT siblings on a VM)
+    is in the cost and not counted against the round. A one-worker pool is
+    timed too, for reference. The best of `reps` is kept: the least disturbed
+    by other work, so the ideal it gives is the harder one to reach.
     """
     sample = list(inputs[:CALIBRATION_POINTS])
+    if wait_quiet > 0:
+        wait_for_quiet(wait_quiet)
     meter = CpuMeter()
     ncores = cores()
     mult1, hash1 = _time_pool(1, sample, reps)
-    mult_t, hash_t = _time_pool(ncores, sample, reps)
-    mult, hash_ = _time_processes(ncores, sample, reps) if ncores > 1 else (mult1, hash1)
+    mult, hash_ = _time_pool(ncores, sample, reps)
     return Calibration(
         cores=ncores,
         mult_seconds=mult,
         hash_seconds=hash_,
-        mult_seconds_one_thread=mult1,
-        hash_seconds_one_thread=hash1,
-        mult_seconds_pool_threads=mult_t,
-        hash_seconds_pool_threads=hash_t,
+        mult_seconds_one_worker=mult1,
+        hash_seconds_one_worker=hash1,
         others_cores=round(meter.others_cores(), 2),
     )
 
@@ -320,10 +284,8 @@ def merge_calibrations(a: Calibration, b: Calibration) -> Calibration:
         cores=a.cores,
         mult_seconds=min(a.mult_seconds, b.mult_seconds),
         hash_seconds=min(a.hash_seconds, b.hash_seconds),
-        mult_seconds_one_thread=min(a.mult_seconds_one_thread, b.mult_seconds_one_thread),
-        hash_seconds_one_thread=min(a.hash_seconds_one_thread, b.hash_seconds_one_thread),
-        mult_seconds_pool_threads=min(a.mult_seconds_pool_threads, b.mult_seconds_pool_threads),
-        hash_seconds_pool_threads=min(a.hash_seconds_pool_threads, b.hash_seconds_pool_threads),
+        mult_seconds_one_worker=min(a.mult_seconds_one_worker, b.mult_seconds_one_worker),
+        hash_seconds_one_worker=min(a.hash_seconds_one_worker, b.hash_seconds_one_worker),
         others_cores=max(a.others_cores, b.others_cores),
     )
 
@@ -333,10 +295,15 @@ def merge_calibrations(a: Calibration, b: Calibration) -> Calibration:
 
 @dataclass
 class ProcessCost:
-    """One server process during one round."""
+    """One server (a node or the coordinator, with its worker processes) during one round."""
 
     cpu_seconds: float
+    """CPU seconds of the server and its worker processes during the round."""
     peak_rss_mib: float
+    """Peak RSS of the server process itself (VmHWM; it holds the records)."""
+    tree_peak_rss_mib: float
+    """Sum of the peak RSS of the server and its workers (an upper bound)."""
+    processes: int
 
 
 @dataclass
@@ -452,6 +419,8 @@ def _process_costs(
         name: ProcessCost(
             cpu_seconds=round(s.cpu_seconds - before[name].cpu_seconds, 2),
             peak_rss_mib=round(s.peak_rss_bytes / 2**20, 1),
+            tree_peak_rss_mib=round(s.tree_peak_rss_bytes / 2**20, 1),
+            processes=s.processes,
         )
         for name, s in after.items()
     }
@@ -630,7 +599,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         started.append(main_run)
         sample = main_run.net.kept_ids()[spec.partners[0].id]
         progress(f"calibrating the point pool ({min(len(sample), CALIBRATION_POINTS)} points)")
-        cal = calibrate(sample)
+        cal = calibrate(sample, wait_quiet=wait)
         progress(f"round: network mode, {n} partners")
         rounds["network"] = measure(
             main_run.net, NETWORK_PURPOSE, "network", check=args.check, wait_quiet=wait
@@ -678,7 +647,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         for run in started:
             run.stop()
     progress("calibrating again (nodes stopped)")
-    cal = merge_calibrations(cal, calibrate(sample))
+    cal = merge_calibrations(cal, calibrate(sample, wait_quiet=wait))
     for r in rounds.values():
         if r.mode == "network":
             r.apply_cost_model(cal, ncores)
@@ -746,19 +715,17 @@ def _openmined_version() -> str:
 def render(doc: dict[str, Any]) -> str:
     """The readable table."""
     p, mach, cal = doc["parameters"], doc["machine"], doc["calibration"]
-    one, threads = cal["mult_seconds_one_thread"], cal["mult_seconds_pool_threads"]
+    one = cal["mult_seconds_one_worker"]
     lines = [
         f"Kruispunt round benchmark -- {p['partners']} partners x {p['records']:,} records "
         f"({p['kind']}), overlap {p['overlap']}, threshold {p['threshold']}, "
-        f"{p['workers']} pool thread(s) per node",
+        f"{p['workers']} pool worker(s) per node",
         f"machine: {mach['nproc']} cores, {mach['cpu_model']}, {mach['memory_gib']} GiB, "
         f"Python {mach['python']}, {mach['date']}",
-        f"per-core cost, {cal['cores']} processes busy: scalar mult "
-        f"{cal['mult_seconds'] * 1e6:.1f} us, hash-to-group {cal['hash_seconds'] * 1e6:.1f} us; "
-        f"mult alone {one * 1e6:.1f} us ({cal['cores']} cores = "
-        f"{one / cal['mult_seconds'] * cal['cores']:.2f}x one), "
-        f"{cal['cores']} threads in one pool {threads * 1e6:.1f} us "
-        f"({one / threads * cal['cores']:.2f}x one)",
+        f"per-core cost with all {cal['cores']} cores busy: scalar mult "
+        f"{cal['mult_seconds'] * 1e6:.1f} us, hash-to-group {cal['hash_seconds'] * 1e6:.1f} us "
+        f"(one worker alone: mult {one * 1e6:.1f} us; {cal['cores']} workers = "
+        f"{one / cal['mult_seconds'] * cal['cores']:.2f}x one)",
         "",
         f"{'round':<12}{'n':>4}{'records':>11}{'round s':>9}{'CLI s':>8}{'records/s':>11}"
         f"{'mults':>12}{'ideal s':>9}{'eff':>6}{'eff*':>6}{'ok':>5}{'others':>8}",
@@ -782,9 +749,14 @@ def render(doc: dict[str, Any]) -> str:
         lines.append(
             f"{name} phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in r["phases"].items())
         )
-        lines.append(f"  {'process':<14}{'CPU s':>9}{'peak RSS MiB':>14}")
+        lines.append(
+            f"  {'server':<14}{'CPU s':>9}{'peak RSS MiB':>14}{'+ workers MiB':>15}{'procs':>7}"
+        )
         for proc, c in r["processes"].items():
-            lines.append(f"  {proc:<14}{c['cpu_seconds']:>9.2f}{c['peak_rss_mib']:>14,.0f}")
+            lines.append(
+                f"  {proc:<14}{c['cpu_seconds']:>9.2f}{c['peak_rss_mib']:>14,.0f}"
+                f"{c['tree_peak_rss_mib']:>15,.0f}{c['processes']:>7}"
+            )
     if "openmined" in doc:
         o = doc["openmined"]
         lines.append("")

@@ -151,7 +151,7 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
     from kruispunt.synthetic import make_network
 
     sample = make_network(["a"], rb.CALIBRATION_POINTS, {}, seed=args.seed, kind=args.kind).ids["a"]
-    cal = rb.calibrate(sample)
+    cal = rb.calibrate(sample, wait_quiet=args.wait_quiet)
     doc["calibration"] = asdict(cal)
     for i, point in enumerate(points, 1):
         guess = predicted_seconds(cal, point.n, point.m)
@@ -179,7 +179,7 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
         if args.json:
             write_json(args.json, doc)
     rb.progress("calibrating again")
-    cal = rb.merge_calibrations(cal, rb.calibrate(sample))
+    cal = rb.merge_calibrations(cal, rb.calibrate(sample, wait_quiet=args.wait_quiet))
     doc["calibration"] = asdict(cal)
     for p in doc["points"]:  # recompute with the final (cheaper) per-operation costs
         p["ideal_seconds"] = cal.ideal(p["mults"], p["hashes"], rb.cores())

@@ -8,9 +8,11 @@ node fed a synthetic export, every node and the coordinator started as its
 own process with mutual TLS on 127.0.0.1, rounds run with
 `psi-coordinator round run DIR PURPOSE --json`, and everything stopped again.
 
-`LocalNetwork.stats()` reads each server process's CPU time and peak
-resident memory from /proc, so benchmarks can ask what a round cost per
-process before the processes go away. All data is synthetic.
+`LocalNetwork.stats()` reads each server's CPU time and peak resident
+memory from /proc -- the server process and its descendants, since a node
+does its elliptic-curve work in a pool of worker processes -- so benchmarks
+can ask what a round cost per server before the processes go away. All data
+is synthetic.
 
     spec = NetworkSpec(partners=bench_partners(3, 10_000), overlaps={2: 1000},
                        purposes=(PurposeSpec(id="bench", max_set_size=10_000),))
@@ -103,15 +105,22 @@ class NetworkSpec:
 
 @dataclass(frozen=True)
 class ProcStats:
-    """What /proc says about one server process."""
+    """What /proc says about one server process, or about it and its descendants."""
 
     pid: int
     cpu_seconds: float
-    """utime + stime since the process started."""
+    """utime + stime since the process started, plus that of children it has reaped
+    (cutime + cstime); for a tree, summed over every live process in it."""
     peak_rss_bytes: int
-    """VmHWM: the most resident memory the process ever had."""
+    """VmHWM of the process itself: the most resident memory it ever had."""
     rss_bytes: int
-    """VmRSS now."""
+    """VmRSS of the process itself, now."""
+    tree_peak_rss_bytes: int = 0
+    """Sum of VmHWM over the process and its live descendants (an upper bound: peaks
+    at different moments, and pages shared after fork, are all counted)."""
+    processes: int = 1
+    """Live processes counted (a node with a process pool: itself, the forkserver
+    and the pool's workers)."""
 
 
 @dataclass(frozen=True)
@@ -164,17 +173,67 @@ def read_proc(pid: int) -> ProcStats:
         raise NetlabError(f"process {pid} is gone ({exc.strerror})") from None
     # Field 2 (comm) may hold spaces; everything after its closing ")" splits cleanly.
     fields = stat[stat.rindex(")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    # Fields 14-17 of proc(5): utime, stime, cutime, cstime (clock ticks).
+    ticks = sum(int(f) for f in fields[11:15])
     kib = {}
     for line in status.splitlines():
         key, _, value = line.partition(":")
         if key in ("VmHWM", "VmRSS"):
             kib[key] = int(value.split()[0])
+    peak = kib.get("VmHWM", 0) * 1024
     return ProcStats(
         pid=pid,
-        cpu_seconds=(utime + stime) / _CLK_TCK,
-        peak_rss_bytes=kib.get("VmHWM", 0) * 1024,
+        cpu_seconds=ticks / _CLK_TCK,
+        peak_rss_bytes=peak,
         rss_bytes=kib.get("VmRSS", 0) * 1024,
+        tree_peak_rss_bytes=peak,
+    )
+
+
+def descendants(pid: int) -> list[int]:
+    """Process ids of every live descendant of pid (children, their children, ...)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # exited while we looked
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        out.append(child)
+        todo.extend(children.get(child, []))
+    return sorted(out)
+
+
+def read_tree(pid: int) -> ProcStats:
+    """read_proc of pid, with CPU and peak RSS summed over its live descendants too.
+
+    A node runs its elliptic-curve work in a pool of worker processes under a
+    forkserver; the node's own /proc entry does not see their CPU until they
+    are reaped, so a round's cost is the tree's.
+    """
+    root = read_proc(pid)
+    cpu, peaks, count = root.cpu_seconds, root.peak_rss_bytes, 1
+    for child in descendants(pid):
+        try:
+            s = read_proc(child)
+        except NetlabError:  # exited while we looked
+            continue
+        cpu += s.cpu_seconds
+        peaks += s.peak_rss_bytes
+        count += 1
+    return ProcStats(
+        pid=pid,
+        cpu_seconds=cpu,
+        peak_rss_bytes=root.peak_rss_bytes,
+        rss_bytes=root.rss_bytes,
+        tree_peak_rss_bytes=peaks,
+        processes=count,
     )
 
 
@@ -422,8 +481,8 @@ class LocalNetwork:
         return {s.name: s.proc.pid for s in self._servers if s.proc.poll() is None}
 
     def stats(self) -> dict[str, ProcStats]:
-        """CPU seconds and peak RSS of every running server, read from /proc now."""
-        return {name: read_proc(pid) for name, pid in self.pids.items()}
+        """CPU seconds and peak RSS of every running server and its descendants, from /proc."""
+        return {name: read_tree(pid) for name, pid in self.pids.items()}
 
     def run_round(self, purpose: str, *, reason: str = "netlab") -> RoundRun:
         """`psi-coordinator round run --json`; NetlabError unless the round completed."""
@@ -491,7 +550,9 @@ __all__: Sequence[str] = (
     "PurposeSpec",
     "RoundRun",
     "bench_partners",
+    "descendants",
     "free_port",
     "pair_overlaps",
     "read_proc",
+    "read_tree",
 )
