@@ -16,15 +16,15 @@ from datetime import UTC, datetime
 
 import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health
 
 from coordinator.audit import CoordinatorAudit
 from coordinator.config import CoordinatorConfig
 from coordinator.orchestrator import RoundRunner
 from coordinator.schedule import next_run
 from coordinator.store import ABORTED, Store
-from kruispunt import pki, signing, transport
-from kruispunt.errors import ConfigError, UnknownRound
+from kruispunt import signing, transport
+from kruispunt.errors import UnknownRound
 from kruispunt.health import ExpiryReminder
 from kruispunt.v1 import coordinator_pb2, coordinator_pb2_grpc
 
@@ -142,23 +142,18 @@ def create_server(
             name="abort-interrupted",
             daemon=True,
         ).start()
-    interceptor = transport.AuthInterceptor(config.network, {f"/{SERVICE}/": ["operator"]})
-    server = transport.make_server(interceptor)
-    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(runner), server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    creds = transport.server_credentials(
-        pki.private_key_pem(pki.load_tls_key(config.tls_key)),
-        config.tls_cert.read_bytes(),
-        config.tls_ca.read_bytes(),
+    server, port, health_servicer = transport.start_secure_server(
+        service=SERVICE,
+        register=lambda srv: coordinator_pb2_grpc.add_CoordinatorServicer_to_server(
+            CoordinatorServicer(runner), srv
+        ),
+        network=config.network,
+        roles=["operator"],
+        key_path=config.tls_key,
+        cert_path=config.tls_cert,
+        ca_path=config.tls_ca,
+        listen=config.listen,
     )
-    try:
-        port = transport.bind_secure_port(server, config.listen, creds)
-    except RuntimeError:
-        raise ConfigError(f"cannot listen on {config.listen} (address in use?)") from None
-    server.start()
-    health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     stop = threading.Event()
     scheduler = threading.Thread(
         target=_schedule_loop,

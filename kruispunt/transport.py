@@ -18,14 +18,23 @@ import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent import futures
+from pathlib import Path
 from typing import Any, NoReturn
 
 import grpc
 import structlog
 from cryptography import x509
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from kruispunt.errors import KruispuntError
-from kruispunt.pki import CertificateIdentityError, Identity, Role, identity_from_certificate
+from kruispunt.errors import ConfigError, KruispuntError
+from kruispunt.pki import (
+    CertificateIdentityError,
+    Identity,
+    Role,
+    identity_from_certificate,
+    load_tls_key,
+    private_key_pem,
+)
 
 __all__ = [
     "CHANNEL_OPTIONS",
@@ -440,3 +449,39 @@ def _status_of(context: grpc.ServicerContext, *, gone: bool = False) -> grpc.Sta
             return grpc.StatusCode.DEADLINE_EXCEEDED
         return grpc.StatusCode.CANCELLED
     return grpc.StatusCode.OK
+
+
+def start_secure_server(
+    *,
+    service: str,
+    register: Callable[[grpc.Server], None],
+    network: str,
+    roles: Iterable[Role | str],
+    key_path: Path,
+    cert_path: Path,
+    ca_path: Path,
+    listen: str,
+    max_workers: int = 16,
+) -> tuple[grpc.Server, int, health.HealthServicer]:
+    """Start a server for one of our services behind the AuthInterceptor, with health checks.
+
+    `register` adds the service's servicer; only `roles` may call `service`. The TLS
+    key is loaded through `pki.load_tls_key` (owner-only, no symlink). Returns the
+    server, the bound port and the health servicer (SERVING for `service` and "").
+    """
+    interceptor = AuthInterceptor(network, {f"/{service}/": list(roles)})
+    server = make_server(interceptor, max_workers=max_workers)
+    register(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    creds = server_credentials(
+        private_key_pem(load_tls_key(key_path)), cert_path.read_bytes(), ca_path.read_bytes()
+    )
+    try:
+        port = bind_secure_port(server, listen, creds)
+    except RuntimeError:
+        raise ConfigError(f"cannot listen on {listen} (address in use?)") from None
+    server.start()
+    for name in (service, ""):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port, health_servicer

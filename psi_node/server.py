@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health
 
 from kruispunt import pki, signing, transport
 from kruispunt.errors import (
@@ -244,24 +244,18 @@ def create_server(
         now=now or (lambda: datetime.now(UTC)),
         idle_timeout=idle_timeout,
     )
-    interceptor = transport.AuthInterceptor(identity.network, {f"/{SERVICE}/": ["coordinator"]})
-    # Every partner's set streams through this node at once during evaluation: one thread each.
-    server = transport.make_server(interceptor, max_workers=max(16, 2 * max_partners))
-    node_pb2_grpc.add_PsiNodeServicer_to_server(NodeServicer(rounds), server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    creds = transport.server_credentials(
-        pki.private_key_pem(pki.load_tls_key(config.tls_key)),
-        config.tls_cert.read_bytes(),
-        config.tls_ca.read_bytes(),
+    server, port, health_servicer = transport.start_secure_server(
+        service=SERVICE,
+        register=lambda srv: node_pb2_grpc.add_PsiNodeServicer_to_server(NodeServicer(rounds), srv),
+        network=identity.network,
+        roles=["coordinator"],
+        key_path=config.tls_key,
+        cert_path=config.tls_cert,
+        ca_path=config.tls_ca,
+        listen=config.listen,
+        # Every partner's set streams through this node at once during evaluation.
+        max_workers=max(16, 2 * max_partners),
     )
-    try:
-        port = transport.bind_secure_port(server, config.listen, creds)
-    except RuntimeError:
-        raise ConfigError(f"cannot listen on {config.listen} (address in use?)") from None
-    server.start()
-    health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     stop = threading.Event()
 
     reminder = ExpiryReminder()
