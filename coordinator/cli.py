@@ -354,18 +354,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     config = _config(args)
     key_path = Path(args.public_key) if args.public_key else config.signing_public_key
     report = verify_database(config.database, signing.load_public_key(key_path.read_bytes()))
-    data = {
-        "ok": report.ok,
-        "events": report.count,
-        "first_bad_seq": report.first_bad_seq,
-        "reason": report.reason,
-    }
-    text = (
-        f"audit log OK: {report.count} events, chain and signatures verified"
-        if report.ok
-        else f"audit log BROKEN at event {report.first_bad_seq}: {report.reason}"
-    )
-    _emit(args, data, text)
+    _emit(args, report.as_dict(), report.describe())
     return EXIT_OK if report.ok else EXIT_FAILED
 
 

@@ -608,6 +608,21 @@ class VerifyReport:
     reason: str = ""
     head: ChainHead | None = None
 
+    def as_dict(self) -> dict[str, object]:
+        """The verdict as JSON-ready data (for --json)."""
+        return {
+            "ok": self.ok,
+            "events": self.count,
+            "first_bad_seq": self.first_bad_seq,
+            "reason": self.reason,
+        }
+
+    def describe(self, what: str = "audit log") -> str:
+        """One line for a person: OK with the count, or BROKEN at the first bad event."""
+        if self.ok:
+            return f"{what} OK: {self.count} events, chain and signatures verified"
+        return f"{what} BROKEN at event {self.first_bad_seq}: {self.reason}"
+
     def raise_if_broken(self) -> None:
         """Raise AuditChainBroken (with the first bad seq) unless the chain verified."""
         if not self.ok:

@@ -275,18 +275,7 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     config = _node_config(args)
     key = signing.load_signing_key(config.signing_key).public_key()
     report = verify_file(config.audit_log, key)
-    data = {
-        "ok": report.ok,
-        "events": report.count,
-        "first_bad_seq": report.first_bad_seq,
-        "reason": report.reason,
-    }
-    text = (
-        f"node audit log OK: {report.count} events, chain and signatures verified"
-        if report.ok
-        else f"node audit log BROKEN at event {report.first_bad_seq}: {report.reason}"
-    )
-    _print_result(args, data, text)
+    _print_result(args, report.as_dict(), report.describe("node audit log"))
     return 0 if report.ok else 1
 
 
