@@ -213,25 +213,14 @@ def _format_summary(s: coordinator_pb2.RoundSummary) -> str:
 
 
 def summary_to_dict(s: coordinator_pb2.RoundSummary) -> dict[str, Any]:
+    from coordinator.orchestrator import summary_dict
+
     return {
         "round_id": s.round_id,
         "purpose": s.purpose_id,
         "state": s.state,
         "reason": s.reason,
-        "threshold": s.threshold,
-        "seconds": round(s.seconds, 3),
-        "partners": {
-            p.partner_id: {
-                "set_size": p.set_size,
-                "flagged_count": p.flagged_count,
-                "excluded_count": p.excluded_count,
-                "invalid_count": p.invalid_count,
-                "result_path": p.result_path,
-            }
-            for p in s.partners
-        },
-        "phases": {p.phase: round(p.seconds, 3) for p in s.phases},
-        "histogram": {str(k): v for k, v in sorted(s.overlap_histogram.items())},
+        **summary_dict(s),
     }
 
 

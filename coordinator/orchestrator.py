@@ -224,7 +224,7 @@ class RoundRunner:
                 peer.channel.close()
         summary = self._summary(state, COMPLETED, "")
         self.store.finish_round(
-            round_id, COMPLETED, "", self.now().isoformat(), _summary_dict(summary)
+            round_id, COMPLETED, "", self.now().isoformat(), summary_dict(summary)
         )
         self.audit.append(
             "round.completed",
@@ -569,7 +569,7 @@ class RoundRunner:
                 bound.warning("abort not delivered", partner=pid, reason=_rpc_reason(exc))
         summary = self._summary(state, terminal, reason)
         self.store.finish_round(
-            state.round_id, terminal, reason, self.now().isoformat(), _summary_dict(summary)
+            state.round_id, terminal, reason, self.now().isoformat(), summary_dict(summary)
         )
         self.audit.append(
             "round.failed" if terminal != ABORTED else "round.aborted",
@@ -716,7 +716,8 @@ def _rpc_reason(exc: grpc.RpcError) -> str:
     return f"{name}: {details}"
 
 
-def _summary_dict(summary: coordinator_pb2.RoundSummary) -> dict[str, Any]:
+def summary_dict(summary: coordinator_pb2.RoundSummary) -> dict[str, Any]:
+    """A round summary as JSON-ready aggregates (stored, and printed by `round run --json`)."""
     return {
         "threshold": summary.threshold,
         "seconds": round(summary.seconds, 3),

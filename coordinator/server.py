@@ -8,7 +8,6 @@ operator certificate issued at `psi-coordinator init`.
 from __future__ import annotations
 
 import queue
-import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from coordinator.store import ABORTED, Store
 from kruispunt import signing, transport
 from kruispunt.errors import UnknownRound
 from kruispunt.health import ExpiryReminder
+from kruispunt.service import run_until_signalled
 from kruispunt.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 log = structlog.get_logger("coordinator.server")
@@ -210,15 +210,6 @@ def _schedule_loop(
 def serve(config: CoordinatorConfig) -> int:
     """Run the coordinator until SIGTERM or SIGINT; returns the exit code."""
     srv = create_server(config)
-    done = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("shutting down", signal=signal.Signals(signum).name)
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    print(f"psi-coordinator {config.network}: admin service on port {srv.port}", flush=True)
-    done.wait()
-    srv.stop()
-    return 0
+    return run_until_signalled(
+        f"psi-coordinator {config.network}: admin service on port {srv.port}", srv.stop
+    )

@@ -7,7 +7,6 @@ SIGTERM/SIGINT, then stops gracefully, aborting rounds in flight.
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from kruispunt.errors import (
     UnknownRound,
 )
 from kruispunt.health import ExpiryReminder
+from kruispunt.service import run_until_signalled
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
 from psi_node import bilateral, doctor
 from psi_node.audit import NodeAudit
@@ -281,15 +281,6 @@ def create_server(
 def serve(config: NodeConfig) -> int:
     """Run a node until SIGTERM or SIGINT; returns the process exit code."""
     node = create_server(config)
-    done = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("shutting down", signal=signal.Signals(signum).name)
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    print(f"psi-node {config.partner_id}: serving on port {node.port}", flush=True)
-    done.wait()
-    node.stop()
-    return 0
+    return run_until_signalled(
+        f"psi-node {config.partner_id}: serving on port {node.port}", node.stop
+    )
