@@ -675,10 +675,12 @@ def _collect_points(
     out = bytearray()
     for batch in stream:
         count = wire.check_packed(batch.points, wire.POINT_BYTES)
+        if count == 0:
+            raise RoundFailed("sent an empty batch")
         if batch.offset * wire.POINT_BYTES != len(out):
             raise RoundFailed("sent points out of order")
         out += batch.points
-        if len(out) > expected * wire.POINT_BYTES or count == 0:
+        if len(out) > expected * wire.POINT_BYTES:
             raise RoundFailed("sent more points than its declared set size")
         if cancel.is_set():
             raise RoundCancelled("cancelled by the operator")
