@@ -10,10 +10,10 @@ GIL during each C call, so threads scale too. Measured on the 2-core
 development VM, which other jobs share, with chunks of 2,048 points:
 
     per second, best of 6-20 runs     1 thread       2 threads      2 processes
-    (six runs, 4,096-20,480 points)
+    (seven runs, 4,096-20,480 points)
     scalar multiplications            14,200-17,700  18,500-30,700  21,700-32,100
-    hash-to-group and blind           11,500-12,400  16,500-22,400  18,900-24,000
-    hash-to-group                     38,900-48,000  67,200-82,700  70,100-80,900
+    hash-to-group and blind           11,500-12,500  16,500-22,400  17,000-24,000
+    hash-to-group                     38,900-50,300  67,200-82,700  70,100-81,200
 
 The ranges overlap, so the two were also run as 30 alternating pairs of
 8,192 points: the median ratio processes/threads was 1.00 for scalar
