@@ -397,20 +397,29 @@ class LocalNetwork:
             delimiter=";",
         )
         others = ", ".join(f'"{p.id}"' for p in self.spec.partners if p.id != pid)
-        blocks = [
-            f'\n[inputs.{purpose.id}]\npath = "export/signalen.csv"\nkind = "{self.spec.kind}"\n'
-            f'objection_column = "bezwaar"\n\n'
-            f'[policy.{purpose.id}]\nlegal_basis = "{partner.legal_basis}"\n'
-            f"partners = [{others}]\nmin_threshold = 2\n"
-            f'max_disclosure = "partners"\n'
-            for purpose in self.spec.purposes
-        ]
+        blocks = [self._policy_block(partner, purpose, others) for purpose in self.spec.purposes]
         config = node / "node.toml"
         text = config.read_text(encoding="utf-8") + "".join(blocks)
         text = text.replace('listen = "0.0.0.0:', 'listen = "127.0.0.1:')
         if self.spec.workers is not None:
             text = text.replace("# workers = 2 ", f"workers = {self.spec.workers} ", 1)
         config.write_text(text, encoding="utf-8")
+
+    def _policy_block(self, partner: PartnerSpec, purpose: PurposeSpec, others: str) -> str:
+        """node.toml [inputs.X] and [policy.X]: this node agrees to the purpose as specified."""
+        text = (
+            f'\n[inputs.{purpose.id}]\npath = "export/signalen.csv"\nkind = "{self.spec.kind}"\n'
+            f'objection_column = "bezwaar"\n\n'
+            f'[policy.{purpose.id}]\nlegal_basis = "{partner.legal_basis}"\n'
+            f"partners = [{others}]\nmin_threshold = 2\n"
+            f'max_disclosure = "partners"\n'
+        )
+        if purpose.mode != "network":
+            text += f'mode = "{purpose.mode}"\n'
+        if purpose.bilateral is not None:
+            role = "client" if purpose.bilateral.get("client_partner") == partner.id else "server"
+            text += f'bilateral_role = "{role}"\n'
+        return text
 
     def add_purpose(self, purpose: PurposeSpec) -> None:
         """`psi-coordinator purpose add` with a legal basis for every partner."""
