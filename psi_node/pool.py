@@ -32,10 +32,13 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
 from typing import Any
 
-from kruispunt.errors import InvalidPoint, ProtocolError
+import grpc
+
+from kruispunt.errors import InvalidPoint, KruispuntError, ProtocolError
 from kruispunt.wire import POINT_BYTES
 from psi_node import oprf
 
@@ -90,6 +93,12 @@ def _tag_task(inputs: Sequence[bytes], scalar: bytearray, packed: bytes) -> byte
         _wipe(scalar)
 
 
+class PoolFailed(KruispuntError):
+    """A worker process of the point pool died during a call."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+
+
 class PointPool:
     """Worker processes for batch scalar multiplication, hash-to-group and tagging.
 
@@ -124,6 +133,14 @@ class PointPool:
             return b"".join(self._executor.map(task, *columns))
         except InvalidPoint:
             pass
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): this call fails the round, and a fresh
+            # pool serves the next one instead of every later call failing too.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_context())
+            raise PoolFailed(
+                "a worker process died; the round fails, the next gets new workers"
+            ) from None
         # Raised outside the handler so that the worker's exception, and the
         # remote traceback attached to it, are not chained on.
         raise InvalidPoint()

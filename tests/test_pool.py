@@ -125,3 +125,22 @@ class TestLifecycle:
             assert p.hash_to_group([b"x"]) == oprf.hash_to_group([b"x"])
         with pytest.raises(RuntimeError):
             p.hash_to_group([b"x"])
+
+
+class TestWorkerDeath:
+    def test_a_killed_worker_fails_one_call_and_the_pool_recovers(self) -> None:
+        """If a worker process dies, that call raises PoolFailed and the next call works."""
+        import os
+        import signal
+
+        from psi_node.pool import PoolFailed
+
+        with PointPool(1) as pool:
+            inputs = [b"x%d" % i for i in range(50)]
+            scalar = oprf.random_scalar()
+            expected = pool.hash_and_blind(inputs, scalar)
+            for pid in list(pool._executor._processes):  # type: ignore[attr-defined]
+                os.kill(pid, signal.SIGKILL)
+            with pytest.raises(PoolFailed):
+                pool.hash_and_blind(inputs, scalar)
+            assert pool.hash_and_blind(inputs, scalar) == expected
