@@ -30,7 +30,7 @@ from kruispunt.auditchain import safe_reason
 from kruispunt.errors import ConfigError, KruispuntError, RoundFailed
 from kruispunt.manifest import new_round_id, sign_manifest, verify_consent
 from kruispunt.pki import Identity
-from kruispunt.purpose import Purpose
+from kruispunt.purpose import ID_RE, Purpose
 from kruispunt.v1 import common_pb2, coordinator_pb2, node_pb2, node_pb2_grpc
 
 log = structlog.get_logger("coordinator.rounds")
@@ -115,6 +115,11 @@ class RoundRunner:
         progress: Progress | None = None,
     ) -> coordinator_pb2.RoundSummary:
         """Run one round now; the summary's state says how it ended (never raises for a peer)."""
+        if not ID_RE.fullmatch(purpose_id):
+            # Never echoed: whatever was typed there is not a purpose id.
+            message = "that is not a purpose id (lowercase letters, digits, dashes)"
+            self._operator_error(initiated_by, access_point, message)
+            raise ConfigError(message)
         purpose = self.store.purpose(purpose_id)
         if purpose is None:
             self._operator_error(initiated_by, access_point, f"unknown purpose {purpose_id!r}")
@@ -511,7 +516,7 @@ class RoundRunner:
             on_behalf_of=self.config.network,
             access_point=access_point,
             action="E",
-            details={"reason": message},
+            details={"reason": safe_reason(message)},
         )
 
     def _connect(self, partner: Partner) -> _Peer:

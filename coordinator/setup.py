@@ -142,7 +142,9 @@ def add_partner(
 ) -> Path:
     """Issue a partner certificate from its CSR, register the partner; returns the cert path."""
     if not ID_RE.match(partner_id):
-        raise ConfigError(f"partner id {partner_id!r}: use lowercase letters, digits and dashes")
+        raise ConfigError(
+            "partner id: a letter, then lowercase letters, digits and dashes (no 8-digit runs)"
+        )
     _check_address(address)
     identity = pki.Identity.partner(config.network, partner_id)
     csr = pki.load_csr(csr_path)

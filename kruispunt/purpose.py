@@ -17,7 +17,9 @@ from typing import Any, Literal
 from kruispunt.errors import ConfigError
 from kruispunt.v1 import common_pb2
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# Partner and purpose ids: DNS-label-safe, starting with a letter, and never holding a run of
+# 8 digits, so an id can never be mistaken for (or be) a BSN in a log or audit row.
+ID_RE = re.compile(r"^(?!.*[0-9]{8})[a-z][a-z0-9-]{0,62}$")
 KINDS = ("bsn", "address")
 DISCLOSURES = ("count", "partners")
 MODES = ("network", "bilateral")
@@ -67,7 +69,7 @@ class Purpose:
         """Every reason this purpose cannot be registered (empty when valid)."""
         out: list[str] = []
         if not ID_RE.match(self.id):
-            out.append("id must be lowercase letters, digits and dashes (max 63)")
+            out.append("id must be a letter, then lowercase letters, digits and dashes (max 63)")
         if not self.description.strip():
             out.append("description is required")
         if self.identifier_kind not in KINDS:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from kruispunt import pki, signing
 from kruispunt.errors import ConfigError
+from kruispunt.purpose import ID_RE
 from psi_node.config import CONFIG_NAME
 
 CONFIG_TEMPLATE = """\
@@ -75,7 +76,11 @@ def init_node(
     Without `network` the CSR names only the partner id (as its CN); the network
     comes from the CA certificate at install-cert time.
     """
-    pki.Identity.partner(network or "pending", partner_id)  # validates the names
+    if not ID_RE.match(partner_id):
+        raise ConfigError(
+            "partner id: a letter, then lowercase letters, digits and dashes (no 8-digit runs)"
+        )
+    pki.Identity.partner(network or "pending", partner_id)  # validates the network name
     if (directory / CONFIG_NAME).exists():
         raise ConfigError(f"{directory}: already holds a node ({CONFIG_NAME} exists)")
     for sub in ("tls", "signing", "results", "audit", "state"):
