@@ -11,8 +11,15 @@ own process with mutual TLS on 127.0.0.1, rounds run with
 `LocalNetwork.stats()` reads each server's CPU time and peak resident
 memory from /proc -- the server process and its descendants, since a node
 does its elliptic-curve work in a pool of worker processes -- so benchmarks
-can ask what a round cost per server before the processes go away. All data
-is synthetic.
+can ask what a round cost per server before the processes go away;
+`resources()` reads what each holds now (resident memory, open file
+descriptors), for leak checks across many rounds. All data is synthetic.
+
+Fault tests use the process controls: `signal()` (SIGSTOP/SIGCONT a server,
+or its whole process tree), `kill()` (SIGKILL, as a crash), `restart()`,
+`configure_rounds()` (coordinator.toml [rounds] limits), `start_round()`
+(a `round run` in the background) and `latest_round()` (phase and progress
+from the coordinator's database, read-only, as `round show` reads them).
 
     spec = NetworkSpec(partners=bench_partners(3, 10_000), overlaps={2: 1000},
                        purposes=(PurposeSpec(id="bench", max_set_size=10_000),))
@@ -25,8 +32,10 @@ is synthetic.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -42,13 +51,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from kruispunt.identifiers import IdentifierKind  # noqa: E402
+from coordinator.store import RoundRow, Store  # noqa: E402
+from kruispunt.identifiers import FIELDS, IdentifierKind, canonicalize  # noqa: E402
 from kruispunt.synthetic import OverlapKey, SyntheticNetwork, make_network, write_csv  # noqa: E402
 
 BIN = Path(sys.executable).parent
 DEFAULT_BASIS = "AVG art. 6(1)(e); Wgs art. 3a"
 STARTUP_SECONDS = 60.0
 STOP_SECONDS = 20.0
+GONE_SECONDS = 10.0
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -84,6 +95,16 @@ class PurposeSpec:
     mode: str = "network"
     bilateral: Mapping[str, str | float | bool] | None = None
     """The [bilateral] table of a two-party purpose (client_partner, server_partner, ...)."""
+    seed: int | None = None
+    """With seed or overlaps set, every node gets an export of its own for this purpose
+    (same partners and sizes, households drawn from this seed; default the network's)."""
+    overlaps: Mapping[OverlapKey, int] | None = None
+    """Planted overlaps of this purpose's own export (default the network's)."""
+
+    @property
+    def own_input(self) -> bool:
+        """Whether this purpose reads an export of its own rather than the shared one."""
+        return self.seed is not None or self.overlaps is not None
 
 
 @dataclass(frozen=True)
@@ -101,6 +122,8 @@ class NetworkSpec:
     objected_every: int = 0
     """Mark rows 0, k, 2k, ... of every export as objected (0: none)."""
     log_level: str = "info"
+    phase_timeout_seconds: float | None = None
+    """coordinator.toml [rounds] phase_timeout_seconds (None keeps `init`'s default)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +157,78 @@ class RoundRun:
     def seconds(self) -> float:
         """The round's own duration as the coordinator measured it (propose to deliver)."""
         return float(self.summary["seconds"])
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """How a `round run --json` ended, whatever the round's state."""
+
+    returncode: int
+    summary: dict[str, Any] | None
+    """The coordinator's summary; None if the CLI got none (e.g. the coordinator died)."""
+    stderr: str
+    wall_seconds: float
+
+    @property
+    def state(self) -> str:
+        """The round's terminal state ("completed", "failed", ...), or "" without a summary."""
+        return str(self.summary.get("state", "")) if self.summary else ""
+
+    @property
+    def reason(self) -> str:
+        """Why the round ended without results ("" if it completed or gave no summary)."""
+        return str(self.summary.get("reason", "")) if self.summary else ""
+
+
+@dataclass
+class RoundProcess:
+    """A `psi-coordinator round run --json` running in the background."""
+
+    purpose: str
+    proc: subprocess.Popen[str]
+    started: float
+
+    def running(self) -> bool:
+        """Whether the CLI is still waiting for the round."""
+        return self.proc.poll() is None
+
+    def wait(self, timeout: float | None = None) -> RoundOutcome:
+        """Wait for the CLI (NetlabError after `timeout` seconds) and parse its summary."""
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            raise NetlabError(
+                f"`round run {self.purpose}` did not end within {timeout} s"
+            ) from None
+        wall = time.monotonic() - self.started
+        try:
+            summary = json.loads(out)
+        except json.JSONDecodeError:
+            summary = None
+        return RoundOutcome(
+            self.proc.returncode, summary if isinstance(summary, dict) else None, err, wall
+        )
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one server holds right now, from /proc: resident memory and open descriptors."""
+
+    pid: int
+    rss_bytes: int
+    """VmRSS of the server process itself."""
+    fds: int
+    """Entries in /proc/PID/fd of the server process (sockets, files, pipes)."""
+    threads: int
+    """Threads of the server process."""
+    tree_rss_bytes: int
+    """VmRSS summed over the process and its live descendants (a node's worker pool)."""
+    tree_fds: int
+    """Open descriptors summed over the process and its live descendants."""
+    processes: int
+    """Live processes counted in the tree sums."""
 
 
 def bench_partners(n: int, size: int, *, basis: str = DEFAULT_BASIS) -> tuple[PartnerSpec, ...]:
@@ -210,6 +305,74 @@ def descendants(pid: int) -> list[int]:
     return sorted(out)
 
 
+def open_fds(pid: int) -> int:
+    """How many file descriptors a live process has open (entries of /proc/PID/fd)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError as exc:
+        raise NetlabError(f"process {pid} is gone ({exc.strerror})") from None
+
+
+def read_resources(pid: int) -> Resources:
+    """Resident memory, open descriptors and threads of pid, and the sums over its tree."""
+    root = read_proc(pid)
+    fds = open_fds(pid)
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError as exc:
+        raise NetlabError(f"process {pid} is gone ({exc.strerror})") from None
+    threads = next(
+        (int(line.split()[1]) for line in status.splitlines() if line.startswith("Threads:")), 0
+    )
+    rss, tree_fds, count = root.rss_bytes, fds, 1
+    for child in descendants(pid):
+        try:
+            child_rss, child_fds = read_proc(child).rss_bytes, open_fds(child)
+        except NetlabError:  # exited while we looked
+            continue
+        rss += child_rss
+        tree_fds += child_fds
+        count += 1
+    return Resources(
+        pid=pid,
+        rss_bytes=root.rss_bytes,
+        fds=fds,
+        threads=threads,
+        tree_rss_bytes=rss,
+        tree_fds=tree_fds,
+        processes=count,
+    )
+
+
+def alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def read_results(path: Path, kind: IdentifierKind) -> dict[bytes, frozenset[str]]:
+    """A node's result file: canonical identifier of every flagged row -> co-holding partners.
+
+    Undoes the results writer's spreadsheet guard (a leading "'") before
+    canonicalising; the co-holders are empty for a `count` disclosure.
+    """
+    out: dict[bytes, frozenset[str]] = {}
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh, delimiter=";")
+        for row in reader:
+            fields = {
+                f: v[1:] if v.startswith("'") else v
+                for f, v in row.items()
+                if f in FIELDS[kind] and v is not None
+            }
+            partners = row.get("partners") or ""
+            out[canonicalize(kind, fields)] = frozenset(partners.split())
+    return out
+
+
 def read_tree(pid: int) -> ProcStats:
     """read_proc of pid, with CPU and peak RSS summed over its live descendants too.
 
@@ -243,6 +406,11 @@ class _Server:
     proc: subprocess.Popen[bytes]
     log: Path
     log_file: IO[bytes]
+    argv: list[str]
+    port: int
+    env: dict[str, str]
+    orphans: list[int] = field(default_factory=list)
+    """Descendants left running when the server was killed (its worker pool)."""
 
 
 @dataclass
@@ -260,6 +428,7 @@ class LocalNetwork:
     ports: dict[str, int] = field(default_factory=dict)
     admin_port: int = 0
     _data: SyntheticNetwork | None = None
+    _purpose_data: dict[str, SyntheticNetwork] = field(default_factory=dict)
     _servers: list[_Server] = field(default_factory=list)
 
     # -- layout --------------------------------------------------------------------------
@@ -285,27 +454,71 @@ class LocalNetwork:
             )
         return self._data
 
+    def _purpose(self, purpose: str) -> PurposeSpec:
+        for spec in self.spec.purposes:
+            if spec.id == purpose:
+                return spec
+        raise NetlabError(f"no purpose {purpose!r} in the network spec")
+
+    def data_for(self, purpose: str | None = None) -> SyntheticNetwork:
+        """The exports a purpose's rounds read: its own, or (None, or none of its own) `data`."""
+        spec = self._purpose(purpose) if purpose is not None else None
+        if spec is None or not spec.own_input:
+            return self.data
+        if spec.id not in self._purpose_data:
+            self._purpose_data[spec.id] = make_network(
+                [p.id for p in self.spec.partners],
+                {p.id: p.size for p in self.spec.partners},
+                spec.overlaps if spec.overlaps is not None else self.spec.overlaps,
+                seed=spec.seed if spec.seed is not None else self.spec.seed,
+                kind=self.spec.kind,
+            )
+        return self._purpose_data[spec.id]
+
+    @staticmethod
+    def export_name(purpose: PurposeSpec) -> str:
+        """File name of the export a purpose reads, in each node's export/ folder."""
+        return f"{purpose.id}.csv" if purpose.own_input else "signalen.csv"
+
     def objected(self, pid: str) -> range:
         """Row indices of `pid`'s export marked as objected."""
         every = self.spec.objected_every
         return range(0, len(self.data.rows[pid]), every) if every else range(0)
 
-    def kept_ids(self) -> dict[str, list[bytes]]:
+    def kept_ids(self, purpose: str | None = None) -> dict[str, list[bytes]]:
         """Per partner, the canonical identifiers that may leave the node, in export order."""
+        data = self.data_for(purpose)
         out = {}
         for p in self.spec.partners:
             gone = set(self.objected(p.id))
-            out[p.id] = [cid for i, cid in enumerate(self.data.ids[p.id]) if i not in gone]
+            out[p.id] = [cid for i, cid in enumerate(data.ids[p.id]) if i not in gone]
         return out
 
-    def expected_flagged(self, threshold: int) -> dict[str, int]:
+    def expected_flagged(self, threshold: int, purpose: str | None = None) -> dict[str, int]:
         """Per partner, how many records a correct round at `threshold` flags."""
-        kept = self.kept_ids()
-        holders: dict[bytes, int] = {}
-        for ids in kept.values():
+        return {p: len(found) for p, found in self.expected_results(threshold, purpose).items()}
+
+    def expected_results(
+        self, threshold: int, purpose: str | None = None
+    ) -> dict[str, dict[bytes, frozenset[str]]]:
+        """Per partner, what a correct round writes: flagged identifier -> co-holding partners.
+
+        The ground truth planted in the exports, minus the rows marked as
+        objected (they never leave their node, so they count at no partner).
+        """
+        kept = self.kept_ids(purpose)
+        holders: dict[bytes, set[str]] = {}
+        for pid, ids in kept.items():
             for cid in ids:
-                holders[cid] = holders.get(cid, 0) + 1
-        return {p: sum(1 for cid in ids if holders[cid] >= threshold) for p, ids in kept.items()}
+                holders.setdefault(cid, set()).add(pid)
+        return {
+            pid: {
+                cid: frozenset(holders[cid] - {pid})
+                for cid in ids
+                if len(holders[cid]) >= threshold
+            }
+            for pid, ids in kept.items()
+        }
 
     # -- CLI -----------------------------------------------------------------------------
 
@@ -343,6 +556,26 @@ class LocalNetwork:
             "--port",
             str(self.admin_port),
         )
+        if self.spec.phase_timeout_seconds is not None:
+            self.configure_rounds(phase_timeout_seconds=self.spec.phase_timeout_seconds)
+
+    def configure_rounds(self, **values: float) -> None:
+        """Set keys of coordinator.toml's [rounds] table (they apply from the next start).
+
+        e.g. `configure_rounds(phase_timeout_seconds=5)`: the deadline of every node call.
+        """
+        config = self.coordinator_dir / "coordinator.toml"
+        text = config.read_text(encoding="utf-8")
+        head, sep, tail = text.partition("[rounds]\n")
+        if not sep:
+            raise NetlabError(f"{config} has no [rounds] table")
+        body, nxt, rest = tail.partition("\n[")
+        for key, value in values.items():
+            line = f"{key} = {value!r}"
+            body, n = re.subn(rf"(?m)^{re.escape(key)}\s*=.*$", line, body)
+            if n == 0:
+                body = f"{line}\n{body}"
+        config.write_text(head + sep + body + nxt + rest, encoding="utf-8")
 
     def add_partner(self, partner: PartnerSpec) -> None:
         """Node keys and CSR, certificate from the coordinator, export file, node.toml policy."""
@@ -385,17 +618,20 @@ class LocalNetwork:
             "--coordinator-key",
             str(coord / "signing/coordinator.pub"),
         )
-        export = node / "export" / "signalen.csv"
-        export.parent.mkdir(exist_ok=True)
-        write_csv(
-            export,
-            self.data.rows[pid],
-            self.spec.kind,
-            objection_column="bezwaar",
-            objected=self.objected(pid),
-            bom=partner.bom,
-            delimiter=";",
-        )
+        (node / "export").mkdir(exist_ok=True)
+        exports = {self.export_name(p): p.id if p.own_input else None for p in self.spec.purposes}
+        if not exports:
+            exports["signalen.csv"] = None
+        for name, purpose_id in exports.items():
+            write_csv(
+                node / "export" / name,
+                self.data_for(purpose_id).rows[pid],
+                self.spec.kind,
+                objection_column="bezwaar",
+                objected=self.objected(pid),
+                bom=partner.bom,
+                delimiter=";",
+            )
         others = ", ".join(f'"{p.id}"' for p in self.spec.partners if p.id != pid)
         blocks = [self._policy_block(partner, purpose, others) for purpose in self.spec.purposes]
         config = node / "node.toml"
@@ -408,7 +644,8 @@ class LocalNetwork:
     def _policy_block(self, partner: PartnerSpec, purpose: PurposeSpec, others: str) -> str:
         """node.toml [inputs.X] and [policy.X]: this node agrees to the purpose as specified."""
         text = (
-            f'\n[inputs.{purpose.id}]\npath = "export/signalen.csv"\nkind = "{self.spec.kind}"\n'
+            f'\n[inputs.{purpose.id}]\npath = "export/{self.export_name(purpose)}"\n'
+            f'kind = "{self.spec.kind}"\n'
             f'objection_column = "bezwaar"\n\n'
             f'[policy.{purpose.id}]\nlegal_basis = "{partner.legal_basis}"\n'
             f"partners = [{others}]\nmin_threshold = 2\n"
@@ -472,17 +709,27 @@ class LocalNetwork:
         proc = subprocess.Popen(
             [str(BIN / argv[0]), *argv[1:]], stdout=log_file, stderr=subprocess.STDOUT, env=env
         )
-        self._servers.append(_Server(name, proc, log, log_file))
+        server = _Server(name, proc, log, log_file, argv, port, env)
+        self._servers.append(server)
+        self._wait_listening(server)
+
+    def _wait_listening(self, server: _Server) -> None:
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                tail = log.read_text(errors="replace")[-3000:]
-                raise NetlabError(f"{name} exited early; its log ({log}):\n{tail}")
+            if server.proc.poll() is not None:
+                tail = server.log.read_text(errors="replace")[-3000:]
+                raise NetlabError(f"{server.name} exited early; its log ({server.log}):\n{tail}")
             with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
+                if s.connect_ex(("127.0.0.1", server.port)) == 0:
                     return
             time.sleep(0.1)
-        raise NetlabError(f"{name} did not start listening on port {port}")
+        raise NetlabError(f"{server.name} did not start listening on port {server.port}")
+
+    def _server(self, name: str) -> _Server:
+        for s in self._servers:
+            if s.name == name:
+                return s
+        raise NetlabError(f"no server {name!r} was started")
 
     @property
     def pids(self) -> dict[str, int]:
@@ -493,10 +740,89 @@ class LocalNetwork:
         """CPU seconds and peak RSS of every running server and its descendants, from /proc."""
         return {name: read_tree(pid) for name, pid in self.pids.items()}
 
-    def run_round(self, purpose: str, *, reason: str = "netlab") -> RoundRun:
-        """`psi-coordinator round run --json`; NetlabError unless the round completed."""
-        started = time.monotonic()
-        proc = subprocess.run(
+    def resources(self) -> dict[str, Resources]:
+        """Resident memory and open descriptors of every running server (and its tree) now."""
+        return {name: read_resources(pid) for name, pid in self.pids.items()}
+
+    # -- faults --------------------------------------------------------------------------
+
+    def signal(self, name: str, sig: signal.Signals, *, tree: bool = False) -> list[int]:
+        """Send `sig` to a running server (with `tree`, to its descendants too); the pids hit.
+
+        SIGSTOP of the server process alone is a network partition as its
+        peers see it: the socket stays open and the kernel accepts bytes, but
+        nothing answers. SIGSTOP/SIGCONT of the whole tree throttles a node.
+        """
+        proc = self._server(name).proc
+        if proc.poll() is not None:
+            raise NetlabError(f"{name} is not running")
+        targets = [proc.pid, *(descendants(proc.pid) if tree else [])]
+        hit = []
+        for pid in targets:
+            try:
+                os.kill(pid, sig)
+                hit.append(pid)
+            except ProcessLookupError:  # a worker that exited meanwhile
+                continue
+        return hit
+
+    def kill(self, name: str) -> list[int]:
+        """SIGKILL a server process, as a crash or the OOM killer would; returns its orphans.
+
+        Only the server process dies. Its descendants (a node's forkserver and
+        pool workers) are left as a crash leaves them, and remembered: `restart`
+        and `stop` kill them, as systemd's control-group kill does.
+        """
+        server = self._server(name)
+        if server.proc.poll() is not None:
+            raise NetlabError(f"{name} is not running")
+        children = descendants(server.proc.pid)
+        server.proc.kill()
+        server.proc.wait()
+        server.log_file.close()
+        server.orphans = [pid for pid in children if alive(pid)]
+        return list(server.orphans)
+
+    def orphans(self, name: str) -> list[int]:
+        """Processes a killed server left behind that are still alive."""
+        return [pid for pid in self._server(name).orphans if alive(pid)]
+
+    def _reap_orphans(self, server: _Server) -> None:
+        for pid in server.orphans:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+        deadline = time.monotonic() + GONE_SECONDS
+        while any(alive(pid) for pid in server.orphans) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server.orphans = []
+
+    def restart(self, name: str) -> None:
+        """Start a stopped or killed server again (same command, log appended); wait for it."""
+        server = self._server(name)
+        if server.proc.poll() is None:
+            raise NetlabError(f"{name} is still running (kill or stop it first)")
+        self._reap_orphans(server)
+        server.log_file = server.log.open("ab")
+        server.proc = subprocess.Popen(
+            [str(BIN / server.argv[0]), *server.argv[1:]],
+            stdout=server.log_file,
+            stderr=subprocess.STDOUT,
+            env=server.env,
+        )
+        self._wait_listening(server)
+
+    def stop_server(self, name: str) -> None:
+        """SIGTERM one server and wait for it (SIGKILL after STOP_SECONDS)."""
+        server = self._server(name)
+        self._stop_one(server)
+
+    # -- rounds --------------------------------------------------------------------------
+
+    def start_round(self, purpose: str, *, reason: str = "netlab") -> RoundProcess:
+        """Start `psi-coordinator round run --json` in the background."""
+        proc = subprocess.Popen(
             [
                 str(BIN / "psi-coordinator"),
                 "round",
@@ -507,34 +833,66 @@ class LocalNetwork:
                 "--reason",
                 reason,
             ],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            check=False,
         )
-        wall = time.monotonic() - started
-        try:
-            summary = json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            summary = None
-        if proc.returncode != 0 or not isinstance(summary, dict):
-            state = f" ({summary.get('state')}: {summary.get('reason')})" if summary else ""
-            raise NetlabError(
-                f"the round failed{state}:\n{proc.stderr[-3000:]}{proc.stdout[-3000:]}"
+        return RoundProcess(purpose, proc, time.monotonic())
+
+    def run_round(self, purpose: str, *, reason: str = "netlab") -> RoundRun:
+        """`psi-coordinator round run --json`; NetlabError unless the round completed."""
+        outcome = self.start_round(purpose, reason=reason).wait()
+        if outcome.returncode != 0 or outcome.summary is None:
+            state = f" ({outcome.state}: {outcome.reason})" if outcome.summary else ""
+            raise NetlabError(f"the round failed{state}:\n{outcome.stderr[-3000:]}")
+        return RoundRun(outcome.summary, outcome.wall_seconds)
+
+    def show_round(self, round_id: str) -> dict[str, Any]:
+        """`psi-coordinator round show ROUND --json`: state, reason, phase, progress, summary."""
+        data = json.loads(
+            self.cli(
+                "psi-coordinator", "round", "show", str(self.coordinator_dir), round_id, "--json"
             )
-        return RoundRun(summary, wall)
+        )
+        if not isinstance(data, dict):
+            raise NetlabError("round show --json did not print an object")
+        return data
+
+    def latest_round(self, purpose: str | None = None) -> RoundRow | None:
+        """The newest round (of `purpose`) as stored, read-only: cheap enough to poll."""
+        store = Store(self.coordinator_dir / "coordinator.db", readonly=True)
+        try:
+            rows = store.rounds(purpose_id=purpose, limit=1)
+        finally:
+            store.close()
+        return rows[0] if rows else None
+
+    def _stop_one(self, server: _Server, *, signalled: bool = False) -> None:
+        if not signalled and server.proc.poll() is None:
+            server.proc.send_signal(signal.SIGTERM)
+        try:
+            server.proc.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
+        server.log_file.close()
+        self._reap_orphans(server)
 
     def stop(self) -> None:
-        """SIGTERM every server, wait for each (kill after STOP_SECONDS); idempotent."""
+        """SIGTERM every server, wait for each (kill after STOP_SECONDS); idempotent.
+
+        A stopped (SIGSTOP) server is continued first so that it can shut down.
+        """
         for s in self._servers:
             if s.proc.poll() is None:
+                for pid in [s.proc.pid, *descendants(s.proc.pid)]:
+                    try:
+                        os.kill(pid, signal.SIGCONT)
+                    except ProcessLookupError:
+                        continue
                 s.proc.send_signal(signal.SIGTERM)
         for s in self._servers:
-            try:
-                s.proc.wait(timeout=STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                s.proc.kill()
-                s.proc.wait()
-            s.log_file.close()
+            self._stop_one(s, signalled=True)
         self._servers.clear()
 
     def __enter__(self) -> LocalNetwork:
@@ -557,11 +915,18 @@ __all__: Sequence[str] = (
     "PartnerSpec",
     "ProcStats",
     "PurposeSpec",
+    "Resources",
+    "RoundOutcome",
+    "RoundProcess",
     "RoundRun",
+    "alive",
     "bench_partners",
     "descendants",
     "free_port",
+    "open_fds",
     "pair_overlaps",
     "read_proc",
+    "read_resources",
+    "read_results",
     "read_tree",
 )
