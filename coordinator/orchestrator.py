@@ -92,6 +92,7 @@ class RoundRunner:
             config.tls_ca.read_bytes(),
         )
         self._cancel: dict[str, threading.Event] = {}
+        self._pending_aborts: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     # -- public --------------------------------------------------------------------------
@@ -249,8 +250,10 @@ class RoundRunner:
         emit(_event(round_id, "done", "round completed", summary=summary))
         return summary
 
-    def abort_at_nodes(self, round_id: str, reason: str) -> list[str]:
-        """Best effort: tell every partner of a stored round to drop it; returns who confirmed."""
+    def abort_at_nodes(
+        self, round_id: str, reason: str, *, only: set[str] | None = None
+    ) -> list[str]:
+        """Best effort: tell the partners of a stored round to drop it; returns who confirmed."""
         row = self.store.round(round_id)
         if row is None:
             return []
@@ -259,7 +262,7 @@ class RoundRunner:
         confirmed = []
         for pid in manifest.partners:
             partner = self.store.partner(pid)
-            if partner is None:
+            if partner is None or (only is not None and pid not in only):
                 continue
             peer = self._connect(partner)
             try:
@@ -474,15 +477,30 @@ class RoundRunner:
                     f"{pid}: staged {receipt.flagged_count} results, expected {state.flagged[pid]}"
                 )
         self._check_cancel(cancel)
-        # Every node has its results staged: publish everywhere.
-        committed = self._parallel(
-            state,
-            peers,
-            "commit",
-            lambda pid, peer: peer.stub.Commit(
-                common_pb2.RoundRef(round_id=state.round_id), timeout=timeout
-            ),
-        )
+        # Every node has its results staged: publish everywhere. A commit that fails anywhere
+        # fails the round, and the aborts that follow withdraw what others already published.
+        committed: dict[str, node_pb2.DeliveryReceipt] = {}
+        failures = []
+        with ThreadPoolExecutor(max_workers=len(peers), thread_name_prefix="r-commit") as ex:
+            futures = {
+                pid: ex.submit(
+                    peers[pid].stub.Commit,
+                    common_pb2.RoundRef(round_id=state.round_id),
+                    timeout=timeout,
+                )
+                for pid in state.partners
+            }
+            for pid, fut in futures.items():
+                try:
+                    committed[pid] = fut.result()
+                except grpc.RpcError as exc:
+                    failures.append(f"{pid}: {_rpc_reason(exc)}")
+        if failures:
+            raise RoundFailed(
+                "commit failed: "
+                + "; ".join(failures)
+                + (f" (results withdrawn at {', '.join(sorted(committed))})" if committed else "")
+            )
         for pid, receipt in committed.items():
             state.result_paths[pid] = receipt.result_path
             self._audit_round(
@@ -565,13 +583,7 @@ class RoundRunner:
     ) -> coordinator_pb2.RoundSummary:
         bound = log.bind(round_id=state.round_id)
         bound.warning("round ended without results", state=terminal, reason=reason)
-        for pid, peer in peers.items():
-            try:
-                peer.stub.Abort(
-                    node_pb2.AbortRequest(round_id=state.round_id, reason=reason), timeout=10
-                )
-            except grpc.RpcError as exc:
-                bound.warning("abort not delivered", partner=pid, reason=_rpc_reason(exc))
+        self._abort_everywhere(state.round_id, reason, peers)
         summary = self._summary(state, terminal, reason)
         self.store.finish_round(
             state.round_id, terminal, reason, self.now().isoformat(), summary_dict(summary)
@@ -588,6 +600,48 @@ class RoundRunner:
         )
         emit(_event(state.round_id, "failed", reason, summary=summary))
         return summary
+
+    def _abort_everywhere(self, round_id: str, reason: str, peers: dict[str, _Peer]) -> None:
+        """Tell every partner, at once, to drop the round; remember who could not be told."""
+        timeout = min(10.0, self.config.phase_timeout_seconds)
+        request = node_pb2.AbortRequest(round_id=round_id, reason=reason)
+        with ThreadPoolExecutor(max_workers=len(peers), thread_name_prefix="r-abort") as ex:
+            futures = {
+                pid: ex.submit(peer.stub.Abort, request, timeout=timeout)
+                for pid, peer in peers.items()
+            }
+            for pid, fut in futures.items():
+                try:
+                    fut.result()
+                except grpc.RpcError as exc:
+                    log.warning(
+                        "abort not delivered; will retry",
+                        round_id=round_id,
+                        partner=pid,
+                        reason=_rpc_reason(exc),
+                    )
+                    with self._lock:
+                        self._pending_aborts.setdefault(round_id, set()).add(pid)
+
+    def retry_aborts(self) -> int:
+        """Retry aborts that a partner missed (it was down or cut off); returns how many landed."""
+        with self._lock:
+            pending = {rid: set(pids) for rid, pids in self._pending_aborts.items()}
+        landed = 0
+        for round_id, pids in pending.items():
+            done = set(
+                self.abort_at_nodes(
+                    round_id, "round ended while this node was unreachable", only=pids
+                )
+            )
+            landed += len(done)
+            with self._lock:
+                left = self._pending_aborts.get(round_id, set()) - done
+                if left:
+                    self._pending_aborts[round_id] = left
+                else:
+                    self._pending_aborts.pop(round_id, None)
+        return landed
 
     def _audit_round(self, state: _RoundState, event: str, partner: str, **details: Any) -> None:
         if partner:

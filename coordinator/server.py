@@ -178,8 +178,8 @@ def _schedule_loop(
     stop: threading.Event,
     tick: float,
 ) -> None:
-    """Start each scheduled purpose's round when its cron time comes (local time); warn daily
-    about certificates that expire within 30 days."""
+    """Start each scheduled purpose's round when its cron time comes (local time); retry
+    aborts that a partner missed; warn daily about certificates that expire within 30 days."""
     from coordinator import doctor
 
     reminder = ExpiryReminder()
@@ -187,10 +187,11 @@ def _schedule_loop(
     while not stop.wait(tick):
         now = clock().astimezone()
         try:
+            runner.retry_aborts()
             for warning in reminder.warnings(doctor.certificates(config), now):
                 log.warning("certificate expires soon", detail=warning)
         except Exception:
-            log.exception("certificate check failed")
+            log.exception("housekeeping failed")
         for sched, when in list(due.items()):
             if when > now:
                 continue

@@ -430,6 +430,8 @@ def _node_views(events: Iterable[AuditEvent]) -> dict[str, _View]:
             view.records_sent = _int_or_none(details.get("set_size"))
         elif event.event == "results.written":
             view.flagged_count = _int_or_none(details.get("flagged_count"))
+        elif event.event == "results.withdrawn":
+            view.flagged_count = None  # published, then taken back: nothing was delivered
     return views
 
 

@@ -65,6 +65,7 @@ class NodeConfig:
     policies: Mapping[str, PolicyConfig]
     strict_input: bool = False
     log_level: str = "info"
+    idle_timeout_seconds: float = 1800.0
 
 
 def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -149,6 +150,7 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
             inputs=inputs,
             policies=policies,
             strict_input=bool(node.get("strict_input", False)),
+            idle_timeout_seconds=float(node.get("idle_timeout_seconds", 1800)),
             log_level=env.get("KRUISPUNT_LOG_LEVEL", str(node.get("log_level", "info"))),
         )
     except KeyError as exc:

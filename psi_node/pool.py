@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -93,6 +95,31 @@ def _tag_task(inputs: Sequence[bytes], scalar: bytearray, packed: bytes) -> byte
         _wipe(scalar)
 
 
+def _executor(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=_context(),
+        initializer=_exit_with,
+        initargs=(os.getpid(),),
+    )
+
+
+def _exit_with(node_pid: int) -> None:
+    """In a worker: exit when the node process is gone (SIGKILL leaves workers behind)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(node_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                continue  # the pid exists (reused by another user): keep watching
+
+    threading.Thread(target=watch, name="watch-node", daemon=True).start()
+
+
 class PoolFailed(KruispuntError):
     """A worker process of the point pool died during a call."""
 
@@ -118,7 +145,7 @@ class PointPool:
             raise ValueError("per_chunk must be at least 1")
         self.workers = workers
         self.per_chunk = per_chunk
-        self._executor: Executor = ProcessPoolExecutor(max_workers=workers, mp_context=_context())
+        self._executor: Executor = _executor(workers)
 
     def _spans(self, count: int) -> list[tuple[int, int]]:
         return [
@@ -137,7 +164,7 @@ class PointPool:
             # A worker died (killed, out of memory): this call fails the round, and a fresh
             # pool serves the next one instead of every later call failing too.
             self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_context())
+            self._executor = _executor(self.workers)
             raise PoolFailed(
                 "a worker process died; the round fails, the next gets new workers"
             ) from None

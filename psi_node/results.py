@@ -100,11 +100,15 @@ def stage_results(
 
 def commit_results(staged: StagedResult) -> Path:
     """Publish staged results by atomic rename; the metadata goes first, the CSV last."""
+    meta_published = False
     try:
         os.replace(staged.staged_meta, staged.final_meta)
+        meta_published = True
         os.replace(staged.staged_csv, staged.final_csv)
     except OSError as exc:
-        _unlink(staged.staged_csv, staged.staged_meta, staged.final_meta)
+        _unlink(staged.staged_csv, staged.staged_meta)
+        if meta_published:
+            _unlink(staged.final_meta)
         raise ResultWriteError(
             f"cannot publish results in {staged.final_csv.parent}: {exc.strerror or exc}"
         ) from None
@@ -115,6 +119,19 @@ def discard_staged(results_dir: Path, round_id: str) -> bool:
     """Remove a round's staged files; True if anything was removed."""
     staged_csv, staged_meta, _, _ = _paths(results_dir, round_id)
     return _unlink(staged_csv, staged_meta)
+
+
+def withdraw_published(results_dir: Path, round_id: str) -> bool:
+    """Remove a round's published results (the round failed after this node committed)."""
+    _, _, final_csv, final_meta = _paths(results_dir, round_id)
+    return _unlink(final_csv, final_meta)
+
+
+def stale_staged(results_dir: Path) -> list[str]:
+    """Round ids with staged results left behind (a node stopped between deliver and commit)."""
+    if not results_dir.is_dir():
+        return []
+    return sorted({p.name[1:].split(".", 1)[0] for p in results_dir.glob(".*.staged")})
 
 
 def expired_results(results_dir: Path, now: datetime) -> list[tuple[str, Path, Path]]:

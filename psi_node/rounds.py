@@ -46,6 +46,8 @@ from psi_node.results import (
     expired_results,
     retention_deadline,
     stage_results,
+    stale_staged,
+    withdraw_published,
 )
 
 log = structlog.get_logger("psi_node.rounds")
@@ -445,17 +447,36 @@ class RoundManager:
         )
 
     def abort(self, round_id: str, reason: str) -> bool:
-        """Drop a round: wipe its key and records, remove staged results."""
+        """Drop a round: wipe its key and records, remove staged results, and withdraw results
+        this node already published if the round failed after its commit."""
         if not is_round_id(round_id):
             return False  # never used as a file name, never logged
         rnd = self._drop(round_id)
         removed = discard_staged(self.config.results_dir, round_id)
-        if rnd is None and not removed:
+        withdrawn = rnd is None and withdraw_published(self.config.results_dir, round_id)
+        if rnd is None and not removed and not withdrawn:
             return False
         reason = safe_reason(reason)
+        if withdrawn:
+            self._audit("results.withdrawn", round_id, "D", reason=reason)
         self._audit("round.aborted", rnd or round_id, "D", reason=reason, staged_removed=removed)
-        log.warning("round aborted", round_id=round_id, reason=reason)
+        log.warning("round aborted", round_id=round_id, reason=reason, withdrawn=withdrawn)
         return True
+
+    def discard_stale(self) -> list[str]:
+        """At start: staged results of rounds no longer in flight are never published."""
+        stale = [rid for rid in stale_staged(self.config.results_dir) if is_round_id(rid)]
+        for round_id in stale:
+            discard_staged(self.config.results_dir, round_id)
+            self._audit(
+                "round.aborted",
+                round_id,
+                "D",
+                reason="staged results found at start; the round had ended",
+                staged_removed=True,
+            )
+            log.warning("stale staged results removed", round_id=round_id)
+        return stale
 
     def record_rejection(self, method: str, round_id: str, error: KruispuntError) -> None:
         """Audit a request this node refused (malformed, out of order, unknown round)."""

@@ -218,7 +218,7 @@ def create_server(
     now: Callable[[], datetime] | None = None,
     pool: PointPool | None = None,
     housekeeping_seconds: float = 60.0,
-    idle_timeout: float = 1800.0,
+    idle_timeout: float | None = None,
     max_partners: int = 64,
 ) -> NodeServer:
     """Build and start a node server from its config; returns it with the bound port."""
@@ -242,8 +242,9 @@ def create_server(
         audit=audit,
         pool=pool,
         now=now or (lambda: datetime.now(UTC)),
-        idle_timeout=idle_timeout,
+        idle_timeout=idle_timeout if idle_timeout is not None else config.idle_timeout_seconds,
     )
+    rounds.discard_stale()
     server, port, health_servicer = transport.start_secure_server(
         service=SERVICE,
         register=lambda srv: node_pb2_grpc.add_PsiNodeServicer_to_server(NodeServicer(rounds), srv),

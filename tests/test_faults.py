@@ -107,3 +107,29 @@ class TestSlowNode:
         rounds.blind = original
         assert wait_for(lambda: not net.nodes["gemeente"].rounds.rounds_in_flight())
         assert net.run().state == "completed"
+
+
+class TestMissedAborts:
+    def test_an_abort_a_node_missed_is_retried_until_it_lands(self, network_factory):
+        """A node that was unreachable when its round failed is told later, by the retry."""
+        net = network_factory(PARTNERS, per_partner=20, overlaps={2: 3})
+        net.add_purpose()
+        net.stop_node("schuldhulp")
+        summary = net.run()
+        assert summary.state == "failed"
+        runner = net.coordinator.runner
+        assert runner.retry_aborts() == 0  # still down
+        net.start_node("schuldhulp")
+        assert runner.retry_aborts() == 1
+        assert runner.retry_aborts() == 0  # nothing left to retry
+
+    def test_stale_staged_results_are_removed_at_start(self, network_factory):
+        """Staged results of a round that ended while the node was down never get published."""
+        net = network_factory(PARTNERS[:2], per_partner=10, overlaps={2: 2}, start=False)
+        results = net.node_dirs["gemeente"] / "results"
+        stale = results / ".r20261128T120000-0badc0de.csv.staged"
+        stale.write_text("bsn\n")
+        net.start_node("gemeente")
+        assert not stale.exists()
+        events = net.nodes["gemeente"].rounds.audit.events(round_id="r20261128T120000-0badc0de")
+        assert [e.event for e in events] == ["round.aborted"]

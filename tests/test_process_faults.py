@@ -388,13 +388,6 @@ class TestResultsFolder:
 
 
 class TestPartialCommit:
-    @pytest.mark.xfail(
-        strict=True,
-        reason="product bug: Commit is not atomic across nodes -- when one node's commit "
-        "fails, the others keep published results of a round recorded as failed, and the "
-        "coordinator audits no results.delivered for them (coordinator/orchestrator.py "
-        "RoundRunner._deliver; psi_node/rounds.py RoundManager.abort)",
-    )
     def test_commit_failing_at_one_node_leaves_no_published_results(
         self, net: LocalNetwork
     ) -> None:
@@ -415,4 +408,5 @@ class TestPartialCommit:
             blocker.rmdir()
         assert outcome.state == "failed"
         assert outcome.reason.startswith("commit failed: p03")
+        assert "cannot publish results" in outcome.reason
         no_round_files(net, row.id)
