@@ -228,17 +228,26 @@ def cmd_round_run(args: argparse.Namespace) -> int:
     config = _config(args)
     channel, stub = _admin_stub(config)
     summary = None
+    round_id = ""
     try:
         for event in stub.RunRound(
             coordinator_pb2.RunRoundRequest(purpose_id=args.purpose, reason=args.reason or "")
         ):
+            round_id = event.round_id or round_id
             if event.HasField("summary"):
                 summary = event.summary
             elif not args.json:
                 progress = f" [{event.done}/{event.total}]" if event.total else ""
                 print(f"[{event.phase}] {event.message}{progress}", file=sys.stderr, flush=True)
     except grpc.RpcError as exc:
-        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+        if round_id:
+            print(
+                f"psi-coordinator: lost the connection to the coordinator during round "
+                f"{round_id} ({exc.code().name}); its outcome: "
+                f"`psi-coordinator round show {args.dir} {round_id}`",
+                file=sys.stderr,
+            )
+        elif exc.code() == grpc.StatusCode.UNAVAILABLE:
             print(
                 f"psi-coordinator: cannot reach the coordinator at {config.listen}; is "
                 f"`psi-coordinator serve {args.dir}` running? ({exc.details()})",

@@ -363,11 +363,11 @@ class RoundRunner:
 
         # Phase 1: every node blinds its own set.
         t0 = time.monotonic()
-        self.store.set_progress(state.round_id, "blind", f"0/{total}")
+        progress = _PhaseProgress(self.store, state.round_id, "blind", total)
 
         def blind(pid: str, peer: _Peer) -> bytes:
             stream = peer.stub.Blind(common_pb2.RoundRef(round_id=state.round_id), timeout=timeout)
-            return _collect_points(stream, state.set_sizes[pid], pid, cancel)
+            return _collect_points(stream, state.set_sizes[pid], progress, cancel)
 
         current = self._parallel(state, peers, "blind", blind)
         state.phases["blind"] = time.monotonic() - t0
@@ -377,16 +377,20 @@ class RoundRunner:
         # Phase 2: n-1 steps; at step s node j applies its key to node (j+s) mod n's set.
         t0 = time.monotonic()
         for step in range(1, n):
-            self.store.set_progress(state.round_id, "evaluate", f"step {step}/{n - 1}")
+            progress = _PhaseProgress(
+                self.store, state.round_id, "evaluate", total, f"step {step}/{n - 1}: "
+            )
 
-            def evaluate(pid: str, peer: _Peer, step: int = step) -> bytes:
+            def evaluate(
+                pid: str, peer: _Peer, step: int = step, progress: _PhaseProgress = progress
+            ) -> bytes:
                 j = state.partners.index(pid)
                 origin = state.partners[(j + step) % n]
                 requests = _point_requests(
                     state.round_id, origin, step, current[origin], self.config.chunk_points, cancel
                 )
                 stream = peer.stub.Evaluate(requests, timeout=timeout)
-                return _collect_points(stream, state.set_sizes[origin], pid, cancel)
+                return _collect_points(stream, state.set_sizes[origin], progress, cancel)
 
             results = self._parallel(state, peers, f"evaluate step {step}", evaluate)
             for pid, points in results.items():
@@ -406,14 +410,14 @@ class RoundRunner:
 
         # Phase 3: each node removes its blinding, applies its own key and tags its records.
         t0 = time.monotonic()
-        self.store.set_progress(state.round_id, "finalize", "")
+        progress = _PhaseProgress(self.store, state.round_id, "finalize", total)
 
         def finalize(pid: str, peer: _Peer) -> bytes:
             requests = _point_requests(
                 state.round_id, pid, 0, current[pid], self.config.chunk_points, cancel
             )
             stream = peer.stub.Finalize(requests, timeout=timeout)
-            return _collect_tags(stream, state.set_sizes[pid], pid, cancel)
+            return _collect_tags(stream, state.set_sizes[pid], progress, cancel)
 
         tags = self._parallel(state, peers, "finalize", finalize)
         current.clear()
@@ -697,6 +701,28 @@ class RoundRunner:
             raise RoundCancelled("cancelled by the operator")
 
 
+class _PhaseProgress:
+    """Points done in a phase, written to the round's row (`round show`) at most once a second."""
+
+    def __init__(self, store: Store, round_id: str, phase: str, total: int, prefix: str = ""):
+        self.store, self.round_id, self.phase = store, round_id, phase
+        self.total, self.prefix = total, prefix
+        self.done = 0
+        self._lock = threading.Lock()
+        self._written = 0.0
+        self._write()
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self.done += count
+            if time.monotonic() - self._written >= 1.0 or self.done >= self.total:
+                self._write()
+
+    def _write(self) -> None:
+        self._written = time.monotonic()
+        self.store.set_progress(self.round_id, self.phase, f"{self.prefix}{self.done}/{self.total}")
+
+
 class _Refused(RoundFailed):
     """At least one partner refused consent."""
 
@@ -729,7 +755,10 @@ def _point_requests(
 
 
 def _collect_points(
-    stream: Iterator[common_pb2.PointBatch], expected: int, pid: str, cancel: threading.Event
+    stream: Iterator[common_pb2.PointBatch],
+    expected: int,
+    progress: _PhaseProgress,
+    cancel: threading.Event,
 ) -> bytes:
     out = bytearray()
     for batch in stream:
@@ -739,6 +768,7 @@ def _collect_points(
         if batch.offset * wire.POINT_BYTES != len(out):
             raise RoundFailed("sent points out of order")
         out += batch.points
+        progress.add(count)
         if len(out) > expected * wire.POINT_BYTES:
             raise RoundFailed("sent more points than its declared set size")
         if cancel.is_set():
@@ -749,11 +779,14 @@ def _collect_points(
 
 
 def _collect_tags(
-    stream: Iterator[common_pb2.TagBatch], expected: int, pid: str, cancel: threading.Event
+    stream: Iterator[common_pb2.TagBatch],
+    expected: int,
+    progress: _PhaseProgress,
+    cancel: threading.Event,
 ) -> bytes:
     out = bytearray()
     for batch in stream:
-        wire.check_packed(batch.tags, wire.TAG_BYTES)
+        progress.add(wire.check_packed(batch.tags, wire.TAG_BYTES))
         if batch.offset * wire.TAG_BYTES != len(out):
             raise RoundFailed("sent tags out of order")
         out += batch.tags

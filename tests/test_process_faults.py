@@ -314,13 +314,6 @@ class TestDeadlines:
     ) -> None:
         """A node at a third of its speed: `round show` reports phase and progress while the round
         runs, and the round completes, since every call of it ends within the phase deadline."""
-        expected = [
-            ("blind", f"0/{3 * RECORDS}"),
-            ("evaluate", "step 1/2"),
-            ("evaluate", "step 2/2"),
-            ("finalize", ""),
-            ("deliver", ""),
-        ]
         seen: list[tuple[str, str]] = []
         with Throttle(net, "p03", run=0.05, pause=0.1):
             pending = net.start_round(PURPOSE, reason="slow node")
@@ -334,9 +327,16 @@ class TestDeadlines:
                     seen.append(step)
             outcome = pending.wait(timeout=60)
         assert outcome.state == "completed", outcome.reason
-        assert seen[0] == expected[0]
-        assert seen == [s for s in expected if s in seen], seen
-        assert {"blind", "evaluate"} <= {phase for phase, _ in seen}
+        phases = [phase for phase, _ in seen]
+        order = ["blind", "evaluate", "finalize", "deliver"]
+        assert phases[0] == "blind", seen
+        assert sorted(phases, key=order.index) == phases, seen  # phases only move forward
+        blind = [tuple(map(int, p.split("/"))) for phase, p in seen if phase == "blind"]
+        assert all(total == 3 * RECORDS for _, total in blind)
+        assert [done for done, _ in blind] == sorted(done for done, _ in blind)
+        assert any(0 < done < 3 * RECORDS for done, _ in blind), seen  # progress within a phase
+        steps = {p.split(":")[0] for phase, p in seen if phase == "evaluate"}
+        assert steps <= {"step 1/2", "step 2/2"}, seen
         assert outcome.summary is not None
         flagged = {p: v["flagged_count"] for p, v in outcome.summary["partners"].items()}
         assert flagged == net.expected_flagged(2)
