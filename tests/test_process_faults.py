@@ -410,3 +410,25 @@ class TestPartialCommit:
         assert outcome.reason.startswith("commit failed: p03")
         assert "cannot publish results" in outcome.reason
         no_round_files(net, row.id)
+
+
+class TestGracefulShutdown:
+    def test_sigterm_mid_round_exits_cleanly_and_drops_the_round(self, net: LocalNetwork) -> None:
+        """SIGTERM during a round: the node exits 0 within its grace period, its audit log
+        ends the round ('node shutting down'), the round fails naming it; a restart serves."""
+        pending = net.start_round(PURPOSE, reason="node stopped by its service manager")
+        row = wait_for_phase(net, "evaluate")
+        proc = net._server("p02").proc
+        started = time.monotonic()
+        net.signal("p02", signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert time.monotonic() - started < 15
+        outcome = pending.wait(timeout=60)
+        assert outcome.state == "failed"
+        assert "p02" in outcome.reason
+        events = node_events(net, "p02", row.id)
+        assert events[-1]["event"] == "round.aborted"
+        assert events[-1]["details"]["reason"] == "node shutting down"
+        assert round_files(net, row.id) == {p.id: [] for p in net.spec.partners}
+        net.restart("p02")
+        net.run_round(PURPOSE)  # raises unless the round completes
