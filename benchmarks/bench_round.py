@@ -98,7 +98,7 @@ class TestCostModel:
 
     def test_calibration_measures_positive_costs(self) -> None:
         """Calibrating on a few hundred inputs gives per-core costs between 1 us and 10 ms."""
-        cal = rb.calibrate([f"bsn:{i:09d}".encode() for i in range(300)], reps=1)
+        cal = rb.calibrate([f"bsn:{i:09d}".encode() for i in range(300)], reps=1, attempts=1)
         for cost in (cal.mult_seconds, cal.hash_seconds, cal.mult_seconds_one_worker):
             assert 1e-6 < cost < 1e-2
 
@@ -164,7 +164,7 @@ class TestRoundBenchScript:
     """round_bench.py from the command line's point of view."""
 
     def test_json_document(self, tmp_path: Path) -> None:
-        """A small run writes rounds, calibration, openmined-psi runs and ratios; exit 0."""
+        """A small run writes rounds (fastest of --repeat), openmined-psi runs, ratios; exit 0."""
         out = tmp_path / "r.json"
         code = rb.main(
             [
@@ -178,6 +178,8 @@ class TestRoundBenchScript:
                 "0",
                 "--openmined",
                 "gcs-size",
+                "--repeat",
+                "2",
                 "--json",
                 str(out),
             ]
@@ -189,7 +191,10 @@ class TestRoundBenchScript:
         assert net["mults"] == 3 * 240
         assert net["hashes"] == 240
         assert 0 < net["efficiency"] < 1.5
+        assert len(net["extra"]["all_seconds"]) == 2
+        assert net["seconds"] == min(net["extra"]["all_seconds"])
         assert doc["openmined"]["runs"][0]["result"] == doc["openmined"]["intersection_truth"]
+        assert len(doc["openmined"]["runs"][0]["all_seconds"]) == 2
         assert doc["ratios"]["network_n2_vs_openmined"] > 0
 
     def test_bad_arguments(self) -> None:

@@ -147,6 +147,17 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
         "points": [],
         "skipped": [],
     }
+    base = json.loads(args.merge.read_text(encoding="utf-8")) if args.merge else None
+    if base is not None:
+        # Keep the earlier run's points except those measured again now.
+        again = {(p.n, p.m) for p in points}
+        doc["parameters"] = base["parameters"]
+        doc["merged_runs"] = [
+            *base.get("merged_runs", []),
+            {"machine": doc["machine"], "points": sorted(again)},
+        ]
+        doc["points"] = [p for p in base["points"] if (p["n"], p["m"]) not in again]
+        doc["skipped"] = [p for p in base["skipped"] if (p["n"], p["m"]) not in again]
     rb.progress(f"sweep: {len(points)} points; calibrating the point pool")
     from kruispunt.synthetic import make_network
 
@@ -172,6 +183,7 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
             continue
         result["predicted_seconds"] = round(guess, 1)
         doc["points"].append(result)
+        doc["points"].sort(key=lambda p: (p["series"] != "m", p["n"], p["m"]))
         rb.progress(
             f"n={point.n} m={point.m:,}: {result['seconds']:.1f} s, "
             f"{result['records_per_second']:,.0f} records/s, efficiency {result['efficiency']:.2f}"
@@ -180,13 +192,19 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
             write_json(args.json, doc)
     rb.progress("calibrating again")
     cal = rb.merge_calibrations(cal, rb.calibrate(sample, wait_quiet=args.wait_quiet))
-    doc["calibration"] = asdict(cal)
-    for p in doc["points"]:  # recompute with the final (cheaper) per-operation costs
-        p["ideal_seconds"] = cal.ideal(p["mults"], p["hashes"], rb.cores())
-        p["efficiency"] = p["ideal_seconds"] / p["seconds"]
-        crypto = sum(p["phases"].get(k, 0.0) for k in rb.CRYPTO_PHASES)
-        p["crypto_efficiency"] = p["ideal_seconds"] / crypto if crypto else 0.0
+    if base is not None:
+        cal = rb.merge_calibrations(cal, rb.Calibration(**base["calibration"]))
+    recompute(doc, cal)
     return doc
+
+
+def recompute(doc: dict[str, Any], cal: rb.Calibration) -> None:
+    """Ideal times and efficiencies of every point with one (the cheapest) calibration."""
+    doc["calibration"] = asdict(cal)
+    for p in doc["points"]:
+        p["ideal_seconds"] = cal.ideal(p["mults"], p["hashes"], cal.cores)
+        cpu = sum(c["cpu_seconds"] for c in p["processes"].values())
+        p |= rb.efficiency_figures(p["ideal_seconds"], p["seconds"], p["phases"], cpu, cal.cores)
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:
@@ -203,8 +221,8 @@ def render(doc: dict[str, Any]) -> str:
         f"hash-to-group {cal['hash_seconds'] * 1e6:.1f} us",
         "",
         f"{'series':<7}{'n':>4}{'m':>10}{'round s':>9}{'records/s':>11}{'ideal s':>9}{'eff':>6}"
-        f"{'eff*':>6}{'node CPU s':>11}{'node RSS':>9}{'coord RSS':>10}{'openmined s':>12}"
-        f"{'ok':>4}{'others':>7}",
+        f"{'eff*':>6}{'cpuEff':>7}{'util':>6}{'node CPU s':>11}{'node RSS':>9}{'coord RSS':>10}"
+        f"{'openmined s':>12}{'ok':>4}{'others':>7}",
     ]
     for p in doc["points"]:
         om = p.get("openmined")
@@ -213,7 +231,8 @@ def render(doc: dict[str, Any]) -> str:
         lines.append(
             f"{p['series']:<7}{p['n']:>4}{p['m']:>10,}{p['seconds']:>9.1f}"
             f"{p['records_per_second']:>11,.0f}{p['ideal_seconds']:>9.1f}{p['efficiency']:>6.2f}"
-            f"{p['crypto_efficiency']:>6.2f}{p['per_node_cpu_seconds']:>11.1f}"
+            f"{p['crypto_efficiency']:>6.2f}{p.get('cpu_efficiency', 0):>7.2f}"
+            f"{p.get('utilisation', 0):>6.2f}{p['per_node_cpu_seconds']:>11.1f}"
             f"{p['max_node_peak_rss_mib']:>9,.0f}{p['coordinator_peak_rss_mib']:>10,.0f}"
             f"{om_s:>12}{ok:>4}{p['others_during']:>7.2f}"
         )
@@ -223,6 +242,7 @@ def render(doc: dict[str, Any]) -> str:
     lines += [
         "",
         "eff = ideal / round s; eff* = ideal / (blind + evaluate + finalize); RSS in MiB (peak);",
+        "cpuEff = ideal x cores / servers' CPU s; util = servers' CPU s / (round s x cores);",
         "node CPU s = mean CPU seconds per node; others = cores used by other processes (noise)",
     ]
     return "\n".join(lines)
