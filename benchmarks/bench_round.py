@@ -25,6 +25,7 @@ import sweep
 from netlab import (
     LocalNetwork,
     NetlabError,
+    RoundRun,
     bench_partners,
     descendants,
     pair_overlaps,
@@ -51,7 +52,9 @@ class TestNetworkRound:
 
     def test_round(self, benchmark: BenchmarkFixture, network: LocalNetwork) -> None:
         """A two-node round completes and flags exactly the planted shared households."""
-        run = benchmark.pedantic(network.run_round, args=(rb.NETWORK_PURPOSE,), rounds=3)
+        run: RoundRun = benchmark.pedantic(  # type: ignore[no-untyped-call]
+            network.run_round, args=(rb.NETWORK_PURPOSE,), rounds=3
+        )
         flagged = {p: v["flagged_count"] for p, v in run.summary["partners"].items()}
         assert flagged == network.expected_flagged(2)
         assert flagged["p01"] == round(0.2 * RECORDS)
@@ -160,42 +163,74 @@ class TestNetlabHelpers:
             pair_overlaps(2, 10, 1.0)
 
 
+@pytest.fixture(scope="module")
+def bench_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """round_bench.py's JSON for a small two-node run with every baseline."""
+    out = tmp_path_factory.mktemp("round_bench") / "r.json"
+    code = rb.main(
+        [
+            "--partners",
+            "2",
+            "--records",
+            "120",
+            "--kind",
+            "bsn",
+            "--wait-quiet",
+            "0",
+            "--openmined",
+            "gcs-size",
+            "--repeat",
+            "2",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    return out
+
+
 class TestRoundBenchScript:
     """round_bench.py from the command line's point of view."""
 
-    def test_json_document(self, tmp_path: Path) -> None:
-        """A small run writes rounds (fastest of --repeat), openmined-psi runs, ratios; exit 0."""
-        out = tmp_path / "r.json"
-        code = rb.main(
-            [
-                "--partners",
-                "2",
-                "--records",
-                "120",
-                "--kind",
-                "bsn",
-                "--wait-quiet",
-                "0",
-                "--openmined",
-                "gcs-size",
-                "--repeat",
-                "2",
-                "--json",
-                str(out),
-            ]
-        )
-        assert code == 0
-        doc = json.loads(out.read_text())
+    def test_json_document(self, bench_json: Path) -> None:
+        """A small run writes rounds (fastest of --repeat), openmined-psi runs, ratios."""
+        doc = json.loads(bench_json.read_text())
         net = doc["rounds"]["network"]
         assert net["correct"] is True
         assert net["mults"] == 3 * 240
         assert net["hashes"] == 240
         assert 0 < net["efficiency"] < 1.5
+        assert net["efficiency"] == pytest.approx(net["cpu_efficiency"] * net["utilisation"])
         assert len(net["extra"]["all_seconds"]) == 2
         assert net["seconds"] == min(net["extra"]["all_seconds"])
         assert doc["openmined"]["runs"][0]["result"] == doc["openmined"]["intersection_truth"]
         assert len(doc["openmined"]["runs"][0]["all_seconds"]) == 2
         assert doc["ratios"]["network_n2_vs_openmined"] > 0
+
+    def test_from_json_takes_a_cheaper_calibration(self, bench_json: Path, tmp_path: Path) -> None:
+        """--from-json with --calibration-from recomputes the ideal with the cheaper costs."""
+        doc = json.loads(bench_json.read_text())
+        cheaper = dict(doc["calibration"])
+        cheaper["mult_seconds"] /= 2
+        cheaper["hash_seconds"] /= 2
+        other = tmp_path / "other.json"
+        other.write_text(json.dumps({"calibration": cheaper}))
+        out = tmp_path / "again.json"
+        code = rb.main(
+            ["--from-json", str(bench_json), "--calibration-from", str(other), "--json", str(out)]
+        )
+        assert code == 0
+        again = json.loads(out.read_text())
+        before, after = doc["rounds"]["network"], again["rounds"]["network"]
+        assert after["ideal_seconds"] == pytest.approx(before["ideal_seconds"] / 2)
+        assert after["efficiency"] == pytest.approx(before["efficiency"] / 2)
+        assert again["calibration_sources"][-1] == str(other)
+
+    def test_unusable_calibration_file(self, bench_json: Path, tmp_path: Path) -> None:
+        """A --calibration-from file without a calibration ends with exit 1, not a traceback."""
+        bad = tmp_path / "bad.json"
+        bad.write_text("{}")
+        assert rb.main(["--from-json", str(bench_json), "--calibration-from", str(bad)]) == 1
 
     def test_bad_arguments(self) -> None:
         """A threshold above the number of partners is refused by the parser."""
@@ -211,6 +246,30 @@ class TestSweep:
         args = sweep.parse_args(["--m", "10k,20k", "--n", "2,3", "--json", "", "--png", ""])
         points = [(p.n, p.m) for p in sweep.plan(args)]
         assert points == [(2, 10_000), (2, 20_000), (3, 10_000)]
+
+    def test_recompute(self) -> None:
+        """recompute() sets every point's ideal and efficiencies from one calibration."""
+        cal = rb.Calibration(
+            cores=2,
+            mult_seconds=1e-4,
+            hash_seconds=0.0,
+            mult_seconds_one_worker=1e-4,
+            hash_seconds_one_worker=0.0,
+            others_cores=0.0,
+        )
+        point = {
+            "mults": 1000,
+            "hashes": 10,
+            "seconds": 0.1,
+            "phases": {"blind": 0.05},
+            "processes": {"p01": {"cpu_seconds": 0.1}, "p02": {"cpu_seconds": 0.1}},
+        }
+        doc: dict[str, object] = {"points": [point]}
+        sweep.recompute(doc, cal)
+        assert point["ideal_seconds"] == pytest.approx(0.05)
+        assert point["efficiency"] == pytest.approx(0.5)
+        assert point["crypto_efficiency"] == pytest.approx(1.0)
+        assert point["utilisation"] == pytest.approx(1.0)
 
     def test_number_lists(self) -> None:
         """Lists accept k and m suffixes."""

@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import sys
 import tempfile
@@ -56,6 +55,7 @@ from netlab import (  # noqa: E402
     RoundRun,
     bench_partners,
     pair_overlaps,
+    read_tree,
 )
 
 from psi_node import oprf  # noqa: E402
@@ -144,33 +144,27 @@ def _machine_busy_seconds() -> float:
 class CpuMeter:
     """How many cores processes other than ours kept busy since the meter started.
 
-    Ours: this process, its waited-for children (the CLI calls) and the
-    server processes whose CPU the caller adds with `ours()`. On a shared
-    machine this is the noise figure of every measurement.
+    Ours: this process and all its descendants -- the servers it started,
+    their pool workers, its own PointPool workers (under a forkserver) and
+    the CLI calls it has reaped. On a shared machine this is the noise figure
+    of every measurement.
     """
 
     def __init__(self) -> None:
         self._t0 = time.monotonic()
         self._busy0 = _machine_busy_seconds()
-        self._self0 = self._own()
-        self._servers = 0.0
+        self._own0 = self._own()
 
     @staticmethod
     def _own() -> float:
-        me = resource.getrusage(resource.RUSAGE_SELF)
-        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-    def ours(self, cpu_seconds: float) -> None:
-        """Count CPU seconds of our server processes as ours."""
-        self._servers += cpu_seconds
+        return read_tree(os.getpid()).cpu_seconds
 
     def others_cores(self) -> float:
         elapsed = time.monotonic() - self._t0
         if elapsed <= 0:
             return 0.0
         busy = _machine_busy_seconds() - self._busy0
-        own = self._own() - self._self0 + self._servers
+        own = self._own() - self._own0
         return max(0.0, (busy - own) / elapsed)
 
 
@@ -289,6 +283,30 @@ def calibrate(
         progress(f"calibration disturbed ({cal.others_cores:.2f} cores used by others)")
     assert best is not None
     return best
+
+
+def load_calibrations(paths: Sequence[Path]) -> list[Calibration]:
+    """The calibrations of earlier round_bench.py or sweep.py runs (their JSON files)."""
+    out = []
+    for path in paths:
+        try:
+            out.append(Calibration(**json.loads(path.read_text(encoding="utf-8"))["calibration"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise NetlabError(
+                f"{path}: no usable calibration ({type(exc).__name__}: {exc})"
+            ) from None
+    return out
+
+
+def recompute_rounds(doc: dict[str, Any], cal: Calibration) -> None:
+    """Ideal times and efficiencies of a round document's network rounds under `cal`."""
+    doc["calibration"] = asdict(cal)
+    for r in doc["rounds"].values():
+        if r["mode"] != "network":
+            continue
+        r["ideal_seconds"] = cal.ideal(r["mults"], r["hashes"], cal.cores)
+        cpu = sum(c["cpu_seconds"] for c in r["processes"].values())
+        r |= efficiency_figures(r["ideal_seconds"], r["seconds"], r["phases"], cpu, cal.cores)
 
 
 def merge_calibrations(a: Calibration, b: Calibration) -> Calibration:
@@ -497,7 +515,6 @@ def _measure_once(
     run, cli_error = run_round(net, purpose, reason=f"benchmark ({mode})")
     after = net.stats()
     costs = _process_costs(after, before)
-    meter.ours(sum(c.cpu_seconds for c in costs.values()))
     others_during = round(meter.others_cores(), 2)
     s = run.summary
     threshold = int(s["threshold"])
@@ -792,6 +809,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             run.stop()
     progress("calibrating again (nodes stopped)")
     cal = merge_calibrations(cal, calibrate(sample, wait_quiet=wait))
+    for other in load_calibrations(args.calibration_from):
+        cal = merge_calibrations(cal, other)
+    doc["calibration_sources"] = ["this run", *map(str, args.calibration_from)]
     for r in rounds.values():
         if r.mode == "network":
             r.apply_cost_model(cal, ncores)
@@ -1007,6 +1027,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=True,
         help="compare flagged counts with the planted ground truth (default on)",
     )
+    ap.add_argument(
+        "--calibration-from",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="also take the per-operation costs of an earlier run's JSON where cheaper "
+        "(repeatable; recorded in calibration_sources)",
+    )
+    ap.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="IN",
+        help="do not measure: recompute the efficiencies of an earlier run (with "
+        "--calibration-from) and print its table; --json writes the result",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the network directories")
     ap.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
@@ -1033,7 +1069,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        doc = run_benchmark(args)
+        if args.from_json:
+            doc = json.loads(args.from_json.read_text(encoding="utf-8"))
+            cal = Calibration(**doc["calibration"])
+            for other in load_calibrations(args.calibration_from):
+                cal = merge_calibrations(cal, other)
+            doc["calibration_sources"] = [
+                *doc.get("calibration_sources", ["this run"]),
+                *map(str, args.calibration_from),
+            ]
+            recompute_rounds(doc, cal)
+        else:
+            doc = run_benchmark(args)
     except NetlabError as exc:
         print(f"round_bench: {exc}", file=sys.stderr)
         return 1

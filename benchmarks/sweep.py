@@ -194,6 +194,13 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
     cal = rb.merge_calibrations(cal, rb.calibrate(sample, wait_quiet=args.wait_quiet))
     if base is not None:
         cal = rb.merge_calibrations(cal, rb.Calibration(**base["calibration"]))
+    for other in rb.load_calibrations(args.calibration_from):
+        cal = rb.merge_calibrations(cal, other)
+    doc["calibration_sources"] = [
+        *(base or {}).get("calibration_sources", []),
+        "this run",
+        *map(str, args.calibration_from),
+    ]
     recompute(doc, cal)
     return doc
 
@@ -259,6 +266,7 @@ BLUE: RGB = (31, 119, 180)
 ORANGE: RGB = (230, 120, 20)
 GREY: RGB = (150, 150, 150)
 GREEN: RGB = (44, 160, 44)
+NOISY_CORES = 0.5
 
 # 5x7 glyphs, one 5-bit row per entry, top row first (bit 4 = leftmost pixel).
 _FONT: dict[str, tuple[int, ...]] = {
@@ -397,6 +405,8 @@ class Series:
     points: list[tuple[float, float]]
     color: RGB
     dash: int = 0
+    noisy: frozenset[float] = frozenset()
+    """x values measured while other processes used NOISY_CORES or more: hollow markers."""
 
 
 def _ticks(lo: float, hi: float) -> list[float]:
@@ -464,7 +474,9 @@ def plot_panel(
             canvas.line(fx(xa), fy(ya), fx(xb), fy(yb), s.color, 3, s.dash)
         for px, py in pts:
             cx, cy = round(fx(px)), round(fy(py))
-            canvas.rect(cx - 4, cy - 4, cx + 4, cy + 4, s.color)
+            canvas.rect(cx - 5, cy - 5, cx + 5, cy + 5, s.color)
+            if px in s.noisy:
+                canvas.rect(cx - 3, cy - 3, cx + 3, cy + 3, WHITE)
     ly = py0 + 6
     for s in series:
         canvas.line(px0 + 12, ly + 7, px0 + 40, ly + 7, s.color, 3, s.dash)
@@ -488,7 +500,14 @@ def chart(doc: dict[str, Any]) -> bytes:
                 mser.append(p)
             if p not in nser:
                 nser.append(p)
-    canvas = Canvas(1400, 620)
+    canvas = Canvas(1400, 650)
+    canvas.text(
+        20,
+        628,
+        f"hollow marker: other processes used {NOISY_CORES} cores or more during that run "
+        "(noise: slower than alone)",
+        AXIS,
+    )
     mach = doc["machine"]
     canvas.text(
         20,
@@ -497,12 +516,26 @@ def chart(doc: dict[str, Any]) -> bytes:
         f"{mach['date']}",
     )
     left = [
-        Series("kruispunt round", [(p["m"], p["seconds"]) for p in mser], BLUE),
+        Series(
+            "kruispunt round",
+            [(p["m"], p["seconds"]) for p in mser],
+            BLUE,
+            noisy=frozenset(p["m"] for p in mser if p.get("others_during", 0) >= NOISY_CORES),
+        ),
         Series("ideal (cost model)", [(p["m"], p["ideal_seconds"]) for p in mser], GREY, dash=6),
     ]
-    om = [(p["m"], p["openmined"]["seconds"]) for p in mser if p.get("openmined")]
+    om = [p for p in mser if p.get("openmined")]
     if om:
-        left.append(Series("openmined-psi, 1 thread", om, ORANGE))
+        left.append(
+            Series(
+                "openmined-psi, 1 thread",
+                [(p["m"], p["openmined"]["seconds"]) for p in om],
+                ORANGE,
+                noisy=frozenset(
+                    p["m"] for p in om if p["openmined"].get("others_during", 0) >= NOISY_CORES
+                ),
+            )
+        )
     plot_panel(
         canvas,
         (0, 40, 700, 620),
@@ -513,7 +546,12 @@ def chart(doc: dict[str, Any]) -> bytes:
         sorted({float(p["m"]) for p in mser}) or [1e4, 1e5],
     )
     right = [
-        Series("kruispunt round", [(p["n"], p["seconds"]) for p in nser], BLUE),
+        Series(
+            "kruispunt round",
+            [(p["n"], p["seconds"]) for p in nser],
+            BLUE,
+            noisy=frozenset(p["n"] for p in nser if p.get("others_during", 0) >= NOISY_CORES),
+        ),
         Series("ideal (cost model)", [(p["n"], p["ideal_seconds"]) for p in nser], GREY, dash=6),
     ]
     plot_panel(
@@ -621,6 +659,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="chart (default docs/perf/sweep.png)",
     )
     ap.add_argument(
+        "--calibration-from",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="also take the per-operation costs of an earlier run's JSON where cheaper "
+        "(repeatable; with --from-json the efficiencies are recomputed and --json written)",
+    )
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        metavar="IN",
+        help="start from an earlier sweep's JSON: points measured now replace its points "
+        "with the same n and m (e.g. to rerun one that failed)",
+    )
+    ap.add_argument(
         "--from-json",
         type=Path,
         metavar="IN",
@@ -647,6 +701,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_json:
         doc = json.loads(args.from_json.read_text(encoding="utf-8"))
+        if args.calibration_from:
+            cal = rb.Calibration(**doc["calibration"])
+            for other in rb.load_calibrations(args.calibration_from):
+                cal = rb.merge_calibrations(cal, other)
+            doc["calibration_sources"] = [
+                *doc.get("calibration_sources", ["this run"]),
+                *map(str, args.calibration_from),
+            ]
+            recompute(doc, cal)
+            write_json(args.json, doc)
+            rb.progress(f"wrote {args.json}")
     else:
         doc = run_sweep(args)
         write_json(args.json, doc)
