@@ -714,8 +714,11 @@ class _PhaseProgress:
 
     def add(self, count: int) -> None:
         with self._lock:
+            first = self.done == 0
             self.done += count
-            if time.monotonic() - self._written >= 1.0 or self.done >= self.total:
+            # The first batch shows at once (a phase waiting on one slow node shows how far
+            # the others got); after that at most once a second, and the end of the phase.
+            if first or time.monotonic() - self._written >= 1.0 or self.done >= self.total:
                 self._write()
 
     def _write(self) -> None:
