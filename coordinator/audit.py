@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self, TextIO
@@ -33,18 +33,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from kruispunt.auditchain import (
     COORDINATOR_REQUIRED_DETAILS,
     FIELDS,
-    GENESIS_HASH,
     AuditEvent,
+    ChainedLog,
     ChainHead,
     Clock,
     VerifyReport,
-    check_no_identifiers,
-    check_required_details,
     dump_csv,
     dump_jsonl,
     event_from_dict,
-    seal,
-    utc_now,
     verify_events,
 )
 from kruispunt.errors import AuditChainBroken, ConfigError
@@ -202,7 +198,7 @@ def verify_database(
         conn.close()
 
 
-class CoordinatorAudit:
+class CoordinatorAudit(ChainedLog):
     """The coordinator's chained audit table in the SQLite file at `db_path`.
 
     Thread-safe (one connection behind a lock) and safe across processes
@@ -216,11 +212,8 @@ class CoordinatorAudit:
         *,
         now: Clock | None = None,
     ) -> None:
-        if not isinstance(signing_key, Ed25519PrivateKey):
-            raise TypeError("the audit signing key must be an Ed25519 private key")
+        super().__init__(signing_key, now)
         self._path = Path(db_path)
-        self._key = signing_key
-        self._now: Clock = now or utc_now
         self._lock = threading.Lock()
         try:
             self._conn = sqlite3.connect(
@@ -247,50 +240,15 @@ class CoordinatorAudit:
             self._conn.close()
             raise ConfigError(f"{self._path}: not a usable coordinator database") from None
 
-    @property
-    def public_key(self) -> Ed25519PublicKey:
-        """The public half of the signing key, for verification."""
-        return self._key.public_key()
+    required_details = COORDINATOR_REQUIRED_DETAILS
 
-    def append(
-        self,
-        event: str,
-        *,
-        actor: str,
-        on_behalf_of: str,
-        access_point: str,
-        action: str,
-        basis: str = "",
-        round_id: str = "",
-        details: Mapping[str, object] | None = None,
-    ) -> AuditEvent:
-        """Seal `event` onto the end of the chain, store it durably and return it.
-
-        Raises ValueError/TypeError before anything is written if a field is
-        malformed, `details` lacks a required key or anything looks like an identifier.
-        """
-        details_in: Mapping[str, object] = {} if details is None else details
-        check_no_identifiers(details_in)
-        check_required_details(event, details_in, COORDINATOR_REQUIRED_DETAILS)
+    def _append_sealed(self, build: Callable[[ChainHead | None], AuditEvent]) -> AuditEvent:
+        # BEGIN IMMEDIATE: another process (server or CLI) cannot read the same head.
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                head = self._conn.execute(_SELECT_HEAD).fetchone()
-                seq, prev_hash = (1, GENESIS_HASH) if head is None else (head[0] + 1, head[1])
-                sealed = seal(
-                    seq=seq,
-                    prev_hash=prev_hash,
-                    time=self._now(),
-                    event=event,
-                    actor=actor,
-                    on_behalf_of=on_behalf_of,
-                    access_point=access_point,
-                    action=action,
-                    basis=basis,
-                    round_id=round_id,
-                    details=details_in,
-                    signing_key=self._key,
-                )
+                row = self._conn.execute(_SELECT_HEAD).fetchone()
+                sealed = build(None if row is None else ChainHead(int(row[0]), str(row[1])))
                 self._conn.execute(_INSERT, _event_to_row(sealed))
                 self._conn.execute("COMMIT")
             except BaseException:

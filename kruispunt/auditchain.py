@@ -72,6 +72,7 @@ often enough to matter. Round ids (``r20250301T093000-1a2b3c4d``) pass.
 
 from __future__ import annotations
 
+import abc
 import csv
 import hashlib
 import hmac
@@ -100,6 +101,7 @@ __all__ = [
     "NODE_REQUIRED_DETAILS",
     "AuditEvent",
     "ChainHead",
+    "ChainedLog",
     "Clock",
     "VerifyReport",
     "canonical_bytes",
@@ -750,3 +752,70 @@ def iter_rounds(events: Iterable[AuditEvent], round_id: str | None) -> Iterator[
     for event in events:
         if round_id is None or event.round_id == round_id:
             yield event
+
+
+class ChainedLog(abc.ABC):
+    """What both audit logs share: the signing key, the clock, the checks and the sealing.
+
+    A store (SQLite at the coordinator, JSON Lines at a node) implements `_append_sealed`:
+    under its own lock it reads the chain head, calls `build(head)` for the sealed
+    successor and stores it durably.
+    """
+
+    #: `details` keys each event must carry for the cross-check (per store).
+    required_details: Mapping[str, Mapping[str, type]] = {}
+
+    def __init__(self, signing_key: Ed25519PrivateKey, now: Clock | None) -> None:
+        if not isinstance(signing_key, Ed25519PrivateKey):
+            raise TypeError("the audit signing key must be an Ed25519 private key")
+        self._key = signing_key
+        self._now: Clock = now or utc_now
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        """The public half of the signing key, for verification."""
+        return self._key.public_key()
+
+    def append(
+        self,
+        event: str,
+        *,
+        actor: str,
+        on_behalf_of: str,
+        access_point: str,
+        action: str,
+        basis: str = "",
+        round_id: str = "",
+        details: Mapping[str, object] | None = None,
+    ) -> AuditEvent:
+        """Seal `event` onto the end of the chain, store it durably and return it.
+
+        Raises ValueError/TypeError before anything is written if a field is
+        malformed, `details` lacks a required key or anything looks like an
+        identifier; the store may raise AuditChainBroken if its head is unreadable.
+        """
+        details_in: Mapping[str, object] = {} if details is None else details
+        check_no_identifiers(details_in)
+        check_required_details(event, details_in, self.required_details)
+
+        def build(head: ChainHead | None) -> AuditEvent:
+            return seal(
+                seq=1 if head is None else head.seq + 1,
+                prev_hash=GENESIS_HASH if head is None else head.hash,
+                time=self._now(),
+                event=event,
+                actor=actor,
+                on_behalf_of=on_behalf_of,
+                access_point=access_point,
+                action=action,
+                basis=basis,
+                round_id=round_id,
+                details=details_in,
+                signing_key=self._key,
+            )
+
+        return self._append_sealed(build)
+
+    @abc.abstractmethod
+    def _append_sealed(self, build: Callable[[ChainHead | None], AuditEvent]) -> AuditEvent:
+        """Under the store's lock: read the head, store `build(head)`, return it."""

@@ -43,7 +43,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -56,20 +56,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from kruispunt.auditchain import (
-    GENESIS_HASH,
     NODE_REQUIRED_DETAILS,
     AuditEvent,
+    ChainedLog,
     ChainHead,
     Clock,
     VerifyReport,
-    check_no_identifiers,
-    check_required_details,
     dump_csv,
     dump_jsonl,
     event_from_json,
     event_to_json,
-    seal,
-    utc_now,
     verify_events,
 )
 from kruispunt.errors import AuditChainBroken, ConfigError
@@ -154,7 +150,7 @@ def verify_file(path: Path, public_key: Ed25519PublicKey) -> VerifyReport:
 # --- the log -----------------------------------------------------------------------------
 
 
-class NodeAudit:
+class NodeAudit(ChainedLog):
     """The node's chained audit log in the JSON Lines file at `path`.
 
     Thread-safe, and safe against another process appending to the same file
@@ -168,11 +164,8 @@ class NodeAudit:
         *,
         now: Clock | None = None,
     ) -> None:
-        if not isinstance(signing_key, Ed25519PrivateKey):
-            raise TypeError("the audit signing key must be an Ed25519 private key")
+        super().__init__(signing_key, now)
         self._path = Path(path)
-        self._key = signing_key
-        self._now: Clock = now or utc_now
         self._lock = threading.Lock()
         created = not self._path.exists()
         try:
@@ -194,50 +187,15 @@ class NodeAudit:
         """Where the log is stored."""
         return self._path
 
-    @property
-    def public_key(self) -> Ed25519PublicKey:
-        """The public half of the signing key, for verification."""
-        return self._key.public_key()
+    required_details = NODE_REQUIRED_DETAILS
 
-    def append(
-        self,
-        event: str,
-        *,
-        actor: str,
-        on_behalf_of: str,
-        access_point: str,
-        action: str,
-        basis: str = "",
-        round_id: str = "",
-        details: Mapping[str, object] | None = None,
-    ) -> AuditEvent:
-        """Seal `event` onto the end of the chain, write and fsync it, and return it.
-
-        Raises ValueError/TypeError before anything is written if a field is
-        malformed, `details` lacks a required key or anything looks like an
-        identifier; AuditChainBroken if the last complete line is unreadable.
-        """
-        details_in: Mapping[str, object] = {} if details is None else details
-        check_no_identifiers(details_in)
-        check_required_details(event, details_in, NODE_REQUIRED_DETAILS)
+    def _append_sealed(self, build: Callable[[ChainHead | None], AuditEvent]) -> AuditEvent:
+        # flock: another process (a CLI) appending to the same file waits its turn.
         with self._lock:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 head, needs_newline = self._read_head()
-                sealed = seal(
-                    seq=1 if head is None else head.seq + 1,
-                    prev_hash=GENESIS_HASH if head is None else head.hash,
-                    time=self._now(),
-                    event=event,
-                    actor=actor,
-                    on_behalf_of=on_behalf_of,
-                    access_point=access_point,
-                    action=action,
-                    basis=basis,
-                    round_id=round_id,
-                    details=details_in,
-                    signing_key=self._key,
-                )
+                sealed = build(head)
                 line = event_to_json(sealed).encode("utf-8") + b"\n"
                 if needs_newline:
                     log.warning(
