@@ -483,26 +483,14 @@ class RoundRunner:
         self._check_cancel(cancel)
         # Every node has its results staged: publish everywhere. A commit that fails anywhere
         # fails the round, and the aborts that follow withdraw what others already published.
-        committed: dict[str, node_pb2.DeliveryReceipt] = {}
-        failures = []
-        with ThreadPoolExecutor(max_workers=len(peers), thread_name_prefix="r-commit") as ex:
-            futures = {
-                pid: ex.submit(
-                    peers[pid].stub.Commit,
-                    common_pb2.RoundRef(round_id=state.round_id),
-                    timeout=timeout,
-                )
-                for pid in state.partners
-            }
-            for pid, fut in futures.items():
-                try:
-                    committed[pid] = fut.result()
-                except grpc.RpcError as exc:
-                    failures.append(f"{pid}: {_rpc_reason(exc)}")
+        ref = common_pb2.RoundRef(round_id=state.round_id)
+        committed, failures = _fan_out(
+            peers, "commit", lambda pid, peer: peer.stub.Commit(ref, timeout=timeout)
+        )
         if failures:
             raise RoundFailed(
                 "commit failed: "
-                + "; ".join(failures)
+                + "; ".join(f"{pid}: {why}" for pid, why in failures.items())
                 + (f" (results withdrawn at {', '.join(sorted(committed))})" if committed else "")
             )
         for pid, receipt in committed.items():
@@ -559,22 +547,12 @@ class RoundRunner:
         what: str,
         call: Callable[[str, _Peer], T],
     ) -> dict[str, T]:
-        """Run call for every partner at once; the first failure fails the round."""
-        with ThreadPoolExecutor(max_workers=len(peers), thread_name_prefix=f"r-{what}") as ex:
-            futures = {pid: ex.submit(call, pid, peers[pid]) for pid in state.partners}
-            out: dict[str, T] = {}
-            errors = []
-            for pid, fut in futures.items():
-                try:
-                    out[pid] = fut.result()
-                except grpc.RpcError as exc:
-                    errors.append(f"{pid}: {_rpc_reason(exc)}")
-                except RoundCancelled:
-                    raise
-                except KruispuntError as exc:  # what the partner sent does not fit the round
-                    errors.append(f"{pid}: {exc}")
+        """Run call for every partner at once; any failure fails the round, naming them all."""
+        out, errors = _fan_out({pid: peers[pid] for pid in state.partners}, what, call)
         if errors:
-            raise RoundFailed(f"{what} failed: " + "; ".join(errors))
+            raise RoundFailed(
+                f"{what} failed: " + "; ".join(f"{pid}: {why}" for pid, why in errors.items())
+            )
         return out
 
     def _fail(
@@ -609,23 +587,15 @@ class RoundRunner:
         """Tell every partner, at once, to drop the round; remember who could not be told."""
         timeout = min(10.0, self.config.phase_timeout_seconds)
         request = node_pb2.AbortRequest(round_id=round_id, reason=reason)
-        with ThreadPoolExecutor(max_workers=len(peers), thread_name_prefix="r-abort") as ex:
-            futures = {
-                pid: ex.submit(peer.stub.Abort, request, timeout=timeout)
-                for pid, peer in peers.items()
-            }
-            for pid, fut in futures.items():
-                try:
-                    fut.result()
-                except grpc.RpcError as exc:
-                    log.warning(
-                        "abort not delivered; will retry",
-                        round_id=round_id,
-                        partner=pid,
-                        reason=_rpc_reason(exc),
-                    )
-                    with self._lock:
-                        self._pending_aborts.setdefault(round_id, set()).add(pid)
+        _, missed = _fan_out(
+            peers, "abort", lambda pid, peer: peer.stub.Abort(request, timeout=timeout)
+        )
+        for pid, why in missed.items():
+            log.warning(
+                "abort not delivered; will retry", round_id=round_id, partner=pid, reason=why
+            )
+            with self._lock:
+                self._pending_aborts.setdefault(round_id, set()).add(pid)
 
     def retry_aborts(self) -> int:
         """Retry aborts that a partner missed (it was down or cut off); returns how many landed."""
@@ -728,6 +698,30 @@ class _PhaseProgress:
 
 class _Refused(RoundFailed):
     """At least one partner refused consent."""
+
+
+def _fan_out(
+    peers: dict[str, _Peer], what: str, call: Callable[[str, _Peer], T]
+) -> tuple[dict[str, T], dict[str, str]]:
+    """Call every peer at once: (answers, reason per partner that failed).
+
+    A gRPC error or a KruispuntError (what a partner sent does not fit) is that partner's
+    failure; an operator's cancellation ends the whole call.
+    """
+    out: dict[str, T] = {}
+    errors: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=len(peers), thread_name_prefix=f"r-{what}") as ex:
+        futures = {pid: ex.submit(call, pid, peer) for pid, peer in peers.items()}
+        for pid, fut in futures.items():
+            try:
+                out[pid] = fut.result()
+            except grpc.RpcError as exc:
+                errors[pid] = _rpc_reason(exc)
+            except RoundCancelled:
+                raise
+            except KruispuntError as exc:
+                errors[pid] = str(exc)
+    return out, errors
 
 
 def _event(
