@@ -63,6 +63,12 @@ CREATE TABLE IF NOT EXISTS consents (
 );
 """
 
+# The columns _round_row reads, in its order.
+_SELECT_ROUNDS = (
+    "SELECT id, purpose_id, purpose_version, state, reason, phase, progress, "
+    "initiated_by, created_at, finished_at, manifest, summary FROM rounds"
+)
+
 # Round states; "running" rounds found at start-up were interrupted and become "aborted".
 RUNNING, COMPLETED, FAILED, REFUSED, ABORTED = (
     "running",
@@ -273,17 +279,13 @@ class Store:
     def round(self, round_id: str) -> RoundRow | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT id, purpose_id, purpose_version, state, reason, phase, progress, "
-                "initiated_by, created_at, finished_at, manifest, summary FROM rounds WHERE id=?",
+                _SELECT_ROUNDS + " WHERE id=?",
                 (round_id,),
             ).fetchone()
         return _round_row(row) if row else None
 
     def rounds(self, *, purpose_id: str | None = None, limit: int = 50) -> list[RoundRow]:
-        query = (
-            "SELECT id, purpose_id, purpose_version, state, reason, phase, progress, "
-            "initiated_by, created_at, finished_at, manifest, summary FROM rounds"
-        )
+        query = _SELECT_ROUNDS
         args: tuple[Any, ...] = ()
         if purpose_id:
             query += " WHERE purpose_id=?"
