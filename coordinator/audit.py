@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Literal, Self, TextIO
+from typing import Final, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -38,17 +38,14 @@ from kruispunt.auditchain import (
     ChainHead,
     Clock,
     VerifyReport,
-    dump_csv,
-    dump_jsonl,
     event_from_dict,
     verify_events,
 )
 from kruispunt.errors import AuditChainBroken, ConfigError
 
-__all__ = ["TABLE", "CoordinatorAudit", "ExportFormat", "verify_database"]
+__all__ = ["TABLE", "CoordinatorAudit", "verify_database"]
 
 TABLE: Final = "audit_events"
-ExportFormat = Literal["jsonl", "csv"]
 
 # How long an append waits for another process's write transaction before failing.
 _BUSY_TIMEOUT_S: Final = 30.0
@@ -292,21 +289,6 @@ class CoordinatorAudit(ChainedLog):
                 return _verify_rows(self._conn, key, expected_head)
             finally:
                 self._conn.execute("COMMIT")
-
-    def export(
-        self, out: TextIO, *, fmt: ExportFormat = "jsonl", round_id: str | None = None
-    ) -> int:
-        """Write the events (optionally one round's) as JSON Lines or CSV; return the count.
-
-        Every row keeps seq, prev_hash, hash, key_id and signature, so an excerpt
-        can still be checked with `kruispunt.auditchain.verify_excerpt`.
-        """
-        if fmt not in ("jsonl", "csv"):
-            raise ValueError("export format must be 'jsonl' or 'csv'")
-        events = self.events(round_id)
-        if fmt == "jsonl":
-            return dump_jsonl(events, out)
-        return dump_csv(events, out)
 
     def close(self) -> None:
         """Close the database connection."""

@@ -82,7 +82,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, TextIO
+from typing import Any, Final, Literal, TextIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -103,6 +103,7 @@ __all__ = [
     "ChainHead",
     "ChainedLog",
     "Clock",
+    "ExportFormat",
     "VerifyReport",
     "canonical_bytes",
     "check_no_identifiers",
@@ -754,6 +755,9 @@ def iter_rounds(events: Iterable[AuditEvent], round_id: str | None) -> Iterator[
             yield event
 
 
+ExportFormat = Literal["jsonl", "csv"]
+
+
 class ChainedLog(abc.ABC):
     """What both audit logs share: the signing key, the clock, the checks and the sealing.
 
@@ -815,6 +819,25 @@ class ChainedLog(abc.ABC):
             )
 
         return self._append_sealed(build)
+
+    @abc.abstractmethod
+    def events(self, round_id: str | None = None) -> list[AuditEvent]:
+        """The stored events in chain order, optionally only one round's."""
+
+    def export(
+        self, out: TextIO, *, fmt: ExportFormat = "jsonl", round_id: str | None = None
+    ) -> int:
+        """Write the events (optionally one round's) as JSON Lines or CSV; return the count.
+
+        Every row keeps seq, prev_hash, hash, key_id and signature, so an excerpt
+        can still be checked with `verify_excerpt`.
+        """
+        if fmt not in ("jsonl", "csv"):
+            raise ValueError("export format must be 'jsonl' or 'csv'")
+        events = self.events(round_id)
+        if fmt == "jsonl":
+            return dump_jsonl(events, out)
+        return dump_csv(events, out)
 
     @abc.abstractmethod
     def _append_sealed(self, build: Callable[[ChainHead | None], AuditEvent]) -> AuditEvent:

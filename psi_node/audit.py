@@ -47,7 +47,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Literal, Self, TextIO
+from typing import Final, Self
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -62,17 +62,14 @@ from kruispunt.auditchain import (
     ChainHead,
     Clock,
     VerifyReport,
-    dump_csv,
-    dump_jsonl,
     event_from_json,
     event_to_json,
     verify_events,
 )
 from kruispunt.errors import AuditChainBroken, ConfigError
 
-__all__ = ["ExportFormat", "Mismatch", "NodeAudit", "cross_check", "verify_file"]
+__all__ = ["Mismatch", "NodeAudit", "cross_check", "verify_file"]
 
-ExportFormat = Literal["jsonl", "csv"]
 _FILE_MODE: Final = 0o600
 _TAIL_CHUNK: Final = 16 * 1024
 
@@ -296,17 +293,6 @@ class NodeAudit(ChainedLog):
             return report
         events = [line.event for line in lines if line.event is not None]
         return verify_events(events, key, expected_head=expected_head)
-
-    def export(
-        self, out: TextIO, *, fmt: ExportFormat = "jsonl", round_id: str | None = None
-    ) -> int:
-        """Write the events (optionally one round's) as JSON Lines or CSV; return the count."""
-        if fmt not in ("jsonl", "csv"):
-            raise ValueError("export format must be 'jsonl' or 'csv'")
-        events = self.events(round_id)
-        if fmt == "jsonl":
-            return dump_jsonl(events, out)
-        return dump_csv(events, out)
 
     def close(self) -> None:
         """Close the file."""
