@@ -20,8 +20,8 @@ from kruispunt.errors import InvalidPoint
 from psi_node import oprf
 from tests.test_oprf import IDENTITY, non_canonical_encodings
 
-# CI keeps shared/ next to the clone: <parent>/shared/vectors/.
-VECTORS = Path(__file__).resolve().parents[2] / "shared/vectors/rfc9497-ristretto255-sha512.json"
+# Shipped with the tests (tests/vectors/README.md says where they come from).
+VECTORS = Path(__file__).resolve().parent / "vectors" / "rfc9497-ristretto255-sha512.json"
 
 
 def load_suites() -> list[dict[str, Any]]:
