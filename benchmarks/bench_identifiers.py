@@ -9,7 +9,8 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from kruispunt.identifiers import IdentifierKind, canonical_address, canonical_bsn
-from kruispunt.synthetic import (
+from psi_node.inputs import InputSpec, read_input
+from tests.support.synthetic import (
     make_network,
     messy_address,
     messy_bsn,
@@ -17,7 +18,6 @@ from kruispunt.synthetic import (
     random_bsn,
     write_csv,
 )
-from psi_node.inputs import InputSpec, read_input
 
 BATCH = 10_000
 FILE_ROWS = 100_000

@@ -22,10 +22,10 @@ from pytest_benchmark.fixture import BenchmarkFixture
 from coordinator.tally import tally
 from kruispunt import wire
 from kruispunt.identifiers import canonical_bsn
-from kruispunt.synthetic import random_bsn
 from psi_node import oprf
 from psi_node.pool import CHUNK_POINTS, PointPool
-from tests.simulation import simulate_round
+from tests.support.simulation import simulate_round
+from tests.support.synthetic import random_bsn
 
 BATCH = 4096
 WORKERS = 2

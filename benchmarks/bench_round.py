@@ -1,4 +1,4 @@
-"""A real round through `scripts/netlab.py`, and the parts of the round benchmarks.
+"""A real round through `tests/support/netlab.py`, and the parts of the round benchmarks.
 
 `make bench` times a small network round (two nodes and a coordinator as
 separate processes, mutual TLS on loopback); `make test` runs it once and
@@ -20,9 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import round_bench as rb
-import sweep
-from netlab import (
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from benchmarks import round_bench as rb
+from benchmarks import sweep
+from tests.support.netlab import (
     LocalNetwork,
     NetlabError,
     RoundRun,
@@ -32,7 +34,6 @@ from netlab import (
     read_proc,
     read_tree,
 )
-from pytest_benchmark.fixture import BenchmarkFixture
 
 RECORDS = 150
 

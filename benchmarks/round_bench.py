@@ -2,7 +2,7 @@
 
 A network of N partner nodes and a coordinator is built through the real CLIs
 and started as separate processes with mutual TLS on loopback
-(`scripts/netlab.py`); one round runs with `psi-coordinator round run --json`.
+(`tests/support/netlab.py`); one round runs with `psi-coordinator round run --json`.
 Reported: the round's wall time and records per second, the time of every
 phase (from the round summary), CPU seconds and peak RSS of every process
 (/proc, read right after the round, before the processes stop), the number of
@@ -20,7 +20,7 @@ revealing; its fastest is the reference), Kruispunt's network round with two
 partners, and -- when coordinator/bilateral.py exists -- Kruispunt's two-party
 (openmined-psi, relayed) mode, and prints wall-time ratios.
 
-    python benchmarks/round_bench.py --partners 2 --records 100000 --json out.json
+    python -m benchmarks.round_bench --partners 2 --records 100000 --json out.json
 
 Progress goes to stderr, the table to stdout. See docs/performance.md.
 """
@@ -41,12 +41,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-for _p in (ROOT, ROOT / "scripts"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-from netlab import (  # noqa: E402
+from psi_node import oprf
+from psi_node.pool import PointPool
+from tests.support.netlab import (
     LocalNetwork,
     NetlabError,
     NetworkSpec,
@@ -58,8 +55,7 @@ from netlab import (  # noqa: E402
     read_tree,
 )
 
-from psi_node import oprf  # noqa: E402
-from psi_node.pool import PointPool  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 NETWORK_PURPOSE = "bench-netwerk"
 BILATERAL_PURPOSE = "bench-bilateraal"

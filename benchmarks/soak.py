@@ -2,7 +2,7 @@
 
 A network of N partner nodes and a coordinator is built through the real CLIs
 and started as separate processes with mutual TLS on loopback
-(`scripts/netlab.py`). Rounds then run one after another with
+(`tests/support/netlab.py`). Rounds then run one after another with
 `psi-coordinator round run --json`; after each, every process's resident
 memory (VmRSS) and open file descriptors (/proc/PID/fd) are read, for the
 server process and for its tree (a node's forkserver and pool workers), with
@@ -15,7 +15,7 @@ rounds after warm-up (--warmup, default 3), and the range of descriptors and
 threads after warm-up. A process that leaks shows a steady positive slope
 and climbing descriptor counts; allocator noise shows as a slope near zero.
 
-    python benchmarks/soak.py --partners 6 --records 2000 --rounds 20 --json soak.json
+    python -m benchmarks.soak --partners 6 --records 2000 --rounds 20 --json soak.json
 
 Progress goes to stderr, the tables to stdout. All data is synthetic.
 """
@@ -34,12 +34,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-for _p in (ROOT, ROOT / "scripts"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-from netlab import (  # noqa: E402
+from tests.support.netlab import (
     LocalNetwork,
     NetlabError,
     NetworkSpec,

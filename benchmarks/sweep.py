@@ -15,9 +15,9 @@ time exceeds --max-predicted is skipped and listed as skipped. Results go to
 PNG chart (--png) drawn by the small pure-Python PNG writer at the end of
 this file: matplotlib is not a dependency.
 
-    python benchmarks/sweep.py --quick
-    python benchmarks/sweep.py --json docs/perf/sweep.json --png docs/perf/sweep.png
-    python benchmarks/sweep.py --from-json docs/perf/sweep.json --png docs/perf/sweep.png
+    python -m benchmarks.sweep --quick
+    python -m benchmarks.sweep --json docs/perf/sweep.json --png docs/perf/sweep.png
+    python -m benchmarks.sweep --from-json docs/perf/sweep.json --png docs/perf/sweep.png
 """
 
 from __future__ import annotations
@@ -35,10 +35,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import round_bench as rb
-from netlab import NetlabError
+from benchmarks import round_bench as rb
+from tests.support.netlab import NetlabError
 
 DEFAULT_M = (10_000, 30_000, 100_000, 300_000, 1_000_000)
 DEFAULT_N = (2, 3, 5, 10, 20, 34)
@@ -159,7 +157,7 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
         doc["points"] = [p for p in base["points"] if (p["n"], p["m"]) not in again]
         doc["skipped"] = [p for p in base["skipped"] if (p["n"], p["m"]) not in again]
     rb.progress(f"sweep: {len(points)} points; calibrating the point pool")
-    from kruispunt.synthetic import make_network
+    from tests.support.synthetic import make_network
 
     sample = make_network(["a"], rb.CALIBRATION_POINTS, {}, seed=args.seed, kind=args.kind).ids["a"]
     cal = rb.calibrate(sample, wait_quiet=args.wait_quiet)

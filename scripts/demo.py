@@ -6,7 +6,7 @@ company) are set up through the real CLI flow: init, CSR, partner add,
 install-cert, purpose add. Each runs as its own process with mutual TLS on
 127.0.0.1. One round at threshold 2 runs; the demo then prints what every
 partner learned and where its result file is, checks the audit log, and stops
-everything. All data is synthetic. The network plumbing is `scripts/netlab.py`,
+everything. All data is synthetic. The network plumbing is `tests/support/netlab.py`,
 which the round benchmarks share.
 """
 
@@ -16,9 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from netlab import LocalNetwork, NetlabError, NetworkSpec, PartnerSpec, PurposeSpec
+from tests.support.netlab import LocalNetwork, NetlabError, NetworkSpec, PartnerSpec, PurposeSpec
 
 PURPOSE = "vroegsignalering"
 PARTNERS = {

@@ -12,7 +12,7 @@ import structlog
 
 from kruispunt.logs import configure_logging
 from psi_node.pool import PointPool
-from tests.network import TestNetwork, build_network
+from tests.support.network import TestNetwork, build_network
 
 
 @pytest.fixture(scope="session")

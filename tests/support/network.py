@@ -1,0 +1,162 @@
+"""A whole Kruispunt network in a temporary folder, built through the real set-up flow.
+
+Coordinator init, node init (keys + CSR), partner add (certificate from the
+CSR), install-cert, purpose add: the same functions the CLIs call. Servers
+are real gRPC servers with real mTLS on 127.0.0.1, port 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coordinator.config import CoordinatorConfig, load_coordinator_config
+from coordinator.server import CoordinatorServer
+from coordinator.server import create_server as create_coordinator
+from coordinator.setup import add_partner, add_purpose, init_coordinator, update_partner_address
+from kruispunt.purpose import Purpose
+from psi_node.config import NodeConfig, load_node_config
+from psi_node.pool import PointPool
+from psi_node.server import NodeServer
+from psi_node.server import create_server as create_node
+from psi_node.setup import init_node, install_certificate
+from tests.support.setup_files import LEGAL_BASIS, append_policies, policy_block
+from tests.support.synthetic import SyntheticNetwork, make_network, write_csv
+
+NETWORK = "testnet"
+
+
+@dataclass
+class TestNetwork:
+    """Directories, configs and running servers of a test network."""
+
+    __test__ = False  # a helper, not a test class
+
+    root: Path
+    coordinator_dir: Path
+    partners: list[str]
+    data: SyntheticNetwork | None
+    node_dirs: dict[str, Path] = field(default_factory=dict)
+    nodes: dict[str, NodeServer] = field(default_factory=dict)
+    coordinator: CoordinatorServer | None = None
+    pool: PointPool | None = None
+
+    @property
+    def config(self) -> CoordinatorConfig:
+        return load_coordinator_config(self.coordinator_dir)
+
+    def node_config(self, pid: str) -> NodeConfig:
+        return load_node_config(self.node_dirs[pid], env={"KRUISPUNT_NODE_LISTEN": "127.0.0.1:0"})
+
+    def start_node(self, pid: str) -> NodeServer:
+        server = create_node(self.node_config(pid), pool=self.pool, housekeeping_seconds=3600)
+        self.nodes[pid] = server
+        update_partner_address(self.config, pid, f"127.0.0.1:{server.port}")
+        return server
+
+    def stop_node(self, pid: str) -> None:
+        self.nodes.pop(pid).stop(grace=0)
+
+    def start_coordinator(self) -> CoordinatorServer:
+        config = load_coordinator_config(
+            self.coordinator_dir, env={"KRUISPUNT_COORDINATOR_LISTEN": "127.0.0.1:0"}
+        )
+        self.coordinator = create_coordinator(config)
+        return self.coordinator
+
+    def add_purpose(self, purpose_id: str = "vroegsignalering", **overrides: Any) -> Purpose:
+        fields: dict[str, Any] = {
+            "id": purpose_id,
+            "description": "Vroegsignalering van huishoudens met betalingsachterstanden",
+            "identifier_kind": self.data.kind if self.data else "bsn",
+            "threshold": 2,
+            "disclosure": "partners",
+            "result_retention_days": 28,
+            "max_set_size": 100_000,
+            "covenant_id": "CONV-2026-01",
+            "dpia_reference": "DPIA-2026-07",
+            "legal_basis": dict.fromkeys(self.partners, LEGAL_BASIS),
+        }
+        fields.update(overrides)
+        return add_purpose(self.config, Purpose.from_dict(fields))
+
+    def run(self, purpose_id: str = "vroegsignalering", **kwargs: Any) -> Any:
+        assert self.coordinator is not None
+        return self.coordinator.runner.run(
+            purpose_id, initiated_by="operator:test", access_point="test", **kwargs
+        )
+
+    def close(self) -> None:
+        for pid in list(self.nodes):
+            self.stop_node(pid)
+        if self.coordinator is not None:
+            self.coordinator.stop(grace=0)
+            self.coordinator.store.close()
+            self.coordinator = None
+
+
+def build_network(
+    root: Path,
+    partners: Sequence[str],
+    *,
+    per_partner: int = 60,
+    overlaps: Mapping[Any, int] | None = None,
+    seed: int = 7,
+    kind: str = "bsn",
+    purpose_id: str = "vroegsignalering",
+    objected: Mapping[str, Sequence[int]] | None = None,
+    workers: int = 1,
+    bilateral_roles: Mapping[str, str] | None = None,
+) -> TestNetwork:
+    """Create the coordinator and one node per partner; nothing is started yet."""
+    data = make_network(
+        partners,
+        per_partner,
+        overlaps if overlaps is not None else {2: 8, 3: 5, len(partners): 3},
+        seed,
+        kind=kind,  # type: ignore[arg-type]
+    )
+    net = TestNetwork(root, root / "coordinator", list(partners), data)
+    init_coordinator(net.coordinator_dir, NETWORK)
+    config = net.config
+    for pid in partners:
+        node_dir = root / "nodes" / pid
+        res = init_node(node_dir, pid, f"Organisatie {pid}")
+        cert = add_partner(
+            config,
+            pid,
+            name=f"Organisatie {pid}",
+            address="127.0.0.1:1",
+            csr_path=res.csr,
+            signing_key_path=res.signing_public_key,
+        )
+        install_certificate(
+            node_dir,
+            cert_path=cert,
+            ca_path=config.tls_ca,
+            coordinator_key_path=config.signing_public_key,
+            partner_id=pid,
+        )
+        input_path = node_dir / "input.csv"
+        write_csv(
+            input_path,
+            data.rows[pid],
+            kind,  # type: ignore[arg-type]
+            objection_column="bezwaar",
+            objected=(objected or {}).get(pid, ()),
+        )
+        role = (bilateral_roles or {}).get(pid)
+        extra = {"mode": "bilateral", "bilateral_role": role} if role else {}
+        block = policy_block(
+            purpose_id,
+            input_path=input_path,
+            kind=kind,
+            partners=partners,
+            legal_basis=LEGAL_BASIS,
+            **extra,
+        )
+        append_policies(node_dir / "node.toml", [block], workers=workers)
+        net.node_dirs[pid] = node_dir
+    return net
