@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 
+from scripts import gen_proto
 from tests.support.paths import REPO
 
 ROOT = REPO
 
 
-def _generator():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("gen_proto", ROOT / "scripts" / "gen_proto.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 class TestGeneratedCode:
     def test_committed_stubs_match_a_fresh_generation(self, tmp_path: Path) -> None:
         """Regenerating from proto/ into a temporary folder gives byte-identical files."""
-        fresh = _generator().generate(tmp_path)
+        fresh = gen_proto.generate(tmp_path)
         assert fresh, "the generator wrote nothing"
         for path in fresh:
             rel = path.relative_to(tmp_path)
