@@ -1,4 +1,4 @@
-"""Shared fixtures: the path to the RFC vectors, and a network builder that always cleans up."""
+"""Fixtures every tier shares: one point pool, a network builder that cleans up, quiet logs."""
 
 from __future__ import annotations
 
