@@ -26,7 +26,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.store import ABORTED, COMPLETED, FAILED, REFUSED, Partner, Store
 from coordinator.tally import TallyResult, tally
 from kruispunt import pki, signing, transport, wire
-from kruispunt.auditchain import safe_reason
+from kruispunt.audit import safe_reason
 from kruispunt.errors import ConfigError, KruispuntError, RoundFailed
 from kruispunt.manifest import new_round_id, sign_manifest, verify_consent
 from kruispunt.pki import Identity

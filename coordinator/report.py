@@ -35,7 +35,7 @@ from coordinator.audit import TABLE, verify_database
 from coordinator.config import CoordinatorConfig
 from coordinator.store import COMPLETED, RoundRow, Store
 from kruispunt import signing
-from kruispunt.auditchain import VerifyReport
+from kruispunt.audit import VerifyReport
 from kruispunt.errors import ConfigError, KruispuntError, UnknownRound
 from kruispunt.manifest import verify_consent
 from kruispunt.purpose import Purpose
