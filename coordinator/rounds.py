@@ -239,7 +239,7 @@ class RoundRunner:
                 peer.channel.close()
         return confirmed
 
-    # -- phases ----------------------------------------------------------------------------
+    # -- consent ----------------------------------------------------------------------------
 
     def _propose(
         self, context: RoundContext, state: RoundState, signed: common_pb2.SignedManifest
