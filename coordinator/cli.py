@@ -439,10 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = parent.add_parser(name, help=cmd.help, description=cmd.help)
         p.set_defaults(func=cmd.handler)
         p.add_argument("dir", metavar="DIR", help="the coordinator directory")
-        for a in cmd.args:
-            p.add_argument(*a.flags, **a.options)
         if cmd.json_flag:
             p.add_argument("--json", action="store_true", help="machine-readable output")
+        for a in cmd.args:
+            p.add_argument(*a.flags, **a.options)
     return parser
 
 

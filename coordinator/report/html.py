@@ -25,7 +25,7 @@ from coordinator.report.gather import (
     unix_time,
 )
 
-__all__ = ["render_html"]
+__all__ = ["render_html", "stylesheet"]
 
 
 @cache
