@@ -19,7 +19,7 @@ from grpc_health.v1 import health
 
 from coordinator.audit import CoordinatorAudit
 from coordinator.config import CoordinatorConfig
-from coordinator.orchestrator import RoundRunner
+from coordinator.rounds import RoundRunner
 from coordinator.schedule import next_run
 from coordinator.store import ABORTED, Store
 from kruispunt import signing, transport
