@@ -20,7 +20,8 @@ A receiver calls `verify_chain` with the step it is about to perform; the return
 `ExpectedInput` checks every chunk as it arrives (`check_chunk`), so a bad chunk is
 refused before any more work, and `finish()` refuses a batch with chunks missing. An
 evaluator then builds its own statement with `ExpectedInput.hop_statement`, which is only
-possible once every input chunk has been checked.
+possible once every input chunk has been checked. A node evaluates each (origin, step) at
+most once per round: the chain for a step is the same every time it is asked.
 
 Encodings (all integers big-endian; ``lp(x)`` is a u32 length followed by x; strings are
 ASCII; a digest list is a u32 count followed by that many 32-byte digests)::
@@ -569,8 +570,8 @@ class ExpectedInput:
         self._digests = digests
         self._seen = bytearray(len(digests))
         self._received = 0
+        # What this evaluator's own HopStatement names as its input (see hop_statement).
         self.input_digest = outputs_digest(round_id, origin, step - 1, digests)
-        """What this evaluator's own HopStatement must name as its input."""
 
     @property
     def chunk_count(self) -> int:
