@@ -263,11 +263,13 @@ def _hex32(value: Any, where: str, field: str) -> bytes:
     if not isinstance(value, str):
         raise ConfigError(f"{where}: {field} must be a string of 64 lowercase hex digits")
     if _HEX64_RE.fullmatch(value) is None:
-        raise ConfigError(
-            f"{where}: {field} must be 64 lowercase hex digits (32 bytes), "
-            f"found {len(value)} characters"
-            + ("" if re.fullmatch(r"[0-9a-fA-F]*", value) else " that are not all hex digits")
-        )
+        if len(value) != 64:
+            found = f"found {len(value)} characters"
+        elif re.fullmatch(r"[0-9a-fA-F]*", value):
+            found = "found upper-case digits"
+        else:
+            found = "found characters that are not hex digits"
+        raise ConfigError(f"{where}: {field} must be 64 lowercase hex digits (32 bytes), {found}")
     return bytes.fromhex(value)
 
 
@@ -566,8 +568,19 @@ def _typed_digest(text: str) -> bytes:
 def load_accepted_roster(state_dir: str | os.PathLike[str]) -> Roster | None:
     """The roster this node accepted last, or None if it never accepted one."""
     path = Path(state_dir) / ACCEPTED_ROSTER_FILE
-    if not path.exists():
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
         return None
+    # The accepted roster is this node's trust anchor: whoever may rewrite it may choose
+    # every key the node trusts.
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path}: the accepted roster must be a regular file, not a link")
+    if info.st_mode & 0o022:
+        raise ConfigError(
+            f"{path}: the accepted roster is writable by group or others "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}); fix with: chmod 644 {path}"
+        )
     return load_roster(path)
 
 

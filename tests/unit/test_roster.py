@@ -9,6 +9,7 @@ import stat
 import struct
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
@@ -217,8 +218,9 @@ class TestLoad:
             ("signing_key", '"abc"', "found 3 characters"),
             ("agreement_key", '"' + "0" * 62 + '"', "found 62 characters"),
             ("tls_fingerprint", '"' + "a" * 66 + '"', "found 66 characters"),
-            ("tls_fingerprint", '"' + "g" * 64 + '"', "not all hex digits"),
-            ("signing_key", '"' + "AB" * 32 + '"', "64 lowercase hex digits"),
+            ("tls_fingerprint", '"' + "g" * 64 + '"', "not hex digits"),
+            ("signing_key", '"' + "AB" * 32 + '"', "found upper-case digits"),
+            ("signing_key", '"' + "ab" * 31 + 'a:"', "not hex digits"),
             ("agreement_key", "42", "must be a string"),
         ],
     )
@@ -431,7 +433,7 @@ class TestDigest:
         elif change == "removed":
             other = dataclasses.replace(BASE, partners=tuple(rest))
         else:
-            values = {
+            values: dict[str, Any] = {
                 "id": "zorg",
                 "organisation": first.organisation + ".",
                 "signing_key": ed_pub(),
@@ -520,7 +522,6 @@ class TestDiff:
                 ggz,
             ),
         )
-        h = lambda raw: raw.hex()[:16]  # noqa: E731
         assert roster.diff_rosters(BASE, new) == [
             "version: 1 -> 2",
             "coordinator signing key changed: "
@@ -541,6 +542,10 @@ class TestDiff:
         """A different network name is reported."""
         other = dataclasses.replace(BASE, network="wijk-zuid")
         assert roster.diff_rosters(BASE, other) == ["network changed: 'wijk-noord' -> 'wijk-zuid'"]
+
+
+def h(raw: bytes) -> str:
+    return raw.hex()[:16]
 
 
 def versioned(r: Roster, version: int, **changes: object) -> Roster:
@@ -648,6 +653,22 @@ class TestAccept:
             roster.load_accepted_roster(tmp_path / "state")
         with pytest.raises(ConfigError, match="invalid TOML"):
             self.accept(tmp_path, versioned(BASE, 2))
+
+    def test_writable_accepted_roster_is_refused(self, tmp_path: Path) -> None:
+        """An accepted roster others could rewrite is not trusted."""
+        self.accept(tmp_path, BASE)
+        stored = tmp_path / "state" / roster.ACCEPTED_ROSTER_FILE
+        stored.chmod(0o664)
+        with pytest.raises(ConfigError, match="chmod 644"):
+            roster.load_accepted_roster(tmp_path / "state")
+
+    def test_symlinked_accepted_roster_is_refused(self, tmp_path: Path) -> None:
+        """The accepted roster is a regular file in the state directory, not a link."""
+        elsewhere = write(tmp_path, roster.render_roster(BASE), name="elsewhere.toml")
+        (tmp_path / "state").mkdir()
+        (tmp_path / "state" / roster.ACCEPTED_ROSTER_FILE).symlink_to(elsewhere)
+        with pytest.raises(ConfigError, match="regular file"):
+            roster.load_accepted_roster(tmp_path / "state")
 
 
 class TestAgreementKeys:
