@@ -73,6 +73,9 @@ __all__ = [
     "AGREEMENT_KEY_BYTES",
     "DIGEST_LABEL",
     "FINGERPRINT_BYTES",
+    "MAX_ORGANISATION_CHARS",
+    "MAX_ROSTER_BYTES",
+    "SIGNING_KEY_BYTES",
     "Roster",
     "RosterPartner",
     "accept_roster",
@@ -106,10 +109,10 @@ _HEX64_RE = re.compile(r"[0-9a-f]{64}")
 _TOP_FIELDS = ("network", "version", "coordinator_signing_key", "partner")
 _PARTNER_FIELDS = ("id", "organisation", "signing_key", "agreement_key", "tls_fingerprint")
 
-# Curve25519 points of small order, as u-coordinates (RFC 7748 little-endian): 0 and 1
-# (orders 4 and 1), the two points of order 8, and p-1 (order 2). A peer offering one of
-# these forces the shared secret into a set of at most 8 values, whatever our key is.
-# Encodings at or above p (the non-canonical p, p+1, …) are refused separately.
+# The u-coordinates (RFC 7748, little-endian) of every point of small order on Curve25519
+# and its twist: 0, 1, p-1 and the two points of order 8 (the list libsodium refuses).
+# X25519 with any of them gives the all-zero secret, whatever our key is. Encodings at or
+# above p (the non-canonical p, p+1, …) are refused separately.
 _X25519_P = 2**255 - 19
 _X25519_SMALL_ORDER = frozenset(
     u.to_bytes(32, "little")

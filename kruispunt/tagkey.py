@@ -54,10 +54,13 @@ from kruispunt.errors import ProtocolError, SignatureInvalid
 from kruispunt.manifest import is_round_id
 from kruispunt.purpose import ID_RE
 from kruispunt.roster import AGREEMENT_KEY_BYTES, agreement_public_bytes, check_agreement_public_key
+from kruispunt.wire import TAG_BYTES  # the tally's tag size: 128 bits, truncated
 
 __all__ = [
+    "AEAD_TAG_BYTES",
     "KEY_CHECK_BYTES",
     "KEY_CHECK_LABEL",
+    "NONCE_BYTES",
     "OPRF_OUTPUT_BYTES",
     "SEALED_BYTES",
     "SECRET_BYTES",
@@ -89,9 +92,6 @@ AEAD_TAG_BYTES = 16
 SEALED_BYTES = AGREEMENT_KEY_BYTES + NONCE_BYTES + SECRET_BYTES + AEAD_TAG_BYTES
 # RFC 9497 Finalize output for ristretto255-SHA512 (Nh = 64).
 OPRF_OUTPUT_BYTES = 64
-# 128 bits: collisions between distinct records stay negligible for sets of many millions
-# (birthday bound 2^64), and it is the wire's tag size (kruispunt.wire.TAG_BYTES).
-TAG_BYTES = 16
 KEY_CHECK_BYTES = 16
 
 _SHARE_OPAQUE = "sealed tag-key share does not open"
