@@ -17,7 +17,7 @@ psi_node.pool.PointPool with the nodes' thread count.
 With --baseline (the default) the same run also times, on one pair of sets:
 openmined-psi's two-party PSI in this process (GCS and raw, size-only and
 revealing; its fastest is the reference), Kruispunt's network round with two
-partners, and -- when coordinator/bilateral.py exists -- Kruispunt's two-party
+partners, and -- when coordinator/modes/bilateral.py exists -- Kruispunt's two-party
 (openmined-psi, relayed) mode, and prints wall-time ratios.
 
     python -m benchmarks.round_bench --partners 2 --records 100000 --json out.json
@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 NETWORK_PURPOSE = "bench-netwerk"
 BILATERAL_PURPOSE = "bench-bilateraal"
-BILATERAL_MODULE = ROOT / "coordinator" / "bilateral.py"
+BILATERAL_MODULE = ROOT / "coordinator" / "modes" / "bilateral.py"
 CALIBRATION_POINTS = 8192
 OPENMINED_SETUPS = ("gcs-size", "gcs-reveal", "raw-size", "raw-reveal")
 OPENMINED_FPR = 1e-9

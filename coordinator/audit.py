@@ -6,12 +6,12 @@ triggers. Appends run in `BEGIN IMMEDIATE` transactions, so the server and the
 CLI appending from two processes each read the current head and extend it
 under SQLite's write lock: the chain never forks. Triggers make UPDATE and
 DELETE fail; anyone who drops them and edits rows anyway is caught by
-`verify`, which recomputes every hash and signature (`kruispunt.auditchain`).
+`verify`, which recomputes every hash and signature (`kruispunt.audit`).
 
 A privacy officer verifies with the public key alone: `verify_database`
 opens the file read-only. The `details` of the events that a node's
 cross-check reads must carry the keys in
-`kruispunt.auditchain.COORDINATOR_REQUIRED_DETAILS`; `append` refuses them
+`kruispunt.audit.COORDINATOR_REQUIRED_DETAILS`; `append` refuses them
 otherwise.
 """
 
@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from kruispunt.auditchain import (
+from kruispunt.audit import (
     COORDINATOR_REQUIRED_DETAILS,
     FIELDS,
     AuditEvent,

@@ -1,4 +1,10 @@
-"""psi-coordinator: set up the network, register partners and purposes, run and audit rounds."""
+"""psi-coordinator: set up the network, register partners and purposes, run and audit rounds.
+
+This module parses and dispatches only. Every command is registered the same
+way, by `@command`; the work is done by the module it names (provision,
+store, rounds' admin service through `admin_client`, audit, report, doctor,
+renew), and what it prints is worded in `coordinator.present`.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +13,82 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from coordinator import present
 from coordinator.config import CoordinatorConfig, load_coordinator_config
-from kruispunt import pki, transport
+from kruispunt import pki
 from kruispunt.errors import KruispuntError
 from kruispunt.logs import configure_logging
 from kruispunt.purpose import load_purpose_file
-from kruispunt.v1 import coordinator_pb2, coordinator_pb2_grpc
+from kruispunt.rpc import PeerError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 Handler = Callable[[argparse.Namespace], int]
+
+__all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "command", "main"]
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a command, as argparse's add_argument takes it."""
+
+    flags: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def arg(*flags: str, **options: Any) -> Arg:
+    """An argument for `@command`: the same parameters as add_argument."""
+    return Arg(flags, options)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A registered command: its words (`round run`), help, arguments and handler."""
+
+    words: tuple[str, ...]
+    help: str
+    args: tuple[Arg, ...]
+    json_flag: bool
+    handler: Handler
+
+
+#: The command groups, in the order `--help` lists them among the commands.
+GROUPS = {
+    "partner": "register and list partners",
+    "purpose": "register and list purposes",
+    "round": "run and inspect matching rounds",
+    "audit": "verify and export the audit log",
+}
+#: Every command, in the order they are registered (and listed by `--help`).
+COMMANDS: list[Command] = []
+
+
+def command(
+    name: str, help_: str, *args: Arg, json_flag: bool = True
+) -> Callable[[Handler], Handler]:
+    """Register the decorated handler as `psi-coordinator NAME DIR ARGS...`."""
+
+    def register(handler: Handler) -> Handler:
+        COMMANDS.append(Command(tuple(name.split()), help_, args, json_flag, handler))
+        return handler
+
+    return register
 
 
 def _config(args: argparse.Namespace) -> CoordinatorConfig:
     return load_coordinator_config(Path(args.dir), env=os.environ)
 
 
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+def _emit(args: argparse.Namespace, output: present.Output) -> None:
     if getattr(args, "json", False):
-        print(json.dumps(data, indent=2, default=str))
+        print(json.dumps(output.data, indent=2, default=str))
     else:
-        print(text)
+        print(output.text)
 
 
 def _actor() -> str:
@@ -41,34 +98,45 @@ def _actor() -> str:
         return f"operator:uid{os.getuid()}"
 
 
+def _fail(message: str) -> int:
+    print(f"psi-coordinator: {message}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+CA_KEY = arg("--ca-key", help="network CA key, if kept elsewhere (offline media)")
+DAYS = arg("--days", type=int, default=pki.LEAF_VALIDITY_DAYS)
+PUBLIC_KEY = arg("--public-key", help="coordinator public key (default: signing/coordinator.pub)")
+
+
 # -- init / partners / purposes -------------------------------------------------------------
 
 
+@command(
+    "init",
+    "create a coordinator: network CA, keys, database, config",
+    arg("--network", required=True, help="network name (lowercase, e.g. denbosch)"),
+    arg("--port", type=int, default=50050, help="admin service port on loopback"),
+)
 def cmd_init(args: argparse.Namespace) -> int:
-    from coordinator.setup import init_coordinator
+    from coordinator.provision import init_coordinator
 
     res = init_coordinator(Path(args.dir), args.network, port=args.port)
-    _emit(
-        args,
-        {
-            "directory": str(res.directory),
-            "network": res.network,
-            "ca_certificate": str(res.ca_cert),
-            "signing_public_key": str(res.signing_public_key),
-        },
-        f"Coordinator for network {res.network!r} created in {res.directory}\n"
-        f"  configuration:        {res.config}\n"
-        f"  network CA:           {res.ca_cert}  (key: ca/ca.key - keep it offline)\n"
-        f"  manifest signing key: {res.signing_public_key} (public half)\n"
-        f"Each partner needs {res.ca_cert.name} and {res.signing_public_key.name} together "
-        f"with its certificate.\n"
-        f"Next: register partners with `psi-coordinator partner add {args.dir} ID ...`",
-    )
+    _emit(args, present.initialised(res, args.dir))
     return EXIT_OK
 
 
+@command(
+    "partner add",
+    "issue a partner certificate from its CSR",
+    arg("id", help="partner id (lowercase letters, digits, dashes)"),
+    arg("--name", required=True, help="organisation name"),
+    arg("--address", required=True, help="HOST:PORT where its node listens"),
+    arg("--csr", required=True, help="the CSR the partner sent"),
+    arg("--signing-key", required=True, help="the partner's Ed25519 public key"),
+    CA_KEY,
+)
 def cmd_partner_add(args: argparse.Namespace) -> int:
-    from coordinator.setup import add_partner
+    from coordinator.provision import add_partner
 
     config = _config(args)
     cert = add_partner(
@@ -83,92 +151,91 @@ def cmd_partner_add(args: argparse.Namespace) -> int:
     )
     _emit(
         args,
-        {
-            "partner": args.id,
-            "certificate": str(cert),
-            "ca": str(config.tls_ca),
-            "coordinator_key": str(config.signing_public_key),
-        },
-        f"Partner {args.id!r} registered at {args.address}.\n"
-        f"Send these three files back to the partner's IT team:\n"
-        f"  {cert}\n  {config.tls_ca}\n  {config.signing_public_key}\n"
-        f"They install them with: psi-node install-cert DIR --cert {cert.name} "
-        f"--ca {config.tls_ca.name} --coordinator-key {config.signing_public_key.name}",
+        present.partner_added(
+            args.id, args.address, cert, config.tls_ca, config.signing_public_key
+        ),
     )
     return EXIT_OK
 
 
+@command(
+    "partner update",
+    "change where a partner's node listens",
+    arg("id"),
+    arg("--address", required=True, help="new HOST:PORT"),
+)
 def cmd_partner_update(args: argparse.Namespace) -> int:
-    from coordinator.setup import update_partner_address
+    from coordinator.provision import update_partner_address
 
     update_partner_address(_config(args), args.id, args.address, actor=_actor())
-    _emit(
-        args,
-        {"partner": args.id, "address": args.address},
-        f"Partner {args.id!r} now reached at {args.address}.",
-    )
+    _emit(args, present.partner_updated(args.id, args.address))
     return EXIT_OK
 
 
+@command("partner list", "list registered partners")
 def cmd_partner_list(args: argparse.Namespace) -> int:
     from coordinator.store import Store
 
     store = Store(_config(args).database, readonly=True)
     partners = store.partners()
     store.close()
-    rows = [
-        {
-            "id": p.id,
-            "name": p.name,
-            "address": p.address,
-            "active": p.active,
-            "cert_fingerprint": p.cert_fingerprint,
-            "added_at": p.added_at,
-        }
-        for p in partners
-    ]
-    text = "\n".join(f"{p.id:<20} {p.address:<24} {p.name}" for p in partners) or "no partners"
-    _emit(args, rows, text)
+    _emit(args, present.partner_list(partners))
     return EXIT_OK
 
 
+@command(
+    "partner renew",
+    "re-issue a partner's certificate",
+    arg("id"),
+    arg("--csr", help="a new CSR (key rotation); default: the same key"),
+    DAYS,
+    CA_KEY,
+)
+def cmd_partner_renew(args: argparse.Namespace) -> int:
+    from coordinator.renew import renew_partner
+
+    config = _config(args)
+    cert = renew_partner(
+        config,
+        args.id,
+        csr_path=Path(args.csr) if args.csr else None,
+        days=args.days,
+        ca_key_path=Path(args.ca_key) if args.ca_key else None,
+        actor=_actor(),
+    )
+    _emit(args, present.partner_renewed(args.id, cert))
+    return EXIT_OK
+
+
+@command(
+    "purpose add",
+    "register or change a purpose from a TOML file",
+    arg("file", help="purpose TOML file"),
+)
 def cmd_purpose_add(args: argparse.Namespace) -> int:
-    from coordinator.setup import add_purpose
+    from coordinator.provision import add_purpose
 
     config = _config(args)
     purpose = load_purpose_file(Path(args.file))
-    stored = add_purpose(config, purpose, actor=_actor())
-    _emit(
-        args,
-        stored.to_dict(),
-        f"Purpose {stored.id!r} registered as version {stored.version}: "
-        f"{stored.identifier_kind}, threshold {stored.threshold} of "
-        f"{len(stored.partners)} partners, disclosure {stored.disclosure}.",
-    )
+    _emit(args, present.purpose_added(add_purpose(config, purpose, actor=_actor())))
     return EXIT_OK
 
 
+@command("purpose list", "list purposes")
 def cmd_purpose_list(args: argparse.Namespace) -> int:
     from coordinator.store import Store
 
     store = Store(_config(args).database, readonly=True)
     purposes = store.purposes()
     store.close()
-    text = (
-        "\n".join(
-            f"{p.id:<28} v{p.version:<3} {p.mode:<9} t={p.threshold} {p.disclosure:<9} "
-            f"{', '.join(p.partners)}"
-            for p in purposes
-        )
-        or "no purposes"
-    )
-    _emit(args, [p.to_dict() for p in purposes], text)
+    _emit(args, present.purpose_list(purposes))
     return EXIT_OK
 
 
-# -- serving and rounds -----------------------------------------------------------------------
+# -- serving and health -----------------------------------------------------------------------
 
 
+@command("serve", "run the coordinator (admin service and schedule)", json_flag=False)
 def cmd_serve(args: argparse.Namespace) -> int:
     from coordinator.server import serve
 
@@ -177,132 +244,94 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(config)
 
 
-def _admin_stub(
-    config: CoordinatorConfig,
-) -> tuple[grpc.Channel, coordinator_pb2_grpc.CoordinatorStub]:
-    channel = transport.secure_channel(
-        # A server bound to every interface is reached on loopback from the CLI.
-        config.listen.replace("0.0.0.0", "127.0.0.1"),  # noqa: S104
-        pki.Identity.coordinator(config.network),
-        key_pem=pki.private_key_pem(pki.load_tls_key(config.operator_key)),
-        cert_pem=config.operator_cert.read_bytes(),
-        ca_pem=config.tls_ca.read_bytes(),
+@command(
+    "doctor",
+    "check configuration, keys, certificates, database, schedule and partner nodes",
+    arg("--offline", action="store_true", help="skip the partner health calls"),
+)
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from coordinator.doctor import run_doctor
+
+    report = run_doctor(Path(args.dir), check_partners=not args.offline, env=os.environ)
+    _emit(args, present.Output(report.as_dict(), report.render()))
+    return int(report.exit_code)
+
+
+@command("renew", "re-issue the coordinator's TLS and operator certificates", DAYS, CA_KEY)
+def cmd_renew(args: argparse.Namespace) -> int:
+    from coordinator.renew import renew_coordinator
+
+    paths = renew_coordinator(
+        _config(args),
+        days=args.days,
+        ca_key_path=Path(args.ca_key) if args.ca_key else None,
+        actor=_actor(),
     )
-    return channel, coordinator_pb2_grpc.CoordinatorStub(channel)
-
-
-def _format_summary(s: coordinator_pb2.RoundSummary) -> str:
-    lines = [
-        f"round {s.round_id}  purpose {s.purpose_id}  state {s.state.upper()}  ({s.seconds:.1f} s)"
-    ]
-    if s.reason:
-        lines.append(f"  reason: {s.reason}")
-    if s.partners:
-        lines.append(f"  {'partner':<20} {'records':>9} {'excluded':>9} {'flagged':>8}  results")
-        for p in s.partners:
-            lines.append(
-                f"  {p.partner_id:<20} {p.set_size:>9} {p.excluded_count:>9} "
-                f"{p.flagged_count:>8}  {p.result_path or '-'}"
-            )
-    if s.overlap_histogram:
-        hist = ", ".join(f"{k} partners: {v}" for k, v in sorted(s.overlap_histogram.items()))
-        lines.append(f"  households by number of partners holding them: {hist}")
-    if s.phases:
-        lines.append("  phases: " + ", ".join(f"{p.phase} {p.seconds:.2f}s" for p in s.phases))
-    return "\n".join(lines)
-
-
-def summary_to_dict(s: coordinator_pb2.RoundSummary) -> dict[str, Any]:
-    from coordinator.orchestrator import summary_dict
-
-    return {
-        "round_id": s.round_id,
-        "purpose": s.purpose_id,
-        "state": s.state,
-        "reason": s.reason,
-        **summary_dict(s),
-    }
-
-
-def cmd_round_run(args: argparse.Namespace) -> int:
-    config = _config(args)
-    channel, stub = _admin_stub(config)
-    summary = None
-    round_id = ""
-    try:
-        for event in stub.RunRound(
-            coordinator_pb2.RunRoundRequest(purpose_id=args.purpose, reason=args.reason or "")
-        ):
-            round_id = event.round_id or round_id
-            if event.HasField("summary"):
-                summary = event.summary
-            elif not args.json:
-                progress = f" [{event.done}/{event.total}]" if event.total else ""
-                print(f"[{event.phase}] {event.message}{progress}", file=sys.stderr, flush=True)
-    except grpc.RpcError as exc:
-        if round_id:
-            print(
-                f"psi-coordinator: lost the connection to the coordinator during round "
-                f"{round_id} ({exc.code().name}); its outcome: "
-                f"`psi-coordinator round show {args.dir} {round_id}`",
-                file=sys.stderr,
-            )
-        elif exc.code() == grpc.StatusCode.UNAVAILABLE:
-            print(
-                f"psi-coordinator: cannot reach the coordinator at {config.listen}; is "
-                f"`psi-coordinator serve {args.dir}` running? ({exc.details()})",
-                file=sys.stderr,
-            )
-        else:
-            print(f"psi-coordinator: {exc.details()}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        channel.close()
-    if summary is None:
-        print("psi-coordinator: the round ended without a summary", file=sys.stderr)
-        return EXIT_FAILED
-    _emit(args, summary_to_dict(summary), _format_summary(summary))
-    return EXIT_OK if summary.state == "completed" else EXIT_FAILED
-
-
-def cmd_round_cancel(args: argparse.Namespace) -> int:
-    config = _config(args)
-    channel, stub = _admin_stub(config)
-    try:
-        stub.CancelRound(
-            coordinator_pb2.CancelRoundRequest(round_id=args.round_id, reason=args.reason or "")
-        )
-    except grpc.RpcError as exc:
-        print(f"psi-coordinator: {exc.details()}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        channel.close()
-    print(f"round {args.round_id}: cancellation requested")
+    _emit(args, present.coordinator_renewed(paths))
     return EXIT_OK
 
 
+# -- rounds -----------------------------------------------------------------------------------
+
+
+@command(
+    "round run",
+    "run a round now (the coordinator must be serving)",
+    arg("purpose", help="purpose id"),
+    arg("--reason", help="why this round is run now (audited)"),
+)
+def cmd_round_run(args: argparse.Namespace) -> int:
+    from coordinator.admin_client import AdminClient
+
+    config = _config(args)
+    summary = None
+    round_id = ""
+    with AdminClient(config) as client:
+        try:
+            for event in client.run_round(args.purpose, args.reason or ""):
+                round_id = event.round_id or round_id
+                if event.HasField("summary"):
+                    summary = event.summary
+                elif not args.json:
+                    progress = f" [{event.done}/{event.total}]" if event.total else ""
+                    print(f"[{event.phase}] {event.message}{progress}", file=sys.stderr, flush=True)
+        except PeerError as exc:
+            if round_id:
+                return _fail(
+                    f"lost the connection to the coordinator during round {round_id} "
+                    f"({exc.status.name}); its outcome: "
+                    f"`psi-coordinator round show {args.dir} {round_id}`"
+                )
+            if exc.status == grpc.StatusCode.UNAVAILABLE:
+                return _fail(
+                    f"cannot reach the coordinator at {config.listen}; is "
+                    f"`psi-coordinator serve {args.dir}` running? ({exc.details})"
+                )
+            return _fail(exc.details)
+    if summary is None:
+        return _fail("the round ended without a summary")
+    _emit(args, present.round_run(summary))
+    return EXIT_OK if summary.state == "completed" else EXIT_FAILED
+
+
+@command(
+    "round list",
+    "list recent rounds",
+    arg("--purpose", help="only this purpose"),
+    arg("--limit", type=int, default=20),
+)
 def cmd_round_list(args: argparse.Namespace) -> int:
-    from coordinator.orchestrator import summary_from_row
     from coordinator.store import Store
 
     store = Store(_config(args).database, readonly=True)
     rows = store.rounds(purpose_id=args.purpose, limit=args.limit)
     store.close()
-    data = [summary_from_row(r) for r in rows]
-    text = (
-        "\n".join(
-            f"{r.id:<28} {r.purpose_id:<24} {r.state:<10} {r.created_at[:19]}  "
-            f"{(r.phase + ' ' + r.progress) if r.state == 'running' else r.reason[:60]}"
-            for r in rows
-        )
-        or "no rounds"
-    )
-    _emit(args, data, text)
+    _emit(args, present.round_list(rows))
     return EXIT_OK
 
 
+@command("round show", "show one round: state, consents, aggregates", arg("round_id"))
 def cmd_round_show(args: argparse.Namespace) -> int:
-    from coordinator.orchestrator import summary_from_row
     from coordinator.store import Store
 
     store = Store(_config(args).database, readonly=True)
@@ -310,41 +339,30 @@ def cmd_round_show(args: argparse.Namespace) -> int:
     consents = store.consents(args.round_id) if row else []
     store.close()
     if row is None:
-        print(f"psi-coordinator: no round {args.round_id!r}", file=sys.stderr)
-        return EXIT_FAILED
-    data = summary_from_row(row)
-    data["consents"] = {p: {"granted": g, "reason": r} for p, g, r, _c, _s in consents}
-    lines = [
-        f"round {row.id}",
-        f"  purpose:   {row.purpose_id} v{row.purpose_version}",
-        f"  state:     {row.state}" + (f" ({row.reason})" if row.reason else ""),
-        f"  started:   {row.created_at} by {row.initiated_by}",
-        f"  finished:  {row.finished_at or '-'}",
-    ]
-    if row.state == "running":
-        lines.append(f"  progress:  {row.phase} {row.progress}")
-    for p, g, r, _c, _s in consents:
-        lines.append(f"  consent    {p:<20} {'given' if g else 'REFUSED: ' + r}")
-    for p, v in row.summary.get("partners", {}).items():
-        lines.append(
-            f"  partner    {p:<20} records {v['set_size']:>8}  flagged {v['flagged_count']:>6}"
-        )
-    if row.summary.get("histogram"):
-        lines.append(
-            "  overlap:   "
-            + ", ".join(f"{k} partners: {v}" for k, v in row.summary["histogram"].items())
-        )
-    if row.summary.get("phases"):
-        lines.append(
-            "  phases:    " + ", ".join(f"{k} {v:.2f}s" for k, v in row.summary["phases"].items())
-        )
-    _emit(args, data, "\n".join(lines))
+        return _fail(f"no round {args.round_id!r}")
+    _emit(args, present.round_show(row, consents))
+    return EXIT_OK
+
+
+@command(
+    "round cancel", "cancel a running round", arg("round_id"), arg("--reason"), json_flag=False
+)
+def cmd_round_cancel(args: argparse.Namespace) -> int:
+    from coordinator.admin_client import AdminClient
+
+    with AdminClient(_config(args)) as client:
+        try:
+            client.cancel_round(args.round_id, args.reason or "")
+        except PeerError as exc:
+            return _fail(exc.details)
+    print(f"round {args.round_id}: cancellation requested")
     return EXIT_OK
 
 
 # -- audit ------------------------------------------------------------------------------------
 
 
+@command("audit verify", "recompute the hash chain and signatures", PUBLIC_KEY)
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from coordinator.audit import verify_database
     from kruispunt import signing
@@ -352,10 +370,18 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     config = _config(args)
     key_path = Path(args.public_key) if args.public_key else config.signing_public_key
     report = verify_database(config.database, signing.load_public_key(key_path.read_bytes()))
-    _emit(args, report.as_dict(), report.describe())
+    _emit(args, present.Output(report.as_dict(), report.describe()))
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+@command(
+    "audit export",
+    "export events as JSON Lines or CSV",
+    arg("--format", choices=("jsonl", "csv"), default="jsonl"),
+    arg("--round", help="only this round's events"),
+    arg("--out", help="write to this file instead of stdout"),
+    json_flag=False,
+)
 def cmd_audit_export(args: argparse.Namespace) -> int:
     from coordinator.audit import CoordinatorAudit
     from kruispunt import signing
@@ -371,6 +397,13 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@command(
+    "audit report",
+    "write the HTML report of one round",
+    arg("--round", required=True, help="round id"),
+    arg("--out", required=True, help="HTML file to write"),
+    PUBLIC_KEY,
+)
 def cmd_audit_report(args: argparse.Namespace) -> int:
     from coordinator.report import write_report
     from kruispunt import signing
@@ -378,161 +411,38 @@ def cmd_audit_report(args: argparse.Namespace) -> int:
     config = _config(args)
     key = signing.load_public_key(Path(args.public_key).read_bytes()) if args.public_key else None
     res = write_report(config, args.round, Path(args.out), public_key=key)
-    data = {
-        "path": str(res.path),
-        "round_id": res.round_id,
-        "state": res.round_state,
-        "verified": res.verified,
-        "warnings": list(res.warnings),
-    }
-    text = (
-        f"wrote {res.path}: round {res.round_id} ({res.round_state}); audit chain and "
-        f"consents {'verified' if res.verified else 'NOT verified - see the report'}"
-        + "".join(f"\n  warning: {w}" for w in res.warnings)
-    )
-    _emit(args, data, text)
+    _emit(args, present.audit_report(res))
     return EXIT_OK if res.verified else EXIT_FAILED
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from coordinator.doctor import run_doctor
-
-    report = run_doctor(Path(args.dir), check_partners=not args.offline, env=os.environ)
-    _emit(args, report.as_dict(), report.render())
-    return int(report.exit_code)
-
-
-def cmd_partner_renew(args: argparse.Namespace) -> int:
-    from coordinator.renew import renew_partner
-
-    config = _config(args)
-    cert = renew_partner(
-        config,
-        args.id,
-        csr_path=Path(args.csr) if args.csr else None,
-        days=args.days,
-        ca_key_path=Path(args.ca_key) if args.ca_key else None,
-        actor=_actor(),
-    )
-    _emit(
-        args,
-        {"partner": args.id, "certificate": str(cert)},
-        f"Renewed the certificate of {args.id!r}: send {cert} to the partner, who installs it "
-        f"with `psi-node install-cert` and restarts the node.",
-    )
-    return EXIT_OK
-
-
-def cmd_renew(args: argparse.Namespace) -> int:
-    from coordinator.renew import renew_coordinator
-
-    paths = renew_coordinator(
-        _config(args),
-        days=args.days,
-        ca_key_path=Path(args.ca_key) if args.ca_key else None,
-        actor=_actor(),
-    )
-    _emit(
-        args,
-        [str(p) for p in paths],
-        "Renewed: " + ", ".join(map(str, paths)) + "\nRestart `psi-coordinator serve`.",
-    )
-    return EXIT_OK
 
 
 # -- parser -----------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every registered command."""
     parser = argparse.ArgumentParser(
         prog="psi-coordinator",
         description="Kruispunt coordinator: network CA, partners, purposes, rounds and audit.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def add(
-        subparsers: Any, name: str, func: Handler, help_: str, *, json_flag: bool = True
-    ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = subparsers.add_parser(name, help=help_, description=help_)
-        p.set_defaults(func=func)
+    groups: dict[str, Any] = {}
+    for cmd in COMMANDS:
+        *group, name = cmd.words
+        parent = sub
+        if group:
+            (word,) = group
+            if word not in groups:
+                groups[word] = sub.add_parser(word, help=GROUPS[word]).add_subparsers(
+                    dest=f"{word}_command", required=True, metavar="ACTION"
+                )
+            parent = groups[word]
+        p: argparse.ArgumentParser = parent.add_parser(name, help=cmd.help, description=cmd.help)
+        p.set_defaults(func=cmd.handler)
         p.add_argument("dir", metavar="DIR", help="the coordinator directory")
-        if json_flag:
+        if cmd.json_flag:
             p.add_argument("--json", action="store_true", help="machine-readable output")
-        return p
-
-    p = add(sub, "init", cmd_init, "create a coordinator: network CA, keys, database, config")
-    p.add_argument("--network", required=True, help="network name (lowercase, e.g. denbosch)")
-    p.add_argument("--port", type=int, default=50050, help="admin service port on loopback")
-
-    partner = sub.add_parser("partner", help="register and list partners").add_subparsers(
-        dest="partner_command", required=True, metavar="ACTION"
-    )
-    p = add(partner, "add", cmd_partner_add, "issue a partner certificate from its CSR")
-    p.add_argument("id", help="partner id (lowercase letters, digits, dashes)")
-    p.add_argument("--name", required=True, help="organisation name")
-    p.add_argument("--address", required=True, help="HOST:PORT where its node listens")
-    p.add_argument("--csr", required=True, help="the CSR the partner sent")
-    p.add_argument("--signing-key", required=True, help="the partner's Ed25519 public key")
-    p.add_argument("--ca-key", help="network CA key, if kept elsewhere (offline media)")
-    p = add(partner, "update", cmd_partner_update, "change where a partner's node listens")
-    p.add_argument("id")
-    p.add_argument("--address", required=True, help="new HOST:PORT")
-    add(partner, "list", cmd_partner_list, "list registered partners")
-    p = add(partner, "renew", cmd_partner_renew, "re-issue a partner's certificate")
-    p.add_argument("id")
-    p.add_argument("--csr", help="a new CSR (key rotation); default: the same key")
-    p.add_argument("--days", type=int, default=pki.LEAF_VALIDITY_DAYS)
-    p.add_argument("--ca-key", help="network CA key, if kept elsewhere (offline media)")
-
-    purpose = sub.add_parser("purpose", help="register and list purposes").add_subparsers(
-        dest="purpose_command", required=True, metavar="ACTION"
-    )
-    p = add(purpose, "add", cmd_purpose_add, "register or change a purpose from a TOML file")
-    p.add_argument("file", help="purpose TOML file")
-    add(purpose, "list", cmd_purpose_list, "list purposes")
-
-    add(
-        sub, "serve", cmd_serve, "run the coordinator (admin service and schedule)", json_flag=False
-    )
-    p = add(
-        sub,
-        "doctor",
-        cmd_doctor,
-        "check configuration, keys, certificates, database, schedule and partner nodes",
-    )
-    p.add_argument("--offline", action="store_true", help="skip the partner health calls")
-    p = add(sub, "renew", cmd_renew, "re-issue the coordinator's TLS and operator certificates")
-    p.add_argument("--days", type=int, default=pki.LEAF_VALIDITY_DAYS)
-    p.add_argument("--ca-key", help="network CA key, if kept elsewhere (offline media)")
-
-    rnd = sub.add_parser("round", help="run and inspect matching rounds").add_subparsers(
-        dest="round_command", required=True, metavar="ACTION"
-    )
-    p = add(rnd, "run", cmd_round_run, "run a round now (the coordinator must be serving)")
-    p.add_argument("purpose", help="purpose id")
-    p.add_argument("--reason", help="why this round is run now (audited)")
-    p = add(rnd, "list", cmd_round_list, "list recent rounds")
-    p.add_argument("--purpose", help="only this purpose")
-    p.add_argument("--limit", type=int, default=20)
-    p = add(rnd, "show", cmd_round_show, "show one round: state, consents, aggregates")
-    p.add_argument("round_id")
-    p = add(rnd, "cancel", cmd_round_cancel, "cancel a running round", json_flag=False)
-    p.add_argument("round_id")
-    p.add_argument("--reason")
-
-    aud = sub.add_parser("audit", help="verify and export the audit log").add_subparsers(
-        dest="audit_command", required=True, metavar="ACTION"
-    )
-    p = add(aud, "verify", cmd_audit_verify, "recompute the hash chain and signatures")
-    p.add_argument("--public-key", help="coordinator public key (default: signing/coordinator.pub)")
-    p = add(aud, "export", cmd_audit_export, "export events as JSON Lines or CSV", json_flag=False)
-    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    p.add_argument("--round", help="only this round's events")
-    p.add_argument("--out", help="write to this file instead of stdout")
-    p = add(aud, "report", cmd_audit_report, "write the HTML report of one round")
-    p.add_argument("--round", required=True, help="round id")
-    p.add_argument("--out", required=True, help="HTML file to write")
-    p.add_argument("--public-key", help="coordinator public key (default: signing/coordinator.pub)")
+        for a in cmd.args:
+            p.add_argument(*a.flags, **a.options)
     return parser
 
 

@@ -24,9 +24,9 @@ from coordinator.audit import verify_database
 from coordinator.config import CONFIG_NAME, CoordinatorConfig, load_coordinator_config
 from coordinator.schedule import next_run, parse_cron
 from coordinator.store import Partner, Store
-from kruispunt import health, pki, signing
+from kruispunt import doctor, pki, signing
+from kruispunt.doctor import FAIL, OK, WARN, Check, DoctorReport
 from kruispunt.errors import ConfigError
-from kruispunt.health import FAIL, OK, WARN, Check, DoctorReport
 from kruispunt.purpose import Purpose
 from kruispunt.tomlfile import read_toml
 
@@ -47,7 +47,7 @@ def run_doctor(
     """Check the coordinator in `directory`; changes nothing.
 
     `check_partners` runs the checks that open connections: a health call to every
-    active partner node (in parallel, `kruispunt.health.PROBE_TIMEOUT_SECONDS` each)
+    active partner node (in parallel, `kruispunt.doctor.PROBE_TIMEOUT_SECONDS` each)
     and to this coordinator's own admin service. `env` is what `serve` would see.
     """
     moment = now or datetime.now(UTC)
@@ -64,28 +64,28 @@ def run_doctor(
         f"network {config.network}, admin service on {config.listen}, "
         f"{len(config.schedules)} scheduled purpose(s)",
     )
-    report.checks.append(health.check_private_directory("coordinator directory", config.directory))
+    report.checks.append(doctor.check_private_directory("coordinator directory", config.directory))
     raw = read_toml(directory / CONFIG_NAME)
 
-    ca_checks, ca = health.check_ca_certificate(
+    ca_checks, ca = doctor.check_ca_certificate(
         "network CA", config.tls_ca, network=config.network, now=moment
     )
     report.extend(ca_checks)
     report.checks.append(
         _ca_key_check(
-            config, ca, health.configured_path(config.directory, raw, "tls", "ca_key", "ca/ca.key")
+            config, ca, doctor.configured_path(config.directory, raw, "tls", "ca_key", "ca/ca.key")
         )
     )
 
-    tls_check, tls_key = health.check_private_key(
+    tls_check, tls_key = doctor.check_private_key(
         "tls key",
         config.tls_key,
         kind="tls",
         owner_of=config.directory,
-        written=health.configured_path(config.directory, raw, "tls", "key", "tls/coordinator.key"),
+        written=doctor.configured_path(config.directory, raw, "tls", "key", "tls/coordinator.key"),
     )
     report.checks.append(tls_check)
-    tls_certs, tls_cert = health.check_leaf_certificate(
+    tls_certs, tls_cert = doctor.check_leaf_certificate(
         "tls certificate",
         config.tls_cert,
         ca=ca,
@@ -97,12 +97,12 @@ def run_doctor(
     )
     report.extend(tls_certs)
 
-    op_check, op_key = health.check_private_key(
+    op_check, op_key = doctor.check_private_key(
         "operator key",
         config.operator_key,
         kind="tls",
         owner_of=config.directory,
-        written=health.configured_path(
+        written=doctor.configured_path(
             config.directory, raw, "operator", "key", "operator/operator.key"
         ),
     )
@@ -115,7 +115,7 @@ def run_doctor(
             f"{config.operator_cert}: missing, unreadable or not an operator certificate",
         )
     else:
-        op_certs, _ = health.check_leaf_certificate(
+        op_certs, _ = doctor.check_leaf_certificate(
             "operator certificate",
             config.operator_cert,
             ca=ca,
@@ -127,12 +127,12 @@ def run_doctor(
         )
         report.extend(op_certs)
 
-    sign_check, sign_key = health.check_private_key(
+    sign_check, sign_key = doctor.check_private_key(
         "signing key",
         config.signing_key,
         kind="signing",
         owner_of=config.directory,
-        written=health.configured_path(
+        written=doctor.configured_path(
             config.directory, raw, "signing", "key", "signing/coordinator.ed25519"
         ),
     )
@@ -162,7 +162,7 @@ def run_doctor(
                 pki.certificate_pem(ca),
             )
             report.checks.append(
-                health.check_listener(
+                doctor.check_listener(
                     "admin service",
                     config.listen,
                     pki.Identity.coordinator(config.network),
@@ -181,7 +181,7 @@ def certificates(config: CoordinatorConfig) -> dict[str, x509.Certificate]:
     """Certificates a serving coordinator should watch for expiry, by label.
 
     The CA, the coordinator's own TLS and operator certificates, and every registered
-    partner's; for `kruispunt.health.expiry_warnings` in the housekeeping loop.
+    partner's; for `kruispunt.expiry.expiry_warnings` in the housekeeping loop.
     Unreadable files are left out (the doctor reports them).
     """
     out: dict[str, x509.Certificate] = {}
@@ -224,7 +224,7 @@ def _ca_key_check(config: CoordinatorConfig, ca: x509.Certificate | None, writte
             OK,
             f"{path}: not on this machine (kept offline; pass --ca-key to partner add/renew)",
         )
-    check, key = health.check_private_key(
+    check, key = doctor.check_private_key(
         name, path, kind="tls", owner_of=config.directory, written=written
     )
     if key is None or ca is None:
@@ -340,7 +340,7 @@ def _partner_checks(
                 Check(name, FAIL, "the stored certificate does not match its stored fingerprint")
             )
             continue
-        found, _ = health.check_leaf_certificate(
+        found, _ = doctor.check_leaf_certificate(
             name,
             cert,
             ca=ca,
@@ -439,8 +439,8 @@ def _reachability(
         return []
     key_pem, cert_pem, ca_pem = tls
 
-    def probe(partner: Partner) -> health.Probe:
-        return health.probe_health(
+    def probe(partner: Partner) -> doctor.Probe:
+        return doctor.probe_health(
             partner.address,
             pki.Identity.partner(config.network, partner.id),
             key_pem=key_pem,

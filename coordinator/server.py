@@ -19,12 +19,12 @@ from grpc_health.v1 import health
 
 from coordinator.audit import CoordinatorAudit
 from coordinator.config import CoordinatorConfig
-from coordinator.orchestrator import RoundRunner
+from coordinator.rounds import RoundRunner
 from coordinator.schedule import next_run
 from coordinator.store import ABORTED, Store
 from kruispunt import signing, transport
 from kruispunt.errors import UnknownRound
-from kruispunt.health import ExpiryReminder
+from kruispunt.expiry import ExpiryReminder
 from kruispunt.service import run_until_signalled
 from kruispunt.v1 import coordinator_pb2, coordinator_pb2_grpc
 

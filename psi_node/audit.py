@@ -1,6 +1,6 @@
 """The node's own audit log (a hash-chained, signed JSON Lines file) and its cross-check.
 
-Each line is one event (`kruispunt.auditchain`) as canonical JSON. Appends
+Each line is one event (`kruispunt.audit`) as canonical JSON. Appends
 hold a thread lock and an exclusive `flock` on the file, read the current last
 line to continue the chain (so the log survives restarts and a second process
 such as the CLI), write the line in one `write` and `fsync` before returning.
@@ -17,7 +17,7 @@ Cross-check
 `cross_check` holds this node's log against the coordinator's export
 (`CoordinatorAudit.export`) and lists, per round, every field on which
 the two disagree about this node. It reads these events and `details` keys,
-which both sides' appends enforce (`kruispunt.auditchain.NODE_REQUIRED_DETAILS`
+which both sides' appends enforce (`kruispunt.audit.NODE_REQUIRED_DETAILS`
 and `COORDINATOR_REQUIRED_DETAILS`):
 
 ===================  ===================================  ===========================
@@ -34,7 +34,7 @@ field compared       node event: details                  coordinator event: det
 When a round has several events of one kind (a retry), the last one counts. A
 value one side has and the other lacks is a mismatch too (e.g. results
 delivered but never written). `cross_check` does not verify signatures: check
-the coordinator export first with `kruispunt.auditchain.verify_excerpt` (or
+the coordinator export first with `kruispunt.audit.verify_excerpt` (or
 `verify_events` for a full export) and the coordinator's public key.
 """
 
@@ -55,7 +55,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from kruispunt.auditchain import (
+from kruispunt.audit import (
     NODE_REQUIRED_DETAILS,
     AuditEvent,
     ChainedLog,

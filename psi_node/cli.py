@@ -291,7 +291,7 @@ def _cmd_audit_export(args: argparse.Namespace) -> int:
 
 def _cmd_audit_crosscheck(args: argparse.Namespace) -> int:
     from kruispunt import signing
-    from kruispunt.auditchain import load_jsonl
+    from kruispunt.audit import load_jsonl
     from psi_node.audit import NodeAudit, cross_check
 
     config = _node_config(args)

@@ -22,9 +22,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from kruispunt import health, pki, signing
+from kruispunt import doctor, pki, signing
+from kruispunt.doctor import FAIL, OK, WARN, Check, DoctorReport
 from kruispunt.errors import ConfigError, KruispuntError
-from kruispunt.health import FAIL, OK, WARN, Check, DoctorReport
 from kruispunt.tomlfile import read_toml
 from psi_node.audit import verify_file
 from psi_node.config import CONFIG_NAME, InputConfig, NodeConfig, PolicyConfig, load_node_config
@@ -63,24 +63,24 @@ def run_doctor(
         f"partner {config.partner_id}, {_count(len(config.inputs), 'purpose')} configured",
     )
     raw = read_toml(directory / CONFIG_NAME)
-    report.checks.append(health.check_private_directory("node directory", config.directory))
+    report.checks.append(doctor.check_private_directory("node directory", config.directory))
 
-    tls_check, tls_key = health.check_private_key(
+    tls_check, tls_key = doctor.check_private_key(
         "tls key",
         config.tls_key,
         kind="tls",
         owner_of=config.directory,
-        written=health.configured_path(config.directory, raw, "tls", "key", "tls/node.key"),
+        written=doctor.configured_path(config.directory, raw, "tls", "key", "tls/node.key"),
     )
     report.checks.append(tls_check)
-    ca_checks, ca = health.check_ca_certificate("network CA", config.tls_ca, now=moment)
+    ca_checks, ca = doctor.check_ca_certificate("network CA", config.tls_ca, now=moment)
     report.extend(ca_checks)
     network = _network(ca, config.tls_cert)
     cert: x509.Certificate | None = None
     if network is None:
         report.add("tls certificate", FAIL, f"{config.tls_cert}: no usable certificate or CA")
     else:
-        cert_checks, cert = health.check_leaf_certificate(
+        cert_checks, cert = doctor.check_leaf_certificate(
             "tls certificate",
             config.tls_cert,
             ca=ca,
@@ -92,12 +92,12 @@ def run_doctor(
         )
         report.extend(cert_checks)
 
-    sign_check, sign_key = health.check_private_key(
+    sign_check, sign_key = doctor.check_private_key(
         "signing key",
         config.signing_key,
         kind="signing",
         owner_of=config.directory,
-        written=health.configured_path(
+        written=doctor.configured_path(
             config.directory, raw, "signing", "key", "signing/node.ed25519"
         ),
     )
@@ -118,12 +118,12 @@ def run_doctor(
             "added",
         )
 
-    report.checks.append(health.check_writable_directory("results folder", config.results_dir))
-    report.checks.append(health.check_writable_directory("state folder", config.state_dir))
+    report.checks.append(doctor.check_writable_directory("results folder", config.results_dir))
+    report.checks.append(doctor.check_writable_directory("state folder", config.state_dir))
     report.checks.append(_audit_check(config.audit_log, sign_key))
 
     try:
-        host, port = health.parse_address(config.listen)
+        host, port = doctor.parse_address(config.listen)
         report.add("listen address", OK, f"{config.listen} (host {host or '*'}, port {port})")
     except ValueError as exc:
         report.add("listen address", FAIL, str(exc))
@@ -133,7 +133,7 @@ def run_doctor(
             report.add("serving", WARN, "not probed: needs a usable TLS key, certificate and CA")
         else:
             report.checks.append(
-                health.check_listener(
+                doctor.check_listener(
                     "serving",
                     config.listen,
                     pki.Identity.partner(network, config.partner_id),
@@ -150,7 +150,7 @@ def run_doctor(
 def certificates(config: NodeConfig) -> dict[str, x509.Certificate]:
     """The certificates a serving node should watch for expiry, by label (unreadable ones left out).
 
-    For `kruispunt.health.expiry_warnings` in the node's housekeeping loop.
+    For `kruispunt.expiry.expiry_warnings` in the node's housekeeping loop.
     """
     out: dict[str, x509.Certificate] = {}
     for label, path in (

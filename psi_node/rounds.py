@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from google.protobuf.message import DecodeError
 
 from kruispunt import wire
-from kruispunt.auditchain import safe_reason
+from kruispunt.audit import safe_reason
 from kruispunt.errors import (
     InputFileError,
     KruispuntError,

@@ -25,7 +25,7 @@ from kruispunt.errors import (
     ResourceLimit,
     UnknownRound,
 )
-from kruispunt.health import ExpiryReminder
+from kruispunt.expiry import ExpiryReminder
 from kruispunt.service import run_until_signalled
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
 from psi_node import bilateral, doctor

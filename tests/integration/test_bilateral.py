@@ -15,7 +15,7 @@ import private_set_intersection.python as psi
 import pytest
 import structlog
 
-from coordinator.bilateral import check_sizes
+from coordinator.modes.bilateral import check_sizes
 from kruispunt import pki, signing, transport
 from kruispunt.errors import InvalidPoint, KruispuntError, ProtocolError, ResourceLimit, RoundFailed
 from kruispunt.identifiers import canonicalize

@@ -22,9 +22,9 @@ from coordinator.doctor import certificates as coordinator_certificates
 from coordinator.doctor import run_doctor as coordinator_doctor
 from coordinator.renew import renew_coordinator, renew_partner
 from coordinator.store import Store
-from kruispunt import health, pki, signing
+from kruispunt import expiry, pki, signing
+from kruispunt.doctor import FAIL, OK, WARN, Check, DoctorReport
 from kruispunt.errors import ConfigError
-from kruispunt.health import FAIL, OK, WARN, Check, DoctorReport
 from psi_node.audit import NodeAudit
 from psi_node.doctor import certificates as node_certificates
 from psi_node.doctor import run_doctor as node_doctor
@@ -181,12 +181,12 @@ class TestExpiryWarnings:
             "soon": leaf_for(net, key.public_key(), "gemeente", days=10, now=now),
             "fresh": leaf_for(net, key.public_key(), "gemeente", days=397, now=now),
         }
-        lines = health.expiry_warnings(certs, now)
+        lines = expiry.expiry_warnings(certs, now)
         assert len(lines) == 1
         assert lines[0].startswith("certificate soon expires in 9 days")
-        later = health.expiry_warnings(certs, now + timedelta(days=11))
+        later = expiry.expiry_warnings(certs, now + timedelta(days=11))
         assert later[0].startswith("certificate soon expired on")
-        assert health.expiry_warnings({"fresh": certs["fresh"]}, now) == []
+        assert expiry.expiry_warnings({"fresh": certs["fresh"]}, now) == []
 
     def test_reminder_repeats_once_a_day_and_resets_after_renewal(self, net):
         """A per-minute loop logs each warning once a day; a renewed certificate is forgotten."""
@@ -194,7 +194,7 @@ class TestExpiryWarnings:
         now = datetime.now(UTC)
         soon = leaf_for(net, key.public_key(), "gemeente", days=10, now=now)
         fresh = leaf_for(net, key.public_key(), "gemeente", days=397, now=now)
-        reminder = health.ExpiryReminder()
+        reminder = expiry.ExpiryReminder()
         ticks = [now + timedelta(minutes=m) for m in range(0, 2 * 24 * 60 + 1, 60)]
         said = [t for t in ticks if reminder.warnings({"node": soon}, t)]
         assert said == [now, now + timedelta(days=1), now + timedelta(days=2)]
@@ -348,12 +348,12 @@ class TestNodeDoctor:
         (node_dir / "results").chmod(0o500)
         if os.access(node_dir / "results", os.W_OK):
             # root writes through any mode: make the write itself fail as EACCES would.
-            import kruispunt.health
+            import kruispunt.doctor
 
             def refuse(*_a: object, **_k: object) -> tuple[int, str]:
                 raise PermissionError(13, "Permission denied")
 
-            monkeypatch.setattr(kruispunt.health.tempfile, "mkstemp", refuse)
+            monkeypatch.setattr(kruispunt.doctor.tempfile, "mkstemp", refuse)
         try:
             detail = failures(node_doctor(node_dir, check_coordinator=False))["results folder"]
         finally:

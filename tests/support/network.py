@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.config import CoordinatorConfig, load_coordinator_config
+from coordinator.provision import add_partner, add_purpose, init_coordinator, update_partner_address
 from coordinator.server import CoordinatorServer
 from coordinator.server import create_server as create_coordinator
-from coordinator.setup import add_partner, add_purpose, init_coordinator, update_partner_address
 from kruispunt.purpose import Purpose
 from psi_node.config import NodeConfig, load_node_config
 from psi_node.pool import PointPool

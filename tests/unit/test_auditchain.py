@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kruispunt import auditchain, signing
-from kruispunt.auditchain import (
+from kruispunt import audit, signing
+from kruispunt.audit import (
     FIELDS,
     GENESIS_HASH,
     AuditEvent,
@@ -478,7 +478,7 @@ class TestRequiredDetails:
         """A coordinator consent.given without set_size is refused."""
         with pytest.raises(ValueError, match="set_size"):
             check_required_details(
-                "consent.given", {"partner": "a"}, auditchain.COORDINATOR_REQUIRED_DETAILS
+                "consent.given", {"partner": "a"}, audit.COORDINATOR_REQUIRED_DETAILS
             )
 
     @pytest.mark.parametrize("bad", [-1, True, "12", 1.5, None])
@@ -486,19 +486,19 @@ class TestRequiredDetails:
         """A count that is negative, a bool, a string or a float is refused."""
         with pytest.raises(ValueError, match="count"):
             check_required_details(
-                "results.written", {"flagged_count": bad}, auditchain.NODE_REQUIRED_DETAILS
+                "results.written", {"flagged_count": bad}, audit.NODE_REQUIRED_DETAILS
             )
 
     def test_set_sizes_must_map_ids_to_counts(self) -> None:
         """The coordinator's set_sizes must map partner ids to counts."""
-        required = auditchain.COORDINATOR_REQUIRED_DETAILS
+        required = audit.COORDINATOR_REQUIRED_DETAILS
         check_required_details("set_sizes", {"set_sizes": {"a": 3, "b": 4}}, required)
         with pytest.raises(ValueError, match="set_sizes"):
             check_required_details("set_sizes", {"set_sizes": {"a": "3"}}, required)
 
     def test_other_events_need_nothing(self) -> None:
         """Events the cross-check does not read have no required keys."""
-        check_required_details("phase.done", {}, auditchain.COORDINATOR_REQUIRED_DETAILS)
+        check_required_details("phase.done", {}, audit.COORDINATOR_REQUIRED_DETAILS)
 
 
 class TestExports:

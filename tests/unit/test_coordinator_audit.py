@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.audit import TABLE, CoordinatorAudit, verify_database
 from kruispunt import signing
-from kruispunt.auditchain import (
+from kruispunt.audit import (
     FIELDS,
     AuditEvent,
     compute_hash,

@@ -14,12 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kruispunt.identifiers import canonical_address, canonical_bsn, render
-from kruispunt.logs import (
-    REDACTED,
-    configure_logging,
-    looks_like_identifier,
-    refuse_identifiers,
-)
+from kruispunt.logs import configure_logging, refuse_identifiers
+from kruispunt.redact import REDACTED, looks_like_identifier
 from tests.support.synthetic import make_network
 
 

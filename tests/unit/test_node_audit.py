@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.audit import CoordinatorAudit
 from kruispunt import signing
-from kruispunt.auditchain import (
+from kruispunt.audit import (
     AuditEvent,
     event_to_json,
     load_csv,

@@ -1,17 +1,16 @@
-"""Health checks shared by `psi-node doctor` and `psi-coordinator doctor`, and expiry warnings.
+"""The doctor framework shared by `psi-node doctor` and `psi-coordinator doctor`.
 
 A doctor's report is a list of `Check`s: a name, a status ("ok", "warn" or "fail") and a
 detail a person can act on. Details name files, modes, dates and counts, never an
-identifier: `Check` replaces a detail that looks like one (`kruispunt.logs`) as a last
+identifier: `Check` replaces a detail that looks like one (`kruispunt.redact`) as a last
 safety net. A report is `ok` when nothing failed; warnings (a certificate that expires
 within `EXPIRY_WARN_DAYS`, a node that is not serving yet) do not make it fail.
 
 The helpers here check what both sides have: private key files (owner-only, not a
 symlink, the right kind of key), certificates (issued by the network CA, naming the
 expected holder, matching the key, not expiring), directories (private, writable) and a
-listener (a gRPC health check over mutual TLS). `expiry_warnings` gives the log lines a
-serving process writes when a certificate nears its end; `ExpiryReminder` repeats them
-once a day rather than on every housekeeping tick.
+listener (a gRPC health check over mutual TLS). The expiry reminders a serving process
+logs live in `kruispunt.expiry`, which servers import without this framework.
 """
 
 from __future__ import annotations
@@ -35,17 +34,22 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kruispunt import pki, transport
 from kruispunt.errors import ConfigError
-from kruispunt.logs import looks_like_identifier
+from kruispunt.expiry import (
+    EXPIRY_WARN_DAYS,
+    days_left,
+    days_phrase,
+    format_moment,
+    moment_or_now,
+)
+from kruispunt.redact import looks_like_identifier
 
 __all__ = [
-    "EXPIRY_WARN_DAYS",
     "FAIL",
     "OK",
     "PROBE_TIMEOUT_SECONDS",
     "WARN",
     "Check",
     "DoctorReport",
-    "ExpiryReminder",
     "Probe",
     "check_ca_certificate",
     "check_expiry",
@@ -55,7 +59,6 @@ __all__ = [
     "check_private_key",
     "check_writable_directory",
     "configured_path",
-    "expiry_warnings",
     "parse_address",
     "probe_health",
 ]
@@ -65,8 +68,6 @@ OK: Status = "ok"
 WARN: Status = "warn"
 FAIL: Status = "fail"
 
-#: A certificate that expires within this many days gets a warning (doctor and logs).
-EXPIRY_WARN_DAYS = 30
 #: How long a health probe waits for a peer before calling it unreachable.
 PROBE_TIMEOUT_SECONDS = 3.0
 
@@ -172,100 +173,26 @@ def _plural(n: int, word: str) -> str:
 # Certificates
 
 
-def _aware(now: dt.datetime | None) -> dt.datetime:
-    moment = now if now is not None else dt.datetime.now(dt.UTC)
-    if moment.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    return moment
-
-
-def _date(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _days_left(cert: x509.Certificate, now: dt.datetime) -> float:
-    return pki.certificate_expires_in(cert, now).total_seconds() / 86400
-
-
 def check_expiry(
     name: str, cert: x509.Certificate, now: dt.datetime | None = None, *, renew_hint: str = ""
 ) -> Check:
     """Fail once `cert` has expired (or is not valid yet), warn within `EXPIRY_WARN_DAYS`."""
-    moment = _aware(now)
+    moment = moment_or_now(now)
     hint = f"; {renew_hint}" if renew_hint else ""
     if moment < cert.not_valid_before_utc:
         return Check(
             name,
             FAIL,
-            f"not valid before {_date(cert.not_valid_before_utc)} (is this machine's clock right?)",
+            f"not valid before {format_moment(cert.not_valid_before_utc)} "
+            "(is this machine's clock right?)",
         )
-    days = _days_left(cert, moment)
-    until = _date(cert.not_valid_after_utc)
+    days = days_left(cert, moment)
+    until = format_moment(cert.not_valid_after_utc)
     if days <= 0:
         return Check(name, FAIL, f"expired on {until}{hint}")
     if days < EXPIRY_WARN_DAYS:
-        return Check(name, WARN, f"expires in {_days_phrase(days)}, on {until}{hint}")
-    return Check(name, OK, f"valid until {until} ({_days_phrase(days)} left)")
-
-
-def _days_phrase(days: float) -> str:
-    whole = int(days)
-    if whole < 1:
-        return "less than a day"
-    return _plural(whole, "day")
-
-
-def expiry_warnings(
-    certs: Mapping[str, x509.Certificate], now: dt.datetime | None = None
-) -> list[str]:
-    """Log lines for every certificate in `certs` (label -> certificate) that needs renewal.
-
-    One line per certificate that has expired or expires within `EXPIRY_WARN_DAYS`,
-    in label order; an empty list when all is well. Serving processes log these from
-    their housekeeping loop so the warning shows in the journal a month ahead.
-    """
-    moment = _aware(now)
-    out = []
-    for label in sorted(certs):
-        cert = certs[label]
-        days = _days_left(cert, moment)
-        until = _date(cert.not_valid_after_utc)
-        if days <= 0:
-            out.append(f"certificate {label} expired on {until}: renew it now")
-        elif days < EXPIRY_WARN_DAYS:
-            out.append(f"certificate {label} expires in {_days_phrase(days)}, on {until}: renew it")
-    return out
-
-
-class ExpiryReminder:
-    """Repeats `expiry_warnings` at most once per `interval` for each certificate.
-
-    A housekeeping loop runs every minute; the journal needs the warning once a day,
-    not 1,440 times. Keep one reminder per process and call `warnings` every tick.
-    """
-
-    def __init__(self, interval: dt.timedelta = dt.timedelta(days=1)) -> None:
-        if interval <= dt.timedelta(0):
-            raise ValueError("interval must be positive")
-        self.interval = interval
-        self._last: dict[str, dt.datetime] = {}
-
-    def warnings(
-        self, certs: Mapping[str, x509.Certificate], now: dt.datetime | None = None
-    ) -> list[str]:
-        """The expiry warnings due now: each certificate's at most once per interval."""
-        moment = _aware(now)
-        due = []
-        for label in sorted(certs):
-            lines = expiry_warnings({label: certs[label]}, moment)
-            if not lines:
-                self._last.pop(label, None)  # renewed: warn at once if it nears its end again
-                continue
-            last = self._last.get(label)
-            if last is None or moment - last >= self.interval:
-                self._last[label] = moment
-                due.extend(lines)
-        return due
+        return Check(name, WARN, f"expires in {days_phrase(days)}, on {until}{hint}")
+    return Check(name, OK, f"valid until {until} ({days_phrase(days)} left)")
 
 
 def check_ca_certificate(

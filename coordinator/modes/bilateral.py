@@ -18,33 +18,19 @@ sizes against the consented set sizes and keeps nothing but aggregates.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
 
-import grpc
 import structlog
 
-from coordinator.orchestrator import (
-    Progress,
-    RoundCancelled,
-    _event,
-    _Peer,
-    _RoundState,
-    _rpc_reason,
-)
+from coordinator.round_context import RoundContext, RoundState
 from kruispunt.errors import ConfigError, RoundFailed
 from kruispunt.purpose import Bilateral, Purpose
 from kruispunt.transport import MAX_MESSAGE_BYTES
 from kruispunt.v1 import common_pb2, node_pb2
 
-if TYPE_CHECKING:
-    from coordinator.orchestrator import RoundRunner
-
 log = structlog.get_logger("coordinator.bilateral")
 
-T = TypeVar("T")
+__all__ = ["check_sizes", "created_details", "run"]
 
 #: Bytes of one encrypted element on the wire: a compressed P-256 point and its framing.
 ELEMENT_WIRE_BYTES = 35
@@ -71,21 +57,15 @@ def created_details(purpose: Purpose) -> dict[str, object]:
     }
 
 
-def exchange(
-    runner: RoundRunner,
-    state: _RoundState,
-    peers: dict[str, _Peer],
-    emit: Progress,
-    cancel: threading.Event,
-) -> None:
-    """The two-party mode after consent: size checks, then the four relayed calls."""
+def run(context: RoundContext, state: RoundState) -> None:
+    """Take a consented two-party round through size checks and the four relayed calls."""
     settings = _settings(state.purpose)
     check_sizes(
         settings,
         state.set_sizes[settings.client_partner],
         state.set_sizes[settings.server_partner],
     )
-    _exchange(runner, state, settings, peers, emit, cancel)
+    _exchange(context, state, settings)
 
 
 def _settings(purpose: Purpose) -> Bilateral:
@@ -121,74 +101,68 @@ def check_sizes(settings: Bilateral, client_size: int, server_size: int) -> None
         )
 
 
-def _exchange(
-    runner: RoundRunner,
-    state: _RoundState,
-    settings: Bilateral,
-    peers: dict[str, _Peer],
-    emit: Progress,
-    cancel: threading.Event,
-) -> None:
+def _exchange(context: RoundContext, state: RoundState, settings: Bilateral) -> None:
     client_id, server_id = settings.client_partner, settings.server_partner
-    client, server = peers[client_id].stub, peers[server_id].stub
     client_size, server_size = state.set_sizes[client_id], state.set_sizes[server_id]
-    timeout = runner.config.phase_timeout_seconds
+    timeout = context.timeout
     ref = common_pb2.RoundRef(round_id=state.round_id)
 
     # 1. The client's records under its key.
     t0 = time.monotonic()
-    runner.store.set_progress(state.round_id, "request", "")
-    req = _call(client_id, lambda: client.BilateralRequest(ref, timeout=timeout))
+    context.enter(state, "request")
+    req = context.call(client_id, lambda peer: peer.stub.BilateralRequest(ref, timeout=timeout))
     _check_payload(req, state.round_id, client_id, client_size, _elements_limit(client_size))
     state.phases["request"] = time.monotonic() - t0
-    emit(_event(state.round_id, "request", f"{client_id} sent its request"))
-    _check_cancel(cancel)
+    context.report(state, "request", f"{client_id} sent its request")
+    context.check_cancel()
 
     # 2. The same elements under the server's key too, order kept.
     t0 = time.monotonic()
-    runner.store.set_progress(state.round_id, "response", "")
+    context.enter(state, "response")
     relay = node_pb2.BilateralPayload(
         round_id=state.round_id, payload=req.payload, set_size=client_size
     )
-    resp = _call(server_id, lambda: server.BilateralResponse(relay, timeout=timeout))
+    resp = context.call(server_id, lambda peer: peer.stub.BilateralResponse(relay, timeout=timeout))
     _check_payload(resp, state.round_id, server_id, client_size, _elements_limit(client_size))
     state.phases["response"] = time.monotonic() - t0
-    emit(_event(state.round_id, "response", f"{server_id} answered the request"))
-    _check_cancel(cancel)
+    context.report(state, "response", f"{server_id} answered the request")
+    context.check_cancel()
 
     # 3. The server's own records under its key; it stages its metadata-only result.
     t0 = time.monotonic()
-    runner.store.set_progress(state.round_id, "setup", "")
-    setup = _call(server_id, lambda: server.BilateralSetup(ref, timeout=timeout))
+    context.enter(state, "setup")
+    setup = context.call(server_id, lambda peer: peer.stub.BilateralSetup(ref, timeout=timeout))
     state.staged.add(server_id)
     per_record = GCS_WIRE_BYTES if settings.data_structure == "gcs" else ELEMENT_WIRE_BYTES
     _check_payload(
         setup, state.round_id, server_id, server_size, server_size * per_record + OVERHEAD_BYTES
     )
     state.phases["setup"] = time.monotonic() - t0
-    emit(_event(state.round_id, "setup", f"{server_id} sent its setup"))
-    _check_cancel(cancel)
+    context.report(state, "setup", f"{server_id} sent its setup")
+    context.check_cancel()
 
     # 4. The client intersects and stages its results.
     t0 = time.monotonic()
-    runner.store.set_progress(state.round_id, "result", "")
+    context.enter(state, "result")
     exchange = node_pb2.BilateralExchange(
         round_id=state.round_id, setup=setup.payload, response=resp.payload
     )
-    receipt = _call(client_id, lambda: client.BilateralResult(exchange, timeout=timeout))
+    receipt = context.call(
+        client_id, lambda peer: peer.stub.BilateralResult(exchange, timeout=timeout)
+    )
     state.staged.add(client_id)
     if receipt.round_id != state.round_id or receipt.flagged_count > client_size:
         raise RoundFailed(f"{client_id}: staged results that do not fit its set")
     state.flagged = {client_id: receipt.flagged_count, server_id: 0}
     state.phases["result"] = time.monotonic() - t0
-    emit(_event(state.round_id, "result", f"{client_id} staged its results"))
-    _check_cancel(cancel)
+    context.report(state, "result", f"{client_id} staged its results")
+    context.check_cancel()
 
     # Both sides staged: publish at both.
     t0 = time.monotonic()
-    runner.store.set_progress(state.round_id, "deliver", "")
-    committed = runner._parallel(
-        state, peers, "commit", lambda pid, peer: peer.stub.Commit(ref, timeout=timeout)
+    context.enter(state, "deliver")
+    committed = context.parallel(
+        state, "commit", lambda pid, peer: peer.stub.Commit(ref, timeout=timeout)
     )
     for pid in state.partners:
         done = committed[pid]
@@ -197,7 +171,7 @@ def _exchange(
                 f"{pid}: committed {done.flagged_count} results, expected {state.flagged[pid]}"
             )
         state.result_paths[pid] = done.result_path
-        runner._audit_round(
+        context.record(
             state,
             "results.delivered",
             pid,
@@ -207,15 +181,7 @@ def _exchange(
         )
     state.staged.clear()
     state.phases["deliver"] = time.monotonic() - t0
-    emit(_event(state.round_id, "deliver", "results written at both partners"))
-
-
-def _call(pid: str, call: Callable[[], T]) -> T:
-    """One relayed RPC; a gRPC error fails the round with the partner's name."""
-    try:
-        return call()
-    except grpc.RpcError as exc:
-        raise RoundFailed(f"{pid}: {_rpc_reason(exc)}") from None
+    context.report(state, "deliver", "results written at both partners")
 
 
 def _elements_limit(count: int) -> int:
@@ -231,8 +197,3 @@ def _check_payload(
         raise RoundFailed(f"{pid}: payload is for {message.set_size} records, expected {set_size}")
     if not message.payload or len(message.payload) > limit:
         raise RoundFailed(f"{pid}: payload of {len(message.payload)} bytes does not fit its set")
-
-
-def _check_cancel(cancel: threading.Event) -> None:
-    if cancel.is_set():
-        raise RoundCancelled("cancelled by the operator")

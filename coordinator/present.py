@@ -1,0 +1,290 @@
+"""Everything psi-coordinator prints, as text for an operator and as --json data.
+
+Each command's result becomes one `Output` here; the CLI only chooses which
+of the two to print. A round's aggregates (per-partner counts, overlap
+histogram, phase timings) are worded by one set of functions, whether they
+come from a live summary (`round run`) or from the stored row (`round show`),
+so the same number carries the same label everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from coordinator.store import Partner, RoundRow
+from kruispunt.purpose import Purpose
+from kruispunt.v1 import coordinator_pb2
+
+if TYPE_CHECKING:  # only the result types; the lifecycle imports this module for summary_dict
+    from coordinator.provision import InitResult
+    from coordinator.report import ReportSummary
+
+__all__ = [
+    "Output",
+    "audit_report",
+    "coordinator_renewed",
+    "initialised",
+    "partner_added",
+    "partner_list",
+    "partner_renewed",
+    "partner_updated",
+    "purpose_added",
+    "purpose_list",
+    "round_list",
+    "round_run",
+    "round_show",
+    "summary_dict",
+    "summary_from_row",
+    "summary_json",
+]
+
+
+@dataclass(frozen=True)
+class Output:
+    """One command's result: `data` for --json, `text` for a person."""
+
+    data: Any
+    text: str
+
+
+# -- round summaries ------------------------------------------------------------------------
+
+
+def summary_dict(summary: coordinator_pb2.RoundSummary) -> dict[str, Any]:
+    """A round summary as JSON-ready aggregates (stored, and printed by `round run --json`)."""
+    return {
+        "threshold": summary.threshold,
+        "seconds": round(summary.seconds, 3),
+        "partners": {
+            p.partner_id: {
+                "set_size": p.set_size,
+                "flagged_count": p.flagged_count,
+                "excluded_count": p.excluded_count,
+                "invalid_count": p.invalid_count,
+                "result_path": p.result_path,
+            }
+            for p in summary.partners
+        },
+        "phases": {ph.phase: round(ph.seconds, 3) for ph in summary.phases},
+        "histogram": {str(k): v for k, v in sorted(summary.overlap_histogram.items())},
+    }
+
+
+def summary_json(summary: coordinator_pb2.RoundSummary) -> dict[str, Any]:
+    """A finished round as `round run --json` prints it: its ending and its aggregates."""
+    return {
+        "round_id": summary.round_id,
+        "purpose": summary.purpose_id,
+        "state": summary.state,
+        "reason": summary.reason,
+        **summary_dict(summary),
+    }
+
+
+def summary_from_row(row: RoundRow) -> dict[str, Any]:
+    """The stored summary of a round (for `round show`), with its state and reason."""
+    return {
+        "round_id": row.id,
+        "purpose": row.purpose_id,
+        "state": row.state,
+        "reason": row.reason,
+        "created_at": row.created_at,
+        "finished_at": row.finished_at,
+        "initiated_by": row.initiated_by,
+        "phase": row.phase,
+        "progress": row.progress,
+        **row.summary,
+    }
+
+
+def _aggregate_lines(aggregates: Mapping[str, Any]) -> list[str]:
+    """Per-partner counts, overlap and phases of a summary_dict (live or stored)."""
+    lines = []
+    partners: Mapping[str, Mapping[str, Any]] = aggregates.get("partners") or {}
+    if partners:
+        lines.append(f"  {'partner':<20} {'records':>9} {'excluded':>9} {'flagged':>8}  results")
+        for pid, p in partners.items():
+            lines.append(
+                f"  {pid:<20} {p.get('set_size', 0):>9} {p.get('excluded_count', 0):>9} "
+                f"{p.get('flagged_count', 0):>8}  {p.get('result_path') or '-'}"
+            )
+    histogram: Mapping[str, int] = aggregates.get("histogram") or {}
+    if histogram:
+        hist = ", ".join(f"{k} partners: {v}" for k, v in histogram.items())
+        lines.append(f"  households by number of partners holding them: {hist}")
+    phases: Mapping[str, float] = aggregates.get("phases") or {}
+    if phases:
+        lines.append("  phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
+    return lines
+
+
+def round_run(summary: coordinator_pb2.RoundSummary) -> Output:
+    """`round run`: how the round ended and who learned what."""
+    s = summary
+    lines = [
+        f"round {s.round_id}  purpose {s.purpose_id}  state {s.state.upper()}  ({s.seconds:.1f} s)"
+    ]
+    if s.reason:
+        lines.append(f"  reason: {s.reason}")
+    lines += _aggregate_lines(summary_dict(s))
+    return Output(summary_json(s), "\n".join(lines))
+
+
+def round_show(row: RoundRow, consents: Sequence[tuple[str, bool, str, bytes, bytes]]) -> Output:
+    """`round show`: one stored round, its consents and its aggregates."""
+    data = summary_from_row(row)
+    data["consents"] = {p: {"granted": g, "reason": r} for p, g, r, _c, _s in consents}
+    lines = [
+        f"round {row.id}",
+        f"  purpose:   {row.purpose_id} v{row.purpose_version}",
+        f"  state:     {row.state}" + (f" ({row.reason})" if row.reason else ""),
+        f"  started:   {row.created_at} by {row.initiated_by}",
+        f"  finished:  {row.finished_at or '-'}",
+    ]
+    if row.state == "running":
+        lines.append(f"  progress:  {row.phase} {row.progress}")
+    for p, g, r, _c, _s in consents:
+        lines.append(f"  consent    {p:<20} {'given' if g else 'REFUSED: ' + r}")
+    lines += _aggregate_lines(row.summary)
+    return Output(data, "\n".join(lines))
+
+
+def round_list(rows: Sequence[RoundRow]) -> Output:
+    """`round list`: one line per round, newest first."""
+    text = (
+        "\n".join(
+            f"{r.id:<28} {r.purpose_id:<24} {r.state:<10} {r.created_at[:19]}  "
+            f"{(r.phase + ' ' + r.progress) if r.state == 'running' else r.reason[:60]}"
+            for r in rows
+        )
+        or "no rounds"
+    )
+    return Output([summary_from_row(r) for r in rows], text)
+
+
+# -- set-up, partners, purposes ---------------------------------------------------------------
+
+
+def initialised(res: InitResult, dir_arg: str) -> Output:
+    """`init`: where the new coordinator's files are and what to do next."""
+    return Output(
+        {
+            "directory": str(res.directory),
+            "network": res.network,
+            "ca_certificate": str(res.ca_cert),
+            "signing_public_key": str(res.signing_public_key),
+        },
+        f"Coordinator for network {res.network!r} created in {res.directory}\n"
+        f"  configuration:        {res.config}\n"
+        f"  network CA:           {res.ca_cert}  (key: ca/ca.key - keep it offline)\n"
+        f"  manifest signing key: {res.signing_public_key} (public half)\n"
+        f"Each partner needs {res.ca_cert.name} and {res.signing_public_key.name} together "
+        f"with its certificate.\n"
+        f"Next: register partners with `psi-coordinator partner add {dir_arg} ID ...`",
+    )
+
+
+def partner_added(
+    partner: str, address: str, cert: Path, ca: Path, coordinator_key: Path
+) -> Output:
+    """`partner add`: the three files that go back to the partner, and how it installs them."""
+    return Output(
+        {
+            "partner": partner,
+            "certificate": str(cert),
+            "ca": str(ca),
+            "coordinator_key": str(coordinator_key),
+        },
+        f"Partner {partner!r} registered at {address}.\n"
+        f"Send these three files back to the partner's IT team:\n"
+        f"  {cert}\n  {ca}\n  {coordinator_key}\n"
+        f"They install them with: psi-node install-cert DIR --cert {cert.name} "
+        f"--ca {ca.name} --coordinator-key {coordinator_key.name}",
+    )
+
+
+def partner_updated(partner: str, address: str) -> Output:
+    """`partner update`: where the partner's node is reached now."""
+    return Output(
+        {"partner": partner, "address": address},
+        f"Partner {partner!r} now reached at {address}.",
+    )
+
+
+def partner_list(partners: Sequence[Partner]) -> Output:
+    """`partner list`: one line per registered partner."""
+    rows = [
+        {
+            "id": p.id,
+            "name": p.name,
+            "address": p.address,
+            "active": p.active,
+            "cert_fingerprint": p.cert_fingerprint,
+            "added_at": p.added_at,
+        }
+        for p in partners
+    ]
+    text = "\n".join(f"{p.id:<20} {p.address:<24} {p.name}" for p in partners) or "no partners"
+    return Output(rows, text)
+
+
+def partner_renewed(partner: str, cert: Path) -> Output:
+    """`partner renew`: the new certificate and how the partner installs it."""
+    return Output(
+        {"partner": partner, "certificate": str(cert)},
+        f"Renewed the certificate of {partner!r}: send {cert} to the partner, who installs it "
+        f"with `psi-node install-cert` and restarts the node.",
+    )
+
+
+def coordinator_renewed(paths: Sequence[Path]) -> Output:
+    """`renew`: the coordinator's renewed certificates."""
+    return Output(
+        [str(p) for p in paths],
+        "Renewed: " + ", ".join(map(str, paths)) + "\nRestart `psi-coordinator serve`.",
+    )
+
+
+def purpose_added(stored: Purpose) -> Output:
+    """`purpose add`: the registered version and its settings in one sentence."""
+    return Output(
+        stored.to_dict(),
+        f"Purpose {stored.id!r} registered as version {stored.version}: "
+        f"{stored.identifier_kind}, threshold {stored.threshold} of "
+        f"{len(stored.partners)} partners, disclosure {stored.disclosure}.",
+    )
+
+
+def purpose_list(purposes: Sequence[Purpose]) -> Output:
+    """`purpose list`: one line per purpose."""
+    text = (
+        "\n".join(
+            f"{p.id:<28} v{p.version:<3} {p.mode:<9} t={p.threshold} {p.disclosure:<9} "
+            f"{', '.join(p.partners)}"
+            for p in purposes
+        )
+        or "no purposes"
+    )
+    return Output([p.to_dict() for p in purposes], text)
+
+
+# -- audit ------------------------------------------------------------------------------------
+
+
+def audit_report(res: ReportSummary) -> Output:
+    """`audit report`: where the page is and whether chain and consents verified."""
+    return Output(
+        {
+            "path": str(res.path),
+            "round_id": res.round_id,
+            "state": res.round_state,
+            "verified": res.verified,
+            "warnings": list(res.warnings),
+        },
+        f"wrote {res.path}: round {res.round_id} ({res.round_state}); audit chain and "
+        f"consents {'verified' if res.verified else 'NOT verified - see the report'}"
+        + "".join(f"\n  warning: {w}" for w in res.warnings),
+    )

@@ -1,0 +1,423 @@
+"""Gathering one round's report from the coordinator database: rows, checks, warnings.
+
+Everything the privacy officer's page shows, read-only: the round and its
+manifest, every stored consent checked against the partner's registered key
+and this round's manifest, set sizes against the previous completed round of
+the same purpose (the probing signal DESIGN.md asks for), the round's audit
+rows (read as text, so a tampered row still shows) and the verdict on the
+whole audit chain. The database holds no identifiers, so neither does this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from google.protobuf.message import DecodeError
+
+from coordinator.audit import TABLE, verify_database
+from coordinator.config import CoordinatorConfig
+from coordinator.store import COMPLETED, RoundRow, Store
+from kruispunt import signing
+from kruispunt.audit import VerifyReport
+from kruispunt.errors import ConfigError, KruispuntError, UnknownRound
+from kruispunt.manifest import verify_consent
+from kruispunt.purpose import Purpose
+from kruispunt.v1 import common_pb2
+
+__all__ = [
+    "GROWTH_WARNING",
+    "INVALID",
+    "NEAR_MAX_WARNING",
+    "NO_ANSWER",
+    "VERIFIED",
+    "ConsentCheck",
+    "EventRow",
+    "PartnerSizes",
+    "RoundReport",
+    "build_report",
+    "parse_time",
+    "unix_time",
+]
+
+#: A set that grew by more than this fraction since the previous completed round is flagged.
+GROWTH_WARNING: Final = 0.5
+#: A set larger than this fraction of the purpose's maximum set size is flagged.
+NEAR_MAX_WARNING: Final = 0.9
+
+VERIFIED: Final = "verified"
+INVALID: Final = "INVALID"
+NO_ANSWER: Final = "no answer"
+
+# How many earlier rounds of the purpose are searched for the previous completed one.
+_HISTORY_LIMIT: Final = 10_000
+
+
+@dataclass(frozen=True)
+class ConsentCheck:
+    """One partner's answer to the manifest and whether its signature still holds."""
+
+    partner_id: str
+    status: str  # VERIFIED, INVALID or NO_ANSWER
+    granted: bool | None
+    reason: str
+    legal_basis: str  # the basis the partner itself stated in its consent
+    decided_at: str
+    set_size: int | None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class PartnerSizes:
+    """A partner's set size, flagged count and change since the previous completed round."""
+
+    partner_id: str
+    contributed: bool
+    set_size: int
+    excluded: int
+    invalid: int
+    flagged: int
+    previous: int | None
+    warnings: tuple[str, ...]
+
+    @property
+    def change(self) -> int | None:
+        return None if self.previous is None else self.set_size - self.previous
+
+    @property
+    def change_fraction(self) -> float | None:
+        if self.previous is None or self.previous == 0:
+            return None
+        return (self.set_size - self.previous) / self.previous
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One stored audit event of the round, as text (a tampered row still displays)."""
+
+    seq: int
+    time: str
+    event: str
+    actor: str
+    on_behalf_of: str
+    access_point: str
+    action: str
+    basis: str
+    details: str
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """Everything the page shows, gathered from the database."""
+
+    round: RoundRow
+    network: str
+    manifest: common_pb2.RoundManifest | None
+    manifest_sha256: str
+    purpose: Purpose | None
+    purpose_source: str  # "manifest" or "registry (manifest unreadable)"
+    consents: tuple[ConsentCheck, ...]
+    sizes: tuple[PartnerSizes, ...]
+    previous_round: RoundRow | None
+    histogram: Mapping[int, int]
+    threshold: int
+    phases: Mapping[str, float]
+    seconds: float | None
+    events: tuple[EventRow, ...]
+    audit: VerifyReport
+    audit_key_id: str
+    warnings: tuple[str, ...]
+    generated_at: datetime
+
+    @property
+    def consents_ok(self) -> bool:
+        return all(c.status != INVALID for c in self.consents)
+
+    @property
+    def delete_results_by(self) -> datetime | None:
+        """When the partners' result files must be gone (only a completed round has any)."""
+        if self.round.state != COMPLETED or self.purpose is None:
+            return None
+        finished = parse_time(self.round.finished_at or self.round.created_at)
+        if finished is None:
+            return None
+        return finished + timedelta(days=self.purpose.result_retention_days)
+
+
+def build_report(
+    config: CoordinatorConfig,
+    round_id: str,
+    public_key: Ed25519PublicKey,
+    *,
+    now: datetime | None = None,
+) -> RoundReport:
+    """Gather one round's report from the coordinator database; raise UnknownRound if absent."""
+    if not config.database.is_file():
+        raise ConfigError(f"{config.database}: no coordinator database here")
+    store = Store(config.database, readonly=True)
+    try:
+        row = store.round(round_id)
+        if row is None:
+            raise UnknownRound(f"round {round_id!r} is not known to this coordinator")
+        manifest = _parse_manifest(row.manifest)
+        warnings: list[str] = []
+        purpose, source = _purpose(store, row, manifest, warnings)
+        digest = hashlib.sha256(row.manifest).digest()
+        partners = list(manifest.partners) if manifest is not None else []
+        consents = _check_consents(store, row, partners, digest)
+        previous = _previous_completed(store, row)
+        sizes = _sizes(row, purpose, consents, previous)
+    finally:
+        store.close()
+    audit = verify_database(config.database, public_key)
+    events = _round_events(config.database, round_id)
+
+    if not audit.ok:
+        warnings.insert(0, f"audit log BROKEN at event seq {audit.first_bad_seq}: {audit.reason}")
+    for c in consents:
+        if c.status == INVALID:
+            warnings.append(f"consent of {c.partner_id} is INVALID: {c.problem}")
+    for s in sizes:
+        warnings.extend(f"{s.partner_id}: {w}" for w in s.warnings)
+    summary = row.summary
+    return RoundReport(
+        round=row,
+        network=manifest.network if manifest is not None and manifest.network else config.network,
+        manifest=manifest,
+        manifest_sha256=digest.hex(),
+        purpose=purpose,
+        purpose_source=source,
+        consents=tuple(consents),
+        sizes=tuple(sizes),
+        previous_round=previous,
+        histogram=_histogram(summary.get("histogram")),
+        threshold=int(summary.get("threshold") or (purpose.threshold if purpose else 0)),
+        phases={str(k): float(v) for k, v in dict(summary.get("phases") or {}).items()},
+        seconds=float(summary["seconds"]) if "seconds" in summary else None,
+        events=tuple(events),
+        audit=audit,
+        audit_key_id=signing.key_id(public_key),
+        warnings=tuple(warnings),
+        generated_at=now if now is not None else datetime.now(UTC),
+    )
+
+
+def _parse_manifest(body: bytes) -> common_pb2.RoundManifest | None:
+    manifest = common_pb2.RoundManifest()
+    try:
+        manifest.ParseFromString(body)
+    except DecodeError:
+        return None
+    return manifest
+
+
+def _purpose(
+    store: Store,
+    row: RoundRow,
+    manifest: common_pb2.RoundManifest | None,
+    warnings: list[str],
+) -> tuple[Purpose | None, str]:
+    """The purpose exactly as signed into the manifest; the registry's only as a fallback."""
+    if manifest is not None:
+        try:
+            return Purpose.from_proto(manifest.purpose), "manifest"
+        except KruispuntError:
+            pass
+    warnings.append("the stored manifest cannot be read: purpose shown from the registry")
+    registered = store.purpose(row.purpose_id)
+    return registered, "registry (manifest unreadable)"
+
+
+def _check_consents(
+    store: Store, row: RoundRow, partners: Sequence[str], manifest_sha256: bytes
+) -> list[ConsentCheck]:
+    stored = {c[0]: c for c in store.consents(row.id)}
+    order = list(partners) + sorted(set(stored) - set(partners))
+    out: list[ConsentCheck] = []
+    for pid in order:
+        if pid not in stored:
+            out.append(ConsentCheck(pid, NO_ANSWER, None, "", "", "", None))
+            continue
+        _pid, granted, reason, body, signature = stored[pid]
+        problem = ""
+        consent: common_pb2.Consent | None = None
+        partner = store.partner(pid)
+        if partner is None:
+            problem = "partner is not registered (no key to verify with)"
+        elif pid not in partners:
+            problem = "partner is not in this round's manifest"
+        else:
+            try:
+                key = signing.load_public_key(partner.signing_key)
+            except ValueError:
+                problem = "the partner's registered key is not an Ed25519 key"
+            else:
+                try:
+                    consent = verify_consent(
+                        common_pb2.SignedConsent(consent=body, signature=signature),
+                        key,
+                        round_id=row.id,
+                        partner_id=pid,
+                        manifest_sha256=manifest_sha256,
+                    )
+                except KruispuntError as exc:  # SignatureInvalid or ManifestRejected
+                    problem = str(exc)
+        if consent is not None and (consent.granted != granted or consent.reason != reason):
+            problem = "the stored decision differs from the signed consent"
+        if consent is None or problem:
+            out.append(ConsentCheck(pid, INVALID, granted, reason, "", "", None, problem))
+            continue
+        out.append(
+            ConsentCheck(
+                pid,
+                VERIFIED,
+                consent.granted,
+                consent.reason,
+                consent.legal_basis,
+                unix_time(consent.decided_at_unix),
+                int(consent.set_size) if consent.granted else None,
+            )
+        )
+    return out
+
+
+def _previous_completed(store: Store, row: RoundRow) -> RoundRow | None:
+    """The latest completed round of the same purpose created before this one."""
+    for other in store.rounds(purpose_id=row.purpose_id, limit=_HISTORY_LIMIT):
+        if other.state == COMPLETED and (other.created_at, other.id) < (row.created_at, row.id):
+            return other
+    return None
+
+
+def _sizes(
+    row: RoundRow,
+    purpose: Purpose | None,
+    consents: Sequence[ConsentCheck],
+    previous: RoundRow | None,
+) -> list[PartnerSizes]:
+    parts: Mapping[str, Any] = row.summary.get("partners") or {}
+    before: Mapping[str, Any] = (previous.summary.get("partners") or {}) if previous else {}
+    granted = {c.partner_id: c for c in consents if c.granted}
+    order = [c.partner_id for c in consents] + sorted(set(parts) - {c.partner_id for c in consents})
+    out: list[PartnerSizes] = []
+    for pid in order:
+        mine: Mapping[str, Any] = parts.get(pid) or {}
+        size = int(mine.get("set_size", 0))
+        contributed = pid in granted
+        prev = int(before[pid].get("set_size", 0)) if pid in before else None
+        warnings: list[str] = []
+        if contributed and prev is not None and prev > 0 and (size - prev) / prev > GROWTH_WARNING:
+            warnings.append(
+                f"set grew by {(size - prev) / prev:.0%} since the previous completed round "
+                f"({prev} to {size}; warning above +{GROWTH_WARNING:.0%})"
+            )
+        if contributed and purpose is not None and size > NEAR_MAX_WARNING * purpose.max_set_size:
+            warnings.append(
+                f"set size {size} is above {NEAR_MAX_WARNING:.0%} of the purpose's maximum "
+                f"({purpose.max_set_size})"
+            )
+        signed_size = granted[pid].set_size if pid in granted else None
+        if signed_size is not None and mine and signed_size != size:
+            warnings.append(
+                f"stored set size {size} differs from the {signed_size} in the signed consent"
+            )
+        out.append(
+            PartnerSizes(
+                partner_id=pid,
+                contributed=contributed,
+                set_size=size,
+                excluded=int(mine.get("excluded_count", 0)),
+                invalid=int(mine.get("invalid_count", 0)),
+                flagged=int(mine.get("flagged_count", 0)),
+                previous=prev,
+                warnings=tuple(warnings),
+            )
+        )
+    return out
+
+
+def _histogram(raw: object) -> dict[int, int]:
+    if not isinstance(raw, Mapping):
+        return {}
+    out: dict[int, int] = {}
+    for k, v in raw.items():
+        try:
+            out[int(k)] = int(v)
+        except (TypeError, ValueError):
+            continue
+    return dict(sorted(out.items()))
+
+
+def _round_events(db_path: Path, round_id: str) -> list[EventRow]:
+    """The round's stored audit rows, read-only and as text, so a tampered row still shows."""
+    uri = db_path.resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+        ).fetchone()
+        if exists is None:
+            return []
+        rows = conn.execute(
+            "SELECT seq, time, event, actor, on_behalf_of, access_point, action, basis, details "
+            "FROM audit_events WHERE round_id = ? ORDER BY seq",
+            (round_id,),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [
+        EventRow(
+            seq=int(r[0]) if isinstance(r[0], int) else -1,
+            time=str(r[1]),
+            event=str(r[2]),
+            actor=str(r[3]),
+            on_behalf_of=str(r[4]),
+            access_point=str(r[5]),
+            action=str(r[6]),
+            basis=str(r[7]),
+            details=_details_text(r[8]),
+        )
+        for r in rows
+    ]
+
+
+def _details_text(raw: object) -> str:
+    """Event details as `key: value` pairs (the stored text itself if it is not JSON)."""
+    try:
+        data = json.loads(str(raw))
+    except json.JSONDecodeError:
+        return str(raw)
+    if not isinstance(data, dict):
+        return json.dumps(data, ensure_ascii=False)
+    parts = []
+    for k, v in data.items():
+        if v in ("", None, [], {}):
+            continue
+        text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, sort_keys=True)
+        parts.append(f"{k}: {text}")
+    return "; ".join(parts)
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """A stored ISO time as an aware datetime (UTC if it names no zone); None if unreadable."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def unix_time(seconds: int) -> str:
+    """Unix seconds as ISO time in UTC; empty for an unset (zero) time."""
+    if seconds <= 0:
+        return ""
+    return datetime.fromtimestamp(seconds, UTC).isoformat()

@@ -1,0 +1,90 @@
+"""Writing the privacy officer's page for one round: gather, render, replace atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from coordinator.config import CoordinatorConfig
+from coordinator.report.gather import build_report
+from coordinator.report.html import render_html
+from kruispunt import signing
+from kruispunt.errors import ConfigError
+
+__all__ = ["ReportSummary", "write_report"]
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """What `write_report` wrote and what it found."""
+
+    path: Path
+    round_id: str
+    round_state: str
+    #: the whole audit chain verifies and every stored consent verifies
+    verified: bool
+    audit_ok: bool
+    audit_events: int
+    audit_first_bad_seq: int | None
+    consents_ok: bool
+    warnings: tuple[str, ...]
+
+
+def write_report(
+    config: CoordinatorConfig,
+    round_id: str,
+    out: Path,
+    *,
+    public_key: Ed25519PublicKey | None = None,
+    now: datetime | None = None,
+) -> ReportSummary:
+    """Write the privacy officer's HTML page for one round to `out` (atomically).
+
+    The audit chain is verified under `public_key`, by default the key at
+    `config.signing_public_key`. Raises UnknownRound for a round id the
+    database does not know, ConfigError if the database, the key or the
+    output directory is missing.
+    """
+    key = public_key if public_key is not None else _load_public_key(config.signing_public_key)
+    report = build_report(config, round_id, key, now=now)
+    page = render_html(report)
+    _write_atomic(Path(out), page)
+    return ReportSummary(
+        path=Path(out),
+        round_id=round_id,
+        round_state=report.round.state,
+        verified=report.audit.ok and report.consents_ok,
+        audit_ok=report.audit.ok,
+        audit_events=report.audit.count,
+        audit_first_bad_seq=report.audit.first_bad_seq,
+        consents_ok=report.consents_ok,
+        warnings=report.warnings,
+    )
+
+
+def _load_public_key(path: Path) -> Ed25519PublicKey:
+    try:
+        return signing.load_public_key(path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no coordinator public key here") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot use as the coordinator public key: {exc}") from None
+
+
+def _write_atomic(out: Path, text: str) -> None:
+    if not out.parent.is_dir():
+        raise ConfigError(f"{out.parent}: output directory does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,246 @@
+"""What every round mode shares: peers, round state, and the round's own services.
+
+Factored out of the lifecycle (`coordinator.rounds`) so that the modes
+(`coordinator.modes.*`) and the lifecycle import this module and never each
+other (STYLE.md habit 1). A mode is one `run(context, state)` (habit 5): the
+context carries the connections to the partners and what a mode may do with
+the round -- call every partner at once, audit an event of this round, show
+a phase's progress, report an event to the operator, notice a cancellation.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import grpc
+
+from coordinator.audit import CoordinatorAudit
+from coordinator.config import CoordinatorConfig
+from coordinator.store import Partner, Store
+from kruispunt.errors import KruispuntError, RoundFailed
+from kruispunt.purpose import Purpose
+from kruispunt.rpc import PeerError, translated
+from kruispunt.v1 import coordinator_pb2, node_pb2_grpc
+
+__all__ = [
+    "Peer",
+    "PhaseProgress",
+    "Progress",
+    "RoundCancelled",
+    "RoundContext",
+    "RoundMode",
+    "RoundState",
+    "fan_out",
+    "round_event",
+]
+
+T = TypeVar("T")
+#: Where a round's events go (the operator's stream, or nowhere for a scheduled round).
+Progress = Callable[[coordinator_pb2.RoundEvent], None]
+
+
+class RoundCancelled(RoundFailed):
+    """An operator cancelled the round."""
+
+
+@dataclass
+class Peer:
+    """One partner of the round and the open channel to its node."""
+
+    partner: Partner
+    channel: grpc.Channel
+    stub: node_pb2_grpc.PsiNodeStub
+
+
+@dataclass
+class RoundState:
+    """What the round has learned so far: aggregates only, never a record."""
+
+    round_id: str
+    purpose: Purpose
+    partners: list[str]
+    manifest_sha256: bytes
+    basis: str
+    started: float = field(default_factory=time.monotonic)
+    phases: dict[str, float] = field(default_factory=dict)
+    set_sizes: dict[str, int] = field(default_factory=dict)
+    excluded: dict[str, int] = field(default_factory=dict)
+    invalid: dict[str, int] = field(default_factory=dict)
+    flagged: dict[str, int] = field(default_factory=dict)
+    result_paths: dict[str, str] = field(default_factory=dict)
+    histogram: dict[int, int] = field(default_factory=dict)
+    staged: set[str] = field(default_factory=set)
+
+
+class RoundMode(Protocol):
+    """One protocol mode: what its `round.created` event records, and its run after consent."""
+
+    def created_details(self, purpose: Purpose) -> dict[str, object]:
+        """What the `round.created` audit event records about a round of this mode."""
+        ...
+
+    def run(self, context: RoundContext, state: RoundState) -> None:
+        """Take the round from consent to published results; raise RoundFailed to end it."""
+        ...
+
+
+class RoundContext:
+    """One running round's peers and services, as a mode uses them."""
+
+    def __init__(
+        self,
+        config: CoordinatorConfig,
+        store: Store,
+        audit: CoordinatorAudit,
+        peers: Mapping[str, Peer],
+        *,
+        emit: Progress,
+        cancel: threading.Event,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.audit = audit
+        self.peers = dict(peers)
+        self.emit = emit
+        self.cancel = cancel
+
+    @property
+    def timeout(self) -> float:
+        """The deadline of one partner's call in a phase, in seconds."""
+        return self.config.phase_timeout_seconds
+
+    def parallel(
+        self, state: RoundState, what: str, call: Callable[[str, Peer], T]
+    ) -> dict[str, T]:
+        """Run call for every partner at once; any failure fails the round, naming them all."""
+        out, errors = fan_out({pid: self.peers[pid] for pid in state.partners}, what, call)
+        if errors:
+            raise RoundFailed(
+                f"{what} failed: " + "; ".join(f"{pid}: {why}" for pid, why in errors.items())
+            )
+        return out
+
+    def call(self, pid: str, call: Callable[[Peer], T]) -> T:
+        """One call to one partner; a failed call fails the round with the partner's name."""
+        try:
+            with translated():
+                return call(self.peers[pid])
+        except PeerError as exc:
+            raise RoundFailed(f"{pid}: {exc}") from None
+
+    def record(self, state: RoundState, event: str, partner: str, **details: Any) -> None:
+        """Append one audit event of this round, on behalf of `partner` (or the network)."""
+        if partner:
+            details = {"partner": partner, **details}
+        self.audit.append(
+            event,
+            actor="coordinator",
+            on_behalf_of=partner or self.config.network,
+            access_point="coordinator",
+            action="E",
+            basis=state.basis,
+            round_id=state.round_id,
+            details=details,
+        )
+
+    def progress(
+        self, state: RoundState, phase: str, total: int, prefix: str = ""
+    ) -> PhaseProgress:
+        """A counter of points done in `phase`, shown by `round show` while the round runs."""
+        return PhaseProgress(self.store, state.round_id, phase, total, prefix)
+
+    def enter(self, state: RoundState, phase: str) -> None:
+        """Show `phase` as the round's current one, for a phase that counts nothing."""
+        self.store.set_progress(state.round_id, phase, "")
+
+    def report(
+        self,
+        state: RoundState,
+        phase: str,
+        message: str,
+        done: int = 0,
+        total: int = 0,
+        summary: coordinator_pb2.RoundSummary | None = None,
+    ) -> None:
+        """Tell the operator how the round goes."""
+        self.emit(round_event(state.round_id, phase, message, done, total, summary))
+
+    def check_cancel(self) -> None:
+        """Raise RoundCancelled if an operator asked the round to stop."""
+        if self.cancel.is_set():
+            raise RoundCancelled("cancelled by the operator")
+
+
+class PhaseProgress:
+    """Points done in a phase, written to the round's row (`round show`) at most once a second."""
+
+    def __init__(self, store: Store, round_id: str, phase: str, total: int, prefix: str = ""):
+        self.store, self.round_id, self.phase = store, round_id, phase
+        self.total, self.prefix = total, prefix
+        self.done = 0
+        self._lock = threading.Lock()
+        self._written = 0.0
+        self._write()
+
+    def add(self, count: int) -> None:
+        """Count `count` more points done."""
+        with self._lock:
+            first = self.done == 0
+            self.done += count
+            # The first batch shows at once (a phase waiting on one slow node shows how far
+            # the others got); after that at most once a second, and the end of the phase.
+            if first or time.monotonic() - self._written >= 1.0 or self.done >= self.total:
+                self._write()
+
+    def _write(self) -> None:
+        self._written = time.monotonic()
+        self.store.set_progress(self.round_id, self.phase, f"{self.prefix}{self.done}/{self.total}")
+
+
+def fan_out(
+    peers: Mapping[str, Peer], what: str, call: Callable[[str, Peer], T]
+) -> tuple[dict[str, T], dict[str, str]]:
+    """Call every peer at once: (answers, reason per partner that failed).
+
+    A failed call (PeerError) or a KruispuntError (what a partner sent does not fit) is
+    that partner's failure; an operator's cancellation ends the whole call.
+    """
+
+    def translated_call(pid: str, peer: Peer) -> T:
+        with translated():
+            return call(pid, peer)
+
+    out: dict[str, T] = {}
+    errors: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=len(peers), thread_name_prefix=f"r-{what}") as ex:
+        futures = {pid: ex.submit(translated_call, pid, peer) for pid, peer in peers.items()}
+        for pid, fut in futures.items():
+            try:
+                out[pid] = fut.result()
+            except RoundCancelled:
+                raise
+            except KruispuntError as exc:  # PeerError among them
+                errors[pid] = str(exc)
+    return out, errors
+
+
+def round_event(
+    round_id: str,
+    phase: str,
+    message: str,
+    done: int = 0,
+    total: int = 0,
+    summary: coordinator_pb2.RoundSummary | None = None,
+) -> coordinator_pb2.RoundEvent:
+    """One progress event of a round, with its summary when the round has ended."""
+    ev = coordinator_pb2.RoundEvent(
+        round_id=round_id, phase=phase, message=message, done=done, total=total
+    )
+    if summary is not None:
+        ev.summary.CopyFrom(summary)
+    return ev

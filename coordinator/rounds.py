@@ -1,0 +1,445 @@
+"""A round's lifecycle, for every mode (DESIGN.md, "The matching round").
+
+Manifest, consent, the mode's own run (chosen from `MODES`), and the ending:
+completed, refused, failed or aborted, with every partner told to drop a round
+that did not complete and a retry for the aborts a partner missed. What
+happens between consent and published results lives in `coordinator.modes`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+import structlog
+
+from coordinator.audit import CoordinatorAudit
+from coordinator.config import CoordinatorConfig
+from coordinator.modes import bilateral, network
+from coordinator.present import summary_dict
+from coordinator.round_context import (
+    Peer,
+    Progress,
+    RoundCancelled,
+    RoundContext,
+    RoundMode,
+    RoundState,
+    fan_out,
+    round_event,
+)
+from coordinator.store import ABORTED, COMPLETED, FAILED, REFUSED, Partner, Store
+from kruispunt import pki, signing, transport
+from kruispunt.audit import safe_reason
+from kruispunt.errors import ConfigError, KruispuntError, RoundFailed
+from kruispunt.manifest import new_round_id, sign_manifest, verify_consent
+from kruispunt.pki import Identity
+from kruispunt.purpose import ID_RE, Purpose
+from kruispunt.rpc import PeerError, translated
+from kruispunt.v1 import common_pb2, coordinator_pb2, node_pb2, node_pb2_grpc
+
+__all__ = ["MODES", "RoundCancelled", "RoundRunner"]
+
+log = structlog.get_logger("coordinator.rounds")
+
+#: The round modes by the name a purpose gives (kruispunt.purpose.MODES).
+MODES: Mapping[str, RoundMode] = {"network": network, "bilateral": bilateral}
+
+
+class RoundRunner:
+    """Runs rounds for one coordinator; safe to use from several threads at once."""
+
+    def __init__(
+        self,
+        config: CoordinatorConfig,
+        store: Store,
+        audit: CoordinatorAudit,
+        *,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.audit = audit
+        self.now = now
+        self._signing_key = signing.load_signing_key(config.signing_key)
+        self._tls = (
+            pki.private_key_pem(pki.load_tls_key(config.tls_key)),
+            config.tls_cert.read_bytes(),
+            config.tls_ca.read_bytes(),
+        )
+        self._cancel: dict[str, threading.Event] = {}
+        self._pending_aborts: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    # -- public --------------------------------------------------------------------------
+
+    def cancel(self, round_id: str) -> bool:
+        """Ask a running round to stop at the next chunk boundary."""
+        with self._lock:
+            event = self._cancel.get(round_id)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def run(
+        self,
+        purpose_id: str,
+        *,
+        initiated_by: str,
+        access_point: str,
+        reason: str = "",
+        progress: Progress | None = None,
+    ) -> coordinator_pb2.RoundSummary:
+        """Run one round now; the summary's state says how it ended (never raises for a peer)."""
+        if not ID_RE.fullmatch(purpose_id):
+            # Never echoed: whatever was typed there is not a purpose id.
+            message = "that is not a purpose id (lowercase letters, digits, dashes)"
+            self._operator_error(initiated_by, access_point, message)
+            raise ConfigError(message)
+        purpose = self.store.purpose(purpose_id)
+        if purpose is None:
+            self._operator_error(initiated_by, access_point, f"unknown purpose {purpose_id!r}")
+            raise ConfigError(f"unknown purpose {purpose_id!r} (see: psi-coordinator purpose list)")
+        mode = MODES[purpose.mode]
+        return self._execute(
+            purpose,
+            mode,
+            initiated_by=initiated_by,
+            access_point=access_point,
+            reason=safe_reason(reason),
+            emit=progress or (lambda _e: None),
+        )
+
+    def _execute(
+        self,
+        purpose: Purpose,
+        mode: RoundMode,
+        *,
+        initiated_by: str,
+        access_point: str,
+        reason: str,
+        emit: Progress,
+    ) -> coordinator_pb2.RoundSummary:
+        """One round's lifecycle, for every mode: manifest, consent, the mode's run, its ending."""
+        partners = self._registered(purpose, initiated_by, access_point)
+        now = self.now()
+        round_id = new_round_id(now)
+        order = [p.id for p in partners]
+        signed = sign_manifest(
+            self._signing_key,
+            round_id=round_id,
+            network=self.config.network,
+            purpose=purpose,
+            partners=order,
+            now=now,
+            ttl_seconds=self.config.manifest_ttl_seconds,
+            initiated_by=initiated_by,
+        )
+        state = RoundState(
+            round_id=round_id,
+            purpose=purpose,
+            partners=order,
+            manifest_sha256=hashlib.sha256(signed.manifest).digest(),
+            basis=f"{purpose.id} v{purpose.version}; covenant {purpose.covenant_id}",
+        )
+        self.store.create_round(round_id, purpose, initiated_by, now.isoformat(), signed.manifest)
+        self.audit.append(
+            "round.created",
+            actor=initiated_by,
+            on_behalf_of=self.config.network,
+            access_point=access_point,
+            action="C",
+            basis=state.basis,
+            round_id=round_id,
+            details={
+                "purpose": purpose.id,
+                "purpose_version": purpose.version,
+                "mode": purpose.mode,
+                "partners": order,
+                **mode.created_details(purpose),
+                "manifest_sha256": state.manifest_sha256.hex(),
+                "reason": reason,
+            },
+        )
+        cancel = threading.Event()
+        with self._lock:
+            self._cancel[round_id] = cancel
+        peers = {p.id: self._connect(p) for p in partners}
+        bound = log.bind(round_id=round_id, purpose=purpose.id)
+        bound.info("round started", mode=purpose.mode, partners=order, initiated_by=initiated_by)
+        context = RoundContext(self.config, self.store, self.audit, peers, emit=emit, cancel=cancel)
+        context.report(state, "propose", f"round {round_id} for {purpose.id}: asking consent")
+        try:
+            self._propose(context, state, signed)
+            mode.run(context, state)
+        except RoundFailed as exc:
+            terminal = (
+                REFUSED
+                if isinstance(exc, _Refused)
+                else (ABORTED if isinstance(exc, RoundCancelled) else FAILED)
+            )
+            return self._fail(state, peers, terminal, str(exc), emit)
+        except Exception as exc:  # a bug must still end the round cleanly
+            bound.exception("round crashed")
+            return self._fail(state, peers, FAILED, f"internal error: {type(exc).__name__}", emit)
+        finally:
+            with self._lock:
+                self._cancel.pop(round_id, None)
+            for peer in peers.values():
+                peer.channel.close()
+        summary = self._summary(state, COMPLETED, "")
+        self.store.finish_round(
+            round_id, COMPLETED, "", self.now().isoformat(), summary_dict(summary)
+        )
+        self.audit.append(
+            "round.completed",
+            actor="coordinator",
+            on_behalf_of=self.config.network,
+            access_point=access_point,
+            action="E",
+            basis=state.basis,
+            round_id=round_id,
+            details={
+                "seconds": round(summary.seconds, 3),
+                "flagged": dict(state.flagged),
+                "set_sizes": dict(state.set_sizes),
+            },
+        )
+        bound.info("round completed", seconds=round(summary.seconds, 3), flagged=state.flagged)
+        context.report(state, "done", "round completed", summary=summary)
+        return summary
+
+    def abort_at_nodes(
+        self, round_id: str, reason: str, *, only: set[str] | None = None
+    ) -> list[str]:
+        """Best effort: tell the partners of a stored round to drop it; returns who confirmed."""
+        row = self.store.round(round_id)
+        if row is None:
+            return []
+        manifest = common_pb2.RoundManifest()
+        manifest.ParseFromString(row.manifest)
+        confirmed = []
+        for pid in manifest.partners:
+            partner = self.store.partner(pid)
+            if partner is None or (only is not None and pid not in only):
+                continue
+            peer = self._connect(partner)
+            try:
+                with translated():
+                    peer.stub.Abort(
+                        node_pb2.AbortRequest(round_id=round_id, reason=reason), timeout=10
+                    )
+                confirmed.append(pid)
+            except PeerError as exc:
+                log.warning("abort not delivered", round_id=round_id, partner=pid, reason=str(exc))
+            finally:
+                peer.channel.close()
+        return confirmed
+
+    # -- consent ----------------------------------------------------------------------------
+
+    def _propose(
+        self, context: RoundContext, state: RoundState, signed: common_pb2.SignedManifest
+    ) -> None:
+        """Send the signed manifest to every partner and check each signed answer."""
+        t0 = time.monotonic()
+        answers = context.parallel(
+            state,
+            "propose",
+            lambda pid, peer: peer.stub.Propose(signed, timeout=context.timeout),
+        )
+        refusals = []
+        for pid in state.partners:
+            signed_consent = answers[pid]
+            key = signing.load_public_key(context.peers[pid].partner.signing_key)
+            try:
+                consent = verify_consent(
+                    signed_consent,
+                    key,
+                    round_id=state.round_id,
+                    partner_id=pid,
+                    manifest_sha256=state.manifest_sha256,
+                )
+            except KruispuntError as exc:
+                raise RoundFailed(f"{pid}: consent does not verify ({exc})") from None
+            self.store.record_consent(
+                state.round_id,
+                pid,
+                consent.granted,
+                consent.reason,
+                signed_consent.consent,
+                signed_consent.signature,
+            )
+            if not consent.granted:
+                refusals.append(f"{pid}: {consent.reason}")
+                context.record(state, "consent.refused", pid, reason=consent.reason)
+                continue
+            if consent.set_size > state.purpose.max_set_size:
+                refusals.append(f"{pid}: set size {consent.set_size} exceeds the purpose maximum")
+                continue
+            state.set_sizes[pid] = consent.set_size
+            state.excluded[pid] = consent.excluded_count
+            state.invalid[pid] = consent.invalid_count
+            context.record(
+                state,
+                "consent.given",
+                pid,
+                set_size=consent.set_size,
+                legal_basis=consent.legal_basis,
+                excluded=consent.excluded_count,
+                invalid=consent.invalid_count,
+            )
+        if refusals:
+            raise _Refused("consent refused: " + "; ".join(refusals))
+        context.record(
+            state,
+            "set_sizes",
+            "",
+            set_sizes=dict(state.set_sizes),
+            previous=self._previous_sizes(state),
+        )
+        state.phases["propose"] = time.monotonic() - t0
+        context.report(
+            state,
+            "propose",
+            "all partners consented: set sizes "
+            + ", ".join(f"{p}={n}" for p, n in state.set_sizes.items()),
+        )
+        context.check_cancel()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _registered(self, purpose: Purpose, actor: str, access_point: str) -> list[Partner]:
+        found = []
+        for pid in purpose.partners:
+            partner = self.store.partner(pid)
+            if partner is None or not partner.active:
+                msg = f"purpose {purpose.id!r} names partner {pid!r}, which is not registered"
+                self._operator_error(actor, access_point, msg)
+                raise ConfigError(msg)
+            found.append(partner)
+        return found
+
+    def _operator_error(self, actor: str, access_point: str, message: str) -> None:
+        self.audit.append(
+            "round.rejected",
+            actor=actor,
+            on_behalf_of=self.config.network,
+            access_point=access_point,
+            action="E",
+            details={"reason": safe_reason(message)},
+        )
+
+    def _connect(self, partner: Partner) -> Peer:
+        key, cert, ca = self._tls
+        channel = transport.secure_channel(
+            partner.address,
+            Identity.partner(self.config.network, partner.id),
+            key_pem=key,
+            cert_pem=cert,
+            ca_pem=ca,
+        )
+        return Peer(partner, channel, node_pb2_grpc.PsiNodeStub(channel))
+
+    def _fail(
+        self,
+        state: RoundState,
+        peers: dict[str, Peer],
+        terminal: str,
+        reason: str,
+        emit: Progress,
+    ) -> coordinator_pb2.RoundSummary:
+        bound = log.bind(round_id=state.round_id)
+        bound.warning("round ended without results", state=terminal, reason=reason)
+        self._abort_everywhere(state.round_id, reason, peers)
+        summary = self._summary(state, terminal, reason)
+        self.store.finish_round(
+            state.round_id, terminal, reason, self.now().isoformat(), summary_dict(summary)
+        )
+        self.audit.append(
+            "round.failed" if terminal != ABORTED else "round.aborted",
+            actor="coordinator",
+            on_behalf_of=self.config.network,
+            access_point="coordinator",
+            action="E",
+            basis=state.basis,
+            round_id=state.round_id,
+            details={"state": terminal, "reason": reason[:1000]},
+        )
+        emit(round_event(state.round_id, "failed", reason, summary=summary))
+        return summary
+
+    def _abort_everywhere(self, round_id: str, reason: str, peers: dict[str, Peer]) -> None:
+        """Tell every partner, at once, to drop the round; remember who could not be told."""
+        timeout = min(10.0, self.config.phase_timeout_seconds)
+        request = node_pb2.AbortRequest(round_id=round_id, reason=reason)
+        _, missed = fan_out(
+            peers, "abort", lambda pid, peer: peer.stub.Abort(request, timeout=timeout)
+        )
+        for pid, why in missed.items():
+            log.warning(
+                "abort not delivered; will retry", round_id=round_id, partner=pid, reason=why
+            )
+            with self._lock:
+                self._pending_aborts.setdefault(round_id, set()).add(pid)
+
+    def retry_aborts(self) -> int:
+        """Retry aborts that a partner missed (it was down or cut off); returns how many landed."""
+        with self._lock:
+            pending = {rid: set(pids) for rid, pids in self._pending_aborts.items()}
+        landed = 0
+        for round_id, pids in pending.items():
+            done = set(
+                self.abort_at_nodes(
+                    round_id, "round ended while this node was unreachable", only=pids
+                )
+            )
+            landed += len(done)
+            with self._lock:
+                left = self._pending_aborts.get(round_id, set()) - done
+                if left:
+                    self._pending_aborts[round_id] = left
+                else:
+                    self._pending_aborts.pop(round_id, None)
+        return landed
+
+    def _previous_sizes(self, state: RoundState) -> dict[str, int]:
+        for row in self.store.rounds(purpose_id=state.purpose.id, limit=20):
+            if row.id != state.round_id and row.state == COMPLETED:
+                parts = row.summary.get("partners", {})
+                return {p: int(v.get("set_size", 0)) for p, v in parts.items()}
+        return {}
+
+    def _summary(
+        self, state: RoundState, terminal: str, reason: str
+    ) -> coordinator_pb2.RoundSummary:
+        return coordinator_pb2.RoundSummary(
+            round_id=state.round_id,
+            purpose_id=state.purpose.id,
+            state=terminal,
+            reason=reason,
+            threshold=state.purpose.threshold,
+            partners=[
+                coordinator_pb2.PartnerSummary(
+                    partner_id=p,
+                    set_size=state.set_sizes.get(p, 0),
+                    flagged_count=state.flagged.get(p, 0),
+                    result_path=state.result_paths.get(p, ""),
+                    excluded_count=state.excluded.get(p, 0),
+                    invalid_count=state.invalid.get(p, 0),
+                )
+                for p in state.partners
+            ],
+            phases=[
+                coordinator_pb2.PhaseTiming(phase=k, seconds=v) for k, v in state.phases.items()
+            ],
+            overlap_histogram=state.histogram,
+            seconds=time.monotonic() - state.started,
+        )
+
+
+class _Refused(RoundFailed):
+    """At least one partner refused consent."""

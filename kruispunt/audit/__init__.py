@@ -1,0 +1,117 @@
+"""Hash-chained, signed audit events: the chain logic both audit logs share.
+
+Storage lives elsewhere (`coordinator.audit` keeps the chain in SQLite,
+`psi_node.audit` in a JSON Lines file, both on `ChainedLog`); this package owns
+what an event is, how it is encoded, chained, signed and verified, and how an
+event list is written to and read from JSON Lines and CSV exports. Import from
+the package; its modules each have one job:
+
+- `event`: the event model, the documented event names, required details;
+- `guard`: the identifier guard that refuses identifier-like details;
+- `codec`: canonical encoding and the JSON Lines / CSV export codecs;
+- `seal`: hashing an event onto the chain and signing it;
+- `verify`: chain and signature verification (`VerifyReport`);
+- `store`: `ChainedLog`, the base of the SQLite and JSON Lines stores.
+
+Fields follow NEN 7513 / BIO 12.4 (who did what, when, on whose behalf, from
+where, on which authorisation): `seq`, `time`, `event`, `actor`,
+`on_behalf_of`, `access_point`, `action`, `basis`, `round_id`, `details`,
+then the chain fields `prev_hash`, `hash`, `key_id`, `signature`.
+
+Event names (a free dotted lower-case string; the ones in use):
+
+=====================  =====  ==========================================
+event                  where  meaning
+=====================  =====  ==========================================
+round.created          coord  a round manifest was created and signed
+round.rejected         coord  a request for a round was refused (reason)
+manifest.seen          node   the node received (and checked) a manifest
+manifest.rejected      node   a manifest failed its checks (reason)
+consent.given          both   a partner consented to a round
+consent.refused        both   a partner refused a round (reason)
+phase.done             coord  a protocol phase finished (phase, seconds)
+set_sizes              coord  the set size each partner contributed
+records.sent           node   the node sent its blinded records (set_size)
+tally.summary          coord  flagged count and overlap histogram
+results.delivered      coord  a partner's results were delivered
+results.received       node   the node received and staged its results
+results.written        node   the node wrote its results file
+results.deleted        node   a results file was deleted (retention)
+round.completed        coord  a round ended with results everywhere
+round.failed           both   a round ended in error (reason)
+round.aborted          both   an operator or shutdown aborted a round
+partner.added          coord  a partner was registered
+purpose.added          coord  a purpose was registered
+purpose.changed        coord  a purpose was changed
+operator.action        both   any other operator action (verb in action)
+=====================  =====  ==========================================
+
+`details` holds aggregates only (counts, sizes, histogram buckets, partner and
+purpose ids, reasons) and never an identifier; `check_no_identifiers` enforces
+that before anything is sealed.
+"""
+
+from kruispunt.audit.codec import (
+    ExportFormat,
+    canonical_bytes,
+    dump_csv,
+    dump_jsonl,
+    event_from_dict,
+    event_from_json,
+    event_to_dict,
+    event_to_json,
+    load_csv,
+    load_jsonl,
+)
+from kruispunt.audit.event import (
+    COORDINATOR_REQUIRED_DETAILS,
+    EVENTS,
+    FIELDS,
+    GENESIS_HASH,
+    NODE_REQUIRED_DETAILS,
+    AuditEvent,
+    ChainHead,
+    Clock,
+    check_required_details,
+    format_time,
+    iter_rounds,
+    utc_now,
+)
+from kruispunt.audit.guard import check_no_identifiers, safe_reason
+from kruispunt.audit.seal import AUDIT_CONTEXT, compute_hash, seal
+from kruispunt.audit.store import ChainedLog
+from kruispunt.audit.verify import VerifyReport, verify_events, verify_excerpt
+
+__all__ = [
+    "AUDIT_CONTEXT",
+    "COORDINATOR_REQUIRED_DETAILS",
+    "EVENTS",
+    "FIELDS",
+    "GENESIS_HASH",
+    "NODE_REQUIRED_DETAILS",
+    "AuditEvent",
+    "ChainHead",
+    "ChainedLog",
+    "Clock",
+    "ExportFormat",
+    "VerifyReport",
+    "canonical_bytes",
+    "check_no_identifiers",
+    "check_required_details",
+    "compute_hash",
+    "dump_csv",
+    "dump_jsonl",
+    "event_from_dict",
+    "event_from_json",
+    "event_to_dict",
+    "event_to_json",
+    "format_time",
+    "iter_rounds",
+    "load_csv",
+    "load_jsonl",
+    "safe_reason",
+    "seal",
+    "utc_now",
+    "verify_events",
+    "verify_excerpt",
+]

@@ -1,0 +1,187 @@
+"""What an audit event is: its fields, the documented event names and required details."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+__all__ = [
+    "COORDINATOR_REQUIRED_DETAILS",
+    "EVENTS",
+    "FIELDS",
+    "GENESIS_HASH",
+    "NODE_REQUIRED_DETAILS",
+    "AuditEvent",
+    "ChainHead",
+    "Clock",
+    "check_required_details",
+    "format_time",
+    "is_event_name",
+    "is_hash_hex",
+    "iter_rounds",
+    "utc_now",
+]
+
+#: The `prev_hash` of the first event: 32 zero bytes, hex.
+GENESIS_HASH: Final = "00" * 32
+
+#: The documented event names (see `kruispunt.audit`); others are allowed.
+EVENTS: Final[Mapping[str, str]] = {
+    "round.created": "a round manifest was created and signed",
+    "round.rejected": "a request for a round was refused",
+    "manifest.seen": "the node received and checked a manifest",
+    "manifest.rejected": "a manifest failed its checks",
+    "consent.given": "a partner consented to a round",
+    "consent.refused": "a partner refused a round",
+    "phase.done": "a protocol phase finished",
+    "set_sizes": "the set size each partner contributed",
+    "records.sent": "the node sent its blinded records",
+    "tally.summary": "flagged count and overlap histogram",
+    "results.delivered": "a partner's results were delivered",
+    "results.received": "the node received and staged its results",
+    "results.written": "the node wrote its results file",
+    "results.deleted": "a results file was deleted",
+    "round.completed": "a round ended with results everywhere",
+    "round.failed": "a round ended in error",
+    "round.aborted": "an operator or shutdown aborted a round",
+    "partner.added": "a partner was registered",
+    "purpose.added": "a purpose was registered",
+    "purpose.changed": "a purpose was changed",
+    "operator.action": "any other operator action",
+}
+
+#: Every stored field, in the order exports use.
+FIELDS: Final = (
+    "seq",
+    "time",
+    "event",
+    "actor",
+    "on_behalf_of",
+    "access_point",
+    "action",
+    "basis",
+    "round_id",
+    "details",
+    "prev_hash",
+    "hash",
+    "key_id",
+    "signature",
+)
+
+Clock = Callable[[], datetime]
+
+_EVENT_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
+_HASH_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def utc_now() -> datetime:
+    """Return the current time, timezone-aware in UTC (the default clock)."""
+    return datetime.now(UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """Format an aware datetime as UTC ISO-8601 with milliseconds, e.g. 2025-03-01T09:30:00.125Z."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("audit time must be timezone-aware")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def is_event_name(value: object) -> bool:
+    """True for a dotted lower-case event name such as ``round.created``."""
+    return isinstance(value, str) and _EVENT_NAME.fullmatch(value) is not None
+
+
+def is_hash_hex(value: object) -> bool:
+    """True for a chain hash as stored: 64 lower-case hex digits."""
+    return isinstance(value, str) and _HASH_HEX.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The last event of a chain, to be kept elsewhere so a cut-off tail shows up."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One sealed audit event. Build new ones with `seal`; read stored ones with `event_from_dict`.
+
+    `details` is a plain dict for convenience; mutating it makes the event fail verification.
+    """
+
+    seq: int
+    time: str
+    event: str
+    actor: str
+    on_behalf_of: str
+    access_point: str
+    action: str
+    basis: str
+    round_id: str
+    details: dict[str, Any] = field(hash=False)
+    prev_hash: str
+    hash: str
+    key_id: str
+    signature: str
+
+    @property
+    def head(self) -> ChainHead:
+        """This event as a chain head."""
+        return ChainHead(self.seq, self.hash)
+
+
+def iter_rounds(events: Iterable[AuditEvent], round_id: str | None) -> Iterator[AuditEvent]:
+    """Yield the events of one round (all events if `round_id` is None)."""
+    for event in events:
+        if round_id is None or event.round_id == round_id:
+            yield event
+
+
+#: `details` keys (and their types) the coordinator must give these events; the node's
+#: cross-check (`psi_node.audit.cross_check`) reads them. `set_sizes` maps partner id -> size.
+COORDINATOR_REQUIRED_DETAILS: Final[Mapping[str, Mapping[str, type]]] = {
+    "consent.given": {"partner": str, "set_size": int},
+    "consent.refused": {"partner": str, "reason": str},
+    "set_sizes": {"set_sizes": dict},
+    "results.delivered": {"partner": str, "flagged_count": int},
+}
+
+#: `details` keys (and their types) a node must give these events, for the same cross-check.
+NODE_REQUIRED_DETAILS: Final[Mapping[str, Mapping[str, type]]] = {
+    "consent.given": {"set_size": int},
+    "consent.refused": {"reason": str},
+    "records.sent": {"set_size": int},
+    "results.written": {"flagged_count": int},
+}
+
+
+def check_required_details(
+    event: str, details: Mapping[str, object], required: Mapping[str, Mapping[str, type]]
+) -> None:
+    """Raise ValueError unless `details` carries the keys `required` lists for `event`.
+
+    Counts must be non-negative integers; a `sizes` map must map ids to such counts.
+    """
+    for key, kind in required.get(event, {}).items():
+        if key not in details:
+            raise ValueError(f"audit event {event} needs details[{key!r}]")
+        value = details[key]
+        if kind is int:
+            if not _is_count(value):
+                raise ValueError(f"audit event {event}: details[{key!r}] must be a count")
+        elif kind is dict:
+            if not isinstance(value, Mapping) or not all(
+                isinstance(k, str) and _is_count(v) for k, v in value.items()
+            ):
+                raise ValueError(f"audit event {event}: details[{key!r}] must map ids to counts")
+        elif not isinstance(value, kind):
+            raise ValueError(f"audit event {event}: details[{key!r}] must be {kind.__name__}")
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

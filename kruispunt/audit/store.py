@@ -1,0 +1,117 @@
+"""The base both audit stores extend: signing key, clock, checks and sealing, not storage.
+
+`coordinator.audit` keeps the chain in SQLite, `psi_node.audit` in a JSON Lines
+file; each implements `events` and `_append_sealed` and inherits `append` and
+`export` from `ChainedLog`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from typing import TextIO
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from kruispunt.audit.codec import ExportFormat, dump_csv, dump_jsonl
+from kruispunt.audit.event import (
+    GENESIS_HASH,
+    AuditEvent,
+    ChainHead,
+    Clock,
+    check_required_details,
+    utc_now,
+)
+from kruispunt.audit.guard import check_no_identifiers
+from kruispunt.audit.seal import seal
+
+__all__ = ["ChainedLog"]
+
+
+class ChainedLog(abc.ABC):
+    """What both audit logs share: the signing key, the clock, the checks and the sealing.
+
+    A store (SQLite at the coordinator, JSON Lines at a node) implements `_append_sealed`:
+    under its own lock it reads the chain head, calls `build(head)` for the sealed
+    successor and stores it durably.
+    """
+
+    #: `details` keys each event must carry for the cross-check (per store).
+    required_details: Mapping[str, Mapping[str, type]] = {}
+
+    def __init__(self, signing_key: Ed25519PrivateKey, now: Clock | None) -> None:
+        if not isinstance(signing_key, Ed25519PrivateKey):
+            raise TypeError("the audit signing key must be an Ed25519 private key")
+        self._key = signing_key
+        self._now: Clock = now or utc_now
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        """The public half of the signing key, for verification."""
+        return self._key.public_key()
+
+    def append(
+        self,
+        event: str,
+        *,
+        actor: str,
+        on_behalf_of: str,
+        access_point: str,
+        action: str,
+        basis: str = "",
+        round_id: str = "",
+        details: Mapping[str, object] | None = None,
+    ) -> AuditEvent:
+        """Seal `event` onto the end of the chain, store it durably and return it.
+
+        Raises ValueError/TypeError before anything is written if a field is
+        malformed, `details` lacks a required key or anything looks like an
+        identifier; the store may raise AuditChainBroken if its head is unreadable.
+        """
+        details_in: Mapping[str, object] = {} if details is None else details
+        check_no_identifiers(details_in)
+        check_required_details(event, details_in, self.required_details)
+
+        def build(head: ChainHead | None) -> AuditEvent:
+            return seal(
+                seq=1 if head is None else head.seq + 1,
+                prev_hash=GENESIS_HASH if head is None else head.hash,
+                time=self._now(),
+                event=event,
+                actor=actor,
+                on_behalf_of=on_behalf_of,
+                access_point=access_point,
+                action=action,
+                basis=basis,
+                round_id=round_id,
+                details=details_in,
+                signing_key=self._key,
+            )
+
+        return self._append_sealed(build)
+
+    @abc.abstractmethod
+    def events(self, round_id: str | None = None) -> list[AuditEvent]:
+        """The stored events in chain order, optionally only one round's."""
+
+    def export(
+        self, out: TextIO, *, fmt: ExportFormat = "jsonl", round_id: str | None = None
+    ) -> int:
+        """Write the events (optionally one round's) as JSON Lines or CSV; return the count.
+
+        Every row keeps seq, prev_hash, hash, key_id and signature, so an excerpt
+        can still be checked with `verify_excerpt`.
+        """
+        if fmt not in ("jsonl", "csv"):
+            raise ValueError("export format must be 'jsonl' or 'csv'")
+        events = self.events(round_id)
+        if fmt == "jsonl":
+            return dump_jsonl(events, out)
+        return dump_csv(events, out)
+
+    @abc.abstractmethod
+    def _append_sealed(self, build: Callable[[ChainHead | None], AuditEvent]) -> AuditEvent:
+        """Under the store's lock: read the head, store `build(head)`, return it."""
