@@ -1,0 +1,1 @@
+"""Benchmarks: pytest-benchmark modules (bench_*.py) and round benchmarks run with python -m."""

@@ -1,0 +1,1 @@
+"""Integration tier: real gRPC servers with real mTLS on loopback, in this process."""

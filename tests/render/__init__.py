@@ -1,0 +1,1 @@
+"""Render tier: the privacy officer's report in headless Chromium (scripts/ensure_chromium.sh)."""

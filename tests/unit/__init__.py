@@ -1,0 +1,1 @@
+"""Unit tier: code without sockets or servers (tests/unit/conftest.py refuses network sockets)."""
