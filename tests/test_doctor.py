@@ -26,7 +26,7 @@ from kruispunt import health, pki, signing
 from kruispunt.errors import ConfigError
 from kruispunt.health import FAIL, OK, WARN, Check, DoctorReport
 from psi_node.audit import NodeAudit
-from psi_node.doctor import certificates as node_certificates
+from psi_node.certs import certificates as node_certificates
 from psi_node.doctor import run_doctor as node_doctor
 from psi_node.setup import install_certificate
 from tests.network import NETWORK, TestNetwork
