@@ -216,7 +216,7 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from psi_node.setup import init_node
+    from psi_node.provision import init_node
 
     res = init_node(Path(args.dir), args.partner, args.name, port=args.port, network=args.network)
     _print_result(
@@ -240,7 +240,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 def _cmd_install_cert(args: argparse.Namespace) -> int:
     from kruispunt.tomlfile import read_toml, table
-    from psi_node.setup import install_certificate
+    from psi_node.provision import install_certificate
 
     directory = Path(args.dir)
     node = table(read_toml(directory / "node.toml"), "node", str(directory / "node.toml"))

@@ -20,9 +20,9 @@ from kruispunt.purpose import Purpose
 from kruispunt.synthetic import SyntheticNetwork, make_network, write_csv
 from psi_node.config import NodeConfig, load_node_config
 from psi_node.pool import PointPool
+from psi_node.provision import init_node, install_certificate
 from psi_node.server import NodeServer
 from psi_node.server import create_server as create_node
-from psi_node.setup import init_node, install_certificate
 
 NETWORK = "testnet"
 LEGAL_BASIS = "AVG art. 6(1)(e); Wgs art. 3a"

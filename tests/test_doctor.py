@@ -28,7 +28,7 @@ from kruispunt.health import FAIL, OK, WARN, Check, DoctorReport
 from psi_node.audit import NodeAudit
 from psi_node.certs import certificates as node_certificates
 from psi_node.doctor import run_doctor as node_doctor
-from psi_node.setup import install_certificate
+from psi_node.provision import install_certificate
 from tests.network import NETWORK, TestNetwork
 
 PARTNERS = ["gemeente", "woonbron"]
