@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.psi_baseline import OPENMINED_SETUPS, OpenminedRun, openmined_fpr, openmined_psi
 from psi_node import oprf
 from psi_node.pool import PointPool
 from tests.support.netlab import (
@@ -61,10 +62,6 @@ NETWORK_PURPOSE = "bench-netwerk"
 BILATERAL_PURPOSE = "bench-bilateraal"
 BILATERAL_MODULE = ROOT / "coordinator" / "modes" / "bilateral.py"
 CALIBRATION_POINTS = 8192
-OPENMINED_SETUPS = ("gcs-size", "gcs-reveal", "raw-size", "raw-reveal")
-OPENMINED_FPR = 1e-9
-# openmined-psi 2.x sizes a GCS hash range as max(c, s) / (fpr / c) in an int64.
-_GCS_MAX_RANGE = 2**63
 QUIET_CORES = 0.25
 CRYPTO_PHASES = ("blind", "evaluate", "finalize")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -75,18 +72,6 @@ _started = time.monotonic()
 def progress(message: str) -> None:
     """One progress line on stderr, with the seconds since the benchmark started."""
     print(f"[{time.monotonic() - _started:7.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-def openmined_fpr(client_size: int, server_size: int) -> float:
-    """OPENMINED_FPR, or the smallest power of ten above it whose GCS hash range fits int64.
-
-    At 1e-9 two sets of 100,000 already overflow openmined-psi's GCS range (the
-    two-party mode refuses them); a coarser rate changes only the filter size.
-    """
-    fpr = OPENMINED_FPR
-    while int(max(client_size, server_size) / (fpr / max(client_size, 1))) >= _GCS_MAX_RANGE:
-        fpr *= 10
-    return fpr
 
 
 # -- machine ------------------------------------------------------------------------------
@@ -624,59 +609,6 @@ def start_network(spec: NetworkSpec, *, keep: bool = False) -> NetworkRun:
             shutil.rmtree(root, ignore_errors=True)
         raise
     return NetworkRun(net, keep)
-
-
-# -- openmined-psi --------------------------------------------------------------------------
-
-
-@dataclass
-class OpenminedRun:
-    """One in-process two-party PSI with openmined-psi (client and server in this process)."""
-
-    setup: str
-    seconds: float
-    cpu_seconds: float
-    phases: dict[str, float]
-    result: int
-    """Intersection size found."""
-    others_during: float = 0.0
-    """Cores other processes used during the run."""
-
-
-def openmined_psi(client_set: list[str], server_set: list[str], setup: str) -> OpenminedRun:
-    """Time a full openmined-psi exchange: setup, request, response, intersection."""
-    import private_set_intersection.python as psi  # imported here: only the baseline needs it
-
-    structure, mode = setup.split("-")
-    ds = psi.DataStructure.GCS if structure == "gcs" else psi.DataStructure.RAW
-    reveal = mode == "reveal"
-    c0, t0 = time.process_time(), time.perf_counter()
-    client = psi.client.CreateWithNewKey(reveal)
-    server = psi.server.CreateWithNewKey(reveal)
-    fpr = openmined_fpr(len(client_set), len(server_set))
-    setup_msg = server.CreateSetupMessage(fpr, len(client_set), server_set, ds)
-    t1 = time.perf_counter()
-    request = client.CreateRequest(client_set)
-    t2 = time.perf_counter()
-    response = server.ProcessRequest(request)
-    t3 = time.perf_counter()
-    if reveal:
-        found = len(client.GetIntersection(setup_msg, response))
-    else:
-        found = int(client.GetIntersectionSize(setup_msg, response))
-    t4 = time.perf_counter()
-    return OpenminedRun(
-        setup=setup,
-        seconds=t4 - t0,
-        cpu_seconds=time.process_time() - c0,
-        phases={
-            "server_setup": t1 - t0,
-            "client_request": t2 - t1,
-            "server_response": t3 - t2,
-            "client_intersection": t4 - t3,
-        },
-        result=found,
-    )
 
 
 # -- the benchmark ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from kruispunt import psi_limits
 from kruispunt.errors import ConfigError
 from kruispunt.v1 import common_pb2
 
@@ -107,10 +108,12 @@ class Purpose:
                     out.append(
                         "bilateral: client and server must be the two partners in legal_basis"
                     )
-                if not 0 < b.false_positive_rate < 1:
-                    out.append("bilateral: false_positive_rate must be between 0 and 1")
-                if b.data_structure not in ("gcs", "raw"):
-                    out.append("bilateral: data_structure must be 'gcs' or 'raw'")
+                out.extend(
+                    f"bilateral: {problem}"
+                    for problem in psi_limits.settings_problems(
+                        b.false_positive_rate, b.data_structure
+                    )
+                )
         return out
 
     def with_version(self, version: int) -> Purpose:

@@ -27,10 +27,10 @@ from kruispunt.doctor import FAIL, OK, WARN, Check, DoctorReport
 from kruispunt.errors import ConfigError, KruispuntError
 from kruispunt.tomlfile import read_toml
 from psi_node.audit import verify_file
-from psi_node.config import CONFIG_NAME, InputConfig, NodeConfig, PolicyConfig, load_node_config
+from psi_node.config import CONFIG_NAME, InputConfig, PolicyConfig, load_node_config
 from psi_node.inputs import InputSpec, read_input
 
-__all__ = ["certificates", "run_doctor"]
+__all__ = ["run_doctor"]
 
 SERVICE = "kruispunt.v1.PsiNode"
 _RENEW_HINT = "ask the network coordinator for a renewed certificate (psi-node install-cert)"
@@ -145,23 +145,6 @@ def run_doctor(
                 )
             )
     return report
-
-
-def certificates(config: NodeConfig) -> dict[str, x509.Certificate]:
-    """The certificates a serving node should watch for expiry, by label (unreadable ones left out).
-
-    For `kruispunt.expiry.expiry_warnings` in the node's housekeeping loop.
-    """
-    out: dict[str, x509.Certificate] = {}
-    for label, path in (
-        (f"{config.tls_cert} (partner {config.partner_id})", config.tls_cert),
-        (f"{config.tls_ca} (network CA)", config.tls_ca),
-    ):
-        try:
-            out[label] = pki.load_certificate(path)
-        except ConfigError:
-            continue
-    return out
 
 
 # ---------------------------------------------------------------------------------------

@@ -98,6 +98,51 @@ def stage_results(
     )
 
 
+def stage_metadata_only(
+    results_dir: Path, round_id: str, metadata: dict[str, object], count: int
+) -> StagedResult:
+    """Stage a result that is only a metadata file (0600), for `publish_metadata_only`.
+
+    What a node writes when it learns no records: the server of a two-party
+    round, or a client that may learn only the intersection's size.
+    """
+    staged_csv, staged_meta, final_csv, final_meta = _paths(results_dir, round_id)
+    body = (json.dumps(metadata, indent=2) + "\n").encode("utf-8")
+    try:
+        results_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(staged_meta, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        _unlink(staged_meta)
+        raise ResultWriteError(
+            f"cannot write results in {results_dir}: {exc.strerror or exc}"
+        ) from None
+    return StagedResult(
+        round_id,
+        staged_csv,
+        staged_meta,
+        final_csv,
+        final_meta,
+        hashlib.sha256(body).digest(),
+        count,
+    )
+
+
+def publish_metadata_only(staged: StagedResult) -> Path:
+    """Publish a metadata-only result by atomic rename; returns the metadata path."""
+    try:
+        os.replace(staged.staged_meta, staged.final_meta)
+    except OSError as exc:
+        _unlink(staged.staged_meta)
+        raise ResultWriteError(
+            f"cannot publish results in {staged.final_meta.parent}: {exc.strerror or exc}"
+        ) from None
+    return staged.final_meta
+
+
 def commit_results(staged: StagedResult) -> Path:
     """Publish staged results by atomic rename; the metadata goes first, the CSV last."""
     meta_published = False

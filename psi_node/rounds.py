@@ -1,9 +1,14 @@
-"""The node's side of a matching round: consent, blinding, evaluation, finalisation, results.
+"""Rounds in flight at a node, whatever their mode: consent, registry, audit, commit, abort.
 
 One `RoundManager` per node process. It holds, per round in flight, the
-node's fresh key and blinding (memory only) and its canonical records, and
-wipes both when the round is committed, aborted or left idle too long. The
-gRPC servicer (`server.py`) only translates messages to these calls.
+node's fresh secrets (memory only) and its canonical records, and wipes both
+when the round is committed, aborted or left idle too long. What happens
+between consent and commit depends on the purpose's mode and lives in one
+module per mode (`psi_node.modes.network`, `psi_node.modes.bilateral`),
+chosen from `psi_node.modes.MODES` at consent; the modes share
+`psi_node.round_state`, never each other. The manager offers every mode's
+calls as its own methods, so the gRPC servicer (`server.py`) talks to one
+object and only translates messages to these calls.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -21,70 +25,30 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from google.protobuf.message import DecodeError
 
-from kruispunt import wire
 from kruispunt.audit import safe_reason
 from kruispunt.errors import (
     InputFileError,
     KruispuntError,
     ManifestRejected,
     ProtocolError,
-    ResourceLimit,
     UnknownRound,
 )
 from kruispunt.manifest import VerifiedManifest, is_round_id, sign_consent, verify_manifest
 from kruispunt.v1 import common_pb2, node_pb2
 from psi_node.audit import NodeAudit
 from psi_node.config import NodeConfig
-from psi_node.inputs import InputSet, InputSpec, read_input
-from psi_node.oprf import RoundKey
+from psi_node.inputs import InputSpec, read_input
+from psi_node.modes import MODES, bilateral, network
 from psi_node.policy import refusal_reason
 from psi_node.pool import PointPool
-from psi_node.results import (
-    StagedResult,
-    commit_results,
-    discard_staged,
-    expired_results,
-    retention_deadline,
-    stage_results,
-    stale_staged,
-    withdraw_published,
-)
+from psi_node.results import discard_staged, expired_results, stale_staged, withdraw_published
+from psi_node.round_state import STAGED, NodeRound, require_phase
 
 log = structlog.get_logger("psi_node.rounds")
 
-# Phases in the order a round passes them at a node.
-CONSENTED, BLINDED, FINALIZED, STAGED = "consented", "blinded", "finalized", "staged"
-
-
-@dataclass
-class NodeRound:
-    """What a node keeps about one round in flight (memory only)."""
-
-    verified: VerifiedManifest
-    inputs: InputSet
-    key: RoundKey
-    phase: str = CONSENTED
-    last_activity: float = field(default_factory=time.monotonic)
-    staged: StagedResult | None = None
-    # How commit publishes the staged files; a bilateral server stages a metadata file only.
-    publish: Callable[[StagedResult], Path] = commit_results
-    # openmined-psi state of a bilateral round (psi_node.bilateral): it holds the round key.
-    bilateral: object | None = None
-    evaluated: set[str] = field(default_factory=set)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def round_id(self) -> str:
-        return self.verified.round_id
-
-    @property
-    def basis(self) -> str:
-        purpose = self.verified.purpose
-        return f"{purpose.id}: {purpose.legal_basis.get(self.verified.partners[0], '')}"
-
 
 class RoundManager:
-    """Everything a node does in rounds, independent of gRPC."""
+    """Everything a node does in rounds, independent of gRPC and of the round's mode."""
 
     def __init__(
         self,
@@ -130,16 +94,21 @@ class RoundManager:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def _get(self, round_id: str, *, phases: Iterable[str], mode: str | None = None) -> NodeRound:
+    def get_round(
+        self, round_id: str, *, mode: str | None = None, phases: Iterable[str] | None = None
+    ) -> NodeRound:
+        """The round in flight, checked to be of `mode` and in one of `phases` (if given).
+
+        Counts as activity: a round that is asked for is not idle.
+        """
         with self._lock:
             rnd = self._rounds.get(round_id)
         if rnd is None:
             raise UnknownRound("no such round in flight at this node")
         if mode is not None and rnd.verified.purpose.mode != mode:
             raise ProtocolError(f"this call belongs to a {mode} round; this round is not one")
-        allowed = tuple(phases)
-        if rnd.phase not in allowed:
-            raise ProtocolError(f"round is in phase {rnd.phase!r}, expected {' or '.join(allowed)}")
+        if phases is not None:
+            require_phase(rnd, phases)
         rnd.last_activity = time.monotonic()
         return rnd
 
@@ -147,13 +116,17 @@ class RoundManager:
         with self._lock:
             rnd = self._rounds.pop(round_id, None)
         if rnd is not None:
-            rnd.key.wipe()
-            rnd.bilateral = None
+            rnd.wipe_state()
         return rnd
 
-    def _audit(
+    def audit_event(
         self, event: str, rnd_or_id: NodeRound | str, action: str, **details: object
     ) -> None:
+        """Append one event about a round to the node's audit log (no identifier, ever).
+
+        Given the round itself, the event carries the purpose and legal basis;
+        given only an id (a refused or ended round), it carries none.
+        """
         if isinstance(rnd_or_id, NodeRound):
             round_id, basis = rnd_or_id.round_id, rnd_or_id.basis
         else:
@@ -188,7 +161,7 @@ class RoundManager:
         if replay:
             return self._refuse(verified, "round id seen before (replayed manifest)", now)
         self._remember(round_id)
-        self._audit(
+        self.audit_event(
             "manifest.seen",
             round_id,
             "R",
@@ -201,6 +174,9 @@ class RoundManager:
         if reason is not None:
             return self._refuse(verified, reason, now)
         purpose = verified.purpose
+        mode = MODES.get(purpose.mode)
+        if mode is None:
+            return self._refuse(verified, f"this node does not run {purpose.mode!r} rounds", now)
         inp = self.config.inputs[purpose.id]
         spec = InputSpec(
             path=inp.path,
@@ -224,7 +200,7 @@ class RoundManager:
                 f"set of {size} records exceeds the purpose maximum {purpose.max_set_size}",
                 now,
             )
-        rnd = NodeRound(verified=verified, inputs=inputs, key=RoundKey.generate())
+        rnd = NodeRound(verified=verified, inputs=inputs, state=mode.start())
         with self._lock:
             self._rounds[round_id] = rnd
         consent = common_pb2.Consent(
@@ -238,7 +214,7 @@ class RoundManager:
             invalid_count=report.invalid,
             decided_at_unix=int(now.timestamp()),
         )
-        self._audit(
+        self.audit_event(
             "consent.given",
             rnd,
             "E",
@@ -262,7 +238,7 @@ class RoundManager:
     def _refuse(
         self, verified: VerifiedManifest, reason: str, now: datetime
     ) -> common_pb2.SignedConsent:
-        self._audit(
+        self.audit_event(
             "consent.refused", verified.round_id, "E", reason=reason, purpose=verified.purpose.id
         )
         log.warning("consent refused", round_id=verified.round_id, reason=reason)
@@ -289,7 +265,9 @@ class RoundManager:
         # Unverified text: keep it only if it has the shape of our round ids.
         if not is_round_id(round_id):
             round_id = ""
-        self._audit("manifest.rejected", round_id, "E", reason=reason, manifest_sha256=digest.hex())
+        self.audit_event(
+            "manifest.rejected", round_id, "E", reason=reason, manifest_sha256=digest.hex()
+        )
         log.warning("manifest rejected", round_id=round_id, reason=reason)
         consent = common_pb2.Consent(
             round_id=round_id,
@@ -301,134 +279,55 @@ class RoundManager:
         )
         return sign_consent(self._signing_key, consent)
 
-    # -- the matching phases -----------------------------------------------------------
+    # -- each mode's calls (psi_node.modes), one method per RPC -------------------------
 
     def blind(self, round_id: str) -> Iterator[tuple[int, bytes]]:
-        """Phase 1: this node's blinded points r*H(x) in input order, chunk by chunk."""
-        rnd = self._get(round_id, phases=(CONSENTED,), mode="network")
-        records = rnd.inputs.records
-        with rnd.lock:
-            for offset in range(0, len(records), self.chunk_points):
-                chunk = records[offset : offset + self.chunk_points]
-                yield offset, self.pool.hash_and_blind(chunk, rnd.key.blind_factor)
-                rnd.last_activity = time.monotonic()
-            rnd.phase = BLINDED
-        self._audit("records.sent", rnd, "E", set_size=len(records))
-        log.info("blinded set sent", round_id=round_id, points=len(records))
+        """Network phase 1: this node's blinded points, chunk by chunk (`network.blind`)."""
+        return network.blind(self, round_id)
 
     def evaluate(
         self, round_id: str, origin: str, batches: Iterable[tuple[int, bytes]]
     ) -> Iterator[tuple[int, bytes]]:
-        """Phase 2: apply this node's key to another partner's points, order kept."""
-        rnd = self._get(round_id, phases=(CONSENTED, BLINDED), mode="network")
-        if origin == self.config.partner_id or origin not in rnd.verified.partners:
-            raise ProtocolError("origin is not another partner of this round")
-        if origin in rnd.evaluated:
-            raise ProtocolError("this partner's set was already evaluated in this round")
-        rnd.evaluated.add(origin)
-        limit = rnd.verified.purpose.max_set_size
-        expected = 0
-        for offset, packed in batches:
-            count = wire.check_packed(packed, wire.POINT_BYTES)
-            if offset != expected:
-                raise ProtocolError("batch offset out of order")
-            expected += count
-            if expected > limit:
-                raise ResourceLimit("more points than the purpose's maximum set size")
-            yield offset, self.pool.scalar_mult(rnd.key.key, packed)
-            rnd.last_activity = time.monotonic()
-        log.info("evaluated", round_id=round_id, origin=origin, points=expected)
+        """Network phase 2: another partner's points under this node's key (`network.evaluate`)."""
+        return network.evaluate(self, round_id, origin, batches)
 
     def finalize(
         self, round_id: str, batches: Iterable[tuple[int, bytes]]
     ) -> Iterator[tuple[int, bytes]]:
-        """Phase 3: own points with every other key in; answer 16-byte tags in order."""
-        rnd = self._get(round_id, phases=(BLINDED,), mode="network")
-        records = rnd.inputs.records
-        expected = 0
-        for offset, packed in batches:
-            count = wire.check_packed(packed, wire.POINT_BYTES)
-            if offset != expected or expected + count > len(records):
-                raise ProtocolError("finalize batch does not match this node's set")
-            chunk = records[offset : offset + count]
-            yield offset, self.pool.unblind_and_tag(chunk, rnd.key.unblind_factor, packed)
-            expected += count
-            rnd.last_activity = time.monotonic()
-        if expected != len(records):
-            raise ProtocolError("finalize stream ended before the whole set came back")
-        rnd.phase = FINALIZED
-        rnd.key.wipe()  # the key's work is done; nothing later needs it
-        log.info("finalized", round_id=round_id, tags=expected)
-
-    # -- results ---------------------------------------------------------------------
+        """Network phase 3: own points back, answered with tags (`network.finalize`)."""
+        return network.finalize(self, round_id, batches)
 
     def deliver(self, results: node_pb2.RoundResults) -> node_pb2.DeliveryReceipt:
-        """Stage this node's results; nothing is visible until commit."""
-        rnd = self._get(results.round_id, phases=(FINALIZED,), mode="network")
-        size = len(rnd.inputs.records)
-        purpose = rnd.verified.purpose
-        indices = list(results.flagged_indices)
-        if any(i >= size for i in indices) or len(set(indices)) != len(indices):
-            raise ProtocolError("flagged indices do not fit this node's set")
-        if results.flagged_count != len(indices):
-            raise ProtocolError("flagged count does not match the indices")
-        partners = rnd.verified.partners
-        coholders: list[list[str]] | None = None
-        if purpose.disclosure == "partners":
-            masks = list(results.holder_masks)
-            if len(masks) != len(indices):
-                raise ProtocolError("holder masks do not match the flagged indices")
-            coholders = [
-                [p for b, p in enumerate(partners) if m >> b & 1 and p != self.config.partner_id]
-                for m in masks
-            ]
-        elif results.holder_masks:
-            raise ProtocolError("holder masks sent for a purpose that discloses counts only")
-        now = self.now()
-        values = rnd.inputs.values
-        staged = stage_results(
-            self.config.results_dir,
-            rnd.round_id,
-            columns=rnd.inputs.columns,
-            rows=[values[i] for i in indices],
-            coholders=coholders,
-            metadata={
-                "round_id": rnd.round_id,
-                "purpose": purpose.id,
-                "purpose_version": purpose.version,
-                "threshold": purpose.threshold,
-                "disclosure": purpose.disclosure,
-                "flagged_count": len(indices),
-                "set_sizes": dict(sorted(results.set_sizes.items())),
-                "written_at": now.isoformat(),
-                "delete_after": retention_deadline(now, purpose.result_retention_days).isoformat(),
-            },
-        )
-        rnd.staged = staged
-        rnd.phase = STAGED
-        self._audit(
-            "results.received",
-            rnd,
-            "C",
-            flagged_count=len(indices),
-            set_sizes=dict(results.set_sizes),
-        )
-        return node_pb2.DeliveryReceipt(
-            round_id=rnd.round_id,
-            flagged_count=len(indices),
-            result_path=str(staged.final_csv),
-            result_sha256=staged.sha256,
-        )
+        """Network results: stage what the coordinator found (`network.deliver`)."""
+        return network.deliver(self, results)
+
+    def bilateral_request(self, round_id: str) -> node_pb2.BilateralPayload:
+        """Two-party step 1, at the client (`bilateral.request`)."""
+        return bilateral.request(self, round_id)
+
+    def bilateral_response(self, message: node_pb2.BilateralPayload) -> node_pb2.BilateralPayload:
+        """Two-party step 2, at the server (`bilateral.response`)."""
+        return bilateral.response(self, message)
+
+    def bilateral_setup(self, round_id: str) -> node_pb2.BilateralPayload:
+        """Two-party step 3, at the server (`bilateral.setup`)."""
+        return bilateral.setup(self, round_id)
+
+    def bilateral_result(self, exchange: node_pb2.BilateralExchange) -> node_pb2.DeliveryReceipt:
+        """Two-party step 4, at the client (`bilateral.result`)."""
+        return bilateral.result(self, exchange)
+
+    # -- the end of every round --------------------------------------------------------
 
     def commit(self, round_id: str) -> node_pb2.DeliveryReceipt:
         """Publish staged results and end the round here."""
-        rnd = self._get(round_id, phases=(STAGED,))
+        rnd = self.get_round(round_id, phases=(STAGED,))
         assert rnd.staged is not None
         try:
             path = rnd.publish(rnd.staged)
         finally:
             self._drop(round_id)
-        self._audit(
+        self.audit_event(
             "results.written",
             rnd,
             "C",
@@ -458,8 +357,10 @@ class RoundManager:
             return False
         reason = safe_reason(reason)
         if withdrawn:
-            self._audit("results.withdrawn", round_id, "D", reason=reason)
-        self._audit("round.aborted", rnd or round_id, "D", reason=reason, staged_removed=removed)
+            self.audit_event("results.withdrawn", round_id, "D", reason=reason)
+        self.audit_event(
+            "round.aborted", rnd or round_id, "D", reason=reason, staged_removed=removed
+        )
         log.warning("round aborted", round_id=round_id, reason=reason, withdrawn=withdrawn)
         return True
 
@@ -468,7 +369,7 @@ class RoundManager:
         stale = [rid for rid in stale_staged(self.config.results_dir) if is_round_id(rid)]
         for round_id in stale:
             discard_staged(self.config.results_dir, round_id)
-            self._audit(
+            self.audit_event(
                 "round.aborted",
                 round_id,
                 "D",
@@ -480,7 +381,7 @@ class RoundManager:
 
     def record_rejection(self, method: str, round_id: str, error: KruispuntError) -> None:
         """Audit a request this node refused (malformed, out of order, unknown round)."""
-        self._audit(
+        self.audit_event(
             "request.rejected",
             round_id if is_round_id(round_id) else "",
             "E",

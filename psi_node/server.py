@@ -28,8 +28,8 @@ from kruispunt.errors import (
 from kruispunt.expiry import ExpiryReminder
 from kruispunt.service import run_until_signalled
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
-from psi_node import bilateral, doctor
 from psi_node.audit import NodeAudit
+from psi_node.certs import certificates
 from psi_node.config import NodeConfig
 from psi_node.pool import PointPool
 from psi_node.rounds import RoundManager
@@ -64,7 +64,12 @@ _REJECTIONS = (ProtocolError, InvalidPoint, ResourceLimit, UnknownRound)
 
 
 class NodeServicer(node_pb2_grpc.PsiNodeServicer):
-    """gRPC face of a node's RoundManager; every refused request is audited."""
+    """gRPC face of a node's RoundManager; every refused request is audited.
+
+    Propose, Commit and Abort are the calls of every round; each other call
+    belongs to one mode, and the manager hands it to that mode's module
+    (`psi_node.modes.network`, `psi_node.modes.bilateral`).
+    """
 
     def __init__(self, rounds: RoundManager) -> None:
         self.rounds = rounds
@@ -161,7 +166,7 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
         return self._call(
             "BilateralSetup",
             request.round_id,
-            lambda: bilateral.setup(self.rounds, request.round_id),
+            lambda: self.rounds.bilateral_setup(request.round_id),
         )
 
     def BilateralRequest(  # noqa: N802
@@ -170,21 +175,21 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
         return self._call(
             "BilateralRequest",
             request.round_id,
-            lambda: bilateral.request(self.rounds, request.round_id),
+            lambda: self.rounds.bilateral_request(request.round_id),
         )
 
     def BilateralResponse(  # noqa: N802
         self, request: node_pb2.BilateralPayload, context: grpc.ServicerContext
     ) -> node_pb2.BilateralPayload:
         return self._call(
-            "BilateralResponse", request.round_id, lambda: bilateral.response(self.rounds, request)
+            "BilateralResponse", request.round_id, lambda: self.rounds.bilateral_response(request)
         )
 
     def BilateralResult(  # noqa: N802
         self, request: node_pb2.BilateralExchange, context: grpc.ServicerContext
     ) -> node_pb2.DeliveryReceipt:
         return self._call(
-            "BilateralResult", request.round_id, lambda: bilateral.result(self.rounds, request)
+            "BilateralResult", request.round_id, lambda: self.rounds.bilateral_result(request)
         )
 
 
@@ -266,7 +271,7 @@ def create_server(
             try:
                 rounds.expire_idle()
                 rounds.purge_results()
-                for warning in reminder.warnings(doctor.certificates(config), rounds.now()):
+                for warning in reminder.warnings(certificates(config), rounds.now()):
                     log.warning("certificate expires soon", detail=warning)
             except Exception:
                 log.exception("housekeeping failed")

@@ -15,15 +15,16 @@ import private_set_intersection.python as psi
 import pytest
 import structlog
 
+from benchmarks import psi_baseline
 from coordinator.modes.bilateral import check_sizes
-from kruispunt import pki, signing, transport
+from kruispunt import pki, psi_limits, signing, transport
 from kruispunt.errors import InvalidPoint, KruispuntError, ProtocolError, ResourceLimit, RoundFailed
 from kruispunt.identifiers import canonicalize
 from kruispunt.manifest import new_round_id, sign_manifest
 from kruispunt.purpose import Bilateral, Purpose
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
-from psi_node import bilateral
 from psi_node.audit import cross_check
+from psi_node.modes import bilateral
 from psi_node.rounds import RoundManager
 from tests.support.network import TestNetwork
 from tests.support.synthetic import make_network
@@ -325,7 +326,7 @@ class TestBilateralNode:
         message = parsed_setup(setup.payload)
         assert message.HasField("gcs")
         assert not message.HasField("raw")
-        assert message.gcs.hash_range == bilateral.gcs_hash_range(40, 40, fpr)
+        assert message.gcs.hash_range == psi_limits.gcs_hash_range(40, 40, fpr)
         assert abs(message.gcs.hash_range - 40 * 40 / fpr) <= 40 * 40 / fpr * 1e-9
         # Each element costs about log2(hash_range / s) + 2 bits in the Golomb code.
         bits_per_record = len(message.gcs.bits) * 8 / 40
@@ -523,7 +524,7 @@ class TestSizeLimits:
         with pytest.raises(RoundFailed, match="raise the rate"):
             check_sizes(settings, 100_000, 100_000)
         with pytest.raises(ResourceLimit):
-            bilateral.check_gcs_fits(100_000, 100_000, 1e-9)
+            psi_limits.check_gcs_fits(100_000, 100_000, 1e-9)
         raw = Bilateral(CLIENT, SERVER, false_positive_rate=1e-9, data_structure="raw")
         check_sizes(raw, 100_000, 100_000)
 
@@ -539,5 +540,5 @@ class TestBaseline:
     def test_openmined_baseline_counts_the_intersection(self, structure):
         """The in-process comparison finds the planted intersection size."""
         data = make_network(["a", "b"], 200, {2: 37}, 11, kind="bsn")
-        size = bilateral.openmined_baseline(data.ids["a"], data.ids["b"], 1e-9, structure)
+        size = psi_baseline.intersection_size(data.ids["a"], data.ids["b"], 1e-9, structure)
         assert size == 37

@@ -26,9 +26,9 @@ from kruispunt import expiry, pki, signing
 from kruispunt.doctor import FAIL, OK, WARN, Check, DoctorReport
 from kruispunt.errors import ConfigError
 from psi_node.audit import NodeAudit
-from psi_node.doctor import certificates as node_certificates
+from psi_node.certs import certificates as node_certificates
 from psi_node.doctor import run_doctor as node_doctor
-from psi_node.setup import install_certificate
+from psi_node.provision import install_certificate
 from tests.support.network import NETWORK, TestNetwork
 from tests.support.paths import REPO
 

@@ -19,9 +19,9 @@ from coordinator.server import create_server as create_coordinator
 from kruispunt.purpose import Purpose
 from psi_node.config import NodeConfig, load_node_config
 from psi_node.pool import PointPool
+from psi_node.provision import init_node, install_certificate
 from psi_node.server import NodeServer
 from psi_node.server import create_server as create_node
-from psi_node.setup import init_node, install_certificate
 from tests.support.setup_files import LEGAL_BASIS, append_policies, policy_block
 from tests.support.synthetic import SyntheticNetwork, make_network, write_csv
 

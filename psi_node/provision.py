@@ -1,4 +1,4 @@
-"""Setting up a partner node: keys and CSR (`init`), then the issued certificate (`install-cert`).
+"""Provisioning a partner node: keys and CSR (`init`), then the issued certificate (`install-cert`).
 
 The node's TLS and signing private keys are made here and never leave this
 directory: the coordinator receives only the CSR and the signing public key.
@@ -63,6 +63,8 @@ state = "state"
 
 @dataclass(frozen=True)
 class NodeInitResult:
+    """Where `init_node` put the node and the two files the coordinator needs."""
+
     directory: Path
     csr: Path
     signing_public_key: Path

@@ -25,7 +25,8 @@ Then the coordinator commits both nodes (`RoundManager.commit`), or aborts
 both. Every message is checked before it reaches openmined-psi's C++ code:
 counts against the set sizes, element lengths, and the setup's Golomb
 parameters -- a zero hash range aborts the whole process inside the library,
-so it must never get that far.
+so it must never get that far. The limits are `kruispunt.psi_limits`, the
+same the coordinator and the purpose registry check.
 
 Records enter openmined-psi as their canonical identifier bytes, unchanged,
 on both sides (the binding takes ``bytes`` for its ``std::string`` items).
@@ -33,12 +34,7 @@ on both sides (the binding takes ``bytes`` for its ``std::string`` items).
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import private_set_intersection.python as psi
@@ -46,86 +42,76 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from kruispunt.errors import InvalidPoint, ProtocolError, ResourceLimit
+from kruispunt.psi_limits import (
+    ELEMENT_BYTES,
+    MAX_GCS_DIV,
+    MAX_HASH_RANGE,
+    check_gcs_fits,
+    gcs_hash_range,
+    max_elements_bytes,
+    max_setup_bytes,
+)
 from kruispunt.purpose import Bilateral
 from kruispunt.v1 import node_pb2
 from psi_node.results import (
-    ResultWriteError,
-    StagedResult,
-    _paths,
+    publish_metadata_only,
     retention_deadline,
+    stage_metadata_only,
     stage_results,
 )
-from psi_node.rounds import BLINDED, CONSENTED, FINALIZED, STAGED, NodeRound, RoundManager
+from psi_node.round_state import (
+    CONSENTED,
+    STAGED,
+    NodeRound,
+    RoundContext,
+    RoundMode,
+    require_phase,
+)
 
-log = structlog.get_logger("psi_node.bilateral")
+log = structlog.get_logger("psi_node.modes.bilateral")
 
-#: A compressed P-256 point, as openmined-psi encodes every encrypted element.
-ELEMENT_BYTES: Final = 33
-#: Protobuf framing of one repeated 33-byte element: a tag byte and a length byte.
-ELEMENT_FRAMING: Final = 2
-#: Room for the scalar fields of a request, response or setup message.
-MESSAGE_OVERHEAD: Final = 64
-#: The C++ GCS computes its hash range as an int64: stay clear of overflow.
-MAX_HASH_RANGE: Final = 1 << 62
-#: The Golomb decoder shifts by `div`: beyond 62 bits the shift is undefined behaviour.
-MAX_GCS_DIV: Final = 62
-
-# Phases a bilateral round passes at a node, after rounds.CONSENTED and before rounds.STAGED.
+# Phases a bilateral round passes at a node, between CONSENTED and STAGED.
 REQUESTED: Final = "bilateral-requested"  # client: request sent, waiting for the exchange
 RESPONDED: Final = "bilateral-responded"  # server: request answered, setup not yet sent
-
-_ALL_PHASES: Final = (CONSENTED, BLINDED, FINALIZED, REQUESTED, RESPONDED, STAGED)
 
 _STRUCTURES: Final = {"gcs": psi.DataStructure.GCS, "raw": psi.DataStructure.RAW}
 
 
 @dataclass
-class _ClientState:
+class ClientState:
     """The client's openmined-psi object (it holds the round key ``a``)."""
 
     client: Any
 
+    def wipe(self) -> None:
+        """Let go of the library's object, and with it the key (it cannot be zeroed here)."""
+        self.client = None
+
 
 @dataclass
-class _ServerState:
+class ServerState:
     """The server's openmined-psi object (key ``b``) and the client's declared set size."""
 
     server: Any
     client_set_size: int = 0
 
-
-# -- sizes ---------------------------------------------------------------------------------
-
-
-def max_elements_bytes(count: int) -> int:
-    """The largest serialized request or response carrying `count` elements."""
-    return count * (ELEMENT_BYTES + ELEMENT_FRAMING) + MESSAGE_OVERHEAD
+    def wipe(self) -> None:
+        """Let go of the library's object, and with it the key (it cannot be zeroed here)."""
+        self.server = None
 
 
-def gcs_hash_range(client_size: int, server_size: int, fpr: float) -> int:
-    """The hash range openmined-psi 2.x gives a GCS setup (int64 cast of a double).
-
-    The library divides the rate over the client's queries, then sizes the range
-    for the larger set: ``max(c, s) / (fpr / c)``. The same float operations
-    here give the same integer.
-    """
-    return int(max(client_size, server_size) / (fpr / client_size))
+def _start() -> None:
+    """No state at consent: openmined-psi makes each side's key in its role's first call."""
+    return None
 
 
-def check_gcs_fits(client_size: int, server_size: int, fpr: float) -> None:
-    """Raise ResourceLimit when a GCS setup for these sizes would overflow its hash range."""
-    if gcs_hash_range(client_size, server_size, fpr) >= MAX_HASH_RANGE:
-        raise ResourceLimit(
-            f"a 'gcs' setup for sets of {client_size} and {server_size} records at "
-            f"false-positive rate {fpr:g} overflows openmined-psi's 63-bit hash range; "
-            "raise the rate or use data_structure 'raw'"
-        )
+MODE: Final = RoundMode("bilateral", start=_start)
 
 
 # -- the four calls ---------------------------------------------------------------------
 
 
-def request(rounds: RoundManager, round_id: str) -> node_pb2.BilateralPayload:
+def request(rounds: RoundContext, round_id: str) -> node_pb2.BilateralPayload:
     """Client, step 1: this node's records blinded with a fresh key; payload + set size."""
     rnd = _round(rounds, round_id, role="client", phases=(CONSENTED,))
     settings = _settings(rnd)
@@ -135,14 +121,14 @@ def request(rounds: RoundManager, round_id: str) -> node_pb2.BilateralPayload:
             raise ProtocolError("the request for this round was already made")
         client = psi.client.CreateWithNewKey(not settings.size_only)
         body = client.CreateRequest(records).SerializeToString()
-        rnd.bilateral = _ClientState(client)
+        rnd.state = ClientState(client)
         rnd.phase = REQUESTED
-    rounds._audit("records.sent", rnd, "E", set_size=len(records), mode="bilateral")
+    rounds.audit_event("records.sent", rnd, "E", set_size=len(records), mode=MODE.name)
     log.info("bilateral request sent", round_id=round_id, set_size=len(records))
     return node_pb2.BilateralPayload(round_id=round_id, payload=body, set_size=len(records))
 
 
-def response(rounds: RoundManager, message: node_pb2.BilateralPayload) -> node_pb2.BilateralPayload:
+def response(rounds: RoundContext, message: node_pb2.BilateralPayload) -> node_pb2.BilateralPayload:
     """Server, step 2: raise the client's elements to this node's fresh key, order kept."""
     rnd = _round(rounds, message.round_id, role="server", phases=(CONSENTED,))
     settings = _settings(rnd)
@@ -172,24 +158,24 @@ def response(rounds: RoundManager, message: node_pb2.BilateralPayload) -> node_p
             body = server.ProcessRequest(req).SerializeToString()
         except (RuntimeError, ValueError):
             raise InvalidPoint() from None
-        rnd.bilateral = _ServerState(server, client_set_size=count)
+        rnd.state = ServerState(server, client_set_size=count)
         rnd.phase = RESPONDED
-    rounds._audit(
-        "phase.done", rnd, "E", phase="bilateral.response", client_set_size=count, mode="bilateral"
+    rounds.audit_event(
+        "phase.done", rnd, "E", phase="bilateral.response", client_set_size=count, mode=MODE.name
     )
     log.info("bilateral request answered", round_id=rnd.round_id, client_set_size=count)
     return node_pb2.BilateralPayload(round_id=rnd.round_id, payload=body, set_size=count)
 
 
-def setup(rounds: RoundManager, round_id: str) -> node_pb2.BilateralPayload:
+def setup(rounds: RoundContext, round_id: str) -> node_pb2.BilateralPayload:
     """Server, step 3: this node's set under its key; stage a metadata-only result."""
     rnd = _round(rounds, round_id, role="server", phases=(RESPONDED,))
     settings = _settings(rnd)
     purpose = rnd.verified.purpose
     records = rnd.inputs.records
     with rnd.lock:
-        state = rnd.bilateral
-        if rnd.phase != RESPONDED or not isinstance(state, _ServerState):
+        state = rnd.state
+        if rnd.phase != RESPONDED or not isinstance(state, ServerState):
             raise ProtocolError("the setup for this round was already sent")
         client_size = state.client_set_size
         message = state.server.CreateSetupMessage(
@@ -209,19 +195,19 @@ def setup(rounds: RoundManager, round_id: str) -> node_pb2.BilateralPayload:
             "written_at": now.isoformat(),
             "delete_after": retention_deadline(now, purpose.result_retention_days).isoformat(),
         }
-        rnd.staged = _stage_metadata_only(rounds.config.results_dir, rnd.round_id, metadata, 0)
-        rnd.publish = _publish_metadata_only
-        rnd.bilateral = None  # the key's work is done: drop it now, not at commit
+        rnd.staged = stage_metadata_only(rounds.config.results_dir, rnd.round_id, metadata, 0)
+        rnd.publish = publish_metadata_only
+        rnd.wipe_state()  # the key's work is done: drop it now, not at commit
         rnd.phase = STAGED
-    rounds._audit("records.sent", rnd, "E", set_size=len(records), mode="bilateral")
-    rounds._audit(
+    rounds.audit_event("records.sent", rnd, "E", set_size=len(records), mode=MODE.name)
+    rounds.audit_event(
         "results.received", rnd, "C", flagged_count=0, client_set_size=client_size, rows=0
     )
     log.info("bilateral setup sent", round_id=round_id, set_size=len(records))
     return node_pb2.BilateralPayload(round_id=round_id, payload=body, set_size=len(records))
 
 
-def result(rounds: RoundManager, exchange: node_pb2.BilateralExchange) -> node_pb2.DeliveryReceipt:
+def result(rounds: RoundContext, exchange: node_pb2.BilateralExchange) -> node_pb2.DeliveryReceipt:
     """Client, step 4: find own records in the server's setup; stage them like Deliver does."""
     rnd = _round(rounds, exchange.round_id, role="client", phases=(REQUESTED,))
     settings = _settings(rnd)
@@ -243,8 +229,8 @@ def result(rounds: RoundManager, exchange: node_pb2.BilateralExchange) -> node_p
         fpr=settings.false_positive_rate,
     )
     with rnd.lock:
-        state = rnd.bilateral
-        if rnd.phase != REQUESTED or not isinstance(state, _ClientState):
+        state = rnd.state
+        if rnd.phase != REQUESTED or not isinstance(state, ClientState):
             raise ProtocolError("this round's exchange was already processed")
         try:
             if settings.size_only:
@@ -259,7 +245,7 @@ def result(rounds: RoundManager, exchange: node_pb2.BilateralExchange) -> node_p
             raise ProtocolError("the intersection does not fit this node's set")
         if len(set(found)) != len(found):
             raise ProtocolError("the intersection names a record twice")
-        rnd.bilateral = None
+        rnd.wipe_state()
         now = rounds.now()
         metadata: dict[str, object] = {
             **_common_metadata(rnd, "client"),
@@ -270,8 +256,8 @@ def result(rounds: RoundManager, exchange: node_pb2.BilateralExchange) -> node_p
             "delete_after": retention_deadline(now, purpose.result_retention_days).isoformat(),
         }
         if settings.size_only:
-            staged = _stage_metadata_only(rounds.config.results_dir, rnd.round_id, metadata, count)
-            rnd.publish = _publish_metadata_only
+            staged = stage_metadata_only(rounds.config.results_dir, rnd.round_id, metadata, count)
+            rnd.publish = publish_metadata_only
         else:
             values = rnd.inputs.values
             staged = stage_results(
@@ -288,7 +274,9 @@ def result(rounds: RoundManager, exchange: node_pb2.BilateralExchange) -> node_p
             )
         rnd.staged = staged
         rnd.phase = STAGED
-    rounds._audit("results.received", rnd, "C", flagged_count=count, size_only=settings.size_only)
+    rounds.audit_event(
+        "results.received", rnd, "C", flagged_count=count, size_only=settings.size_only
+    )
     log.info("bilateral results staged", round_id=rnd.round_id, flagged=count)
     return node_pb2.DeliveryReceipt(
         round_id=rnd.round_id,
@@ -301,18 +289,17 @@ def result(rounds: RoundManager, exchange: node_pb2.BilateralExchange) -> node_p
 # -- checks ------------------------------------------------------------------------------
 
 
-def _round(rounds: RoundManager, round_id: str, *, role: str, phases: tuple[str, ...]) -> NodeRound:
+def _round(rounds: RoundContext, round_id: str, *, role: str, phases: tuple[str, ...]) -> NodeRound:
     """The round in flight, if bilateral, with this node in `role` and the round in `phases`."""
-    rnd = rounds._get(round_id, phases=_ALL_PHASES)
+    rnd = rounds.get_round(round_id)
     purpose = rnd.verified.purpose
     settings = purpose.bilateral
-    if purpose.mode != "bilateral" or settings is None:
+    if purpose.mode != MODE.name or settings is None:
         raise ProtocolError("this round is not a bilateral round")
     mine = settings.client_partner if role == "client" else settings.server_partner
     if rounds.config.partner_id != mine:
         raise ProtocolError(f"this node is not the bilateral {role} of this round")
-    if rnd.phase not in phases:
-        raise ProtocolError(f"round is in phase {rnd.phase!r}, expected {' or '.join(phases)}")
+    require_phase(rnd, phases)
     return rnd
 
 
@@ -333,13 +320,7 @@ def _parse_setup(
     body: bytes, structure: str, *, client_size: int, max_server_size: int, fpr: float
 ) -> Any:
     """Parse and check a server setup before openmined-psi's C++ code reads it."""
-    if structure == "raw":
-        limit = max_elements_bytes(max_server_size)
-    else:
-        # A Golomb code spends a unary quotient (about 2 bits at the library's div), a
-        # stop bit and div remainder bits on each element.
-        limit = max_server_size * (MAX_GCS_DIV + 4) // 8 + MESSAGE_OVERHEAD
-    if len(body) > limit:
+    if len(body) > max_setup_bytes(max_server_size, structure):
         raise ProtocolError("bilateral setup is larger than the purpose's set size allows")
     message = psi.ServerSetup()
     try:
@@ -372,7 +353,7 @@ def _parse_setup(
     return message
 
 
-# -- metadata-only results -------------------------------------------------------------
+# -- result metadata ------------------------------------------------------------------
 
 
 def _common_metadata(rnd: NodeRound, role: str) -> dict[str, object]:
@@ -383,74 +364,10 @@ def _common_metadata(rnd: NodeRound, role: str) -> dict[str, object]:
         "round_id": rnd.round_id,
         "purpose": purpose.id,
         "purpose_version": purpose.version,
-        "mode": "bilateral",
+        "mode": MODE.name,
         "role": role,
         "disclosure": purpose.disclosure,
         "size_only": settings.size_only,
         "data_structure": settings.data_structure,
         "false_positive_rate": settings.false_positive_rate,
     }
-
-
-def _stage_metadata_only(
-    results_dir: Path, round_id: str, metadata: dict[str, object], count: int
-) -> StagedResult:
-    """Stage a result that is only a metadata file (server, or a size-only client)."""
-    staged_csv, staged_meta, final_csv, final_meta = _paths(results_dir, round_id)
-    body = (json.dumps(metadata, indent=2) + "\n").encode("utf-8")
-    try:
-        results_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(staged_meta, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except OSError as exc:
-        with contextlib.suppress(FileNotFoundError):
-            staged_meta.unlink()
-        raise ResultWriteError(
-            f"cannot write results in {results_dir}: {exc.strerror or exc}"
-        ) from None
-    return StagedResult(
-        round_id,
-        staged_csv,
-        staged_meta,
-        final_csv,
-        final_meta,
-        hashlib.sha256(body).digest(),
-        count,
-    )
-
-
-def _publish_metadata_only(staged: StagedResult) -> Path:
-    """Publish a metadata-only result by atomic rename; returns the metadata path."""
-    try:
-        os.replace(staged.staged_meta, staged.final_meta)
-    except OSError as exc:
-        with contextlib.suppress(FileNotFoundError):
-            staged.staged_meta.unlink()
-        raise ResultWriteError(
-            f"cannot publish results in {staged.final_meta.parent}: {exc.strerror or exc}"
-        ) from None
-    return staged.final_meta
-
-
-# -- benchmarks -------------------------------------------------------------------------
-
-
-def openmined_baseline(
-    client_items: list[bytes], server_items: list[bytes], fpr: float, data_structure: str
-) -> int:
-    """The intersection size by openmined-psi alone, in one process: the comparison point.
-
-    Its fastest setup: both parties in this process, the native objects called
-    directly (no protobuf round trips), size only (no index bookkeeping).
-    """
-    native = psi.psi  # the compiled module behind the public wrapper
-    client = native.cpp_client.CreateWithNewKey(False)
-    server = native.cpp_server.CreateWithNewKey(False)
-    setup_message = server.CreateSetupMessage(
-        fpr, len(client_items), server_items, _STRUCTURES[data_structure].value
-    )
-    answer = server.ProcessRequest(client.CreateRequest(client_items))
-    return int(client.GetIntersectionSize(setup_message, answer))

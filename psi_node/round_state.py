@@ -1,0 +1,109 @@
+"""What both round modes share: a round in flight, its phases, and what a mode may ask of the node.
+
+The two modes (`psi_node.modes.network`, `psi_node.modes.bilateral`) import
+this module and never each other, and this module imports neither; the
+`RoundManager` (`psi_node.rounds`) that runs them all is only known to the
+modes through `RoundContext`. That keeps the import graph a tree.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from kruispunt.errors import ProtocolError
+from kruispunt.manifest import VerifiedManifest
+from psi_node.config import NodeConfig
+from psi_node.inputs import InputSet
+from psi_node.pool import PointPool
+from psi_node.results import StagedResult, commit_results
+
+# The phases every round passes at a node, whatever its mode: consent first, staged
+# results last. Each mode adds its own in between (psi_node.modes).
+CONSENTED, STAGED = "consented", "staged"
+
+
+class ModeState(Protocol):
+    """A mode's own state of one round; it holds the round's key, so it can be wiped."""
+
+    def wipe(self) -> None:
+        """Destroy the key material; the state is unusable afterwards."""
+
+
+@dataclass(frozen=True)
+class RoundMode:
+    """One way to run a round after consent (Purpose.mode), as the shared code needs it.
+
+    The calls of a mode are module functions in `psi_node.modes`, each taking
+    the node (`RoundContext`) first; what the shared code asks of the mode
+    itself is only what a round starts with once consented.
+    """
+
+    #: The purpose's mode this implements ("network", "bilateral").
+    name: str
+    #: The mode's state for a round just consented to (None: made by the mode's first call).
+    start: Callable[[], ModeState | None]
+
+
+@dataclass
+class NodeRound:
+    """What a node keeps about one round in flight (memory only)."""
+
+    verified: VerifiedManifest
+    inputs: InputSet
+    state: ModeState | None = None
+    phase: str = CONSENTED
+    last_activity: float = field(default_factory=time.monotonic)
+    staged: StagedResult | None = None
+    # How commit publishes the staged files; a bilateral server stages a metadata file only.
+    publish: Callable[[StagedResult], Path] = commit_results
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def round_id(self) -> str:
+        return self.verified.round_id
+
+    @property
+    def basis(self) -> str:
+        purpose = self.verified.purpose
+        return f"{purpose.id}: {purpose.legal_basis.get(self.verified.partners[0], '')}"
+
+    def wipe_state(self) -> None:
+        """Wipe and forget the mode's state (its key); safe to call more than once."""
+        if self.state is not None:
+            self.state.wipe()
+            self.state = None
+
+
+def require_phase(rnd: NodeRound, phases: Iterable[str]) -> None:
+    """Raise ProtocolError unless the round is in one of `phases`."""
+    allowed = tuple(phases)
+    if rnd.phase not in allowed:
+        raise ProtocolError(f"round is in phase {rnd.phase!r}, expected {' or '.join(allowed)}")
+
+
+class RoundContext(Protocol):
+    """What a mode's calls use of the node; `psi_node.rounds.RoundManager` provides it."""
+
+    config: NodeConfig
+    pool: PointPool
+    #: Points per blinded chunk a node streams.
+    chunk_points: int
+    now: Callable[[], datetime]
+
+    def get_round(
+        self, round_id: str, *, mode: str | None = None, phases: Iterable[str] | None = None
+    ) -> NodeRound:
+        """The round in flight, checked to be of `mode` and in one of `phases` (if given)."""
+        ...
+
+    def audit_event(
+        self, event: str, rnd_or_id: NodeRound | str, action: str, **details: object
+    ) -> None:
+        """Append one event about a round to the node's audit log."""
+        ...
