@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError
 from kruispunt import wire
 from kruispunt.auditchain import safe_reason
 from kruispunt.errors import (
+    ConfigError,
     InputFileError,
     KruispuntError,
     ManifestRejected,
@@ -37,7 +38,7 @@ from psi_node.audit import NodeAudit
 from psi_node.config import NodeConfig
 from psi_node.inputs import InputSet, InputSpec, read_input
 from psi_node.oprf import RoundKey
-from psi_node.policy import refusal_reason
+from psi_node.policy import ConsentHistory, refusal_reason
 from psi_node.pool import PointPool
 from psi_node.results import (
     StagedResult,
@@ -113,6 +114,7 @@ class RoundManager:
         self._seen_path = config.state_dir / "seen-rounds"
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._seen = self._load_seen()
+        self.history = ConsentHistory(config.state_dir)
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -197,7 +199,11 @@ class RoundManager:
             partners=verified.partners,
             manifest_sha256=verified.sha256.hex(),
         )
-        reason = refusal_reason(self.config, verified)
+        try:
+            last = self.history.last(verified.purpose.id)
+        except ConfigError as exc:
+            return self._refuse(verified, str(exc), now)
+        reason = refusal_reason(self.config, verified, last_consent=last, now=now)
         if reason is not None:
             return self._refuse(verified, reason, now)
         purpose = verified.purpose
@@ -225,6 +231,7 @@ class RoundManager:
                 now,
             )
         rnd = NodeRound(verified=verified, inputs=inputs, key=RoundKey.generate())
+        self.history.record(purpose.id, now)
         with self._lock:
             self._rounds[round_id] = rnd
         consent = common_pb2.Consent(

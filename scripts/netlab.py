@@ -650,6 +650,9 @@ class LocalNetwork:
             f'[policy.{purpose.id}]\nlegal_basis = "{partner.legal_basis}"\n'
             f"partners = [{others}]\nmin_threshold = 2\n"
             f'max_disclosure = "partners"\n'
+            f"max_set_size = {purpose.max_set_size}\n"
+            # Benchmarks and fault tests run rounds back to back.
+            f"min_round_interval_hours = 0\n"
         )
         if purpose.mode != "network":
             text += f'mode = "{purpose.mode}"\n'

@@ -111,6 +111,9 @@ def policy_block(
         f'legal_basis = "{policy.pop("legal_basis", LEGAL_BASIS)}"',
         "partners = [" + ", ".join(f'"{p}"' for p in partners) + "]",
         f'max_disclosure = "{policy.pop("max_disclosure", "partners")}"',
+        f"max_set_size = {policy.pop('max_set_size', 1_000_000)}",
+        # Tests run rounds back to back; the default interval (a day) is tested on its own.
+        f"min_round_interval_hours = {policy.pop('min_round_interval_hours', 0)}",
     ]
     lines += [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in policy.items()]
     return "\n".join(lines).replace("'", '"') + "\n"
