@@ -16,6 +16,10 @@ from kruispunt.tomlfile import read_toml, resolver, table
 
 CONFIG_NAME = "node.toml"
 DISCLOSURE_RANK = {"count": 0, "partners": 1}
+#: A purpose may keep results at most this long unless the policy says otherwise.
+DEFAULT_MAX_RETENTION_DAYS = 90
+#: Weekly rounds need no more; back-to-back rounds would let sets be differenced.
+DEFAULT_MIN_ROUND_INTERVAL_HOURS = 24.0
 
 
 @dataclass(frozen=True)
@@ -37,11 +41,19 @@ class PolicyConfig:
     purpose: str
     legal_basis: str
     partners: frozenset[str]
+    max_set_size: int
     min_threshold: int = 2
     max_disclosure: str = "count"
-    max_set_size: int | None = None
     mode: str = "network"
     bilateral_role: str | None = None
+    # Exact partner sets other than the agreed one that this node accepts (each includes
+    # this node); empty: only the whole agreed set.
+    allowed_subsets: tuple[frozenset[str], ...] = ()
+    max_retention_days: int = DEFAULT_MAX_RETENTION_DAYS
+    # Rounds of one purpose closer together than this let a coordinator difference sets.
+    min_round_interval_hours: float = DEFAULT_MIN_ROUND_INTERVAL_HOURS
+    # When set, only this version of the purpose is agreed; any other is refused.
+    purpose_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,15 +131,25 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
         partners = raw.get("partners")
         if not isinstance(partners, list) or not partners:
             raise ConfigError(f"{where} needs the list of partners it agreed to share with")
+        me = str(node.get("partner_id", ""))
+        agreed = frozenset(str(x) for x in partners)
         policies[purpose] = PolicyConfig(
             purpose=purpose,
             legal_basis=str(raw["legal_basis"]),
-            partners=frozenset(str(x) for x in partners),
-            min_threshold=int(raw.get("min_threshold", 2)),
+            partners=agreed,
+            min_threshold=_whole(raw, "min_threshold", where, default=2, least=2),
             max_disclosure=disclosure,
-            max_set_size=int(raw["max_set_size"]) if "max_set_size" in raw else None,
+            max_set_size=_whole(raw, "max_set_size", where, least=1, why=_WHY_MAX_SET_SIZE),
             mode=mode,
             bilateral_role=role if mode == "bilateral" else None,
+            allowed_subsets=_subsets(raw, where, agreed | {me}, me),
+            max_retention_days=_whole(
+                raw, "max_retention_days", where, default=DEFAULT_MAX_RETENTION_DAYS, least=1
+            ),
+            min_round_interval_hours=_hours(raw, "min_round_interval_hours", where),
+            purpose_version=(
+                _whole(raw, "purpose_version", where, least=1) if "purpose_version" in raw else None
+            ),
         )
     for purpose in policies:
         if purpose not in inputs:
@@ -155,3 +177,58 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
         )
     except KeyError as exc:
         raise ConfigError(f"{src}: [node] needs {exc.args[0]!r}") from None
+
+
+_WHY_MAX_SET_SIZE = (
+    "the largest set this organisation lets any partner contribute: it bounds how many "
+    "identifiers a partner or the coordinator can probe in one round"
+)
+
+
+def _whole(
+    raw: Mapping[str, object],
+    key: str,
+    where: str,
+    *,
+    default: int | None = None,
+    least: int = 0,
+    why: str = "",
+) -> int:
+    """A whole number >= least from a policy table; required when there is no default."""
+    if key not in raw:
+        if default is None:
+            raise ConfigError(f"{where} needs {key}" + (f" ({why})" if why else ""))
+        return default
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"{where} {key} must be a whole number of at least {least}")
+    return value
+
+
+def _hours(raw: Mapping[str, object], key: str, where: str) -> float:
+    value = raw.get(key, DEFAULT_MIN_ROUND_INTERVAL_HOURS)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{where} {key} must be a number of hours, 0 or more")
+    return float(value)
+
+
+def _subsets(
+    raw: Mapping[str, object], where: str, agreed: frozenset[str], me: str
+) -> tuple[frozenset[str], ...]:
+    """allowed_subsets: lists of agreed partners; this node is always part of each."""
+    value = raw.get("allowed_subsets", [])
+    if not isinstance(value, list) or not all(isinstance(s, list) for s in value):
+        raise ConfigError(f"{where} allowed_subsets must be a list of partner lists")
+    out = []
+    for number, subset in enumerate(value, start=1):
+        members = frozenset(str(x) for x in subset) | {me}
+        strangers = sorted(members - agreed)
+        if strangers:
+            raise ConfigError(
+                f"{where} allowed_subsets entry {number} names partners not in 'partners': "
+                + ", ".join(strangers)
+            )
+        if len(members) < 2:
+            raise ConfigError(f"{where} allowed_subsets entry {number} needs another partner")
+        out.append(members)
+    return tuple(out)

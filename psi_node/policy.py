@@ -1,12 +1,77 @@
-"""The node's own decision on a manifest: does this organisation take part, and on what terms."""
+"""The node's own decision on a manifest: does this organisation take part, and on what terms.
+
+Consent is bounded by the organisation's policy, never by what the coordinator asks: the
+partner set is exactly the agreed one (or a listed subset: a smaller set lets a partner learn
+co-holders by elimination), the purpose may keep results no longer than the node allows, and
+rounds of one purpose come no closer together than the node allows (back-to-back rounds over
+slightly different sets let a coordinator difference them).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from kruispunt.errors import ConfigError
 from kruispunt.manifest import VerifiedManifest
 from psi_node.config import DISCLOSURE_RANK, NodeConfig
 
 
-def refusal_reason(config: NodeConfig, verified: VerifiedManifest) -> str | None:
+class ConsentHistory:
+    """When this node last consented to a round of each purpose (state/last-consent.json)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "last-consent.json"
+        self._lock = threading.Lock()
+
+    def last(self, purpose_id: str) -> datetime | None:
+        """The time of this node's last consent to a round of the purpose, if any."""
+        stamp = self._read().get(purpose_id)
+        if stamp is None:
+            return None
+        try:
+            return datetime.fromisoformat(str(stamp))
+        except ValueError:
+            raise ConfigError(f"{self.path}: {purpose_id!r} holds no time; remove it") from None
+
+    def record(self, purpose_id: str, when: datetime) -> None:
+        """Remember a consent, durably (temp file, fsync, rename) before it is answered."""
+        with self._lock:
+            data = self._read()
+            data[purpose_id] = when.isoformat()
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".last-consent.")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+
+    def _read(self) -> dict[str, object]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            # A damaged file must not lift the limit: refuse until an operator looks.
+            raise ConfigError(
+                f"{self.path}: unreadable ({exc}); remove it after checking"
+            ) from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{self.path}: not a JSON object; remove it after checking")
+        return data
+
+
+def refusal_reason(
+    config: NodeConfig,
+    verified: VerifiedManifest,
+    *,
+    last_consent: datetime | None = None,
+    now: datetime | None = None,
+) -> str | None:
     """Why this node must refuse the manifest, or None when its policy allows it."""
     purpose = verified.purpose
     me = config.partner_id
@@ -15,6 +80,11 @@ def refusal_reason(config: NodeConfig, verified: VerifiedManifest) -> str | None
     policy = config.policies.get(purpose.id)
     if policy is None:
         return f"purpose {purpose.id!r} is not agreed by this organisation"
+    if policy.purpose_version is not None and purpose.version != policy.purpose_version:
+        return (
+            f"purpose {purpose.id!r} version {purpose.version} is not the version this "
+            f"organisation agreed to ({policy.purpose_version})"
+        )
     if purpose.id not in config.inputs:
         return f"no input is configured for purpose {purpose.id!r}"
     if purpose.mode != policy.mode:
@@ -35,6 +105,19 @@ def refusal_reason(config: NodeConfig, verified: VerifiedManifest) -> str | None
     strangers = sorted(set(verified.partners) - policy.partners - {me})
     if strangers:
         return f"partner(s) not agreed for this purpose: {', '.join(strangers)}"
+    named = frozenset(verified.partners)
+    if named != policy.partners | {me} and named not in policy.allowed_subsets:
+        missing = sorted(policy.partners - named - {me})
+        return (
+            "the manifest names only part of the agreed partners (missing: "
+            f"{', '.join(missing)}); a smaller set is accepted only when the policy lists it "
+            "in allowed_subsets"
+        )
+    if purpose.result_retention_days > policy.max_retention_days:
+        return (
+            f"results would be kept {purpose.result_retention_days} days, longer than this "
+            f"node allows ({policy.max_retention_days})"
+        )
     if purpose.mode == "network" and purpose.threshold < policy.min_threshold:
         return f"threshold {purpose.threshold} is below this node's minimum {policy.min_threshold}"
     if DISCLOSURE_RANK[purpose.disclosure] > DISCLOSURE_RANK[policy.max_disclosure]:
@@ -47,9 +130,16 @@ def refusal_reason(config: NodeConfig, verified: VerifiedManifest) -> str | None
             f"purpose matches on {purpose.identifier_kind!r} but this node's input holds "
             f"{config.inputs[purpose.id].kind!r}"
         )
-    if policy.max_set_size is not None and purpose.max_set_size > policy.max_set_size:
+    if purpose.max_set_size > policy.max_set_size:
         return (
             f"purpose allows sets of {purpose.max_set_size}, more than this node's "
             f"limit {policy.max_set_size}"
         )
+    if last_consent is not None and now is not None and policy.min_round_interval_hours > 0:
+        ready = last_consent + timedelta(hours=policy.min_round_interval_hours)
+        if now < ready:
+            return (
+                f"a round of {purpose.id!r} ran less than {policy.min_round_interval_hours:g} "
+                f"hours ago (min_round_interval_hours); next allowed at {ready.isoformat()}"
+            )
     return None

@@ -57,7 +57,11 @@ state = "state"
 # partners = ["gemeente", "woonbron", "schuldhulp"]  # whom we agreed to match with
 # min_threshold = 2                     # refuse rounds with a lower threshold
 # max_disclosure = "count"              # or "partners": may co-holders be named to others?
-# max_set_size = 50000                  # refuse purposes that allow larger sets
+# max_set_size = 50000                  # required: refuse purposes that allow larger sets
+# max_retention_days = 90               # refuse purposes that keep results longer
+# min_round_interval_hours = 24         # refuse a round sooner than this after the last
+# allowed_subsets = []                  # other exact partner sets accepted, e.g. [["gemeente"]]
+# purpose_version = 1                   # optional: only this version of the purpose
 """
 
 

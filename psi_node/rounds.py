@@ -27,6 +27,7 @@ from google.protobuf.message import DecodeError
 
 from kruispunt.audit import safe_reason
 from kruispunt.errors import (
+    ConfigError,
     InputFileError,
     KruispuntError,
     ManifestRejected,
@@ -39,7 +40,7 @@ from psi_node.audit import NodeAudit
 from psi_node.config import NodeConfig
 from psi_node.inputs import InputSpec, read_input
 from psi_node.modes import MODES, bilateral, network
-from psi_node.policy import refusal_reason
+from psi_node.policy import ConsentHistory, refusal_reason
 from psi_node.pool import PointPool
 from psi_node.results import discard_staged, expired_results, stale_staged, withdraw_published
 from psi_node.round_state import STAGED, NodeRound, require_phase
@@ -77,6 +78,7 @@ class RoundManager:
         self._seen_path = config.state_dir / "seen-rounds"
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._seen = self._load_seen()
+        self.history = ConsentHistory(config.state_dir)
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -170,7 +172,11 @@ class RoundManager:
             partners=verified.partners,
             manifest_sha256=verified.sha256.hex(),
         )
-        reason = refusal_reason(self.config, verified)
+        try:
+            last = self.history.last(verified.purpose.id)
+        except ConfigError as exc:
+            return self._refuse(verified, str(exc), now)
+        reason = refusal_reason(self.config, verified, last_consent=last, now=now)
         if reason is not None:
             return self._refuse(verified, reason, now)
         purpose = verified.purpose
@@ -201,6 +207,7 @@ class RoundManager:
                 now,
             )
         rnd = NodeRound(verified=verified, inputs=inputs, state=mode.start())
+        self.history.record(purpose.id, now)
         with self._lock:
             self._rounds[round_id] = rnd
         consent = common_pb2.Consent(

@@ -634,7 +634,7 @@ class LocalNetwork:
 
     def policy_for(self, partner: PartnerSpec, purpose: PurposeSpec) -> str:
         """node.toml [inputs.X] and [policy.X]: this node agrees to the purpose as specified."""
-        extra: dict[str, Any] = {"min_threshold": 2}
+        extra: dict[str, Any] = {"min_threshold": 2, "max_set_size": purpose.max_set_size}
         if purpose.mode != "network":
             extra["mode"] = purpose.mode
         if purpose.bilateral is not None:

@@ -38,12 +38,16 @@ def policy_block(
     partners: Sequence[str],
     legal_basis: str,
     max_disclosure: str = "partners",
+    max_set_size: int = 1_000_000,
+    min_round_interval_hours: float = 0,
     **policy: PolicyValue,
 ) -> str:
     """[inputs.ID] and [policy.ID] for one purpose: its export, and the terms the node agreed to.
 
     `partners` are the partners the node agrees to match with; `policy` adds
     further keys of the policy table (min_threshold, mode, bilateral_role, ...).
+    Tests run rounds back to back, so the interval between rounds defaults to 0 here;
+    the node's own default (a day) is tested on its own.
     """
     lines = [
         f"[inputs.{purpose_id}]",
@@ -55,6 +59,8 @@ def policy_block(
         f"legal_basis = {toml_value(legal_basis)}",
         f"partners = {toml_value(partners)}",
         f"max_disclosure = {toml_value(max_disclosure)}",
+        f"max_set_size = {toml_value(max_set_size)}",
+        f"min_round_interval_hours = {toml_value(min_round_interval_hours)}",
     ]
     lines += [f"{key} = {toml_value(value)}" for key, value in policy.items()]
     return "\n" + "\n".join(lines) + "\n"
