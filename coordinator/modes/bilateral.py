@@ -23,24 +23,17 @@ import time
 import structlog
 
 from coordinator.round_context import RoundContext, RoundState
-from kruispunt.errors import ConfigError, RoundFailed
+from kruispunt import psi_limits
+from kruispunt.errors import ConfigError, ResourceLimit, RoundFailed
 from kruispunt.purpose import Bilateral, Purpose
 from kruispunt.transport import MAX_MESSAGE_BYTES
 from kruispunt.v1 import common_pb2, node_pb2
 
 log = structlog.get_logger("coordinator.bilateral")
 
-__all__ = ["check_sizes", "created_details", "run"]
+__all__ = ["ENVELOPE_BYTES", "check_sizes", "created_details", "run", "setup_limit"]
 
-#: Bytes of one encrypted element on the wire: a compressed P-256 point and its framing.
-ELEMENT_WIRE_BYTES = 35
-#: Bytes a GCS setup may spend per server record (a Golomb code of at most 62+3 bits).
-GCS_WIRE_BYTES = 9
-#: Room for the scalar fields of one openmined-psi message.
-OVERHEAD_BYTES = 64
-#: The C++ GCS keeps its hash range in an int64; stay clear of overflow.
-MAX_HASH_RANGE = 1 << 62
-#: Room left in a gRPC message for the envelope around the payloads.
+#: Room left in a gRPC message for the coordinator's envelope around the relayed payloads.
 ENVELOPE_BYTES = 4096
 
 
@@ -80,25 +73,26 @@ def check_sizes(settings: Bilateral, client_size: int, server_size: int) -> None
     Two limits, both known once the consents are in and before any record
     moves: the exchange (setup and response in one message) must fit a gRPC
     message, and a GCS setup's hash range, ``max(c, s) * c / fpr``, must fit
-    the library's int64.
+    the library's int64. Both are `kruispunt.psi_limits`, the numbers the
+    nodes check, so the coordinator never starts a round a node would refuse.
     """
-    fpr = settings.false_positive_rate
     if settings.data_structure == "gcs":
-        if max(client_size, server_size) / (fpr / client_size) >= MAX_HASH_RANGE:
-            raise RoundFailed(
-                f"a 'gcs' setup for sets of {client_size} and {server_size} records at "
-                f"false-positive rate {fpr:g} overflows openmined-psi's hash range; "
-                "raise the rate or use data_structure 'raw'"
-            )
-        setup_bytes = server_size * GCS_WIRE_BYTES
-    else:
-        setup_bytes = server_size * ELEMENT_WIRE_BYTES
-    exchange = setup_bytes + client_size * ELEMENT_WIRE_BYTES + 2 * OVERHEAD_BYTES
+        try:
+            psi_limits.check_gcs_fits(client_size, server_size, settings.false_positive_rate)
+        except ResourceLimit as err:
+            # The round fails, with the shared limit's reason (sizes and rate only).
+            raise RoundFailed(str(err)) from err
+    exchange = psi_limits.exchange_bytes(client_size, server_size, settings.data_structure)
     if exchange > MAX_MESSAGE_BYTES - ENVELOPE_BYTES:
         raise RoundFailed(
             f"sets of {client_size} and {server_size} records need about {exchange} bytes in "
             f"one message, more than the {MAX_MESSAGE_BYTES} allowed; use a network round"
         )
+
+
+def setup_limit(settings: Bilateral, server_size: int) -> int:
+    """The largest server setup the coordinator relays: the bound the client node checks."""
+    return psi_limits.max_setup_bytes(server_size, settings.data_structure)
 
 
 def _exchange(context: RoundContext, state: RoundState, settings: Bilateral) -> None:
@@ -111,7 +105,9 @@ def _exchange(context: RoundContext, state: RoundState, settings: Bilateral) -> 
     t0 = time.monotonic()
     context.enter(state, "request")
     req = context.call(client_id, lambda peer: peer.stub.BilateralRequest(ref, timeout=timeout))
-    _check_payload(req, state.round_id, client_id, client_size, _elements_limit(client_size))
+    _check_payload(
+        req, state.round_id, client_id, client_size, psi_limits.max_elements_bytes(client_size)
+    )
     state.phases["request"] = time.monotonic() - t0
     context.report(state, "request", f"{client_id} sent its request")
     context.check_cancel()
@@ -123,7 +119,9 @@ def _exchange(context: RoundContext, state: RoundState, settings: Bilateral) -> 
         round_id=state.round_id, payload=req.payload, set_size=client_size
     )
     resp = context.call(server_id, lambda peer: peer.stub.BilateralResponse(relay, timeout=timeout))
-    _check_payload(resp, state.round_id, server_id, client_size, _elements_limit(client_size))
+    _check_payload(
+        resp, state.round_id, server_id, client_size, psi_limits.max_elements_bytes(client_size)
+    )
     state.phases["response"] = time.monotonic() - t0
     context.report(state, "response", f"{server_id} answered the request")
     context.check_cancel()
@@ -133,9 +131,8 @@ def _exchange(context: RoundContext, state: RoundState, settings: Bilateral) -> 
     context.enter(state, "setup")
     setup = context.call(server_id, lambda peer: peer.stub.BilateralSetup(ref, timeout=timeout))
     state.staged.add(server_id)
-    per_record = GCS_WIRE_BYTES if settings.data_structure == "gcs" else ELEMENT_WIRE_BYTES
     _check_payload(
-        setup, state.round_id, server_id, server_size, server_size * per_record + OVERHEAD_BYTES
+        setup, state.round_id, server_id, server_size, setup_limit(settings, server_size)
     )
     state.phases["setup"] = time.monotonic() - t0
     context.report(state, "setup", f"{server_id} sent its setup")
@@ -182,10 +179,6 @@ def _exchange(context: RoundContext, state: RoundState, settings: Bilateral) -> 
     state.staged.clear()
     state.phases["deliver"] = time.monotonic() - t0
     context.report(state, "deliver", "results written at both partners")
-
-
-def _elements_limit(count: int) -> int:
-    return count * ELEMENT_WIRE_BYTES + OVERHEAD_BYTES
 
 
 def _check_payload(

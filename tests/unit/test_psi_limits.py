@@ -6,8 +6,11 @@ import private_set_intersection.python as psi
 import pytest
 
 from benchmarks.psi_baseline import openmined_fpr
+from coordinator.modes import bilateral
 from kruispunt import psi_limits
-from kruispunt.errors import ResourceLimit
+from kruispunt.errors import ResourceLimit, RoundFailed
+from kruispunt.purpose import Bilateral
+from kruispunt.transport import MAX_MESSAGE_BYTES
 
 STRUCTURES = {"gcs": psi.DataStructure.GCS, "raw": psi.DataStructure.RAW}
 
@@ -72,6 +75,61 @@ class TestHashRange:
         fpr = openmined_fpr(size, size)
         assert psi_limits.gcs_fits(size, size, fpr)
         assert fpr == 1e-9 or not psi_limits.gcs_fits(size, size, fpr / 10)
+
+
+class TestCoordinatorAgrees:
+    """The coordinator checks the nodes' numbers: no round it starts is one a node refuses."""
+
+    GCS = Bilateral("gemeente", "woonbron", false_positive_rate=1e-9)
+    RAW = Bilateral("gemeente", "woonbron", false_positive_rate=1e-9, data_structure="raw")
+
+    @pytest.mark.parametrize("server_size", [1, 300, 1_000, 2_000_000])
+    def test_relayed_setup_limit_is_the_nodes(self, server_size):
+        """The largest setup the coordinator relays is the largest a client node parses."""
+        assert bilateral.setup_limit(self.GCS, server_size) == psi_limits.max_setup_bytes(
+            server_size, "gcs"
+        )
+        assert bilateral.setup_limit(self.RAW, server_size) == psi_limits.max_setup_bytes(
+            server_size, "raw"
+        )
+
+    def test_gcs_setup_is_66_bits_a_record_not_9_bytes(self):
+        """A GCS setup may spend 8.25 bytes a record (62+4 bits), as the node checks, not 9."""
+        assert bilateral.setup_limit(self.GCS, 1_000) == 8_250 + psi_limits.MESSAGE_OVERHEAD
+        _, _, setup = exchange(10, 1_000, "gcs")
+        assert len(setup) <= bilateral.setup_limit(self.GCS, 1_000)
+
+    def test_one_message_limit_ends_where_the_nodes_exchange_does(self):
+        """check_sizes refuses from the first server size whose exchange passes one message.
+
+        At 9 bytes a record the coordinator refused 1.9 million server records that
+        the nodes' limit allows in one message; now both end at the same size.
+        """
+        room = MAX_MESSAGE_BYTES - bilateral.ENVELOPE_BYTES
+        last = max(
+            size
+            for size in range(2_030_000, 2_040_000)
+            if psi_limits.exchange_bytes(1, size, "gcs") <= room
+        )
+        assert room < 1_900_000 * 9  # the old per-record bound
+        bilateral.check_sizes(self.GCS, 1, 1_900_000)
+        bilateral.check_sizes(self.GCS, 1, last)
+        with pytest.raises(RoundFailed, match="use a network round"):
+            bilateral.check_sizes(self.GCS, 1, last + 1)
+
+    def test_hash_range_refusal_is_the_shared_one(self):
+        """The coordinator refuses a GCS round exactly when the shared limit does, same reason."""
+        assert psi_limits.gcs_fits(67_000, 67_000, 1e-9)
+        assert not psi_limits.gcs_fits(68_000, 68_000, 1e-9)
+        for size in (60_000, 67_000, 68_000, 70_000):
+            if psi_limits.gcs_fits(size, size, 1e-9):
+                bilateral.check_sizes(self.GCS, size, size)
+                continue
+            with pytest.raises(ResourceLimit) as shared:
+                psi_limits.check_gcs_fits(size, size, 1e-9)
+            with pytest.raises(RoundFailed, match="raise the rate") as refused:
+                bilateral.check_sizes(self.GCS, size, size)
+            assert str(refused.value) == str(shared.value)
 
 
 class TestSettings:
