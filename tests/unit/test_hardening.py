@@ -29,8 +29,10 @@ class _Data(ctypes.Structure):
 _libc = ctypes.CDLL(None, use_errno=True)
 if os.geteuid() == 0:
     for cap in range(64):
-        if _libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP; past the last cap: EINVAL
-            break
+        if _libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            if ctypes.get_errno() == 22:  # EINVAL: past the last capability, all dropped
+                break
+            raise SystemExit(f"cannot drop capability {cap}: errno {ctypes.get_errno()}")
 if _libc.capset(ctypes.byref(_Header(0x20080522, 0)), (_Data * 2)()) != 0:
     raise SystemExit(f"capset failed: errno {ctypes.get_errno()}")
 """
