@@ -25,6 +25,7 @@ from coordinator.store import ABORTED, Store
 from kruispunt import signing, transport
 from kruispunt.errors import UnknownRound
 from kruispunt.expiry import ExpiryReminder
+from kruispunt.hardening import disable_core_dumps
 from kruispunt.service import run_until_signalled
 from kruispunt.v1 import coordinator_pb2, coordinator_pb2_grpc
 
@@ -210,6 +211,8 @@ def _schedule_loop(
 
 def serve(config: CoordinatorConfig) -> int:
     """Run the coordinator until SIGTERM or SIGINT; returns the exit code."""
+    # Before any key is loaded: signing keys and a round's tags must never reach a core file.
+    disable_core_dumps()
     srv = create_server(config)
     return run_until_signalled(
         f"psi-coordinator {config.network}: admin service on port {srv.port}", srv.stop

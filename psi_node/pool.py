@@ -41,6 +41,7 @@ from typing import Any
 import grpc
 
 from kruispunt.errors import InvalidPoint, KruispuntError, ProtocolError
+from kruispunt.hardening import disable_core_dumps
 from kruispunt.wire import POINT_BYTES
 from psi_node import oprf
 
@@ -105,7 +106,11 @@ def _executor(workers: int) -> ProcessPoolExecutor:
 
 
 def _exit_with(node_pid: int) -> None:
-    """In a worker: exit when the node process is gone (SIGKILL leaves workers behind)."""
+    """In a worker: dump no core; exit when the node process is gone (SIGKILL leaves workers)."""
+    # Workers hold the round's scalars. RLIMIT_CORE 0 is inherited from the node, but the
+    # forkserver they are forked from was started by execve, which makes a process
+    # dumpable again: so each worker clears the flag itself (kruispunt.hardening).
+    disable_core_dumps()
 
     def watch() -> None:
         while True:

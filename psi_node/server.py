@@ -26,6 +26,7 @@ from kruispunt.errors import (
     UnknownRound,
 )
 from kruispunt.expiry import ExpiryReminder
+from kruispunt.hardening import disable_core_dumps
 from kruispunt.service import run_until_signalled
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
 from psi_node.audit import NodeAudit
@@ -286,6 +287,8 @@ def create_server(
 
 def serve(config: NodeConfig) -> int:
     """Run a node until SIGTERM or SIGINT; returns the process exit code."""
+    # Before any key is loaded: round keys and identifiers must never reach a core file.
+    disable_core_dumps()
     node = create_server(config)
     return run_until_signalled(
         f"psi-node {config.partner_id}: serving on port {node.port}", node.stop

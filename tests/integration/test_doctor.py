@@ -686,7 +686,7 @@ class TestSystemdUnits:
 
     @pytest.mark.parametrize("name", ["psi-node.service", "psi-coordinator.service"])
     def test_unit_is_hardened(self, name):
-        """No privileges, read-only system, private /tmp, only IP and local sockets, W^X."""
+        """No privileges, read-only system, private /tmp, IP and Unix sockets only, W^X, no core."""
         unit = _unit(name)
         expected = {
             "NoNewPrivileges": "yes",
@@ -697,6 +697,8 @@ class TestSystemdUnits:
             "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
             "MemoryDenyWriteExecute": "yes",
             "UMask": "0077",
+            # Keys, identifiers and tags in memory never reach a core file.
+            "LimitCORE": "0",
         }
         for key, value in expected.items():
             assert _values(unit, key) == [value], key

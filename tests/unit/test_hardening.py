@@ -1,0 +1,153 @@
+"""kruispunt.hardening: no core dumps, no same-user ptrace, in servers and in pool workers.
+
+Every check runs in a fresh `python -c` so that the test process itself keeps its limits
+and stays dumpable (pytest's own crash reports and debuggers still work).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from tests.support.paths import REPO
+
+DROP_CAPABILITIES = """
+import ctypes, os
+
+class _Header(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+class _Data(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint32) for n in ("effective", "permitted", "inheritable")]
+
+# As root, commoncap lets a process read another's /proc/PID/environ only if it holds every
+# capability the other holds, and CAP_SYS_PTRACE overrides the dumpable flag. So to see the
+# flag from outside, this process and everything it starts (the forkserver is exec'd, which
+# would give root every capability again) run as root without any capability.
+_libc = ctypes.CDLL(None, use_errno=True)
+if os.geteuid() == 0:
+    for cap in range(64):
+        if _libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            if ctypes.get_errno() == 22:  # EINVAL: past the last capability, all dropped
+                break
+            raise SystemExit(f"cannot drop capability {cap}: errno {ctypes.get_errno()}")
+if _libc.capset(ctypes.byref(_Header(0x20080522, 0)), (_Data * 2)()) != 0:
+    raise SystemExit(f"capset failed: errno {ctypes.get_errno()}")
+"""
+"""Prelude of a child that must see other processes' dumpable flag as an ordinary user would."""
+
+
+def run_python(code: str) -> dict[str, object]:
+    """Run `code` in a fresh interpreter at the repository root; it prints one JSON object."""
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert isinstance(result, dict)
+    return result
+
+
+class TestDisableCoreDumps:
+    def test_sets_core_limit_to_zero_and_clears_dumpable(self) -> None:
+        """After the call, RLIMIT_CORE is (0, 0) and PR_GET_DUMPABLE says 0; before, 1."""
+        result = run_python(
+            """
+            import json, resource
+            from kruispunt.hardening import disable_core_dumps, dumpable
+            resource.setrlimit(resource.RLIMIT_CORE, (1 << 20, resource.RLIM_INFINITY))
+            before = dumpable()
+            disable_core_dumps()
+            print(json.dumps({"before": before, "after": dumpable(),
+                              "limit": resource.getrlimit(resource.RLIMIT_CORE)}))
+            """
+        )
+        assert result == {"before": 1, "after": 0, "limit": [0, 0]}
+
+    def test_a_refused_setrlimit_is_a_warning_and_prctl_still_runs(self) -> None:
+        """When setrlimit fails the process goes on: a warning names why; dumpable is still 0."""
+        result = run_python(
+            """
+            import json, resource
+            import structlog.testing
+            from kruispunt.hardening import disable_core_dumps, dumpable
+
+            def refuse(*args):
+                raise OSError(1, "Operation not permitted")
+
+            resource.setrlimit = refuse
+            with structlog.testing.capture_logs() as logs:
+                disable_core_dumps()
+            print(json.dumps({"logs": logs, "dumpable": dumpable()}))
+            """
+        )
+        assert result["dumpable"] == 0
+        logs = result["logs"]
+        assert isinstance(logs, list)
+        assert [(e["log_level"], e["event"]) for e in logs] == [
+            ("warning", "core dumps stay allowed: cannot set RLIMIT_CORE to 0")
+        ]
+        assert "Operation not permitted" in logs[0]["reason"]
+
+    def test_exec_makes_a_process_dumpable_again_but_keeps_the_limit(self) -> None:
+        """The kernel resets dumpable on execve and keeps RLIMIT_CORE: why workers call it too."""
+        result = run_python(
+            """
+            import json, resource, subprocess, sys
+            from kruispunt.hardening import disable_core_dumps
+            disable_core_dumps()
+            child = subprocess.run(
+                [sys.executable, "-c",
+                 "import json, resource; from kruispunt.hardening import dumpable; "
+                 "print(json.dumps([dumpable(), resource.getrlimit(resource.RLIMIT_CORE)]))"],
+                capture_output=True, text=True, check=True)
+            print(json.dumps({"child": json.loads(child.stdout)}))
+            """
+        )
+        assert result == {"child": [1, [0, 0]]}
+
+
+class TestPoolWorkers:
+    def test_pool_workers_are_not_dumpable_and_the_forkserver_holds_no_key(self) -> None:
+        """A PointPool worker clears its dumpable flag: a same-user reader cannot open its
+        /proc/PID/environ, while the (dumpable, key-free) forkserver it came from stays readable."""
+        result = run_python(
+            DROP_CAPABILITIES
+            + """
+import json, os, resource
+from psi_node.pool import PointPool
+from tests.support.netlab import descendants
+
+def readable(pid):
+    try:
+        open(f"/proc/{pid}/environ", "rb").close()
+    except PermissionError:
+        return False
+    return True
+
+def parent(pid):
+    stat = open(f"/proc/{pid}/stat").read()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+with PointPool(1, per_chunk=4) as pool:
+    pool.hash_to_group([b"address:1234AB|1||"] * 8)  # starts the worker
+    tree = descendants(os.getpid())
+    forkservers = [p for p in tree if b"forkserver" in open(f"/proc/{p}/cmdline", "rb").read()]
+    workers = [p for p in tree if parent(p) in forkservers]
+    print(json.dumps({
+        "forkservers": [readable(p) for p in forkservers if p not in workers],
+        "workers": [readable(p) for p in workers],
+    }))
+"""
+        )
+        # The control: a dumpable process of the same user is readable, so "not readable"
+        # below means the flag, not a missing permission of the reader.
+        assert result["forkservers"] == [True]
+        assert result["workers"] == [False]
