@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coordinator.store import Partner, RoundRow
+from kruispunt.agreement_file import agreement_key_id
 from kruispunt.purpose import Purpose
 from kruispunt.roster import Roster
 from kruispunt.roster_text import roster_data, roster_lines
@@ -229,6 +230,8 @@ def partner_list(partners: Sequence[Partner]) -> Output:
             "address": p.address,
             "active": p.active,
             "cert_fingerprint": p.cert_fingerprint,
+            # Empty for a partner registered before agreement keys: the roster refuses it.
+            "agreement_key_id": agreement_key_id(p.agreement_key) if p.agreement_key else "",
             "added_at": p.added_at,
         }
         for p in partners

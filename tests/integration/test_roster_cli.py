@@ -146,6 +146,19 @@ class TestCoordinatorRoster:
         assert "coordinator.toml" in err
         assert "Traceback" not in out + err
 
+    def test_partner_list_shows_the_agreement_key_id(self, net, capsys):
+        """`partner list --json` names each partner's agreement key by its id."""
+        import hashlib
+
+        code, out, _ = run_cli(
+            coordinator_cli.main, ["partner", "list", net.coordinator_dir, "--json"], capsys
+        )
+        assert code == 0
+        roster = load_roster(net.coordinator_dir / "roster.toml")
+        assert {p["id"]: p["agreement_key_id"] for p in json.loads(out)} == {
+            p.id: hashlib.sha256(p.agreement_key).hexdigest()[:16] for p in roster.partners
+        }
+
     def test_partner_add_needs_the_agreement_key(self, net, capsys):
         """--agreement-key is required: argparse says so and exits 2."""
         with pytest.raises(SystemExit) as info:
