@@ -62,6 +62,7 @@ GROUPS = {
     "partner": "register and list partners",
     "purpose": "register and list purposes",
     "round": "run and inspect matching rounds",
+    "roster": "write and show the partner roster every node accepts",
     "audit": "verify and export the audit log",
 }
 #: Every command, in the order they are registered (and listed by `--help`).
@@ -133,6 +134,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     arg("--address", required=True, help="HOST:PORT where its node listens"),
     arg("--csr", required=True, help="the CSR the partner sent"),
     arg("--signing-key", required=True, help="the partner's Ed25519 public key"),
+    arg(
+        "--agreement-key",
+        required=True,
+        help="the partner's X25519 agreement public key (signing/node.x25519.pub)",
+    ),
     CA_KEY,
 )
 def cmd_partner_add(args: argparse.Namespace) -> int:
@@ -146,6 +152,7 @@ def cmd_partner_add(args: argparse.Namespace) -> int:
         address=args.address,
         csr_path=Path(args.csr),
         signing_key_path=Path(args.signing_key),
+        agreement_key_path=Path(args.agreement_key),
         ca_key_path=Path(args.ca_key) if args.ca_key else None,
         actor=_actor(),
     )
@@ -229,6 +236,31 @@ def cmd_purpose_list(args: argparse.Namespace) -> int:
     purposes = store.purposes()
     store.close()
     _emit(args, present.purpose_list(purposes))
+    return EXIT_OK
+
+
+@command("roster export", "write roster.toml from the registry (a new version if it changed)")
+def cmd_roster_export(args: argparse.Namespace) -> int:
+    from coordinator.provision import export_roster, roster_path
+
+    config = _config(args)
+    roster, changes = export_roster(config, actor=_actor())
+    _emit(args, present.roster_exported(roster_path(config), roster, changes))
+    return EXIT_OK
+
+
+@command("roster show", "show the exported roster: version, digest, partners")
+def cmd_roster_show(args: argparse.Namespace) -> int:
+    from coordinator.provision import load_exported_roster, roster_path
+
+    config = _config(args)
+    roster = load_exported_roster(config)
+    if roster is None:
+        return _fail(
+            f"{roster_path(config)}: no roster yet; write it with "
+            f"`psi-coordinator roster export {args.dir}`"
+        )
+    _emit(args, present.roster_shown(roster_path(config), roster))
     return EXIT_OK
 
 

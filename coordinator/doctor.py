@@ -4,7 +4,8 @@ Checks coordinator.toml and its schedules, the CA certificate (and the CA key, i
 on this machine at all: it may well be offline), the coordinator's TLS and operator
 certificates and keys, the signing key, the database and its audit chain, every
 registered partner's certificate, that every purpose names registered partners only,
-and, unless told not to, each partner node: the coordinator opens the same mutual-TLS
+that the exported partner roster (roster.toml) still describes the registry, and,
+unless told not to, each partner node: the coordinator opens the same mutual-TLS
 channel a round uses and calls the node's standard gRPC health check. That is the
 one check of the firewall path a partner cannot do from its side.
 """
@@ -22,12 +23,14 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from coordinator.audit import verify_database
 from coordinator.config import CONFIG_NAME, CoordinatorConfig, load_coordinator_config
+from coordinator.provision import load_exported_roster, registry_roster, roster_path
 from coordinator.schedule import next_run, parse_cron
 from coordinator.store import Partner, Store
 from kruispunt import doctor, pki, signing
 from kruispunt.doctor import FAIL, OK, WARN, Check, DoctorReport
 from kruispunt.errors import ConfigError
 from kruispunt.purpose import Purpose
+from kruispunt.roster import diff_rosters
 from kruispunt.tomlfile import read_toml
 
 __all__ = ["certificates", "run_doctor"]
@@ -150,6 +153,7 @@ def run_doctor(
         store.close()
     report.extend(_partner_checks(config, partners, ca, moment))
     report.extend(_purpose_checks(partners, purposes))
+    report.checks.append(_roster_check(config, directory))
     report.extend(_schedule_checks(config, purposes, moment))
 
     if check_partners:
@@ -209,6 +213,35 @@ def certificates(config: CoordinatorConfig) -> dict[str, x509.Certificate]:
         except ValueError:
             continue
     return out
+
+
+def _roster_check(config: CoordinatorConfig, directory: Path) -> Check:
+    """roster.toml exists and lists exactly the registry's active partners and keys."""
+    name = "partner roster"
+    path = roster_path(config)
+    fix = f"psi-coordinator roster export {directory}, then every node accepts the new version"
+    try:
+        exported = load_exported_roster(config)
+    except ConfigError as exc:
+        return Check(name, FAIL, f"{exc}; write a new one with {fix}")
+    if exported is None:
+        return Check(name, WARN, f"{path}: not exported yet; {fix}")
+    try:
+        current = registry_roster(config, version=exported.version)
+    except ConfigError as exc:
+        return Check(name, FAIL, f"the registry cannot give a roster: {exc}")
+    summary = (
+        f"{path}: version {exported.version}, digest {exported.digest_hex[:16]}…, "
+        f"{len(exported.partners)} partners"
+    )
+    if current.digest != exported.digest:
+        changes = diff_rosters(exported, current)
+        return Check(
+            name,
+            WARN,
+            f"{summary}; stale: the registry changed since ({'; '.join(changes)}); {fix}",
+        )
+    return Check(name, OK, f"{summary}; matches the registry")
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coordinator.store import Partner, RoundRow
+from kruispunt.agreement_file import agreement_key_id
 from kruispunt.purpose import Purpose
+from kruispunt.roster import Roster
+from kruispunt.roster_text import roster_data, roster_lines
 from kruispunt.v1 import coordinator_pb2
 
 if TYPE_CHECKING:  # only the result types; the lifecycle imports this module for summary_dict
@@ -33,6 +36,8 @@ __all__ = [
     "partner_updated",
     "purpose_added",
     "purpose_list",
+    "roster_exported",
+    "roster_shown",
     "round_list",
     "round_run",
     "round_show",
@@ -183,7 +188,8 @@ def initialised(res: InitResult, dir_arg: str) -> Output:
         f"  manifest signing key: {res.signing_public_key} (public half)\n"
         f"Each partner needs {res.ca_cert.name} and {res.signing_public_key.name} together "
         f"with its certificate.\n"
-        f"Next: register partners with `psi-coordinator partner add {dir_arg} ID ...`",
+        f"Next: register partners with `psi-coordinator partner add {dir_arg} ID ...`,\n"
+        f"then write the partner roster with `psi-coordinator roster export {dir_arg}`.",
     )
 
 
@@ -202,7 +208,8 @@ def partner_added(
         f"Send these three files back to the partner's IT team:\n"
         f"  {cert}\n  {ca}\n  {coordinator_key}\n"
         f"They install them with: psi-node install-cert DIR --cert {cert.name} "
-        f"--ca {ca.name} --coordinator-key {coordinator_key.name}",
+        f"--ca {ca.name} --coordinator-key {coordinator_key.name}\n"
+        f"Then write the new roster (`psi-coordinator roster export`): every node accepts it.",
     )
 
 
@@ -223,6 +230,8 @@ def partner_list(partners: Sequence[Partner]) -> Output:
             "address": p.address,
             "active": p.active,
             "cert_fingerprint": p.cert_fingerprint,
+            # Empty for a partner registered before agreement keys: the roster refuses it.
+            "agreement_key_id": agreement_key_id(p.agreement_key) if p.agreement_key else "",
             "added_at": p.added_at,
         }
         for p in partners
@@ -236,7 +245,9 @@ def partner_renewed(partner: str, cert: Path) -> Output:
     return Output(
         {"partner": partner, "certificate": str(cert)},
         f"Renewed the certificate of {partner!r}: send {cert} to the partner, who installs it "
-        f"with `psi-node install-cert` and restarts the node.",
+        f"with `psi-node install-cert` and restarts the node.\n"
+        f"Its TLS fingerprint changed: write the new roster (`psi-coordinator roster export`) "
+        f"for every node to accept.",
     )
 
 
@@ -269,6 +280,32 @@ def purpose_list(purposes: Sequence[Purpose]) -> Output:
         or "no purposes"
     )
     return Output([p.to_dict() for p in purposes], text)
+
+
+# -- the partner roster -----------------------------------------------------------------------
+
+
+def roster_exported(path: Path, roster: Roster, changes: Sequence[str]) -> Output:
+    """`roster export`: the file, its version and digest, and what changed since the last one."""
+    data = {"path": str(path), **roster_data(roster), "changes": list(changes)}
+    lines = [f"wrote {path}" if changes else f"{path} is up to date: nothing changed"]
+    lines += roster_lines(roster)
+    if changes:
+        lines.append("changes:")
+        lines += [f"  - {c}" for c in changes]
+        lines.append(
+            "Send the file to every partner; each writes the digest into the covenant (read it "
+            "aloud or on paper, never only by e-mail) and accepts it with "
+            "`psi-node roster accept DIR roster.toml --digest DIGEST`."
+        )
+    return Output(data, "\n".join(lines))
+
+
+def roster_shown(path: Path, roster: Roster) -> Output:
+    """`roster show`: the exported roster, digest and partners."""
+    return Output(
+        {"path": str(path), **roster_data(roster)}, "\n".join([str(path), *roster_lines(roster)])
+    )
 
 
 # -- audit ------------------------------------------------------------------------------------

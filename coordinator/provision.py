@@ -3,21 +3,40 @@
 `init` makes the network CA, the coordinator's TLS certificate and Ed25519
 signing key, an operator certificate for the local CLI, the database and a
 commented coordinator.toml. `add_partner` issues a partner's certificate from
-its CSR (the partner's private key never comes here) and registers it.
+its CSR (the partner's private key never comes here) and registers it with its
+signing and agreement public keys. `export_roster` writes the partner roster
+(`kruispunt.roster`) from the registry: the file whose digest partners put in
+their covenant and every node accepts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+
+from cryptography import x509
 
 from coordinator.audit import CoordinatorAudit
 from coordinator.config import CONFIG_NAME, CoordinatorConfig, load_coordinator_config
 from coordinator.store import Partner, Store
 from kruispunt import pki, signing
+from kruispunt.agreement_file import agreement_key_id, read_agreement_public_key
 from kruispunt.errors import ConfigError
 from kruispunt.purpose import ID_RE, Purpose
+from kruispunt.roster import (
+    MAX_ORGANISATION_CHARS,
+    Roster,
+    RosterPartner,
+    diff_rosters,
+    load_roster,
+    parse_roster,
+    render_roster,
+)
+
+#: The roster file `export_roster` writes, in the coordinator directory.
+ROSTER_FILE = "roster.toml"
 
 CONFIG_TEMPLATE = """\
 # Kruispunt coordinator configuration (created by `psi-coordinator init`).
@@ -136,16 +155,23 @@ def add_partner(
     address: str,
     csr_path: Path,
     signing_key_path: Path,
+    agreement_key_path: Path,
     ca_key_path: Path | None = None,
     actor: str = "operator",
     now: datetime | None = None,
 ) -> Path:
-    """Issue a partner certificate from its CSR, register the partner; returns the cert path."""
+    """Issue a partner certificate from its CSR, register the partner; returns the cert path.
+
+    `signing_key_path` and `agreement_key_path` are the public key files `psi-node init`
+    wrote (signing/node.pub, signing/node.x25519.pub). A key another registered partner
+    already has is refused: the roster could not tell the two apart.
+    """
     if not ID_RE.match(partner_id):
         raise ConfigError(
             "partner id: a letter, then lowercase letters, digits and dashes (no 8-digit runs)"
         )
     _check_address(address)
+    _check_organisation(name)
     identity = pki.Identity.partner(config.network, partner_id)
     csr = pki.load_csr(csr_path)
     try:
@@ -154,6 +180,8 @@ def add_partner(
         raise ConfigError(f"{signing_key_path}: signing public key file not found") from None
     except ValueError as exc:
         raise ConfigError(f"{signing_key_path}: {exc}") from None
+    agreement_key = read_agreement_public_key(agreement_key_path)
+    signing_raw = signing.public_key_bytes(partner_key)
     ca_key = pki.load_tls_key(ca_key_path or config.ca_key)
     ca_cert = pki.load_certificate(config.tls_ca)
     try:
@@ -162,6 +190,19 @@ def add_partner(
         raise ConfigError(f"{csr_path}: {exc}") from None
     store = Store(config.database)
     try:
+        for other in store.partners():
+            if other.id == partner_id:
+                continue  # store.add_partner says it is already registered
+            if other.signing_key == signing_raw:
+                raise ConfigError(
+                    f"{signing_key_path}: partner {other.id!r} is registered with this signing "
+                    "key; every partner needs its own (psi-node init makes one)"
+                )
+            if other.agreement_key == agreement_key:
+                raise ConfigError(
+                    f"{agreement_key_path}: partner {other.id!r} is registered with this "
+                    "agreement key; every partner needs its own (psi-node init makes one)"
+                )
         store.add_partner(
             Partner(
                 id=partner_id,
@@ -169,7 +210,8 @@ def add_partner(
                 address=address,
                 cert_fingerprint=pki.fingerprint(cert),
                 cert_pem=pki.certificate_pem(cert).decode(),
-                signing_key=signing.public_key_bytes(partner_key),
+                signing_key=signing_raw,
+                agreement_key=agreement_key,
                 added_at=(now or datetime.now(UTC)).isoformat(),
                 active=True,
             )
@@ -191,6 +233,7 @@ def add_partner(
             "address": address,
             "cert_fingerprint": pki.fingerprint(cert),
             "signing_key_id": signing.key_id(partner_key),
+            "agreement_key_id": agreement_key_id(agreement_key),
         },
     )
     return out
@@ -215,6 +258,21 @@ def update_partner_address(
         action="U",
         details={"partner": partner_id, "address": address},
     )
+
+
+def _check_organisation(name: str) -> None:
+    """The roster's rules for an organisation name, checked before anything is issued."""
+    normal = unicodedata.normalize("NFC", name)
+    if not normal.strip():
+        raise ConfigError("--name: the organisation name must not be empty")
+    if normal != normal.strip():
+        raise ConfigError("--name: the organisation name must not start or end with spaces")
+    if len(normal) > MAX_ORGANISATION_CHARS:
+        raise ConfigError(f"--name: longer than {MAX_ORGANISATION_CHARS} characters")
+    if any(unicodedata.category(c).startswith("C") for c in normal):
+        raise ConfigError(
+            "--name: contains a control or invisible character; use plain printable text"
+        )
 
 
 def _check_address(address: str) -> None:
@@ -247,3 +305,128 @@ def add_purpose(config: CoordinatorConfig, purpose: Purpose, *, actor: str = "op
         details=details,
     )
     return stored
+
+
+# -- the partner roster ------------------------------------------------------------------
+
+
+def roster_path(config: CoordinatorConfig) -> Path:
+    """Where `export_roster` writes the roster: roster.toml in the coordinator directory."""
+    return config.directory / ROSTER_FILE
+
+
+def registry_roster(config: CoordinatorConfig, *, version: int) -> Roster:
+    """The roster the registry describes now, numbered `version`; nothing is written.
+
+    Lists every active partner: its id, its name as organisation, its signing and
+    agreement keys and the SHA-256 fingerprint of its current certificate, with the
+    network name and the coordinator's manifest-signing key. ConfigError names a
+    partner registered without an agreement key, and the fix.
+    """
+    try:
+        coordinator_key = signing.load_public_key(config.signing_public_key.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"{config.signing_public_key}: signing public key not found") from None
+    except ValueError as exc:
+        raise ConfigError(f"{config.signing_public_key}: {exc}") from None
+    store = Store(config.database, readonly=True)
+    try:
+        partners = [p for p in store.partners() if p.active]
+    finally:
+        store.close()
+    entries = []
+    for p in partners:
+        if not p.agreement_key:
+            raise ConfigError(
+                f"partner {p.id!r} was registered without an agreement key, so the roster "
+                f"cannot list it; ask its IT team for signing/node.x25519.pub (psi-node init "
+                f"writes it; an older node makes one with a new init) and register it again "
+                f"with `psi-coordinator partner add ... --agreement-key FILE`"
+            )
+        try:
+            cert = x509.load_pem_x509_certificate(p.cert_pem.encode())
+        except ValueError:
+            raise ConfigError(f"partner {p.id!r}: stored certificate does not parse") from None
+        fingerprint = pki.fingerprint(cert)
+        if fingerprint != p.cert_fingerprint:
+            raise ConfigError(
+                f"partner {p.id!r}: stored certificate fingerprint {fingerprint} differs from "
+                f"the registered {p.cert_fingerprint}; the database was changed by hand"
+            )
+        entries.append(
+            RosterPartner(
+                id=p.id,
+                organisation=unicodedata.normalize("NFC", p.name),
+                signing_key=p.signing_key,
+                agreement_key=p.agreement_key,
+                tls_fingerprint=bytes.fromhex(fingerprint),
+            )
+        )
+    return Roster(
+        network=config.network,
+        version=version,
+        coordinator_signing_key=signing.public_key_bytes(coordinator_key),
+        partners=tuple(entries),
+    )
+
+
+def load_exported_roster(config: CoordinatorConfig) -> Roster | None:
+    """The roster `export_roster` wrote last, or None if there is none yet."""
+    path = roster_path(config)
+    if not path.exists():
+        return None
+    return load_roster(path)
+
+
+def export_roster(
+    config: CoordinatorConfig, *, actor: str = "operator", now: datetime | None = None
+) -> tuple[Roster, list[str]]:
+    """Write the registry's roster to `roster_path`; returns it and what changed.
+
+    The version is the previous roster's plus one when anything changed (a partner
+    added, removed, renamed, or with a new key or certificate); an export that would
+    change nothing writes nothing, audits nothing and returns the previous roster with
+    no changes. Audits "roster.exported" with the version and digest.
+    """
+    path = roster_path(config)
+    previous = load_exported_roster(config)
+    if previous is not None and previous.network != config.network:
+        raise ConfigError(
+            f"{path}: roster of network {previous.network!r}, this coordinator runs "
+            f"{config.network!r}; move the file aside"
+        )
+    current = registry_roster(config, version=previous.version if previous else 1)
+    if previous is not None:
+        if current.digest == previous.digest:
+            return previous, []
+        current = replace(current, version=previous.version + 1)
+    text = render_roster(current)
+    # The roster's own parser is the one every node runs: what it refuses (fewer than two
+    # partners, a name it would not show) must fail here, before anything is written.
+    try:
+        roster = parse_roster(text, source="the registry's roster")
+    except ConfigError as exc:
+        raise ConfigError(f"cannot export {path}: {exc}") from None
+    pki.write_pem(path, text.encode("utf-8"))  # atomic, mode 0644: public keys only
+    audit = CoordinatorAudit(
+        config.database,
+        signing.load_signing_key(config.signing_key),
+        now=(lambda: now) if now is not None else None,
+    )
+    try:
+        audit.append(
+            "roster.exported",
+            actor=actor,
+            on_behalf_of=config.network,
+            access_point="cli",
+            action="C" if previous is None else "U",
+            details={
+                "version": roster.version,
+                "digest": roster.digest_hex,
+                "partners": list(roster.ids),
+                "previous_digest": previous.digest_hex if previous else "",
+            },
+        )
+    finally:
+        audit.close()
+    return roster, diff_rosters(previous, roster)

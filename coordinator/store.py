@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS partners (
     cert_pem TEXT NOT NULL,
     signing_key BLOB NOT NULL,
     added_at TEXT NOT NULL,
-    active INTEGER NOT NULL DEFAULT 1
+    active INTEGER NOT NULL DEFAULT 1,
+    agreement_key BLOB NOT NULL DEFAULT X''
 );
 CREATE TABLE IF NOT EXISTS purposes (
     id TEXT PRIMARY KEY,
@@ -63,6 +64,19 @@ CREATE TABLE IF NOT EXISTS consents (
 );
 """
 
+# The columns _partner reads, in its order. agreement_key came later (the roster): a
+# database made before it has no such column until a writable Store adds it, and a
+# read-only store reads it as empty.
+_SELECT_PARTNERS = (
+    "SELECT id, name, address, cert_fingerprint, cert_pem, signing_key, added_at, active, "
+    "agreement_key FROM partners"
+)
+_SELECT_PARTNERS_BEFORE_ROSTER = (
+    "SELECT id, name, address, cert_fingerprint, cert_pem, signing_key, added_at, active, "
+    "X'' FROM partners"
+)
+_ADD_AGREEMENT_COLUMN = "ALTER TABLE partners ADD COLUMN agreement_key BLOB NOT NULL DEFAULT X''"
+
 # The columns _round_row reads, in its order.
 _SELECT_ROUNDS = (
     "SELECT id, purpose_id, purpose_version, state, reason, phase, progress, "
@@ -89,6 +103,9 @@ class Partner:
     cert_fingerprint: str
     cert_pem: str
     signing_key: bytes
+    # The partner's raw X25519 public key (tag-key shares are sealed to it); empty for a
+    # partner registered before the roster existed, which a roster export refuses.
+    agreement_key: bytes
     added_at: str
     active: bool
 
@@ -127,12 +144,31 @@ class Store:
                 f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
             )
             self._db.execute("PRAGMA busy_timeout=10000")
+            self._select_partners = self._partner_select()
             return
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        self._migrate()
+        self._select_partners = self._partner_select()
+
+    def _partner_columns(self) -> set[str]:
+        return {row[1] for row in self._db.execute("PRAGMA table_info(partners)")}
+
+    def _migrate(self) -> None:
+        """Bring a database made by an older version up to this schema (columns only)."""
+        with self._tx() as db:
+            if "agreement_key" not in self._partner_columns():
+                # Existing partners get an empty key: `roster export` names them and the fix.
+                db.execute(_ADD_AGREEMENT_COLUMN)
+
+    def _partner_select(self) -> str:
+        # A read-only store cannot migrate: it reads a missing agreement_key as empty.
+        if "agreement_key" in self._partner_columns():
+            return _SELECT_PARTNERS
+        return _SELECT_PARTNERS_BEFORE_ROSTER
 
     def close(self) -> None:
         with self._lock:
@@ -156,7 +192,8 @@ class Store:
             if db.execute("SELECT 1 FROM partners WHERE id=?", (partner.id,)).fetchone():
                 raise ConfigError(f"partner {partner.id!r} is already registered")
             db.execute(
-                "INSERT INTO partners VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO partners (id, name, address, cert_fingerprint, cert_pem, "
+                "signing_key, added_at, active, agreement_key) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     partner.id,
                     partner.name,
@@ -166,6 +203,7 @@ class Store:
                     partner.signing_key,
                     partner.added_at,
                     int(partner.active),
+                    partner.agreement_key,
                 ),
             )
 
@@ -184,12 +222,12 @@ class Store:
 
     def partner(self, partner_id: str) -> Partner | None:
         with self._lock:
-            row = self._db.execute("SELECT * FROM partners WHERE id=?", (partner_id,)).fetchone()
+            row = self._db.execute(self._select_partners + " WHERE id=?", (partner_id,)).fetchone()
         return _partner(row) if row else None
 
     def partners(self) -> list[Partner]:
         with self._lock:
-            rows = self._db.execute("SELECT * FROM partners ORDER BY id").fetchall()
+            rows = self._db.execute(self._select_partners + " ORDER BY id").fetchall()
         return [_partner(r) for r in rows]
 
     # -- purposes ----------------------------------------------------------------------
@@ -311,6 +349,7 @@ def _partner(row: tuple[Any, ...]) -> Partner:
         signing_key=row[5],
         added_at=row[6],
         active=bool(row[7]),
+        agreement_key=bytes(row[8]),
     )
 
 

@@ -66,7 +66,10 @@ class Command:
 COMMANDS: list[Command] = []
 
 #: Help of the words that group subcommands (``psi-node audit verify``).
-GROUPS: Mapping[str, str] = {"audit": "verify, export and cross-check the node's log"}
+GROUPS: Mapping[str, str] = {
+    "audit": "verify, export and cross-check the node's log",
+    "roster": "accept and show the partner roster (the covenant's partners and their keys)",
+}
 
 
 def command(
@@ -271,6 +274,65 @@ def _install_cert(args: argparse.Namespace) -> int:
     )
     present.emit(present.certificate_installed(identity, args.dir), as_json=args.json)
     return 0
+
+
+@command(
+    "roster",
+    "accept",
+    help="accept the partner roster by the digest written in the covenant",
+    description=(
+        "Check that the roster lists this node with its own signing key, agreement key and "
+        "TLS certificate, and names the coordinator key installed with the certificate; then "
+        "store it as this node's roster if its digest is the one typed (a newer version "
+        "replaces an older one, never the other way round)."
+    ),
+    options=(
+        option("roster_file", type=Path, metavar="ROSTER_FILE", help="the roster (roster.toml)"),
+        option(
+            "--digest",
+            required=True,
+            metavar="HEX",
+            help="the roster digest as written in the covenant (64 hex digits; spaces allowed)",
+        ),
+    ),
+)
+def _roster_accept(args: argparse.Namespace) -> int:
+    from kruispunt.roster import ACCEPTED_ROSTER_FILE
+    from psi_node.provision import accept_network_roster
+
+    directory = Path(args.dir)
+    roster, changes = accept_network_roster(
+        directory, args.roster_file, args.digest, actor=_actor()
+    )
+    state_file = _node_config(args).state_dir / ACCEPTED_ROSTER_FILE
+    present.emit(present.roster_accepted(roster, changes, state_file), as_json=args.json)
+    return 0
+
+
+@command("roster", "show", help="show the roster this node accepted")
+def _roster_show(args: argparse.Namespace) -> int:
+    from kruispunt.roster import ACCEPTED_ROSTER_FILE, load_accepted_roster
+
+    config = _node_config(args)
+    roster = load_accepted_roster(config.state_dir)
+    if roster is None:
+        print(
+            f"psi-node: no roster accepted: psi-node roster accept {args.dir} ROSTER_FILE "
+            "--digest HEX (the digest from the covenant)",
+            file=sys.stderr,
+        )
+        return 1
+    present.emit(
+        present.roster_shown(roster, config.state_dir / ACCEPTED_ROSTER_FILE), as_json=args.json
+    )
+    return 0
+
+
+def _actor() -> str:
+    try:
+        return f"operator:{os.getlogin()}"
+    except OSError:
+        return f"operator:uid{os.getuid()}"
 
 
 @command("serve", help="run the node until SIGTERM", json_flag=False)

@@ -78,6 +78,8 @@ class NodeConfig:
     strict_input: bool = False
     log_level: str = "info"
     idle_timeout_seconds: float = 1800.0
+    # The X25519 key tag-key shares are sealed to; its public half is in the roster.
+    agreement_key: Path = Path("signing/node.x25519")
 
 
 def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -164,6 +166,7 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
             tls_cert=p(tls.get("cert", "tls/node.crt")),
             tls_ca=p(tls.get("ca", "tls/ca.crt")),
             signing_key=p(sign.get("key", "signing/node.ed25519")),
+            agreement_key=p(sign.get("agreement_key", "signing/node.x25519")),
             coordinator_public_key=p(sign.get("coordinator_public_key", "signing/coordinator.pub")),
             results_dir=p(paths.get("results", "results")),
             audit_log=p(paths.get("audit_log", "audit/node-audit.jsonl")),

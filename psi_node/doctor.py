@@ -2,7 +2,8 @@
 
 Every check a partner's IT team would otherwise do by hand before (and after) starting
 the node: does node.toml load, are the keys owner-only and the certificate valid for
-this partner and not about to expire, does each purpose have a usable export and a
+this partner and not about to expire, has the operator accepted a partner roster that
+lists this node with its own keys, does each purpose have a usable export and a
 policy, can results be written, does the audit log verify, and does `psi-node serve`
 answer on its port.
 
@@ -25,10 +26,12 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from kruispunt import doctor, pki, signing
 from kruispunt.doctor import FAIL, OK, WARN, Check, DoctorReport
 from kruispunt.errors import ConfigError, KruispuntError
+from kruispunt.roster import load_accepted_roster
 from kruispunt.tomlfile import read_toml
 from psi_node.audit import verify_file
-from psi_node.config import CONFIG_NAME, InputConfig, PolicyConfig, load_node_config
+from psi_node.config import CONFIG_NAME, InputConfig, NodeConfig, PolicyConfig, load_node_config
 from psi_node.inputs import InputSpec, read_input
+from psi_node.provision import roster_mismatches
 
 __all__ = ["run_doctor"]
 
@@ -103,6 +106,7 @@ def run_doctor(
     )
     report.checks.append(sign_check)
     report.checks.append(_coordinator_key(config.coordinator_public_key))
+    report.checks.append(_roster_check(config, directory))
 
     for purpose in sorted(set(config.inputs) | set(config.policies)):
         policy = config.policies.get(purpose)
@@ -176,6 +180,39 @@ def _coordinator_key(path: Path) -> Check:
     except ValueError as exc:
         return Check("coordinator key", FAIL, f"{path}: {exc}")
     return Check("coordinator key", OK, f"{path}: Ed25519, key id {signing.key_id(key)}")
+
+
+def _roster_check(config: NodeConfig, directory: Path) -> Check:
+    """The accepted roster: there is one, and it lists this node with its own keys."""
+    name = "partner roster"
+    try:
+        roster = load_accepted_roster(config.state_dir)
+    except ConfigError as exc:
+        return Check(name, FAIL, str(exc))
+    if roster is None:
+        return Check(
+            name,
+            FAIL,
+            f"no roster accepted: psi-node roster accept {directory} ROSTER_FILE --digest HEX "
+            "(the roster from the coordinator, the digest from the covenant); until then this "
+            "node cannot check its partners' keys",
+        )
+    summary = (
+        f"version {roster.version} of network {roster.network!r}, digest "
+        f"{roster.digest_hex[:16]}…, {_count(len(roster.partners), 'partner')}"
+    )
+    try:
+        problems = roster_mismatches(config, roster)
+    except ConfigError as exc:
+        return Check(name, FAIL, f"{summary}; cannot compare it with this node: {exc}")
+    if problems:
+        return Check(
+            name,
+            FAIL,
+            f"{summary} does not match this node: {'; '.join(problems)}; ask the coordinator "
+            "for a roster with this node's current keys and accept it",
+        )
+    return Check(name, OK, summary)
 
 
 def _input_check(

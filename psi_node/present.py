@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from kruispunt.roster_text import roster_data, roster_lines
+
 if TYPE_CHECKING:
     from kruispunt import pki
     from kruispunt.audit import VerifyReport
     from kruispunt.doctor import DoctorReport
+    from kruispunt.roster import Roster
     from psi_node.audit import Mismatch
     from psi_node.inputs import InputReport
     from psi_node.provision import NodeInitResult
@@ -51,15 +54,18 @@ def node_created(res: NodeInitResult, partner: str, directory: str) -> Output:
             "directory": str(res.directory),
             "csr": str(res.csr),
             "signing_public_key": str(res.signing_public_key),
+            "agreement_public_key": str(res.agreement_public_key),
             "config": str(res.config),
         },
         f"Node {partner!r} created in {res.directory}\n"
-        f"  private keys (never send these): tls/node.key, signing/node.ed25519\n"
-        f"Send these two files to the network coordinator:\n"
-        f"  {res.csr}\n  {res.signing_public_key}\n"
+        f"  private keys (never send these): tls/node.key, signing/node.ed25519, "
+        f"signing/node.x25519\n"
+        f"Send these three files to the network coordinator:\n"
+        f"  {res.csr}\n  {res.signing_public_key}\n  {res.agreement_public_key}\n"
         f"together with the address (HOST:PORT) at which the coordinator reaches this node.\n"
         f"Then install what comes back with `psi-node install-cert {directory} ...`,\n"
-        f"and configure inputs and policy in {res.config}.",
+        f"accept the partner roster with `psi-node roster accept {directory} FILE --digest HEX`\n"
+        f"(the digest from the covenant), and configure inputs and policy in {res.config}.",
     )
 
 
@@ -69,6 +75,31 @@ def certificate_installed(identity: pki.Identity, directory: str) -> Output:
         {"identity": identity.uri, "network": identity.network},
         f"Installed: this node is {identity.uri} in network {identity.network!r}.\n"
         f"Start it with `psi-node serve {directory}`.",
+    )
+
+
+def roster_accepted(roster: Roster, changes: Sequence[str], state_file: Path) -> Output:
+    """`roster accept`: the accepted version and digest, and what changed."""
+    lines = [
+        f"accepted roster version {roster.version} (stored in {state_file})"
+        if changes
+        else f"roster version {roster.version} was already accepted: nothing changed",
+        *roster_lines(roster),
+    ]
+    if changes:
+        lines.append("changes:")
+        lines += [f"  - {c}" for c in changes]
+    return Output(
+        {"accepted": str(state_file), **roster_data(roster), "changes": list(changes)},
+        "\n".join(lines),
+    )
+
+
+def roster_shown(roster: Roster, state_file: Path) -> Output:
+    """`roster show`: the roster this node accepted."""
+    return Output(
+        {"accepted": str(state_file), **roster_data(roster)},
+        "\n".join([f"accepted roster ({state_file})", *roster_lines(roster)]),
     )
 
 

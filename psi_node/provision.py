@@ -1,18 +1,37 @@
-"""Provisioning a partner node: keys and CSR (`init`), then the issued certificate (`install-cert`).
+"""Provisioning a partner node: keys and CSR (`init`), the certificate (`install-cert`), the roster.
 
-The node's TLS and signing private keys are made here and never leave this
-directory: the coordinator receives only the CSR and the signing public key.
+The node's TLS, signing and agreement private keys are made here and never leave
+this directory: the coordinator receives only the CSR and the two public keys
+(signing/node.pub, and signing/node.x25519.pub in the format of
+`kruispunt.agreement_file`). `accept_network_roster` is `psi-node roster accept`:
+the operator accepts the partner roster by the digest written in the covenant,
+after this node checked that the roster lists it with its own keys and certificate
+and names the coordinator key installed with the certificate.
 """
 
 from __future__ import annotations
 
+import hmac
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from kruispunt import pki, signing
+from kruispunt.agreement_file import write_agreement_public_key
 from kruispunt.errors import ConfigError
 from kruispunt.purpose import ID_RE
-from psi_node.config import CONFIG_NAME
+from kruispunt.roster import (
+    Roster,
+    accept_roster,
+    agreement_public_bytes,
+    generate_agreement_key,
+    load_agreement_key,
+    load_roster,
+    save_agreement_key,
+)
+from psi_node.audit import NodeAudit
+from psi_node.config import CONFIG_NAME, NodeConfig, load_node_config
 
 CONFIG_TEMPLATE = """\
 # Kruispunt partner node configuration (created by `psi-node init`).
@@ -35,6 +54,7 @@ ca = "tls/ca.crt"          # the network CA
 
 [signing]
 key = "signing/node.ed25519"                   # signs consents and this node's audit log
+agreement_key = "signing/node.x25519"          # X25519: opens what partners seal to this node
 coordinator_public_key = "signing/coordinator.pub"
 
 [paths]
@@ -67,12 +87,13 @@ state = "state"
 
 @dataclass(frozen=True)
 class NodeInitResult:
-    """Where `init_node` put the node and the two files the coordinator needs."""
+    """Where `init_node` put the node and the three files the coordinator needs."""
 
     directory: Path
     csr: Path
     signing_public_key: Path
     config: Path
+    agreement_public_key: Path
 
 
 def init_node(
@@ -104,13 +125,20 @@ def init_node(
     sign_key = signing.generate_signing_key()
     pki.write_private_key(directory / "signing/node.ed25519", sign_key)
     pki.write_pem(directory / "signing/node.pub", signing.public_key_pem(sign_key.public_key()))
+    agreement_key = generate_agreement_key()
+    save_agreement_key(directory / "signing/node.x25519", agreement_key)
+    write_agreement_public_key(directory / "signing/node.x25519.pub", agreement_key)
     config = directory / CONFIG_NAME
     safe_name = name.replace("\\", "\\\\").replace('"', '\\"')
     config.write_text(
         CONFIG_TEMPLATE.format(partner_id=partner_id, name=safe_name, port=port), encoding="utf-8"
     )
     return NodeInitResult(
-        directory, directory / "tls/node.csr", directory / "signing/node.pub", config
+        directory,
+        directory / "tls/node.csr",
+        directory / "signing/node.pub",
+        config,
+        directory / "signing/node.x25519.pub",
     )
 
 
@@ -144,3 +172,120 @@ def install_certificate(
     pki.write_pem(directory / "tls/ca.crt", ca)
     pki.write_pem(directory / "signing/coordinator.pub", signing.public_key_pem(coordinator_key))
     return identity
+
+
+def accept_network_roster(
+    node_dir: Path,
+    roster_path: Path,
+    digest_hex: str,
+    *,
+    actor: str = "operator",
+    now: datetime | None = None,
+) -> tuple[Roster, list[str]]:
+    """Accept the roster at `roster_path` on the node in `node_dir`; returns it and the changes.
+
+    `digest_hex` is the digest as written in the covenant (groups and upper case are
+    fine). Refused with a ConfigError saying what differs: another digest, a roster of
+    another network, one that does not list this node, or lists it with another signing
+    key, agreement key or TLS certificate, one whose coordinator key is not the key
+    installed with the certificate, or an older version than the accepted one
+    (`kruispunt.roster.accept_roster`). Audits "roster.accepted" in the node log.
+    """
+    config = load_node_config(node_dir)
+    roster = load_roster(roster_path)
+    # Only a roster with the typed digest is worth comparing: for any other the digest
+    # mismatch (accept_roster's refusal) is the one thing the operator must hear.
+    typed = re.sub(r"[\s:]", "", digest_hex).lower()
+    if hmac.compare_digest(roster.digest_hex.encode(), typed.encode()):
+        problems = roster_mismatches(config, roster)
+        if problems:
+            raise ConfigError(
+                f"{roster_path}: roster version {roster.version} does not match this node, "
+                f"so it is not accepted: " + "; ".join(problems)
+            )
+    accepted, changes = accept_roster(config.state_dir, roster_path, digest_hex)
+    audit = NodeAudit(
+        config.audit_log,
+        signing.load_signing_key(config.signing_key),
+        now=(lambda: now) if now is not None else None,
+    )
+    try:
+        audit.append(
+            "roster.accepted",
+            actor=actor,
+            on_behalf_of=config.partner_id,
+            access_point="cli",
+            action="U",
+            details={
+                "version": accepted.version,
+                "digest": accepted.digest_hex,
+                "changes": len(changes),
+                "network": accepted.network,
+            },
+        )
+    finally:
+        audit.close()
+    return accepted, changes
+
+
+def _short(raw: bytes) -> str:
+    return raw.hex()[:16] + "…"
+
+
+def roster_mismatches(config: NodeConfig, roster: Roster) -> list[str]:
+    """What in `roster` disagrees with this node; empty when the roster lists it rightly.
+
+    Compares the network (of the installed CA), the coordinator key installed with the
+    certificate, and this node's own entry: signing key, agreement key and the
+    fingerprint of its installed TLS certificate. ConfigError if a file it compares
+    with is missing or unreadable.
+    """
+    problems: list[str] = []
+    ca = pki.load_certificate(config.tls_ca)
+    try:
+        network = pki.ca_network(ca)
+    except pki.CertificateIdentityError as exc:
+        raise ConfigError(f"{config.tls_ca}: {exc}") from None
+    if roster.network != network:
+        problems.append(f"it is for network {roster.network!r}, this node is in {network!r}")
+    coordinator = _coordinator_key_bytes(config.coordinator_public_key)
+    if roster.coordinator_signing_key != coordinator:
+        problems.append(
+            f"its coordinator signing key is {_short(roster.coordinator_signing_key)}, the key "
+            f"installed with this node's certificate ({config.coordinator_public_key}) is "
+            f"{_short(coordinator)}"
+        )
+    entry = next((p for p in roster.partners if p.id == config.partner_id), None)
+    if entry is None:
+        problems.append(
+            f"it does not list this node (partner {config.partner_id!r}); it lists "
+            + ", ".join(roster.ids)
+        )
+        return problems
+    own_signing = signing.public_key_bytes(
+        signing.load_signing_key(config.signing_key).public_key()
+    )
+    own_agreement = agreement_public_bytes(load_agreement_key(config.agreement_key))
+    own_fingerprint = bytes.fromhex(pki.fingerprint(pki.load_certificate(config.tls_cert)))
+    for label, listed, own, where in (
+        ("signing key", entry.signing_key, own_signing, config.signing_key),
+        ("agreement key", entry.agreement_key, own_agreement, config.agreement_key),
+        ("TLS certificate fingerprint", entry.tls_fingerprint, own_fingerprint, config.tls_cert),
+    ):
+        if listed != own:
+            problems.append(
+                f"it lists partner {config.partner_id!r} with {label} {_short(listed)}, "
+                f"this node's ({where}) is {_short(own)}"
+            )
+    return problems
+
+
+def _coordinator_key_bytes(path: Path) -> bytes:
+    try:
+        return signing.public_key_bytes(signing.load_public_key(path.read_bytes()))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no coordinator key; install the certificate first (psi-node install-cert)"
+        ) from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

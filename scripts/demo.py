@@ -3,11 +3,12 @@
 A coordinator and six partner nodes of a Den Bosch-like social-domain network
 (municipality, three housing corporations, debt counselling, an energy
 company) are set up through the real CLI flow: init, CSR, partner add,
-install-cert, purpose add. Each runs as its own process with mutual TLS on
-127.0.0.1. One round at threshold 2 runs; the demo then prints what every
-partner learned and where its result file is, checks the audit log, and stops
-everything. All data is synthetic. The network plumbing is `tests/support/netlab.py`,
-which the round benchmarks share.
+install-cert, roster export and accept at every node, purpose add. Each runs
+as its own process with mutual TLS on 127.0.0.1. One round at threshold 2
+runs; the demo then prints what every partner learned and where its result
+file is, checks the audit log, and stops everything. All data is synthetic.
+The network plumbing is `tests/support/netlab.py`, which the round benchmarks
+share.
 """
 
 from __future__ import annotations
@@ -71,11 +72,16 @@ def main() -> int:
                 f"   {partner.id:<18} {partner.name:<36} {len(net.data.rows[partner.id]):>5} "
                 f"households, port {net.ports[partner.id]}"
             )
-        say("3. Purpose with legal basis per partner")
+        roster = net.publish_roster()
+        say(
+            f"3. Partner roster version {roster['version']}, accepted at every node by its "
+            f"digest\n   {roster['digest_grouped']}"
+        )
+        say("4. Purpose with legal basis per partner")
         net.add_purpose(SPEC.purposes[0])
-        say("4. Starting the coordinator and six nodes (separate processes, mutual TLS)")
+        say("5. Starting the coordinator and six nodes (separate processes, mutual TLS)")
         net.start()
-        say("5. Round at threshold 2\n")
+        say("6. Round at threshold 2\n")
         run = net.run_round(PURPOSE, reason="make demo")
     summary = run.summary
 
@@ -100,7 +106,7 @@ def main() -> int:
     say(f"\nFirst lines of {sample} (what schuldhulp learned):")
     for line in lines[:4]:
         say(f"   {line}")
-    say("\n6. Audit log")
+    say("\n7. Audit log")
     say("   " + net.cli("psi-coordinator", "audit", "verify", str(net.coordinator_dir)).strip())
     say(f"\nEverything is in {root} (remove it with: rm -r {root})")
     if not ok:

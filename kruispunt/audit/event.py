@@ -48,6 +48,8 @@ EVENTS: Final[Mapping[str, str]] = {
     "round.failed": "a round ended in error",
     "round.aborted": "an operator or shutdown aborted a round",
     "partner.added": "a partner was registered",
+    "roster.exported": "the coordinator wrote a new version of the partner roster",
+    "roster.accepted": "the node's operator accepted a partner roster by its digest",
     "purpose.added": "a purpose was registered",
     "purpose.changed": "a purpose was changed",
     "operator.action": "any other operator action",
@@ -144,11 +146,13 @@ def iter_rounds(events: Iterable[AuditEvent], round_id: str | None) -> Iterator[
 
 #: `details` keys (and their types) the coordinator must give these events; the node's
 #: cross-check (`psi_node.audit.cross_check`) reads them. `set_sizes` maps partner id -> size.
+#: A roster event without its version and digest could not be matched to a covenant.
 COORDINATOR_REQUIRED_DETAILS: Final[Mapping[str, Mapping[str, type]]] = {
     "consent.given": {"partner": str, "set_size": int},
     "consent.refused": {"partner": str, "reason": str},
     "set_sizes": {"set_sizes": dict},
     "results.delivered": {"partner": str, "flagged_count": int},
+    "roster.exported": {"version": int, "digest": str},
 }
 
 #: `details` keys (and their types) a node must give these events, for the same cross-check.
@@ -157,6 +161,7 @@ NODE_REQUIRED_DETAILS: Final[Mapping[str, Mapping[str, type]]] = {
     "consent.refused": {"reason": str},
     "records.sent": {"set_size": int},
     "results.written": {"flagged_count": int},
+    "roster.accepted": {"version": int, "digest": str, "changes": int},
 }
 
 

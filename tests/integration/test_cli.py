@@ -145,6 +145,8 @@ class TestSetupCommands:
                         str(tmp_path / pid / "tls/node.csr"),
                         "--signing-key",
                         str(tmp_path / pid / "signing/node.pub"),
+                        "--agreement-key",
+                        str(tmp_path / pid / "signing/node.x25519.pub"),
                     ]
                 )
                 == 0
@@ -186,6 +188,8 @@ class TestSetupCommands:
                 str(tmp_path / "aa/tls/node.csr"),
                 "--signing-key",
                 str(tmp_path / "aa/signing/node.pub"),
+                "--agreement-key",
+                str(tmp_path / "aa/signing/node.x25519.pub"),
             ]
         )
         assert code == 1
@@ -208,8 +212,9 @@ class TestSetupCommands:
             *(tmp_path / "c").rglob("*.ed25519"),
             *(tmp_path / "n").rglob("*.key"),
             *(tmp_path / "n").rglob("*.ed25519"),
+            *(tmp_path / "n").rglob("*.x25519"),
         ]
-        assert len(keys) == 6
+        assert len(keys) == 7
         for key in keys:
             assert key.stat().st_mode & 0o777 == 0o600, key
 

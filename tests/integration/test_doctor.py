@@ -223,7 +223,16 @@ def load_node(node_dir: Path):
 
 class TestNodeDoctor:
     def test_fresh_node_passes_with_only_the_missing_log_as_warning(self, node_dir):
-        """A node straight from init + install-cert has no failures; its log is not made yet."""
+        """A node after init, install-cert and roster accept passes; without its log, one warning.
+
+        Accepting the roster is the node's first audit event, so a fresh node's log holds
+        it; a node whose log is not there (yet) warns about that and nothing else.
+        """
+        report = node_doctor(node_dir, check_coordinator=False)
+        assert report.ok, report.render()
+        assert [c.name for c in report.checks if c.status != OK] == [], report.render()
+        assert "1 event, chain and signatures verify" in report.by_name("audit log").detail
+        load_node(node_dir).audit_log.unlink()
         report = node_doctor(node_dir, check_coordinator=False)
         assert report.ok, report.render()
         assert [c.name for c in report.checks if c.status != OK] == ["audit log"]
@@ -281,10 +290,15 @@ class TestNodeDoctor:
 
     def test_certificate_expiring_in_ten_days_warns(self, net, node_dir):
         """A certificate with 10 days left is a warning: the report still passes."""
-        pki.write_pem(
-            node_dir / "tls/node.crt",
-            leaf_for(net, node_key(net).public_key(), "gemeente", days=10),
+        cert = leaf_for(net, node_key(net).public_key(), "gemeente", days=10)
+        pki.write_pem(node_dir / "tls/node.crt", cert)
+        # Issued as a renewal would be: registered, and in a roster the node accepted.
+        store = Store(net.config.database)
+        store.update_partner_cert(
+            "gemeente", pki.certificate_pem(cert).decode(), pki.fingerprint(cert)
         )
+        store.close()
+        net.publish_roster()
         report = node_doctor(node_dir, check_coordinator=False)
         check = report.by_name("tls certificate expiry")
         assert check.status == WARN
@@ -554,6 +568,8 @@ class TestRenew:
             coordinator_key_path=net.config.signing_public_key,
             partner_id="gemeente",
         )
+        # A renewed certificate has a new fingerprint: a new roster, accepted everywhere.
+        net.publish_roster()
         server = net.start_node("gemeente")
         summary = net.run()
         assert summary.state == "completed", summary.reason
@@ -589,6 +605,7 @@ class TestRenew:
             coordinator_key_path=net.config.signing_public_key,
             partner_id="gemeente",
         )
+        net.publish_roster()  # the rotated key's certificate has a new fingerprint
         server = net.start_node("gemeente")
         summary = net.run()
         assert summary.state == "completed", summary.reason

@@ -3,7 +3,9 @@
 What `make demo`, `benchmarks/round_bench.py` and `benchmarks/sweep.py` share:
 a coordinator and N partner nodes set up the way partners would do it
 (`psi-coordinator init`, `psi-node init`, `psi-coordinator partner add` with
-the node's CSR, `psi-node install-cert`, `psi-coordinator purpose add`), each
+the node's CSR and public keys, `psi-node install-cert`, `psi-coordinator roster
+export` and `psi-node roster accept --digest` at every node,
+`psi-coordinator purpose add`), each
 node fed a synthetic export, every node and the coordinator started as its
 own process with mutual TLS on 127.0.0.1, rounds run with
 `psi-coordinator round run DIR PURPOSE --json`, and everything stopped again.
@@ -531,14 +533,35 @@ class LocalNetwork:
     # -- building ------------------------------------------------------------------------
 
     def build(self, on_partner: Callable[[PartnerSpec, int], None] | None = None) -> None:
-        """Coordinator, every partner (calling `on_partner(spec, port)` after each), purposes."""
+        """Coordinator, every partner (calling `on_partner(spec, port)` after each), the
+        roster accepted at every node, purposes."""
         self.init_coordinator()
         for partner in self.spec.partners:
             self.add_partner(partner)
             if on_partner is not None:
                 on_partner(partner, self.ports[partner.id])
+        self.publish_roster()
         for purpose in self.spec.purposes:
             self.add_purpose(purpose)
+
+    def publish_roster(self) -> dict[str, Any]:
+        """`psi-coordinator roster export --json`, then `psi-node roster accept --digest` at
+        every node with the digest the export printed; returns the export's JSON."""
+        exported = json.loads(
+            self.cli("psi-coordinator", "roster", "export", str(self.coordinator_dir), "--json")
+        )
+        for p in self.spec.partners:
+            self.cli(
+                "psi-node",
+                "roster",
+                "accept",
+                str(self.node_dir(p.id)),
+                exported["path"],
+                "--digest",
+                exported["digest_grouped"],
+                "--json",
+            )
+        return dict(exported)
 
     def init_coordinator(self) -> None:
         """`psi-coordinator init`: network CA, signing key, database, admin port on loopback."""
@@ -603,6 +626,8 @@ class LocalNetwork:
             str(node / "tls/node.csr"),
             "--signing-key",
             str(node / "signing/node.pub"),
+            "--agreement-key",
+            str(node / "signing/node.x25519.pub"),
         )
         self.cli(
             "psi-node",

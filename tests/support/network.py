@@ -1,8 +1,9 @@
 """A whole Kruispunt network in a temporary folder, built through the real set-up flow.
 
 Coordinator init, node init (keys + CSR), partner add (certificate from the
-CSR), install-cert, purpose add: the same functions the CLIs call. Servers
-are real gRPC servers with real mTLS on 127.0.0.1, port 0.
+CSR), install-cert, roster export and accept at every node, purpose add: the
+same functions the CLIs call. Servers are real gRPC servers with real mTLS on
+127.0.0.1, port 0.
 """
 
 from __future__ import annotations
@@ -13,13 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.config import CoordinatorConfig, load_coordinator_config
-from coordinator.provision import add_partner, add_purpose, init_coordinator, update_partner_address
+from coordinator.provision import (
+    add_partner,
+    add_purpose,
+    export_roster,
+    init_coordinator,
+    update_partner_address,
+)
 from coordinator.server import CoordinatorServer
 from coordinator.server import create_server as create_coordinator
 from kruispunt.purpose import Purpose
+from kruispunt.roster import Roster
 from psi_node.config import NodeConfig, load_node_config
 from psi_node.pool import PointPool
-from psi_node.provision import init_node, install_certificate
+from psi_node.provision import accept_network_roster, init_node, install_certificate
 from psi_node.server import NodeServer
 from psi_node.server import create_server as create_node
 from tests.support.setup_files import LEGAL_BASIS, append_policies, policy_block
@@ -65,6 +73,18 @@ class TestNetwork:
         )
         self.coordinator = create_coordinator(config)
         return self.coordinator
+
+    def publish_roster(self) -> Roster:
+        """Export the roster from the registry and accept it at every node, by its digest.
+
+        What the operators do after a partner joins or a certificate is renewed (a new
+        TLS fingerprint): the coordinator writes a new version, every node accepts it.
+        """
+        roster, _changes = export_roster(self.config, actor="operator:test")
+        path = self.coordinator_dir / "roster.toml"
+        for node_dir in self.node_dirs.values():
+            accept_network_roster(node_dir, path, roster.digest_hex, actor="operator:test")
+        return roster
 
     def add_purpose(self, purpose_id: str = "vroegsignalering", **overrides: Any) -> Purpose:
         fields: dict[str, Any] = {
@@ -131,6 +151,7 @@ def build_network(
             address="127.0.0.1:1",
             csr_path=res.csr,
             signing_key_path=res.signing_public_key,
+            agreement_key_path=res.agreement_public_key,
         )
         install_certificate(
             node_dir,
@@ -159,4 +180,5 @@ def build_network(
         )
         append_policies(node_dir / "node.toml", [block], workers=workers)
         net.node_dirs[pid] = node_dir
+    net.publish_roster()
     return net
