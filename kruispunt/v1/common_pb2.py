@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kruispunt/v1/common.proto\x12\x0ckruispunt.v1\"\x8e\x03\n\x07Purpose\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fidentifier_kind\x18\x03 \x01(\t\x12\x11\n\tthreshold\x18\x04 \x01(\r\x12\x12\n\ndisclosure\x18\x05 \x01(\t\x12\x1d\n\x15result_retention_days\x18\x06 \x01(\r\x12\x14\n\x0cmax_set_size\x18\x07 \x01(\x04\x12\x13\n\x0b\x63ovenant_id\x18\x08 \x01(\t\x12\x16\n\x0e\x64pia_reference\x18\t \x01(\t\x12:\n\x0blegal_basis\x18\n \x03(\x0b\x32%.kruispunt.v1.Purpose.LegalBasisEntry\x12\x0c\n\x04mode\x18\x0b \x01(\t\x12\x32\n\tbilateral\x18\x0c \x01(\x0b\x32\x1f.kruispunt.v1.BilateralSettings\x12\x0f\n\x07version\x18\r \x01(\r\x1a\x31\n\x0fLegalBasisEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8b\x01\n\x11\x42ilateralSettings\x12\x16\n\x0e\x63lient_partner\x18\x01 \x01(\t\x12\x16\n\x0eserver_partner\x18\x02 \x01(\t\x12\x11\n\tsize_only\x18\x03 \x01(\x08\x12\x1b\n\x13\x66\x61lse_positive_rate\x18\x04 \x01(\x01\x12\x16\n\x0e\x64\x61ta_structure\x18\x05 \x01(\t\"\xce\x01\n\rRoundManifest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07network\x18\x02 \x01(\t\x12&\n\x07purpose\x18\x03 \x01(\x0b\x32\x15.kruispunt.v1.Purpose\x12\x10\n\x08partners\x18\x04 \x03(\t\x12\x17\n\x0f\x63reated_at_unix\x18\x05 \x01(\x03\x12\x17\n\x0f\x65xpires_at_unix\x18\x06 \x01(\x03\x12\x18\n\x10protocol_version\x18\x07 \x01(\t\x12\x14\n\x0cinitiated_by\x18\x08 \x01(\t\"5\n\x0eSignedManifest\x12\x10\n\x08manifest\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xd8\x01\n\x07\x43onsent\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x0f\n\x07granted\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x17\n\x0fmanifest_sha256\x18\x05 \x01(\x0c\x12\x13\n\x0blegal_basis\x18\x06 \x01(\t\x12\x10\n\x08set_size\x18\x07 \x01(\x04\x12\x16\n\x0e\x65xcluded_count\x18\x08 \x01(\x04\x12\x15\n\rinvalid_count\x18\t \x01(\x04\x12\x17\n\x0f\x64\x65\x63ided_at_unix\x18\n \x01(\x03\"3\n\rSignedConsent\x12\x0f\n\x07\x63onsent\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\x1c\n\x08RoundRef\x12\x10\n\x08round_id\x18\x01 \x01(\t\"\\\n\nPointBatch\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06origin\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\r\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\x0e\n\x06points\x18\x05 \x01(\x0c\":\n\x08TagBatch\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04tags\x18\x03 \x01(\x0c\"\x17\n\x03\x41\x63k\x12\x10\n\x08round_id\x18\x01 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kruispunt/v1/common.proto\x12\x0ckruispunt.v1\"\x8e\x03\n\x07Purpose\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fidentifier_kind\x18\x03 \x01(\t\x12\x11\n\tthreshold\x18\x04 \x01(\r\x12\x12\n\ndisclosure\x18\x05 \x01(\t\x12\x1d\n\x15result_retention_days\x18\x06 \x01(\r\x12\x14\n\x0cmax_set_size\x18\x07 \x01(\x04\x12\x13\n\x0b\x63ovenant_id\x18\x08 \x01(\t\x12\x16\n\x0e\x64pia_reference\x18\t \x01(\t\x12:\n\x0blegal_basis\x18\n \x03(\x0b\x32%.kruispunt.v1.Purpose.LegalBasisEntry\x12\x0c\n\x04mode\x18\x0b \x01(\t\x12\x32\n\tbilateral\x18\x0c \x01(\x0b\x32\x1f.kruispunt.v1.BilateralSettings\x12\x0f\n\x07version\x18\r \x01(\r\x1a\x31\n\x0fLegalBasisEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8b\x01\n\x11\x42ilateralSettings\x12\x16\n\x0e\x63lient_partner\x18\x01 \x01(\t\x12\x16\n\x0eserver_partner\x18\x02 \x01(\t\x12\x11\n\tsize_only\x18\x03 \x01(\x08\x12\x1b\n\x13\x66\x61lse_positive_rate\x18\x04 \x01(\x01\x12\x16\n\x0e\x64\x61ta_structure\x18\x05 \x01(\t\"\xfb\x01\n\rRoundManifest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07network\x18\x02 \x01(\t\x12&\n\x07purpose\x18\x03 \x01(\x0b\x32\x15.kruispunt.v1.Purpose\x12\x10\n\x08partners\x18\x04 \x03(\t\x12\x17\n\x0f\x63reated_at_unix\x18\x05 \x01(\x03\x12\x17\n\x0f\x65xpires_at_unix\x18\x06 \x01(\x03\x12\x18\n\x10protocol_version\x18\x07 \x01(\t\x12\x14\n\x0cinitiated_by\x18\x08 \x01(\t\x12\x15\n\rroster_sha256\x18\t \x01(\x0c\x12\x14\n\x0c\x63hunk_points\x18\n \x01(\r\"5\n\x0eSignedManifest\x12\x10\n\x08manifest\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xe5\x02\n\x07\x43onsent\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x0f\n\x07granted\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x17\n\x0fmanifest_sha256\x18\x05 \x01(\x0c\x12\x13\n\x0blegal_basis\x18\x06 \x01(\t\x12\x10\n\x08set_size\x18\x07 \x01(\x04\x12\x16\n\x0e\x65xcluded_count\x18\x08 \x01(\x04\x12\x15\n\rinvalid_count\x18\t \x01(\x04\x12\x17\n\x0f\x64\x65\x63ided_at_unix\x18\n \x01(\x03\x12\x15\n\rroster_sha256\x18\x0b \x01(\x0c\x12?\n\x0etag_key_shares\x18\x0c \x03(\x0b\x32\'.kruispunt.v1.Consent.TagKeySharesEntry\x1a\x33\n\x11TagKeySharesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"3\n\rSignedConsent\x12\x0f\n\x07\x63onsent\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\x1c\n\x08RoundRef\x12\x10\n\x08round_id\x18\x01 \x01(\t\"z\n\nPointBatch\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06origin\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\r\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\x0e\n\x06points\x18\x05 \x01(\x0c\x12\r\n\x05\x63hain\x18\x06 \x01(\x0c\x12\r\n\x05proof\x18\x07 \x01(\x0c\"]\n\x08TagBatch\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04tags\x18\x03 \x01(\x0c\x12\r\n\x05salts\x18\x04 \x01(\x0c\x12\x12\n\ncommitment\x18\x05 \x01(\x0c\"\x17\n\x03\x41\x63k\x12\x10\n\x08round_id\x18\x01 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PURPOSE_LEGALBASISENTRY']._loaded_options = None
   _globals['_PURPOSE_LEGALBASISENTRY']._serialized_options = b'8\001'
+  _globals['_CONSENT_TAGKEYSHARESENTRY']._loaded_options = None
+  _globals['_CONSENT_TAGKEYSHARESENTRY']._serialized_options = b'8\001'
   _globals['_PURPOSE']._serialized_start=44
   _globals['_PURPOSE']._serialized_end=442
   _globals['_PURPOSE_LEGALBASISENTRY']._serialized_start=393
@@ -40,19 +42,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BILATERALSETTINGS']._serialized_start=445
   _globals['_BILATERALSETTINGS']._serialized_end=584
   _globals['_ROUNDMANIFEST']._serialized_start=587
-  _globals['_ROUNDMANIFEST']._serialized_end=793
-  _globals['_SIGNEDMANIFEST']._serialized_start=795
-  _globals['_SIGNEDMANIFEST']._serialized_end=848
-  _globals['_CONSENT']._serialized_start=851
-  _globals['_CONSENT']._serialized_end=1067
-  _globals['_SIGNEDCONSENT']._serialized_start=1069
-  _globals['_SIGNEDCONSENT']._serialized_end=1120
-  _globals['_ROUNDREF']._serialized_start=1122
-  _globals['_ROUNDREF']._serialized_end=1150
-  _globals['_POINTBATCH']._serialized_start=1152
-  _globals['_POINTBATCH']._serialized_end=1244
-  _globals['_TAGBATCH']._serialized_start=1246
-  _globals['_TAGBATCH']._serialized_end=1304
-  _globals['_ACK']._serialized_start=1306
-  _globals['_ACK']._serialized_end=1329
+  _globals['_ROUNDMANIFEST']._serialized_end=838
+  _globals['_SIGNEDMANIFEST']._serialized_start=840
+  _globals['_SIGNEDMANIFEST']._serialized_end=893
+  _globals['_CONSENT']._serialized_start=896
+  _globals['_CONSENT']._serialized_end=1253
+  _globals['_CONSENT_TAGKEYSHARESENTRY']._serialized_start=1202
+  _globals['_CONSENT_TAGKEYSHARESENTRY']._serialized_end=1253
+  _globals['_SIGNEDCONSENT']._serialized_start=1255
+  _globals['_SIGNEDCONSENT']._serialized_end=1306
+  _globals['_ROUNDREF']._serialized_start=1308
+  _globals['_ROUNDREF']._serialized_end=1336
+  _globals['_POINTBATCH']._serialized_start=1338
+  _globals['_POINTBATCH']._serialized_end=1460
+  _globals['_TAGBATCH']._serialized_start=1462
+  _globals['_TAGBATCH']._serialized_end=1555
+  _globals['_ACK']._serialized_start=1557
+  _globals['_ACK']._serialized_end=1580
 # @@protoc_insertion_point(module_scope)

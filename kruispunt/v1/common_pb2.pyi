@@ -143,6 +143,8 @@ class RoundManifest(google.protobuf.message.Message):
     EXPIRES_AT_UNIX_FIELD_NUMBER: builtins.int
     PROTOCOL_VERSION_FIELD_NUMBER: builtins.int
     INITIATED_BY_FIELD_NUMBER: builtins.int
+    ROSTER_SHA256_FIELD_NUMBER: builtins.int
+    CHUNK_POINTS_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     network: builtins.str
     created_at_unix: builtins.int
@@ -151,6 +153,13 @@ class RoundManifest(google.protobuf.message.Message):
     """"kruispunt/1" """
     initiated_by: builtins.str
     """operator or "scheduler" """
+    roster_sha256: builtins.bytes
+    """Digest of the partner roster this round is for (kruispunt.roster). A node refuses a
+    manifest for any roster but the one its operator accepted, and takes every partner key
+    from that roster, never from the coordinator.
+    """
+    chunk_points: builtins.int
+    """points per chunk in signed batch statements"""
     @property
     def purpose(self) -> global___Purpose: ...
     @property
@@ -168,9 +177,11 @@ class RoundManifest(google.protobuf.message.Message):
         expires_at_unix: builtins.int = ...,
         protocol_version: builtins.str = ...,
         initiated_by: builtins.str = ...,
+        roster_sha256: builtins.bytes = ...,
+        chunk_points: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["purpose", b"purpose"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_at_unix", b"created_at_unix", "expires_at_unix", b"expires_at_unix", "initiated_by", b"initiated_by", "network", b"network", "partners", b"partners", "protocol_version", b"protocol_version", "purpose", b"purpose", "round_id", b"round_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["chunk_points", b"chunk_points", "created_at_unix", b"created_at_unix", "expires_at_unix", b"expires_at_unix", "initiated_by", b"initiated_by", "network", b"network", "partners", b"partners", "protocol_version", b"protocol_version", "purpose", b"purpose", "roster_sha256", b"roster_sha256", "round_id", b"round_id"]) -> None: ...
 
 global___RoundManifest = RoundManifest
 
@@ -200,6 +211,22 @@ class Consent(google.protobuf.message.Message):
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
+    @typing.final
+    class TagKeySharesEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.bytes
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.bytes = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
     ROUND_ID_FIELD_NUMBER: builtins.int
     PARTNER_ID_FIELD_NUMBER: builtins.int
     GRANTED_FIELD_NUMBER: builtins.int
@@ -210,6 +237,8 @@ class Consent(google.protobuf.message.Message):
     EXCLUDED_COUNT_FIELD_NUMBER: builtins.int
     INVALID_COUNT_FIELD_NUMBER: builtins.int
     DECIDED_AT_UNIX_FIELD_NUMBER: builtins.int
+    ROSTER_SHA256_FIELD_NUMBER: builtins.int
+    TAG_KEY_SHARES_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     partner_id: builtins.str
     granted: builtins.bool
@@ -225,6 +254,15 @@ class Consent(google.protobuf.message.Message):
     """objected or on the exclusion list"""
     invalid_count: builtins.int
     decided_at_unix: builtins.int
+    roster_sha256: builtins.bytes
+    """the roster this node accepted; equals the manifest's"""
+    @property
+    def tag_key_shares(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.bytes]:
+        """This node's contribution to the round's tag key, sealed to each other partner's roster
+        X25519 key (kruispunt.tagkey): recipient partner id -> sealed bytes. The coordinator
+        relays these and can open none.
+        """
+
     def __init__(
         self,
         *,
@@ -238,8 +276,10 @@ class Consent(google.protobuf.message.Message):
         excluded_count: builtins.int = ...,
         invalid_count: builtins.int = ...,
         decided_at_unix: builtins.int = ...,
+        roster_sha256: builtins.bytes = ...,
+        tag_key_shares: collections.abc.Mapping[builtins.str, builtins.bytes] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["decided_at_unix", b"decided_at_unix", "excluded_count", b"excluded_count", "granted", b"granted", "invalid_count", b"invalid_count", "legal_basis", b"legal_basis", "manifest_sha256", b"manifest_sha256", "partner_id", b"partner_id", "reason", b"reason", "round_id", b"round_id", "set_size", b"set_size"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["decided_at_unix", b"decided_at_unix", "excluded_count", b"excluded_count", "granted", b"granted", "invalid_count", b"invalid_count", "legal_basis", b"legal_basis", "manifest_sha256", b"manifest_sha256", "partner_id", b"partner_id", "reason", b"reason", "roster_sha256", b"roster_sha256", "round_id", b"round_id", "set_size", b"set_size", "tag_key_shares", b"tag_key_shares"]) -> None: ...
 
 global___Consent = Consent
 
@@ -288,6 +328,8 @@ class PointBatch(google.protobuf.message.Message):
     STEP_FIELD_NUMBER: builtins.int
     OFFSET_FIELD_NUMBER: builtins.int
     POINTS_FIELD_NUMBER: builtins.int
+    CHAIN_FIELD_NUMBER: builtins.int
+    PROOF_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     origin: builtins.str
     """partner whose set these points are"""
@@ -297,6 +339,12 @@ class PointBatch(google.protobuf.message.Message):
     """index of the first point in the origin's set"""
     points: builtins.bytes
     """k * 32 bytes"""
+    chain: builtins.bytes
+    """The signed statements of this set's route so far (kruispunt.hops.Chain, encoded): on the
+    first batch of a request stream, and on the last batch of a response stream.
+    """
+    proof: builtins.bytes
+    """Reserved for a per-chunk proof of correct evaluation (batched DLEQ, RFC 9497 2.2)."""
     def __init__(
         self,
         *,
@@ -305,8 +353,10 @@ class PointBatch(google.protobuf.message.Message):
         step: builtins.int = ...,
         offset: builtins.int = ...,
         points: builtins.bytes = ...,
+        chain: builtins.bytes = ...,
+        proof: builtins.bytes = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["offset", b"offset", "origin", b"origin", "points", b"points", "round_id", b"round_id", "step", b"step"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["chain", b"chain", "offset", b"offset", "origin", b"origin", "points", b"points", "proof", b"proof", "round_id", b"round_id", "step", b"step"]) -> None: ...
 
 global___PointBatch = PointBatch
 
@@ -319,18 +369,26 @@ class TagBatch(google.protobuf.message.Message):
     ROUND_ID_FIELD_NUMBER: builtins.int
     OFFSET_FIELD_NUMBER: builtins.int
     TAGS_FIELD_NUMBER: builtins.int
+    SALTS_FIELD_NUMBER: builtins.int
+    COMMITMENT_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     offset: builtins.int
     tags: builtins.bytes
     """k * 16 bytes"""
+    salts: builtins.bytes
+    """k * 16 bytes: the salts of this node's tag commitment"""
+    commitment: builtins.bytes
+    """last batch: the signed root (kruispunt.commitments)"""
     def __init__(
         self,
         *,
         round_id: builtins.str = ...,
         offset: builtins.int = ...,
         tags: builtins.bytes = ...,
+        salts: builtins.bytes = ...,
+        commitment: builtins.bytes = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["offset", b"offset", "round_id", b"round_id", "tags", b"tags"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["commitment", b"commitment", "offset", b"offset", "round_id", b"round_id", "salts", b"salts", "tags", b"tags"]) -> None: ...
 
 global___TagBatch = TagBatch
 

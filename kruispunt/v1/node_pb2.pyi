@@ -8,9 +8,57 @@ import collections.abc
 import google.protobuf.descriptor
 import google.protobuf.internal.containers
 import google.protobuf.message
+from . import common_pb2
 import typing
 
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
+
+@typing.final
+class BlindRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ROUND_ID_FIELD_NUMBER: builtins.int
+    CONSENTS_FIELD_NUMBER: builtins.int
+    round_id: builtins.str
+    @property
+    def consents(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[kruispunt.v1.common_pb2.SignedConsent]:
+        """every partner's, in manifest order"""
+
+    def __init__(
+        self,
+        *,
+        round_id: builtins.str = ...,
+        consents: collections.abc.Iterable[kruispunt.v1.common_pb2.SignedConsent] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["consents", b"consents", "round_id", b"round_id"]) -> None: ...
+
+global___BlindRequest = BlindRequest
+
+@typing.final
+class CoholderProof(google.protobuf.message.Message):
+    """Evidence that a co-holder's signed tag commitment contains this node's tag."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    FLAGGED_FIELD_NUMBER: builtins.int
+    PARTNER_FIELD_NUMBER: builtins.int
+    PROOF_FIELD_NUMBER: builtins.int
+    flagged: builtins.int
+    """position in RoundResults.flagged_indices"""
+    partner: builtins.str
+    """the co-holder"""
+    proof: builtins.bytes
+    """kruispunt.commitments inclusion proof, encoded"""
+    def __init__(
+        self,
+        *,
+        flagged: builtins.int = ...,
+        partner: builtins.str = ...,
+        proof: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["flagged", b"flagged", "partner", b"partner", "proof", b"proof"]) -> None: ...
+
+global___CoholderProof = CoholderProof
 
 @typing.final
 class RoundResults(google.protobuf.message.Message):
@@ -32,11 +80,29 @@ class RoundResults(google.protobuf.message.Message):
         ) -> None: ...
         def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
 
+    @typing.final
+    class CommitmentsEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.bytes
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.bytes = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
     ROUND_ID_FIELD_NUMBER: builtins.int
     FLAGGED_INDICES_FIELD_NUMBER: builtins.int
     HOLDER_MASKS_FIELD_NUMBER: builtins.int
     SET_SIZES_FIELD_NUMBER: builtins.int
     FLAGGED_COUNT_FIELD_NUMBER: builtins.int
+    COMMITMENTS_FIELD_NUMBER: builtins.int
+    PROOFS_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     flagged_count: builtins.int
     @property
@@ -51,6 +117,14 @@ class RoundResults(google.protobuf.message.Message):
     def set_sizes(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.int]:
         """every partner's set size this round"""
 
+    @property
+    def commitments(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.bytes]:
+        """Disclosure "partners": signed tag-list roots (partner id -> encoded signed root) and, for
+        every co-holder a mask names, an inclusion proof of this node's tag in that root.
+        """
+
+    @property
+    def proofs(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___CoholderProof]: ...
     def __init__(
         self,
         *,
@@ -59,8 +133,10 @@ class RoundResults(google.protobuf.message.Message):
         holder_masks: collections.abc.Iterable[builtins.int] | None = ...,
         set_sizes: collections.abc.Mapping[builtins.str, builtins.int] | None = ...,
         flagged_count: builtins.int = ...,
+        commitments: collections.abc.Mapping[builtins.str, builtins.bytes] | None = ...,
+        proofs: collections.abc.Iterable[global___CoholderProof] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["flagged_count", b"flagged_count", "flagged_indices", b"flagged_indices", "holder_masks", b"holder_masks", "round_id", b"round_id", "set_sizes", b"set_sizes"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["commitments", b"commitments", "flagged_count", b"flagged_count", "flagged_indices", b"flagged_indices", "holder_masks", b"holder_masks", "proofs", b"proofs", "round_id", b"round_id", "set_sizes", b"set_sizes"]) -> None: ...
 
 global___RoundResults = RoundResults
 
@@ -114,18 +190,24 @@ class BilateralPayload(google.protobuf.message.Message):
     ROUND_ID_FIELD_NUMBER: builtins.int
     PAYLOAD_FIELD_NUMBER: builtins.int
     SET_SIZE_FIELD_NUMBER: builtins.int
+    SIGNATURE_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     payload: builtins.bytes
     """serialized openmined-psi message"""
     set_size: builtins.int
+    signature: builtins.bytes
+    """The sending node's Ed25519 signature over round, manifest digest, payload digest and set
+    size: the other node verifies it against its roster before it answers or uses the payload.
+    """
     def __init__(
         self,
         *,
         round_id: builtins.str = ...,
         payload: builtins.bytes = ...,
         set_size: builtins.int = ...,
+        signature: builtins.bytes = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["payload", b"payload", "round_id", b"round_id", "set_size", b"set_size"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["payload", b"payload", "round_id", b"round_id", "set_size", b"set_size", "signature", b"signature"]) -> None: ...
 
 global___BilateralPayload = BilateralPayload
 

@@ -42,7 +42,7 @@ class PsiNodeStub(object):
                 _registered_method=True)
         self.Blind = channel.unary_stream(
                 '/kruispunt.v1.PsiNode/Blind',
-                request_serializer=kruispunt_dot_v1_dot_common__pb2.RoundRef.SerializeToString,
+                request_serializer=kruispunt_dot_v1_dot_node__pb2.BlindRequest.SerializeToString,
                 response_deserializer=kruispunt_dot_v1_dot_common__pb2.PointBatch.FromString,
                 _registered_method=True)
         self.Evaluate = channel.stream_stream(
@@ -104,6 +104,7 @@ class PsiNodeServicer(object):
 
     def Blind(self, request, context):
         """Network mode, phase 1: stream this node's blinded points r_i * H(x), in input order.
+        The request forwards every partner's signed consent: set sizes and tag-key shares.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -183,7 +184,7 @@ def add_PsiNodeServicer_to_server(servicer, server):
             ),
             'Blind': grpc.unary_stream_rpc_method_handler(
                     servicer.Blind,
-                    request_deserializer=kruispunt_dot_v1_dot_common__pb2.RoundRef.FromString,
+                    request_deserializer=kruispunt_dot_v1_dot_node__pb2.BlindRequest.FromString,
                     response_serializer=kruispunt_dot_v1_dot_common__pb2.PointBatch.SerializeToString,
             ),
             'Evaluate': grpc.stream_stream_rpc_method_handler(
@@ -284,7 +285,7 @@ class PsiNode(object):
             request,
             target,
             '/kruispunt.v1.PsiNode/Blind',
-            kruispunt_dot_v1_dot_common__pb2.RoundRef.SerializeToString,
+            kruispunt_dot_v1_dot_node__pb2.BlindRequest.SerializeToString,
             kruispunt_dot_v1_dot_common__pb2.PointBatch.FromString,
             options,
             channel_credentials,
