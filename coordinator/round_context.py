@@ -24,8 +24,9 @@ from coordinator.config import CoordinatorConfig
 from coordinator.store import Partner, Store
 from kruispunt.errors import KruispuntError, RoundFailed
 from kruispunt.purpose import Purpose
+from kruispunt.roster import Roster
 from kruispunt.rpc import PeerError, translated
-from kruispunt.v1 import coordinator_pb2, node_pb2_grpc
+from kruispunt.v1 import common_pb2, coordinator_pb2, node_pb2, node_pb2_grpc
 
 __all__ = [
     "Peer",
@@ -66,7 +67,16 @@ class RoundState:
     partners: list[str]
     manifest_sha256: bytes
     basis: str
+    roster: Roster
+    chunk_points: int
     started: float = field(default_factory=time.monotonic)
+    # Every partner's signed consent: forwarded to all, so each can check set sizes and open
+    # its tag-key shares without taking the coordinator's word for either.
+    consents: dict[str, common_pb2.SignedConsent] = field(default_factory=dict)
+    # Disclosure "partners": per partner, the co-holders' signed roots and inclusion proofs.
+    evidence: dict[str, tuple[dict[str, bytes], list[node_pb2.CoholderProof]]] = field(
+        default_factory=dict
+    )
     phases: dict[str, float] = field(default_factory=dict)
     set_sizes: dict[str, int] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)

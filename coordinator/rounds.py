@@ -20,6 +20,7 @@ from coordinator.audit import CoordinatorAudit
 from coordinator.config import CoordinatorConfig
 from coordinator.modes import bilateral, network
 from coordinator.present import summary_dict
+from coordinator.provision import roster_path
 from coordinator.round_context import (
     Peer,
     Progress,
@@ -37,6 +38,7 @@ from kruispunt.errors import ConfigError, KruispuntError, RoundFailed
 from kruispunt.manifest import new_round_id, sign_manifest, verify_consent
 from kruispunt.pki import Identity
 from kruispunt.purpose import ID_RE, Purpose
+from kruispunt.roster import Roster, load_roster
 from kruispunt.rpc import PeerError, translated
 from kruispunt.v1 import common_pb2, coordinator_pb2, node_pb2, node_pb2_grpc
 
@@ -125,6 +127,7 @@ class RoundRunner:
     ) -> coordinator_pb2.RoundSummary:
         """One round's lifecycle, for every mode: manifest, consent, the mode's run, its ending."""
         partners = self._registered(purpose, initiated_by, access_point)
+        roster = self._roster(partners, initiated_by, access_point)
         now = self.now()
         round_id = new_round_id(now)
         order = [p.id for p in partners]
@@ -137,6 +140,8 @@ class RoundRunner:
             now=now,
             ttl_seconds=self.config.manifest_ttl_seconds,
             initiated_by=initiated_by,
+            roster_sha256=roster.digest,
+            chunk_points=self.config.chunk_points,
         )
         state = RoundState(
             round_id=round_id,
@@ -144,6 +149,8 @@ class RoundRunner:
             partners=order,
             manifest_sha256=hashlib.sha256(signed.manifest).digest(),
             basis=f"{purpose.id} v{purpose.version}; covenant {purpose.covenant_id}",
+            roster=roster,
+            chunk_points=self.config.chunk_points,
         )
         self.store.create_round(round_id, purpose, initiated_by, now.isoformat(), signed.manifest)
         self.audit.append(
@@ -161,6 +168,7 @@ class RoundRunner:
                 "partners": order,
                 **mode.created_details(purpose),
                 "manifest_sha256": state.manifest_sha256.hex(),
+                "roster_sha256": roster.digest_hex,
                 "reason": reason,
             },
         )
@@ -254,7 +262,7 @@ class RoundRunner:
         refusals = []
         for pid in state.partners:
             signed_consent = answers[pid]
-            key = signing.load_public_key(context.peers[pid].partner.signing_key)
+            key = state.roster.partner(pid).signing_public_key
             try:
                 consent = verify_consent(
                     signed_consent,
@@ -280,6 +288,10 @@ class RoundRunner:
             if consent.set_size > state.purpose.max_set_size:
                 refusals.append(f"{pid}: set size {consent.set_size} exceeds the purpose maximum")
                 continue
+            if consent.roster_sha256 != state.roster.digest:
+                refusals.append(f"{pid}: consented for another partner roster")
+                continue
+            state.consents[pid] = signed_consent
             state.set_sizes[pid] = consent.set_size
             state.excluded[pid] = consent.excluded_count
             state.invalid[pid] = consent.invalid_count
@@ -322,6 +334,27 @@ class RoundRunner:
                 raise ConfigError(msg)
             found.append(partner)
         return found
+
+    def _roster(self, partners: list[Partner], actor: str, access_point: str) -> Roster:
+        """The roster the partners accepted; it must still match the registry for them."""
+        try:
+            roster = load_roster(roster_path(self.config))
+        except ConfigError as exc:
+            message = f"{exc} (see: psi-coordinator roster export)"
+            self._operator_error(actor, access_point, message)
+            raise ConfigError(message) from None
+        for partner in partners:
+            if (
+                partner.id not in roster.ids
+                or roster.partner(partner.id).signing_key != partner.signing_key
+            ):
+                message = (
+                    f"the partner roster is out of date for {partner.id!r}: run "
+                    "psi-coordinator roster export and have every partner accept the new one"
+                )
+                self._operator_error(actor, access_point, message)
+                raise ConfigError(message)
+        return roster
 
     def _operator_error(self, actor: str, access_point: str, message: str) -> None:
         self.audit.append(

@@ -211,6 +211,16 @@ class Commitment:
         self._root = _sized(len(levels[0]), top)
 
     @classmethod
+    def with_salts(cls, tags_packed: bytes, salts: bytes) -> Commitment:
+        """The commitment a node built over `tags_packed` with these salts (the relay's copy).
+
+        ValueError if there is not exactly one 16-byte salt per tag.
+        """
+        if len(salts) * TAG_BYTES != len(tags_packed) * SALT_BYTES:
+            raise ValueError("one 16-byte salt per tag is needed")
+        return cls.build(tags_packed, rng=lambda _n: bytes(salts))
+
+    @classmethod
     def build(cls, tags_packed: bytes, rng: Callable[[int], bytes] = os.urandom) -> Commitment:
         """Commit to `tags_packed` (16-byte tags end to end) in their order, salting each leaf.
 

@@ -23,6 +23,10 @@ from kruispunt.purpose import Purpose
 from kruispunt.v1 import common_pb2
 
 MANIFEST_CONTEXT = signing.CONTEXT_MANIFEST
+#: Points per chunk in a round's signed batch statements (kruispunt.hops bounds it).
+DEFAULT_CHUNK_POINTS = 4096
+# The bound kruispunt.hops puts on a statement's chunk (hops imports this module).
+MAX_CHUNK_POINTS = 65536
 CONSENT_CONTEXT = signing.CONTEXT_CONSENT
 
 
@@ -57,6 +61,14 @@ class VerifiedManifest:
     def partners(self) -> list[str]:
         return list(self.manifest.partners)
 
+    @property
+    def roster_sha256(self) -> bytes:
+        return self.manifest.roster_sha256
+
+    @property
+    def chunk_points(self) -> int:
+        return self.manifest.chunk_points
+
 
 def sign_manifest(
     key: Ed25519PrivateKey,
@@ -68,8 +80,10 @@ def sign_manifest(
     now: datetime,
     ttl_seconds: int,
     initiated_by: str,
+    roster_sha256: bytes,
+    chunk_points: int = DEFAULT_CHUNK_POINTS,
 ) -> common_pb2.SignedManifest:
-    """Build and sign the manifest for one round."""
+    """Build and sign the manifest for one round, for the roster with digest `roster_sha256`."""
     manifest = common_pb2.RoundManifest(
         round_id=round_id,
         network=network,
@@ -79,6 +93,8 @@ def sign_manifest(
         expires_at_unix=int(now.timestamp()) + ttl_seconds,
         protocol_version=PROTOCOL_VERSION,
         initiated_by=initiated_by,
+        roster_sha256=roster_sha256,
+        chunk_points=chunk_points,
     )
     body = manifest.SerializeToString(deterministic=True)
     return common_pb2.SignedManifest(
@@ -116,6 +132,10 @@ def verify_manifest(
         raise ManifestRejected("manifest has expired")
     if len(set(manifest.partners)) != len(manifest.partners) or len(manifest.partners) < 2:
         raise ManifestRejected("manifest partner list is malformed")
+    if len(manifest.roster_sha256) != hashlib.sha256().digest_size:
+        raise ManifestRejected("manifest names no partner roster")
+    if not 1 <= manifest.chunk_points <= MAX_CHUNK_POINTS:
+        raise ManifestRejected(f"manifest chunk size must be 1..{MAX_CHUNK_POINTS} points")
     try:
         purpose = Purpose.from_proto(manifest.purpose)
     except Exception as exc:  # a signed but invalid purpose is still a bad manifest

@@ -5,6 +5,13 @@ The coordinator only relays: every point it holds is blinded by at least one
 key it does not have, and the tags it tallies are pseudonyms that die with
 the round's keys. The schedule keeps every node busy at once: at step s,
 node j evaluates the set of node (j+s) mod n.
+
+Nothing here is trusted by the nodes (DESIGN.md, "Threat model"): every set travels with
+the signed statements of its route (kruispunt.hops), which each node checks against its
+own roster before it evaluates a point; the coordinator forwards the partners' signed
+consents rather than its own account of them, and backs every co-holder it names with an
+inclusion proof in that partner's signed tag commitment. It still checks what it relays
+(canonical points, counts, commitments) so that a failure names the node that caused it.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from coordinator.round_context import (
     Peer,
@@ -23,7 +31,8 @@ from coordinator.round_context import (
 )
 from coordinator.tally import TallyResult, tally
 from kruispunt import wire
-from kruispunt.errors import RoundFailed
+from kruispunt.commitments import Commitment, CommitmentRefused, SignedRoot, verify_root
+from kruispunt.errors import InvalidPoint, KruispuntError, RoundFailed
 from kruispunt.purpose import Purpose
 from kruispunt.v1 import common_pb2, node_pb2
 
@@ -45,16 +54,21 @@ def _match(context: RoundContext, state: RoundState) -> TallyResult:
     n = len(state.partners)
     total = sum(state.set_sizes.values())
     timeout = context.timeout
-    per_chunk = context.config.chunk_points
+    per_chunk = state.chunk_points
     cancel = context.cancel
+    chains: dict[str, bytes] = {}  # per origin: the signed statements of its route so far
 
-    # Phase 1: every node blinds its own set.
+    # Phase 1: every node blinds its own set, given every partner's signed consent.
     t0 = time.monotonic()
     progress = context.progress(state, "blind", total)
+    request = node_pb2.BlindRequest(
+        round_id=state.round_id, consents=[state.consents[p] for p in state.partners]
+    )
 
     def blind(pid: str, peer: Peer) -> bytes:
-        stream = peer.stub.Blind(common_pb2.RoundRef(round_id=state.round_id), timeout=timeout)
-        return _collect_points(stream, state.set_sizes[pid], progress, cancel)
+        stream = peer.stub.Blind(request, timeout=timeout)
+        points, chains[pid] = _collect_points(stream, state.set_sizes[pid], progress, cancel)
+        return points
 
     current = context.parallel(state, "blind", blind)
     state.phases["blind"] = time.monotonic() - t0
@@ -68,19 +82,19 @@ def _match(context: RoundContext, state: RoundState) -> TallyResult:
 
         def evaluate(
             pid: str, peer: Peer, step: int = step, progress: PhaseProgress = progress
-        ) -> bytes:
+        ) -> tuple[bytes, bytes]:
             j = state.partners.index(pid)
             origin = state.partners[(j + step) % n]
             requests = _point_requests(
-                state.round_id, origin, step, current[origin], per_chunk, cancel
+                state.round_id, origin, step, current[origin], per_chunk, cancel, chains[origin]
             )
             stream = peer.stub.Evaluate(requests, timeout=timeout)
             return _collect_points(stream, state.set_sizes[origin], progress, cancel)
 
         results = context.parallel(state, f"evaluate step {step}", evaluate)
-        for pid, points in results.items():
+        for pid, (points, chain) in results.items():
             origin = state.partners[(state.partners.index(pid) + step) % n]
-            current[origin] = points
+            current[origin], chains[origin] = points, chain
         context.report(
             state, "evaluate", f"step {step}/{n - 1} done", step * total, (n - 1) * total
         )
@@ -91,20 +105,27 @@ def _match(context: RoundContext, state: RoundState) -> TallyResult:
     t0 = time.monotonic()
     progress = context.progress(state, "finalize", total)
 
-    def finalize(pid: str, peer: Peer) -> bytes:
-        requests = _point_requests(state.round_id, pid, 0, current[pid], per_chunk, cancel)
+    def finalize(pid: str, peer: Peer) -> _Tags:
+        requests = _point_requests(
+            state.round_id, pid, 0, current[pid], per_chunk, cancel, chains[pid]
+        )
         stream = peer.stub.Finalize(requests, timeout=timeout)
         return _collect_tags(stream, state.set_sizes[pid], progress, cancel)
 
-    tags = context.parallel(state, "finalize", finalize)
+    finalized = context.parallel(state, "finalize", finalize)
     current.clear()
+    chains.clear()
+    tags = {pid: got.tags for pid, got in finalized.items()}
     state.phases["finalize"] = time.monotonic() - t0
     context.report(state, "finalize", "tags received", total, total)
 
     # Phase 4: tally (tags exist in memory only, for this call).
     t0 = time.monotonic()
     result = tally(tags, state.partners, state.purpose.threshold)
+    if state.purpose.disclosure == "partners":
+        state.evidence = _coholder_evidence(state, finalized, result)
     tags.clear()
+    finalized.clear()
     state.histogram = dict(result.histogram)
     state.flagged = {p: len(result.flagged[p]) for p in state.partners}
     state.phases["tally"] = time.monotonic() - t0
@@ -139,6 +160,10 @@ def _deliver(context: RoundContext, state: RoundState, result: TallyResult) -> N
             set_sizes=state.set_sizes,
             flagged_count=len(result.flagged[pid]),
         )
+        if partners_disclosed:
+            roots, proofs = state.evidence[pid]
+            msg.commitments.update(roots)
+            msg.proofs.extend(proofs)
         receipt = peer.stub.Deliver(msg, timeout=timeout)
         state.staged.add(pid)
         return receipt  # type: ignore[no-any-return]
@@ -151,7 +176,8 @@ def _deliver(context: RoundContext, state: RoundState, result: TallyResult) -> N
             )
     context.check_cancel()
     # Every node has its results staged: publish everywhere. A commit that fails anywhere
-    # fails the round, and the aborts that follow withdraw what others already published.
+    # fails the round; results other nodes already published stay (no abort can remove a
+    # committed result, or a coordinator could suppress them at will).
     ref = common_pb2.RoundRef(round_id=state.round_id)
     committed, failures = fan_out(
         context.peers, "commit", lambda pid, peer: peer.stub.Commit(ref, timeout=timeout)
@@ -160,7 +186,7 @@ def _deliver(context: RoundContext, state: RoundState, result: TallyResult) -> N
         raise RoundFailed(
             "commit failed: "
             + "; ".join(f"{pid}: {why}" for pid, why in failures.items())
-            + (f" (results withdrawn at {', '.join(sorted(committed))})" if committed else "")
+            + (f" (results published at {', '.join(sorted(committed))})" if committed else "")
         )
     for pid, receipt in committed.items():
         state.result_paths[pid] = receipt.result_path
@@ -172,18 +198,31 @@ def _deliver(context: RoundContext, state: RoundState, result: TallyResult) -> N
             result_sha256=receipt.result_sha256.hex(),
         )
     state.staged.clear()
+    state.evidence.clear()
     state.phases["deliver"] = time.monotonic() - t0
     context.report(state, "deliver", "results written at every partner")
 
 
 def _point_requests(
-    round_id: str, origin: str, step: int, packed: bytes, per_chunk: int, cancel: threading.Event
+    round_id: str,
+    origin: str,
+    step: int,
+    packed: bytes,
+    per_chunk: int,
+    cancel: threading.Event,
+    chain: bytes,
 ) -> Iterator[common_pb2.PointBatch]:
+    """The set in the manifest's chunks; the first batch carries its route's statements."""
     for offset, chunk in wire.chunks(packed, wire.POINT_BYTES, per_chunk):
         if cancel.is_set():
             return
         yield common_pb2.PointBatch(
-            round_id=round_id, origin=origin, step=step, offset=offset, points=chunk
+            round_id=round_id,
+            origin=origin,
+            step=step,
+            offset=offset,
+            points=chunk,
+            chain=chain if offset == 0 else b"",
         )
 
 
@@ -192,13 +231,22 @@ def _collect_points(
     expected: int,
     progress: PhaseProgress,
     cancel: threading.Event,
-) -> bytes:
+) -> tuple[bytes, bytes]:
+    """(points, chain): the whole set, checked point by point, and the statements that
+    close the stream (on its last batch, which alone may hold no points)."""
     out = bytearray()
+    chain = b""
     for batch in stream:
-        count = wire.check_packed(batch.points, wire.POINT_BYTES)
-        if count == 0:
+        if chain:
+            raise RoundFailed("sent points after the statements that close its stream")
+        chain = batch.chain
+        if not batch.points and not chain:
             raise RoundFailed("sent an empty batch")
-        if batch.offset * wire.POINT_BYTES != len(out):
+        try:
+            count = wire.validate_points(batch.points) if batch.points else 0
+        except InvalidPoint:
+            raise RoundFailed("sent a point that is not a valid group element") from None
+        if batch.offset * wire.POINT_BYTES != len(out) and count:
             raise RoundFailed("sent points out of order")
         out += batch.points
         progress.add(count)
@@ -208,7 +256,18 @@ def _collect_points(
             raise RoundCancelled("cancelled by the operator")
     if len(out) != expected * wire.POINT_BYTES:
         raise RoundFailed(f"sent {len(out) // wire.POINT_BYTES} points, expected {expected}")
-    return bytes(out)
+    if not chain:
+        raise RoundFailed("sent no signed statement for its points")
+    return bytes(out), chain
+
+
+@dataclass
+class _Tags:
+    """A node's finalize answer: tags, its commitment's salts and its signed root."""
+
+    tags: bytes
+    salts: bytes
+    root: bytes
 
 
 def _collect_tags(
@@ -216,17 +275,87 @@ def _collect_tags(
     expected: int,
     progress: PhaseProgress,
     cancel: threading.Event,
-) -> bytes:
-    out = bytearray()
+) -> _Tags:
+    out, salts = bytearray(), bytearray()
+    root = b""
     for batch in stream:
-        progress.add(wire.check_packed(batch.tags, wire.TAG_BYTES))
-        if batch.offset * wire.TAG_BYTES != len(out):
+        if root:
+            raise RoundFailed("sent tags after its signed commitment")
+        root = batch.commitment
+        count = wire.check_packed(batch.tags, wire.TAG_BYTES)
+        if len(batch.salts) != len(batch.tags):
+            raise RoundFailed("sent tags without one commitment salt each")
+        progress.add(count)
+        if batch.offset * wire.TAG_BYTES != len(out) and count:
             raise RoundFailed("sent tags out of order")
         out += batch.tags
+        salts += batch.salts
         if len(out) > expected * wire.TAG_BYTES:
             raise RoundFailed("sent more tags than its set size")
         if cancel.is_set():
             raise RoundCancelled("cancelled by the operator")
     if len(out) != expected * wire.TAG_BYTES:
         raise RoundFailed(f"sent {len(out) // wire.TAG_BYTES} tags, expected {expected}")
-    return bytes(out)
+    if not root:
+        raise RoundFailed("sent no signed commitment to its tags")
+    return _Tags(bytes(out), bytes(salts), root)
+
+
+def _coholder_evidence(
+    state: RoundState, finalized: dict[str, _Tags], result: TallyResult
+) -> dict[str, tuple[dict[str, bytes], list[node_pb2.CoholderProof]]]:
+    """Per partner: the co-holders' signed roots and, per flagged record and co-holder, an
+    inclusion proof of that record's tag in the co-holder's commitment.
+
+    Each root is checked against the partner's roster key and rebuilt from the tags and
+    salts it sent, so a node that commits to other tags than it sent is named here.
+    """
+    trees: dict[str, Commitment] = {}
+    roots: dict[str, bytes] = {}
+    for pid, got in finalized.items():
+        try:
+            signed = SignedRoot.decode(got.root)
+            root = verify_root(
+                signed,
+                state.roster.partner(pid).signing_public_key,
+                round_id=state.round_id,
+                manifest_sha256=state.manifest_sha256,
+                partner=pid,
+                count=state.set_sizes[pid],
+            )
+        except (CommitmentRefused, KruispuntError) as exc:
+            raise RoundFailed(f"{pid}: its tag commitment does not verify ({exc})") from None
+        trees[pid] = Commitment.with_salts(got.tags, got.salts)
+        if trees[pid].root != root:
+            raise RoundFailed(f"{pid}: its signed commitment is not over the tags it sent")
+        roots[pid] = got.root
+    # Where each flagged tag sits in each holder's list (only flagged tags are indexed).
+    flagged_tags: set[bytes] = set()
+    for pid in state.partners:
+        tags = finalized[pid].tags
+        flagged_tags.update(tags[i * 16 : i * 16 + 16] for i in result.flagged[pid])
+    position: dict[str, dict[bytes, int]] = {}
+    for pid in state.partners:
+        tags = finalized[pid].tags
+        position[pid] = {
+            tags[at : at + 16]: at // 16
+            for at in range(0, len(tags), 16)
+            if tags[at : at + 16] in flagged_tags
+        }
+    evidence = {}
+    for pid in state.partners:
+        tags = finalized[pid].tags
+        proofs: list[node_pb2.CoholderProof] = []
+        named: set[str] = set()
+        for k, (index, mask) in enumerate(zip(result.flagged[pid], result.masks[pid], strict=True)):
+            tag = tags[index * 16 : index * 16 + 16]
+            for bit, holder in enumerate(state.partners):
+                if holder == pid or not mask >> bit & 1:
+                    continue
+                named.add(holder)
+                proof = trees[holder].proof(position[holder][tag])
+                proofs.append(
+                    node_pb2.CoholderProof(flagged=k, partner=holder, proof=proof.encode())
+                )
+        evidence[pid] = ({h: roots[h] for h in named}, proofs)
+    return evidence
