@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from kruispunt import signing
-from kruispunt.errors import ProtocolError, SignatureInvalid
+from kruispunt.errors import AttackRefused, SignatureInvalid
 from kruispunt.manifest import is_round_id
 from kruispunt.purpose import ID_RE
 from kruispunt.wire import TAG_BYTES
@@ -93,7 +93,7 @@ _PROOF_HEAD = struct.Struct(">BQ")
 _MAX_ID_BYTES = 64
 
 
-class CommitmentRefused(ProtocolError):
+class CommitmentRefused(AttackRefused):
     """A commitment, root or inclusion proof does not check out; `reason` says why.
 
     The reason names indices, counts and partner ids only, never a tag, salt or hash.

@@ -51,6 +51,17 @@ class ProtocolError(KruispuntError):
     status = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class AttackRefused(ProtocolError):
+    """A message fails authentication against the roster: the relay (or a peer) lied.
+
+    Raised for batches that are not what their route signed, forwarded consents that do
+    not verify, results that no evidence backs, and the like. Nodes audit every one as
+    `attack.refused`; the status says the caller is not allowed to have this done.
+    """
+
+    status = grpc.StatusCode.PERMISSION_DENIED
+
+
 class UnknownRound(KruispuntError):
     """The round id is not known (or has already ended) here."""
 

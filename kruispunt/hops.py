@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from kruispunt import signing
-from kruispunt.errors import ProtocolError, SignatureInvalid
+from kruispunt.errors import AttackRefused, SignatureInvalid
 from kruispunt.manifest import is_round_id
 from kruispunt.purpose import ID_RE, MAX_PARTNERS
 from kruispunt.wire import POINT_BYTES
@@ -120,7 +120,7 @@ _U64 = struct.Struct(">Q")
 _STEP_INDEX_POINTS = struct.Struct(">III")
 
 
-class HopRefused(ProtocolError):
+class HopRefused(AttackRefused):
     """A batch or its chain of signed statements does not fit the round; `reason` says why.
 
     The reason names steps, chunk indices, counts and partner ids only, never point

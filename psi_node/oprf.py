@@ -33,6 +33,7 @@ import ctypes
 import hashlib
 from collections.abc import Sequence
 
+from kruispunt import tagkey
 from kruispunt.errors import InvalidPoint, ProtocolError
 from kruispunt.sodium import libsodium as _libsodium
 from kruispunt.wire import POINT_BYTES, TAG_BYTES
@@ -57,8 +58,10 @@ __all__ = [
     "hash_and_mult",
     "hash_to_group",
     "mult_and_finalize",
+    "mult_and_keyed_tags",
     "random_scalar",
     "scalar_mult",
+    "unblind_and_keyed_tag",
     "unblind_and_tag",
 ]
 
@@ -380,6 +383,25 @@ def mult_and_finalize(inputs: Sequence[bytes], scalar: Scalar, packed: bytes) ->
     return finalize(inputs, scalar_mult(scalar, packed))
 
 
+def mult_and_keyed_tags(
+    inputs: Sequence[bytes], scalar: Scalar, packed: bytes, tag_key: bytes
+) -> bytes:
+    """The round's tags: `tagkey.keyed_tag(tag_key, Finalize(x, scalar * B))` per input, packed.
+
+    The RFC 9497 output is computed whole (64 bytes) and only then keyed, so the single-key
+    path above still reproduces the RFC's vectors while a round's tags need the partners'
+    tag key, which the coordinator never holds.
+    """
+    if len(packed) != len(inputs) * POINT_BYTES:
+        raise ProtocolError("point count does not match the number of inputs")
+    unblinded = scalar_mult(scalar, packed)
+    outputs = b"".join(
+        _finalize_one(x, unblinded[i * POINT_BYTES : (i + 1) * POINT_BYTES])
+        for i, x in enumerate(inputs)
+    )
+    return tagkey.keyed_tags(tag_key, outputs)
+
+
 # --- round-level steps (DESIGN.md, "The matching round") --------------------------
 
 
@@ -394,8 +416,15 @@ def evaluate(key: RoundKey, packed: bytes) -> bytes:
 
 
 def unblind_and_tag(inputs: Sequence[bytes], key: RoundKey, packed: bytes) -> bytes:
-    """Step 3: tags Finalize(x, (k * r^-1) * B)[:16] for own inputs, every other key applied."""
+    """Step 3, one key: tags Finalize(x, (k * r^-1) * B)[:16] (the RFC 9497 shape)."""
     return mult_and_finalize(inputs, key.unblind_factor, packed)
+
+
+def unblind_and_keyed_tag(
+    inputs: Sequence[bytes], key: RoundKey, packed: bytes, tag_key: bytes
+) -> bytes:
+    """Step 3 of a round: keyed tags of Finalize(x, (k * r^-1) * B), every key applied."""
+    return mult_and_keyed_tags(inputs, key.unblind_factor, packed, tag_key)
 
 
 # --- RFC 9497 single-key OPRF (mode 0), the shape of the published vectors --------

@@ -96,6 +96,16 @@ def _tag_task(inputs: Sequence[bytes], scalar: bytearray, packed: bytes) -> byte
         _wipe(scalar)
 
 
+def _keyed_tag_task(
+    inputs: Sequence[bytes], scalar: bytearray, packed: bytes, tag_key: bytearray
+) -> bytes:
+    try:
+        return oprf.mult_and_keyed_tags(inputs, scalar, packed, bytes(tag_key))
+    finally:
+        _wipe(scalar)
+        _wipe(tag_key)
+
+
 def _executor(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=workers,
@@ -225,6 +235,27 @@ class PointPool:
             )
         finally:
             _wipe(copy)
+
+    def unblind_and_keyed_tag(
+        self, inputs: Sequence[bytes], factor: oprf.Scalar, packed: bytes, tag_key: bytes
+    ) -> bytes:
+        """The round's tags: keyed Finalize(x, factor * B) (`oprf.mult_and_keyed_tags`)."""
+        oprf.check_scalar(factor)
+        if len(packed) != len(inputs) * POINT_BYTES:
+            raise ProtocolError("point count does not match the number of inputs")
+        copy = bytearray(memoryview(factor).cast("B"))
+        key = bytearray(tag_key)
+        try:
+            return self._run(
+                _keyed_tag_task,
+                (
+                    (inputs[lo:hi], copy, packed[lo * POINT_BYTES : hi * POINT_BYTES], key)
+                    for lo, hi in self._spans(len(inputs))
+                ),
+            )
+        finally:
+            _wipe(copy)
+            _wipe(key)
 
     def close(self) -> None:
         """Stop the workers after the running tasks; queued tasks are cancelled."""

@@ -166,10 +166,10 @@ def discard_staged(results_dir: Path, round_id: str) -> bool:
     return _unlink(staged_csv, staged_meta)
 
 
-def withdraw_published(results_dir: Path, round_id: str) -> bool:
-    """Remove a round's published results (the round failed after this node committed)."""
+def published_results(results_dir: Path, round_id: str) -> bool:
+    """Whether this node published results for the round (they stay until retention ends)."""
     _, _, final_csv, final_meta = _paths(results_dir, round_id)
-    return _unlink(final_csv, final_meta)
+    return final_csv.exists() or final_meta.exists()
 
 
 def stale_staged(results_dir: Path) -> list[str]:

@@ -16,8 +16,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from kruispunt.errors import ProtocolError
 from kruispunt.manifest import VerifiedManifest
+from kruispunt.roster import Roster
+from kruispunt.v1 import common_pb2
 from psi_node.config import NodeConfig
 from psi_node.inputs import InputSet
 from psi_node.pool import PointPool
@@ -48,6 +53,8 @@ class RoundMode:
     name: str
     #: The mode's state for a round just consented to (None: made by the mode's first call).
     start: Callable[[], ModeState | None]
+    #: Adds what the mode needs to a consent before the node signs it (tag-key shares).
+    on_consent: Callable[[RoundContext, NodeRound, common_pb2.Consent], None] | None = None
 
 
 @dataclass
@@ -56,6 +63,9 @@ class NodeRound:
 
     verified: VerifiedManifest
     inputs: InputSet
+    #: The roster this node's operator accepted, which the manifest names: every partner
+    #: key the round uses comes from here, never from the coordinator.
+    roster: Roster | None = None
     state: ModeState | None = None
     phase: str = CONSENTED
     last_activity: float = field(default_factory=time.monotonic)
@@ -95,6 +105,10 @@ class RoundContext(Protocol):
     #: Points per blinded chunk a node streams.
     chunk_points: int
     now: Callable[[], datetime]
+    #: This node's Ed25519 key: consents, batch statements and tag commitments.
+    signing_key: Ed25519PrivateKey
+    #: This node's X25519 key from the roster: opens the tag-key shares sealed to it.
+    agreement_key: X25519PrivateKey
 
     def get_round(
         self, round_id: str, *, mode: str | None = None, phases: Iterable[str] | None = None

@@ -14,6 +14,7 @@ object and only translates messages to these calls.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import threading
 import time
@@ -23,10 +24,12 @@ from pathlib import Path
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from google.protobuf.message import DecodeError
 
 from kruispunt.audit import safe_reason
 from kruispunt.errors import (
+    AttackRefused,
     ConfigError,
     InputFileError,
     KruispuntError,
@@ -35,6 +38,7 @@ from kruispunt.errors import (
     UnknownRound,
 )
 from kruispunt.manifest import VerifiedManifest, is_round_id, sign_consent, verify_manifest
+from kruispunt.roster import Roster, load_accepted_roster
 from kruispunt.v1 import common_pb2, node_pb2
 from psi_node.audit import NodeAudit
 from psi_node.config import NodeConfig
@@ -42,7 +46,7 @@ from psi_node.inputs import InputSpec, read_input
 from psi_node.modes import MODES, bilateral, network
 from psi_node.policy import ConsentHistory, refusal_reason
 from psi_node.pool import PointPool
-from psi_node.results import discard_staged, expired_results, stale_staged, withdraw_published
+from psi_node.results import discard_staged, expired_results, published_results, stale_staged
 from psi_node.round_state import STAGED, NodeRound, require_phase
 
 log = structlog.get_logger("psi_node.rounds")
@@ -57,6 +61,7 @@ class RoundManager:
         *,
         network: str,
         signing_key: Ed25519PrivateKey,
+        agreement_key: X25519PrivateKey,
         coordinator_key: Ed25519PublicKey,
         audit: NodeAudit,
         pool: PointPool,
@@ -66,7 +71,8 @@ class RoundManager:
     ) -> None:
         self.config = config
         self.network = network
-        self._signing_key = signing_key
+        self.signing_key = signing_key
+        self.agreement_key = agreement_key
         self._coordinator_key = coordinator_key
         self.audit = audit
         self.pool = pool
@@ -179,6 +185,10 @@ class RoundManager:
         reason = refusal_reason(self.config, verified, last_consent=last, now=now)
         if reason is not None:
             return self._refuse(verified, reason, now)
+        try:
+            roster = self.accepted_roster(verified)
+        except ConfigError as exc:
+            return self._refuse(verified, str(exc), now)
         purpose = verified.purpose
         mode = MODES.get(purpose.mode)
         if mode is None:
@@ -206,10 +216,8 @@ class RoundManager:
                 f"set of {size} records exceeds the purpose maximum {purpose.max_set_size}",
                 now,
             )
-        rnd = NodeRound(verified=verified, inputs=inputs, state=mode.start())
+        rnd = NodeRound(verified=verified, inputs=inputs, roster=roster, state=mode.start())
         self.history.record(purpose.id, now)
-        with self._lock:
-            self._rounds[round_id] = rnd
         consent = common_pb2.Consent(
             round_id=round_id,
             partner_id=self.config.partner_id,
@@ -220,7 +228,12 @@ class RoundManager:
             excluded_count=report.excluded + report.objected,
             invalid_count=report.invalid,
             decided_at_unix=int(now.timestamp()),
+            roster_sha256=roster.digest,
         )
+        if mode.on_consent is not None:
+            mode.on_consent(self, rnd, consent)
+        with self._lock:
+            self._rounds[round_id] = rnd
         self.audit_event(
             "consent.given",
             rnd,
@@ -240,7 +253,26 @@ class RoundManager:
             objected=report.objected,
             invalid=report.invalid,
         )
-        return sign_consent(self._signing_key, consent)
+        return sign_consent(self.signing_key, consent)
+
+    def accepted_roster(self, verified: VerifiedManifest) -> Roster:
+        """The roster this node's operator accepted, if the manifest names it and every
+        partner of the round is on it; ConfigError with the reason otherwise."""
+        roster = load_accepted_roster(self.config.state_dir)
+        if roster is None:
+            raise ConfigError(
+                "no partner roster accepted at this node (psi-node roster accept DIR FILE "
+                "--digest HEX, with the digest from the covenant)"
+            )
+        if not hmac.compare_digest(verified.roster_sha256, roster.digest):
+            raise ConfigError(
+                f"the manifest is for roster {verified.roster_sha256.hex()[:16]}..., this node "
+                f"accepted roster {roster.digest_hex[:16]}... (version {roster.version})"
+            )
+        strangers = [p for p in verified.partners if p not in roster.ids]
+        if strangers:
+            raise ConfigError(f"partner(s) not on the accepted roster: {', '.join(strangers)}")
+        return roster
 
     def _refuse(
         self, verified: VerifiedManifest, reason: str, now: datetime
@@ -257,7 +289,7 @@ class RoundManager:
             manifest_sha256=verified.sha256,
             decided_at_unix=int(now.timestamp()),
         )
-        return sign_consent(self._signing_key, consent)
+        return sign_consent(self.signing_key, consent)
 
     def _refuse_unverified(
         self, signed: common_pb2.SignedManifest, reason: str, now: datetime
@@ -284,24 +316,26 @@ class RoundManager:
             manifest_sha256=digest,
             decided_at_unix=int(now.timestamp()),
         )
-        return sign_consent(self._signing_key, consent)
+        return sign_consent(self.signing_key, consent)
 
     # -- each mode's calls (psi_node.modes), one method per RPC -------------------------
 
-    def blind(self, round_id: str) -> Iterator[tuple[int, bytes]]:
+    def blind(
+        self, round_id: str, consents: Iterable[common_pb2.SignedConsent]
+    ) -> Iterator[network.Chunk]:
         """Network phase 1: this node's blinded points, chunk by chunk (`network.blind`)."""
-        return network.blind(self, round_id)
+        return network.blind(self, round_id, consents)
 
     def evaluate(
-        self, round_id: str, origin: str, batches: Iterable[tuple[int, bytes]]
-    ) -> Iterator[tuple[int, bytes]]:
+        self, round_id: str, origin: str, step: int, batches: Iterable[network.Chunk]
+    ) -> Iterator[network.Chunk]:
         """Network phase 2: another partner's points under this node's key (`network.evaluate`)."""
-        return network.evaluate(self, round_id, origin, batches)
+        return network.evaluate(self, round_id, origin, step, batches)
 
     def finalize(
-        self, round_id: str, batches: Iterable[tuple[int, bytes]]
-    ) -> Iterator[tuple[int, bytes]]:
-        """Network phase 3: own points back, answered with tags (`network.finalize`)."""
+        self, round_id: str, batches: Iterable[network.Chunk]
+    ) -> Iterator[tuple[int, bytes, bytes, bytes]]:
+        """Network phase 3: own points back, answered with keyed tags (`network.finalize`)."""
         return network.finalize(self, round_id, batches)
 
     def deliver(self, results: node_pb2.RoundResults) -> node_pb2.DeliveryReceipt:
@@ -353,22 +387,26 @@ class RoundManager:
         )
 
     def abort(self, round_id: str, reason: str) -> bool:
-        """Drop a round: wipe its key and records, remove staged results, and withdraw results
-        this node already published if the round failed after its commit."""
+        """Drop a round in flight: wipe its key and records and remove staged results.
+
+        Results this node has committed stay: an abort that arrives after commit (from a
+        coordinator that wants results gone) is refused and audited as an attack.
+        """
         if not is_round_id(round_id):
             return False  # never used as a file name, never logged
         rnd = self._drop(round_id)
         removed = discard_staged(self.config.results_dir, round_id)
-        withdrawn = rnd is None and withdraw_published(self.config.results_dir, round_id)
-        if rnd is None and not removed and not withdrawn:
+        if rnd is None and not removed:
+            if published_results(self.config.results_dir, round_id):
+                raise AttackRefused(
+                    "the round's results are committed; an abort cannot remove them"
+                )
             return False
         reason = safe_reason(reason)
-        if withdrawn:
-            self.audit_event("results.withdrawn", round_id, "D", reason=reason)
         self.audit_event(
             "round.aborted", rnd or round_id, "D", reason=reason, staged_removed=removed
         )
-        log.warning("round aborted", round_id=round_id, reason=reason, withdrawn=withdrawn)
+        log.warning("round aborted", round_id=round_id, reason=reason)
         return True
 
     def discard_stale(self) -> list[str]:
@@ -387,9 +425,19 @@ class RoundManager:
         return stale
 
     def record_rejection(self, method: str, round_id: str, error: KruispuntError) -> None:
-        """Audit a request this node refused (malformed, out of order, unknown round)."""
+        """Audit a request this node refused (malformed, out of order, unknown round).
+
+        A request that fails authentication (`AttackRefused`) is audited as
+        `attack.refused`, and the round it names is dropped with its keys: nothing more
+        of it is done at this node.
+        """
+        if isinstance(error, AttackRefused) and is_round_id(round_id):
+            with self._lock:
+                rnd = self._rounds.get(round_id)
+            if rnd is not None and rnd.phase != STAGED:
+                self._drop(round_id)
         self.audit_event(
-            "request.rejected",
+            "attack.refused" if isinstance(error, AttackRefused) else "request.rejected",
             round_id if is_round_id(round_id) else "",
             "E",
             method=method,
@@ -404,13 +452,22 @@ class RoundManager:
         )
 
     def expire_idle(self) -> list[str]:
-        """Abort rounds with no activity for idle_timeout seconds (coordinator gone)."""
+        """Abort rounds idle for idle_timeout seconds (coordinator gone) or past their
+        manifest's expiry: no round key outlives the manifest it was made for."""
         cutoff = time.monotonic() - self.idle_timeout
+        now = int(self.now().timestamp())
         with self._lock:
-            stale = [rid for rid, r in self._rounds.items() if r.last_activity < cutoff]
-        for rid in stale:
+            idle = [rid for rid, r in self._rounds.items() if r.last_activity < cutoff]
+            expired = [
+                rid
+                for rid, r in self._rounds.items()
+                if r.verified.manifest.expires_at_unix <= now and rid not in idle
+            ]
+        for rid in idle:
             self.abort(rid, "no activity from the coordinator within the idle timeout")
-        return stale
+        for rid in expired:
+            self.abort(rid, "the round's manifest expired")
+        return idle + expired
 
     def purge_results(self) -> list[Path]:
         """Delete result files whose retention has ended; each deletion is audited."""

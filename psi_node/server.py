@@ -19,6 +19,7 @@ from grpc_health.v1 import health
 
 from kruispunt import pki, signing, transport
 from kruispunt.errors import (
+    AttackRefused,
     ConfigError,
     InvalidPoint,
     ProtocolError,
@@ -27,6 +28,7 @@ from kruispunt.errors import (
 )
 from kruispunt.expiry import ExpiryReminder
 from kruispunt.hardening import disable_core_dumps
+from kruispunt.roster import load_agreement_key
 from kruispunt.service import run_until_signalled
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
 from psi_node.audit import NodeAudit
@@ -44,18 +46,22 @@ GRACE_SECONDS = 5.0
 
 def _batches(
     request_iterator: Iterator[common_pb2.PointBatch], round_id: str | None = None
-) -> tuple[common_pb2.PointBatch | None, Iterator[tuple[int, bytes]]]:
-    """Peek the first batch (it names the round and origin) and yield (offset, points)."""
+) -> tuple[common_pb2.PointBatch | None, Iterator[tuple[int, bytes, bytes]]]:
+    """Peek the first batch (it names the round, origin and step): (offset, points, chain)."""
     first = next(request_iterator, None)
 
-    def gen() -> Iterator[tuple[int, bytes]]:
+    def gen() -> Iterator[tuple[int, bytes, bytes]]:
         if first is None:
             return
-        yield first.offset, first.points
+        yield first.offset, first.points, first.chain
         for batch in request_iterator:
-            if batch.round_id != first.round_id or batch.origin != first.origin:
-                raise ProtocolError("a stream carries one round and one origin only")
-            yield batch.offset, batch.points
+            if (
+                batch.round_id != first.round_id
+                or batch.origin != first.origin
+                or batch.step != first.step
+            ):
+                raise ProtocolError("a stream carries one round, origin and step only")
+            yield batch.offset, batch.points, batch.chain
 
     return first, gen()
 
@@ -95,14 +101,14 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
         return self.rounds.propose(request)
 
     def Blind(  # noqa: N802
-        self, request: common_pb2.RoundRef, context: grpc.ServicerContext
+        self, request: node_pb2.BlindRequest, context: grpc.ServicerContext
     ) -> Iterator[common_pb2.PointBatch]:
         me = self.rounds.config.partner_id
 
         def batches() -> Iterator[common_pb2.PointBatch]:
-            for offset, packed in self.rounds.blind(request.round_id):
+            for offset, packed, chain in self.rounds.blind(request.round_id, request.consents):
                 yield common_pb2.PointBatch(
-                    round_id=request.round_id, origin=me, offset=offset, points=packed
+                    round_id=request.round_id, origin=me, offset=offset, points=packed, chain=chain
                 )
 
         return self._stream("Blind", lambda: request.round_id, batches())
@@ -117,13 +123,15 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
             if first is None:
                 raise ProtocolError("empty evaluate stream")
             seen.append(first)
-            for offset, packed in self.rounds.evaluate(first.round_id, first.origin, points):
+            evaluated = self.rounds.evaluate(first.round_id, first.origin, first.step, points)
+            for offset, packed, chain in evaluated:
                 yield common_pb2.PointBatch(
                     round_id=first.round_id,
                     origin=first.origin,
                     step=first.step,
                     offset=offset,
                     points=packed,
+                    chain=chain,
                 )
 
         return self._stream("Evaluate", lambda: seen[0].round_id if seen else "", batches())
@@ -139,9 +147,11 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
                 raise ProtocolError("empty finalize stream")
             seen.append(first)
             if first.origin != self.rounds.config.partner_id:
-                raise ProtocolError("finalize carries this node's own set only")
-            for offset, tags in self.rounds.finalize(first.round_id, points):
-                yield common_pb2.TagBatch(round_id=first.round_id, offset=offset, tags=tags)
+                raise AttackRefused("finalize carries this node's own set only")
+            for offset, tags, salts, root in self.rounds.finalize(first.round_id, points):
+                yield common_pb2.TagBatch(
+                    round_id=first.round_id, offset=offset, tags=tags, salts=salts, commitment=root
+                )
 
         return self._stream("Finalize", lambda: seen[0].round_id if seen else "", batches())
 
@@ -158,7 +168,8 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
     def Abort(  # noqa: N802
         self, request: node_pb2.AbortRequest, context: grpc.ServicerContext
     ) -> common_pb2.Ack:
-        self.rounds.abort(request.round_id, request.reason or "aborted by the coordinator")
+        reason = request.reason or "aborted by the coordinator"
+        self._call("Abort", request.round_id, lambda: self.rounds.abort(request.round_id, reason))
         return common_pb2.Ack(round_id=request.round_id)
 
     def BilateralSetup(  # noqa: N802
@@ -244,6 +255,7 @@ def create_server(
         config,
         network=identity.network,
         signing_key=signing_key,
+        agreement_key=load_agreement_key(config.agreement_key),
         coordinator_key=coordinator_key,
         audit=audit,
         pool=pool,

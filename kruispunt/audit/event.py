@@ -53,6 +53,7 @@ EVENTS: Final[Mapping[str, str]] = {
     "purpose.added": "a purpose was registered",
     "purpose.changed": "a purpose was changed",
     "operator.action": "any other operator action",
+    "attack.refused": "the node refused a message that fails authentication",
 }
 
 #: Every stored field, in the order exports use.
@@ -162,6 +163,7 @@ NODE_REQUIRED_DETAILS: Final[Mapping[str, Mapping[str, type]]] = {
     "records.sent": {"set_size": int},
     "results.written": {"flagged_count": int},
     "roster.accepted": {"version": int, "digest": str, "changes": int},
+    "attack.refused": {"method": str, "reason": str},
 }
 
 

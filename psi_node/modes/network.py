@@ -1,15 +1,25 @@
 """A network round at the node: blind, evaluate, finalize, then stage what the coordinator found.
 
-DESIGN.md, "The matching round". After consent the node holds a fresh
-ristretto255 key k and blinding r (`psi_node.oprf.RoundKey`). It blinds its
-own records (r*H(x)), applies k to every other partner's points as the
-coordinator routes them through, turns its own points -- every other key
-applied -- into tags, and stages the flagged records the coordinator reports.
-Commit and abort are the shared ones (`psi_node.rounds`).
+DESIGN.md, "The matching round" and "Threat model: an active coordinator". After consent
+the node holds a fresh ristretto255 key k and blinding r (`psi_node.oprf.RoundKey`) and
+its share of the round's tag key, sealed to every other partner. It then
+
+* blinds its own records (r*H(x)) in an order of its own drawing, and signs what it sent;
+* applies k to every other partner's points as the coordinator routes them through, but
+  only to chunks that the route's signed statements vouch for, and signs what it returned;
+* turns its own points -- every other key applied, the route checked back to itself --
+  into tags keyed with the partners' tag key, and commits to them (a signed Merkle root);
+* stages the flagged records the coordinator reports, only when what it reports holds
+  against the partners' signed consents and, under `partners` disclosure, an inclusion
+  proof in each named co-holder's commitment.
+
+The coordinator's word is never enough: every key comes from the roster this node's
+operator accepted. Commit and abort are the shared ones (`psi_node.rounds`).
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,9 +27,21 @@ from typing import Final
 
 import structlog
 
-from kruispunt import wire
-from kruispunt.errors import ProtocolError, ResourceLimit
-from kruispunt.v1 import node_pb2
+from kruispunt import hops, wire
+from kruispunt.commitments import (
+    Commitment,
+    CommitmentRefused,
+    InclusionProof,
+    SignedRoot,
+    sign_root,
+    verify_inclusion,
+    verify_root,
+)
+from kruispunt.errors import AttackRefused, KruispuntError, ProtocolError, ResourceLimit
+from kruispunt.manifest import verify_consent
+from kruispunt.roster import Roster
+from kruispunt.tagkey import TagKeyContribution, derive_tag_key, open_share
+from kruispunt.v1 import common_pb2, node_pb2
 from psi_node.oprf import RoundKey
 from psi_node.results import retention_deadline, stage_results
 from psi_node.round_state import CONSENTED, STAGED, NodeRound, RoundContext, RoundMode
@@ -30,93 +52,201 @@ log = structlog.get_logger("psi_node.modes.network")
 BLINDED: Final = "blinded"
 FINALIZED: Final = "finalized"
 
+#: (offset, points, chain): a chunk of a stream; the last carries the signed statements.
+Chunk = tuple[int, bytes, bytes]
+
 
 @dataclass
 class NetworkState:
-    """A network round's key and blinding, and whose sets this node has evaluated."""
+    """A network round's secrets at this node and what it has checked so far."""
 
     key: RoundKey
+    contribution: TagKeyContribution | None = None
+    #: order[k] is the export row behind the k-th point this node sends (drawn per round).
+    order: list[int] = field(default_factory=list)
+    tag_key: bytes = b""
+    #: Every partner's consented set size, from the consents it signed.
+    sizes: dict[str, int] = field(default_factory=dict)
     evaluated: set[str] = field(default_factory=set)
+    #: This node's tags in sending order, kept until delivery to check co-holder proofs.
+    tags: bytes = b""
 
     def wipe(self) -> None:
-        """Zero the round key (idempotent)."""
+        """Zero the round key and forget the tag key and tags (idempotent)."""
         self.key.wipe()
+        self.contribution = None
+        self.tag_key = b""
+        self.tags = b""
 
 
 def _start() -> NetworkState:
     return NetworkState(RoundKey.generate())
 
 
-MODE: Final = RoundMode("network", start=_start)
+def _on_consent(rounds: RoundContext, rnd: NodeRound, consent: common_pb2.Consent) -> None:
+    """Seal this node's tag-key contribution to every other partner's roster key."""
+    state = _state(rnd)
+    roster = _roster(rnd)
+    me = rounds.config.partner_id
+    state.contribution = TagKeyContribution.new(
+        rnd.round_id,
+        rnd.verified.sha256,
+        me,
+        {p: roster.partner(p).agreement_key for p in rnd.verified.partners if p != me},
+    )
+    consent.tag_key_shares.update(state.contribution.sealed)
+    # The permutation is drawn now and never leaves the node: rows travel in no export order.
+    state.order = list(range(len(rnd.inputs.records)))
+    random.SystemRandom().shuffle(state.order)
 
 
-def blind(rounds: RoundContext, round_id: str) -> Iterator[tuple[int, bytes]]:
-    """Phase 1: this node's blinded points r*H(x) in input order, chunk by chunk."""
+MODE: Final = RoundMode("network", start=_start, on_consent=_on_consent)
+
+
+def blind(
+    rounds: RoundContext, round_id: str, consents: Iterable[common_pb2.SignedConsent]
+) -> Iterator[Chunk]:
+    """Phase 1: check every partner's consent, then send r*H(x) in this round's own order.
+
+    The last chunk carries the signed origin statement (count and chunk digests).
+    """
     rnd = rounds.get_round(round_id, mode=MODE.name, phases=(CONSENTED,))
     state = _state(rnd)
-    records = rnd.inputs.records
-    step = rounds.chunk_points
+    _accept_consents(rounds, rnd, state, list(consents))
+    records = [rnd.inputs.records[i] for i in state.order]
+    size = rnd.verified.chunk_points
+    sent = bytearray()
     with rnd.lock:
-        for offset in range(0, len(records), step):
-            chunk = records[offset : offset + step]
-            yield offset, rounds.pool.hash_and_blind(chunk, state.key.blind_factor)
+        for offset in range(0, len(records), size):
+            packed = rounds.pool.hash_and_blind(
+                records[offset : offset + size], state.key.blind_factor
+            )
+            sent += packed
             rnd.last_activity = time.monotonic()
+            yield offset, packed, b""
+        statement = hops.OriginStatement.for_points(
+            round_id=round_id,
+            manifest_sha256=rnd.verified.sha256,
+            origin=rounds.config.partner_id,
+            packed=bytes(sent),
+            chunk_size=size,
+        )
+        chain = hops.Chain(hops.sign_origin(rounds.signing_key, statement))
         rnd.phase = BLINDED
+    yield len(records), b"", chain.encode()
     rounds.audit_event("records.sent", rnd, "E", set_size=len(records))
     log.info("blinded set sent", round_id=round_id, points=len(records))
 
 
 def evaluate(
-    rounds: RoundContext, round_id: str, origin: str, batches: Iterable[tuple[int, bytes]]
-) -> Iterator[tuple[int, bytes]]:
-    """Phase 2: apply this node's key to another partner's points, order kept."""
-    rnd = rounds.get_round(round_id, mode=MODE.name, phases=(CONSENTED, BLINDED))
+    rounds: RoundContext, round_id: str, origin: str, step: int, batches: Iterable[Chunk]
+) -> Iterator[Chunk]:
+    """Phase 2: apply this node's key to another partner's points, order kept.
+
+    Only chunks that the route's signed statements vouch for are evaluated; the last
+    chunk returned carries those statements with this node's own added.
+    """
+    rnd = rounds.get_round(round_id, mode=MODE.name, phases=(BLINDED,))
     state = _state(rnd)
     if origin == rounds.config.partner_id or origin not in rnd.verified.partners:
-        raise ProtocolError("origin is not another partner of this round")
+        raise AttackRefused("origin is not another partner of this round")
     if origin in state.evaluated:
-        raise ProtocolError("this partner's set was already evaluated in this round")
+        raise AttackRefused("this partner's set was already evaluated in this round")
     state.evaluated.add(origin)
-    limit = rnd.verified.purpose.max_set_size
-    expected = 0
-    for offset, packed in batches:
+    chain, expected = None, None
+    size = rnd.verified.chunk_points
+    digests: list[bytes] = []
+    done = 0
+    for offset, packed, carried in batches:
         count = wire.check_packed(packed, wire.POINT_BYTES)
-        if offset != expected:
+        if expected is None:
+            chain, expected = _verify_route(rounds, rnd, state, origin, step, carried)
+        elif carried:
+            raise AttackRefused("signed statements arrive on the first batch only")
+        if offset != done:
             raise ProtocolError("batch offset out of order")
-        expected += count
-        if expected > limit:
+        if done + count > rnd.verified.purpose.max_set_size:
             raise ResourceLimit("more points than the purpose's maximum set size")
-        yield offset, rounds.pool.scalar_mult(state.key.key, packed)
+        if offset % size:
+            raise AttackRefused("batch does not start at a chunk the origin signed")
+        expected.check_chunk(offset // size, packed)
+        out = rounds.pool.scalar_mult(state.key.key, packed)
+        digests.append(hops.chunk_digest(round_id, origin, step, offset // size, out))
+        done += count
         rnd.last_activity = time.monotonic()
-    log.info("evaluated", round_id=round_id, origin=origin, points=expected)
+        yield offset, out, b""
+    if chain is None or expected is None:
+        raise AttackRefused("evaluate stream carried no signed statements")
+    expected.finish()
+    signed = hops.sign_hop(rounds.signing_key, expected.hop_statement(digests))
+    yield done, b"", chain.extend(signed).encode()
+    log.info("evaluated", round_id=round_id, origin=origin, points=done)
 
 
 def finalize(
-    rounds: RoundContext, round_id: str, batches: Iterable[tuple[int, bytes]]
-) -> Iterator[tuple[int, bytes]]:
-    """Phase 3: own points with every other key in; answer 16-byte tags in order."""
+    rounds: RoundContext, round_id: str, batches: Iterable[Chunk]
+) -> Iterator[tuple[int, bytes, bytes, bytes]]:
+    """Phase 3: own points with every other key in, the route checked; answer keyed tags.
+
+    Yields (offset, tags, salts, root): the salts of this node's commitment to its tags
+    travel with them, and the last item carries the signed root.
+    """
     rnd = rounds.get_round(round_id, mode=MODE.name, phases=(BLINDED,))
     state = _state(rnd)
-    records = rnd.inputs.records
-    expected = 0
-    for offset, packed in batches:
-        count = wire.check_packed(packed, wire.POINT_BYTES)
-        if offset != expected or expected + count > len(records):
-            raise ProtocolError("finalize batch does not match this node's set")
-        chunk = records[offset : offset + count]
-        yield offset, rounds.pool.unblind_and_tag(chunk, state.key.unblind_factor, packed)
-        expected += count
-        rnd.last_activity = time.monotonic()
-    if expected != len(records):
-        raise ProtocolError("finalize stream ended before the whole set came back")
+    me = rounds.config.partner_id
+    records = [rnd.inputs.records[i] for i in state.order]
+    size = rnd.verified.chunk_points
+    expected = None
+    tags = bytearray()
+    try:
+        for offset, packed, carried in batches:
+            count = wire.check_packed(packed, wire.POINT_BYTES)
+            if expected is None:
+                step = len(rnd.verified.partners)
+                _, expected = _verify_route(rounds, rnd, state, me, step, carried)
+            elif carried:
+                raise AttackRefused("signed statements arrive on the first batch only")
+            if offset != len(tags) // wire.TAG_BYTES or offset % size:
+                raise ProtocolError("finalize batch does not match this node's set")
+            expected.check_chunk(offset // size, packed)
+            tags += rounds.pool.unblind_and_keyed_tag(
+                records[offset : offset + count], state.key.unblind_factor, packed, state.tag_key
+            )
+            rnd.last_activity = time.monotonic()
+        if expected is None:
+            raise AttackRefused("finalize stream carried no signed statements")
+        expected.finish()
+    except BaseException:
+        state.wipe()  # a failed finalize keeps no key
+        raise
+    state.key.wipe()  # the key's work is done; nothing later needs it
+    state.tags = bytes(tags)
+    commitment = Commitment.build(state.tags)
+    root = sign_root(
+        rounds.signing_key,
+        round_id=round_id,
+        manifest_sha256=rnd.verified.sha256,
+        partner=me,
+        count=commitment.count,
+        root=commitment.root,
+    )
     rnd.phase = FINALIZED
-    state.wipe()  # the key's work is done; nothing later needs it
-    log.info("finalized", round_id=round_id, tags=expected)
+    stride = size * wire.TAG_BYTES
+    for start in range(0, len(state.tags), stride):
+        yield (
+            start // wire.TAG_BYTES,
+            state.tags[start : start + stride],
+            commitment.salts[start : start + stride],
+            b"",
+        )
+    yield len(records), b"", b"", root.encode()
+    log.info("finalized", round_id=round_id, tags=len(records))
 
 
 def deliver(rounds: RoundContext, results: node_pb2.RoundResults) -> node_pb2.DeliveryReceipt:
-    """Stage this node's results; nothing is visible until commit."""
+    """Stage this node's results, once they hold against what the partners signed."""
     rnd = rounds.get_round(results.round_id, mode=MODE.name, phases=(FINALIZED,))
+    state = _state(rnd)
     size = len(rnd.inputs.records)
     purpose = rnd.verified.purpose
     indices = list(results.flagged_indices)
@@ -124,23 +254,29 @@ def deliver(rounds: RoundContext, results: node_pb2.RoundResults) -> node_pb2.De
         raise ProtocolError("flagged indices do not fit this node's set")
     if results.flagged_count != len(indices):
         raise ProtocolError("flagged count does not match the indices")
+    if dict(results.set_sizes) != state.sizes:
+        raise AttackRefused("set sizes differ from the partners' signed consents")
     me = rounds.config.partner_id
-    partners = rnd.verified.partners
     coholders: list[list[str]] | None = None
     if purpose.disclosure == "partners":
         masks = list(results.holder_masks)
         if len(masks) != len(indices):
             raise ProtocolError("holder masks do not match the flagged indices")
-        coholders = [[p for b, p in enumerate(partners) if m >> b & 1 and p != me] for m in masks]
+        coholders = _checked_coholders(rnd, state, me, indices, masks, results)
     elif results.holder_masks:
         raise ProtocolError("holder masks sent for a purpose that discloses counts only")
     now = rounds.now()
     values = rnd.inputs.values
+    # Back to export order: the result file lists rows as the partner's export does.
+    ranked = sorted(range(len(indices)), key=lambda k: state.order[indices[k]])
+    row_values = [values[state.order[indices[k]]] for k in ranked]
+    if coholders is not None:
+        coholders = [coholders[k] for k in ranked]
     staged = stage_results(
         rounds.config.results_dir,
         rnd.round_id,
         columns=rnd.inputs.columns,
-        rows=[values[i] for i in indices],
+        rows=row_values,
         coholders=coholders,
         metadata={
             "round_id": rnd.round_id,
@@ -154,6 +290,7 @@ def deliver(rounds: RoundContext, results: node_pb2.RoundResults) -> node_pb2.De
             "delete_after": retention_deadline(now, purpose.result_retention_days).isoformat(),
         },
     )
+    state.tags = b""
     rnd.staged = staged
     rnd.phase = STAGED
     rounds.audit_event(
@@ -169,6 +306,154 @@ def deliver(rounds: RoundContext, results: node_pb2.RoundResults) -> node_pb2.De
         result_path=str(staged.final_csv),
         result_sha256=staged.sha256,
     )
+
+
+# -- checks against the roster ---------------------------------------------------------
+
+
+def _accept_consents(
+    rounds: RoundContext,
+    rnd: NodeRound,
+    state: NetworkState,
+    consents: list[common_pb2.SignedConsent],
+) -> None:
+    """Verify every partner's forwarded consent and derive the round's tag key from them."""
+    roster = _roster(rnd)
+    partners = rnd.verified.partners
+    me = rounds.config.partner_id
+    if len(consents) != len(partners):
+        raise AttackRefused(
+            f"{len(consents)} consents forwarded for a round of {len(partners)} partners"
+        )
+    contributions: dict[str, bytes] = {}
+    sizes: dict[str, int] = {}
+    for pid, signed in zip(partners, consents, strict=True):
+        try:
+            consent = verify_consent(
+                signed,
+                roster.partner(pid).signing_public_key,
+                round_id=rnd.round_id,
+                partner_id=pid,
+                manifest_sha256=rnd.verified.sha256,
+            )
+        except KruispuntError:
+            raise AttackRefused(f"the consent forwarded for {pid} does not verify") from None
+        if not consent.granted or consent.roster_sha256 != roster.digest:
+            raise AttackRefused(f"the consent forwarded for {pid} is not a consent to this round")
+        if consent.set_size > rnd.verified.purpose.max_set_size:
+            raise AttackRefused(f"{pid} consented to more records than the purpose allows")
+        sizes[pid] = consent.set_size
+        if pid == me:
+            continue
+        try:
+            contributions[pid] = open_share(
+                consent.tag_key_shares[me],
+                round_id=rnd.round_id,
+                manifest_sha256=rnd.verified.sha256,
+                sender=pid,
+                recipient=me,
+                recipient_key=rounds.agreement_key,
+            )
+        except (KeyError, KruispuntError):
+            raise AttackRefused(f"the tag-key share from {pid} does not open") from None
+    if sizes.get(me) != len(rnd.inputs.records):
+        raise AttackRefused("the consent forwarded for this node is not the one it gave")
+    assert state.contribution is not None
+    contributions[me] = state.contribution.secret
+    state.tag_key = derive_tag_key(contributions, partners, rnd.round_id, rnd.verified.sha256)
+    state.sizes = sizes
+    state.contribution = None
+
+
+def _verify_route(
+    rounds: RoundContext,
+    rnd: NodeRound,
+    state: NetworkState,
+    origin: str,
+    step: int,
+    carried: bytes,
+) -> tuple[hops.Chain, hops.ExpectedInput]:
+    """The route's chain, verified against the roster up to this step, and its checker."""
+    if not carried:
+        raise AttackRefused("the batch carries no signed statements of its route")
+    roster = _roster(rnd)
+    chain = hops.Chain.decode(carried)
+    expected = hops.verify_chain(
+        chain,
+        round_id=rnd.round_id,
+        manifest_sha256=rnd.verified.sha256,
+        partners=rnd.verified.partners,
+        origin=origin,
+        evaluator=rounds.config.partner_id,
+        step=step,
+        signing_keys={p: roster.partner(p).signing_public_key for p in rnd.verified.partners},
+        expected_count=state.sizes[origin],
+    )
+    return chain, expected
+
+
+def _checked_coholders(
+    rnd: NodeRound,
+    state: NetworkState,
+    me: str,
+    indices: list[int],
+    masks: list[int],
+    results: node_pb2.RoundResults,
+) -> list[list[str]]:
+    """Co-holders per flagged record, each backed by an inclusion proof in their commitment."""
+    partners = rnd.verified.partners
+    roster = _roster(rnd)
+    mine = 1 << partners.index(me)
+    roots: dict[str, bytes] = {}
+    for pid, encoded in results.commitments.items():
+        if pid not in partners or pid == me:
+            raise AttackRefused("a commitment names a partner outside this round")
+        try:
+            roots[pid] = verify_root(
+                SignedRoot.decode(encoded),
+                roster.partner(pid).signing_public_key,
+                round_id=rnd.round_id,
+                manifest_sha256=rnd.verified.sha256,
+                partner=pid,
+                count=state.sizes[pid],
+            )
+        except (CommitmentRefused, KruispuntError):
+            raise AttackRefused(f"the tag commitment of {pid} does not verify") from None
+    proven: dict[tuple[int, str], InclusionProof] = {}
+    for item in results.proofs:
+        if item.flagged >= len(indices) or (item.flagged, item.partner) in proven:
+            raise AttackRefused("a co-holder proof names no flagged record, or one twice")
+        proven[(item.flagged, item.partner)] = InclusionProof.decode(item.proof)
+    out = []
+    for k, (index, mask) in enumerate(zip(indices, masks, strict=True)):
+        if mask >> len(partners):
+            raise AttackRefused("a holder mask names partners outside this round")
+        if not mask & mine:
+            raise AttackRefused("a holder mask lacks this node, which holds the record")
+        holders = [p for b, p in enumerate(partners) if mask >> b & 1]
+        if len(holders) < rnd.verified.purpose.threshold:
+            raise AttackRefused("a flagged record has fewer holders than the threshold")
+        tag = state.tags[index * wire.TAG_BYTES : (index + 1) * wire.TAG_BYTES]
+        for holder in holders:
+            if holder == me:
+                continue
+            proof = proven.pop((k, holder), None)
+            if proof is None or holder not in roots:
+                raise AttackRefused(f"no proof that {holder} holds a record it is named for")
+            try:
+                verify_inclusion(tag, proof, roots[holder], state.sizes[holder])
+            except CommitmentRefused:
+                raise AttackRefused(f"the proof that {holder} holds a record fails") from None
+        out.append([h for h in holders if h != me])
+    if proven:
+        raise AttackRefused("co-holder proofs for partners no mask names")
+    return out
+
+
+def _roster(rnd: NodeRound) -> Roster:
+    if rnd.roster is None:
+        raise ProtocolError("this round has no accepted roster")
+    return rnd.roster
 
 
 def _state(rnd: NodeRound) -> NetworkState:
