@@ -158,15 +158,16 @@ def evaluate(
     digests: list[bytes] = []
     done = 0
     for offset, packed, carried in batches:
+        # What is malformed is refused as such; what is well formed must also be signed.
         count = wire.check_packed(packed, wire.POINT_BYTES)
-        if expected is None:
-            chain, expected = _verify_route(rounds, rnd, state, origin, step, carried)
-        elif carried:
-            raise AttackRefused("signed statements arrive on the first batch only")
         if offset != done:
             raise ProtocolError("batch offset out of order")
         if done + count > rnd.verified.purpose.max_set_size:
             raise ResourceLimit("more points than the purpose's maximum set size")
+        if expected is None:
+            chain, expected = _verify_route(rounds, rnd, state, origin, step, carried)
+        elif carried:
+            raise AttackRefused("signed statements arrive on the first batch only")
         if offset % size:
             raise AttackRefused("batch does not start at a chunk the origin signed")
         expected.check_chunk(offset // size, packed)
@@ -201,13 +202,16 @@ def finalize(
     try:
         for offset, packed, carried in batches:
             count = wire.check_packed(packed, wire.POINT_BYTES)
+            done = len(tags) // wire.TAG_BYTES
+            if offset != done or done + count > len(records):
+                raise ProtocolError("finalize batch does not match this node's set")
             if expected is None:
                 step = len(rnd.verified.partners)
                 _, expected = _verify_route(rounds, rnd, state, me, step, carried)
             elif carried:
                 raise AttackRefused("signed statements arrive on the first batch only")
-            if offset != len(tags) // wire.TAG_BYTES or offset % size:
-                raise ProtocolError("finalize batch does not match this node's set")
+            if offset % size:
+                raise AttackRefused("batch does not start at a chunk this node signed")
             expected.check_chunk(offset // size, packed)
             tags += rounds.pool.unblind_and_keyed_tag(
                 records[offset : offset + count], state.key.unblind_factor, packed, state.tag_key

@@ -286,6 +286,7 @@ def consent_round(net: TestNetwork, purpose: Purpose) -> str:
         now=now,
         ttl_seconds=600,
         initiated_by="operator:test",
+        roster_sha256=net.roster_sha256,
     )
     for pid in PARTNERS:
         answer = manager(net, pid).propose(signed)

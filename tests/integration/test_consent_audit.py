@@ -42,6 +42,7 @@ def manifest_for(
         now=now or datetime.now(UTC),
         ttl_seconds=ttl,
         initiated_by="operator:test",
+        roster_sha256=net.roster_sha256,
     )
 
 
@@ -336,4 +337,4 @@ class TestModePolicy:
         consent = consent_of(rounds.propose(manifest_for(net)))
         assert consent.granted, consent.reason
         with pytest.raises(ProtocolError, match="network round"):
-            list(rounds.blind(consent.round_id))
+            list(rounds.blind(consent.round_id, []))

@@ -39,6 +39,7 @@ class TestCoordinatorRestart:
             now=now,
             ttl_seconds=600,
             initiated_by="operator:test",
+            roster_sha256=net.roster_sha256,
         )
         # The state a killed coordinator leaves: a running round, nodes holding its keys.
         net.coordinator.store.create_round(
@@ -90,9 +91,9 @@ class TestSlowNode:
         release = threading.Event()
         original = rounds.blind
 
-        def hanging_blind(round_id):
+        def hanging_blind(round_id, consents):
             release.wait(20)
-            return original(round_id)
+            return original(round_id, consents)
 
         rounds.blind = hanging_blind
         runner = net.coordinator.runner

@@ -5,18 +5,17 @@ certificate (the only one a node answers)."""
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, datetime
 
 import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kruispunt import pki, signing, transport
+from kruispunt import pki, transport
 from kruispunt.errors import InvalidPoint, ProtocolError, ResourceLimit, UnknownRound
-from kruispunt.manifest import new_round_id, sign_manifest
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
 from psi_node.server import NodeServicer
+from tests.support.mallory import Mallory, OpenRound
 
 PARTNERS = ["gemeente", "woonbron", "schuldhulp"]
 CANONICAL_POINT = bytes.fromhex("e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76")
@@ -42,29 +41,40 @@ def node_stub(net, pid: str) -> tuple[grpc.Channel, node_pb2_grpc.PsiNodeStub]:
 
 
 def open_round(net, pid: str) -> str:
-    """Propose a fresh round to one node directly (as the coordinator) and return its id."""
-    purpose = net.coordinator.store.purpose("vroegsignalering")
-    now = datetime.now(UTC)
-    signed = sign_manifest(
-        signing.load_signing_key(net.config.signing_key),
-        round_id=new_round_id(now),
-        network=net.config.network,
-        purpose=purpose,
-        partners=list(purpose.partners),
-        now=now,
-        ttl_seconds=600,
-        initiated_by="operator:test",
-    )
-    consent = common_pb2.Consent()
-    consent.ParseFromString(net.nodes[pid].rounds.propose(signed).consent)
-    assert consent.granted, consent.reason
-    return consent.round_id
+    """A fresh round every partner consented to, with `pid` past Blind; returns its id."""
+    mallory = Mallory(net)
+    rnd = mallory.open_round()
+    rnd.blind(pid)
+    OPEN[rnd.round_id] = (mallory, rnd)
+    return rnd.round_id
 
 
-def batch(round_id: str, points: bytes, *, origin: str = "woonbron", offset: int = 0):
+#: Rounds opened by `open_round`, for tests that need the attacker's view of them.
+OPEN: dict[str, tuple[Mallory, OpenRound]] = {}
+
+
+@pytest.fixture(autouse=True)
+def _close_attackers():
+    yield
+    for mallory, _ in OPEN.values():
+        mallory.close()
+    OPEN.clear()
+
+
+def batch(round_id: str, points: bytes, *, origin: str = "woonbron", offset: int = 0, chain=b""):
     return common_pb2.PointBatch(
-        round_id=round_id, origin=origin, step=1, offset=offset, points=points
+        round_id=round_id, origin=origin, step=1, offset=offset, points=points, chain=chain
     )
+
+
+def signed_by_colluding_origin(round_id: str, bad: bytes) -> tuple[bytes, bytes]:
+    """woonbron's whole set with its last point replaced by `bad`, signed by woonbron itself:
+    what a corrupt origin working with the coordinator could send."""
+    mallory, rnd = OPEN[round_id]
+    consent = common_pb2.Consent()
+    consent.ParseFromString(rnd.consents["woonbron"].consent)
+    points = CANONICAL_POINT * (consent.set_size - 1) + bad
+    return points, rnd.origin_chain("woonbron", points, mallory.colluding_key("woonbron"))
 
 
 def rejections(net, pid: str) -> list:
@@ -73,27 +83,51 @@ def rejections(net, pid: str) -> list:
 
 class TestEvaluateInput:
     @pytest.mark.parametrize(
-        ("points", "code"),
+        ("case", "code"),
         [
-            (b"\x01" * 33, grpc.StatusCode.INVALID_ARGUMENT),  # truncated: not k*32 bytes
-            (b"\xff" * 32, grpc.StatusCode.INVALID_ARGUMENT),  # not a canonical encoding
-            (bytes(32), grpc.StatusCode.INVALID_ARGUMENT),  # the identity
-            (CANONICAL_POINT * 101, grpc.StatusCode.RESOURCE_EXHAUSTED),  # > max_set_size
+            ("truncated", grpc.StatusCode.INVALID_ARGUMENT),  # not k*32 bytes
+            ("non-canonical", grpc.StatusCode.INVALID_ARGUMENT),  # signed, but not an encoding
+            ("identity", grpc.StatusCode.INVALID_ARGUMENT),  # signed, but the identity
+            ("over-max-set-size", grpc.StatusCode.RESOURCE_EXHAUSTED),  # > max_set_size
         ],
-        ids=["truncated", "non-canonical", "identity", "over-max-set-size"],
     )
-    def test_bad_points_get_a_status_and_an_audit_event(self, net, points, code):
-        """Malformed points end the stream with the right status; the node audits it."""
+    def test_bad_points_get_a_status_and_an_audit_event(self, net, case, code):
+        """Malformed points end the stream with the right status; the node audits it.
+
+        Truncated and oversized batches are refused before any signature is checked;
+        a non-canonical point or the identity can only arrive signed by a corrupt
+        origin, and is refused when the evaluator decodes it.
+        """
         round_id = open_round(net, "gemeente")
+        points, chain = {
+            "truncated": (b"\x01" * 33, b""),
+            "non-canonical": signed_by_colluding_origin(round_id, b"\xff" * 32),
+            "identity": signed_by_colluding_origin(round_id, bytes(32)),
+            "over-max-set-size": (CANONICAL_POINT * 101, b""),
+        }[case]
         channel, stub = node_stub(net, "gemeente")
         with pytest.raises(grpc.RpcError) as err:
-            list(stub.Evaluate(iter([batch(round_id, points)]), timeout=20))
+            list(stub.Evaluate(iter([batch(round_id, points, chain=chain)]), timeout=20))
         channel.close()
         assert err.value.code() == code
         assert "Traceback" not in (err.value.details() or "")
         events = rejections(net, "gemeente")
         assert events[-1].details["method"] == "Evaluate"
         assert events[-1].round_id == round_id
+
+    def test_unsigned_points_are_refused_as_an_attack(self, net):
+        """Well-formed points without the route's signed statements: PERMISSION_DENIED."""
+        round_id = open_round(net, "gemeente")
+        channel, stub = node_stub(net, "gemeente")
+        with pytest.raises(grpc.RpcError) as err:
+            list(stub.Evaluate(iter([batch(round_id, CANONICAL_POINT * 3)]), timeout=20))
+        channel.close()
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        attacks = [
+            e for e in net.nodes["gemeente"].rounds.audit.events() if e.event == "attack.refused"
+        ]
+        assert attacks[-1].round_id == round_id
+        assert attacks[-1].details["method"] == "Evaluate"
 
     def test_out_of_order_offsets_are_refused(self, net):
         """A batch whose offset skips ahead is a protocol error."""
@@ -129,14 +163,13 @@ class TestEvaluateInput:
 
 class TestOtherMethods:
     def test_finalize_with_the_wrong_count_is_refused(self, net):
-        """Finalize with fewer points than the node's set is a protocol error."""
+        """Finalize with more points than the node's set is a protocol error."""
         round_id = open_round(net, "gemeente")
         channel, stub = node_stub(net, "gemeente")
-        list(stub.Blind(common_pb2.RoundRef(round_id=round_id), timeout=20))
         with pytest.raises(grpc.RpcError) as err:
             list(
                 stub.Finalize(
-                    iter([batch(round_id, CANONICAL_POINT, origin="gemeente")]), timeout=20
+                    iter([batch(round_id, CANONICAL_POINT * 1000, origin="gemeente")]), timeout=20
                 )
             )
         channel.close()
@@ -160,7 +193,7 @@ class TestOtherMethods:
         summary = net.run()
         channel, stub = node_stub(net, "gemeente")
         for call in (
-            lambda: list(stub.Blind(common_pb2.RoundRef(round_id=summary.round_id), timeout=20)),
+            lambda: list(stub.Blind(node_pb2.BlindRequest(round_id=summary.round_id), timeout=20)),
             lambda: stub.Commit(common_pb2.RoundRef(round_id=summary.round_id), timeout=20),
         ):
             with pytest.raises(grpc.RpcError) as err:
@@ -192,7 +225,7 @@ class TestOtherMethods:
     def test_a_node_sending_malformed_points_fails_the_round_cleanly(self, net):
         """The coordinator fails a round whose node sends a truncated batch, naming the node."""
         rounds = net.nodes["woonbron"].rounds
-        rounds.blind = lambda round_id: iter([(0, b"\x01" * 33)])
+        rounds.blind = lambda round_id, consents: iter([(0, b"\x01" * 33, b"")])
         summary = net.run()
         assert summary.state == "failed"
         assert "woonbron" in summary.reason

@@ -1,79 +1,26 @@
 """An actively malicious coordinator against real node servers over real mTLS.
 
-The attacker holds exactly what a coordinator holds: its TLS key and certificate (the only
-client a node answers) and its manifest signing key. Every test mounts one attack and passes
-only when the node refuses it, with the refusal audited at the node.
+The attacker (`tests.support.mallory.Mallory`) holds exactly what a coordinator holds:
+its TLS key and certificate, its manifest signing key and the roster it exported. Every
+test mounts one attack and passes only when a node refuses it, with a clear status and
+the refusal in that node's own audit log; against the first version of the protocol each
+of these attacks worked.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from pathlib import Path
 
 import grpc
 import pytest
 
-from kruispunt import pki, signing, transport
-from kruispunt.manifest import new_round_id, sign_manifest
-from kruispunt.purpose import Purpose
-from kruispunt.v1 import common_pb2, node_pb2_grpc
+from kruispunt import signing, wire
+from kruispunt.roster import Roster, RosterPartner, render_roster
+from kruispunt.v1 import common_pb2, node_pb2
+from psi_node import oprf
+from tests.support.mallory import Mallory
 
 PARTNERS = ["gemeente", "woonbron", "schuldhulp"]
-
-
-class MaliciousCoordinator:
-    """Signs any manifest it likes and talks to nodes directly, with the coordinator's keys."""
-
-    def __init__(self, net) -> None:
-        self.net = net
-        config = net.config
-        self.manifest_key = signing.load_signing_key(config.signing_key)
-        self._tls = (
-            pki.private_key_pem(pki.load_tls_key(config.tls_key)),
-            config.tls_cert.read_bytes(),
-            config.tls_ca.read_bytes(),
-        )
-        self._channels: list[grpc.Channel] = []
-
-    def stub(self, pid: str) -> node_pb2_grpc.PsiNodeStub:
-        key, cert, ca = self._tls
-        channel = transport.secure_channel(
-            f"127.0.0.1:{self.net.nodes[pid].port}",
-            pki.Identity.partner(self.net.config.network, pid),
-            key_pem=key,
-            cert_pem=cert,
-            ca_pem=ca,
-        )
-        self._channels.append(channel)
-        return node_pb2_grpc.PsiNodeStub(channel)
-
-    def manifest(self, *, partners=None, **purpose_fields) -> common_pb2.SignedManifest:
-        purpose = self.net.coordinator.store.purpose("vroegsignalering")
-        if partners is not None:  # a purpose of its own making, for just those partners
-            bases = {p: b for p, b in purpose.legal_basis.items() if p in partners}
-            purpose_fields = {"legal_basis": bases, **purpose_fields}
-        if purpose_fields:
-            purpose = Purpose.from_dict({**purpose.to_dict(), **purpose_fields})
-        now = datetime.now(UTC)
-        return sign_manifest(
-            self.manifest_key,
-            round_id=new_round_id(now),
-            network=self.net.config.network,
-            purpose=purpose,
-            partners=list(partners or purpose.partners),
-            now=now,
-            ttl_seconds=600,
-            initiated_by="operator:mallory",
-        )
-
-    def propose(self, pid: str, signed: common_pb2.SignedManifest) -> common_pb2.Consent:
-        answer = self.stub(pid).Propose(signed, timeout=10)
-        consent = common_pb2.Consent()
-        consent.ParseFromString(answer.consent)
-        return consent
-
-    def close(self) -> None:
-        for channel in self._channels:
-            channel.close()
 
 
 @pytest.fixture
@@ -85,18 +32,29 @@ def net(network_factory):
 
 @pytest.fixture
 def mallory(net):
-    attacker = MaliciousCoordinator(net)
+    attacker = Mallory(net)
     yield attacker
     attacker.close()
 
 
-def refusals(net, pid: str) -> list[str]:
-    """The reasons of every consent this node refused, from its own audit log."""
-    return [
-        e.details.get("reason", "")
-        for e in net.nodes[pid].rounds.audit.events()
-        if e.event == "consent.refused"
-    ]
+def audited(net, pid: str, event: str) -> list[dict]:
+    """The details of every `event` in one node's own audit log."""
+    return [e.details for e in net.nodes[pid].rounds.audit.events() if e.event == event]
+
+
+def refused(net, pid: str, call) -> grpc.RpcError:
+    """Run `call`; it must fail with PERMISSION_DENIED and an attack.refused event at `pid`."""
+    before = len(audited(net, pid, "attack.refused"))
+    with pytest.raises(grpc.RpcError) as err:
+        call()
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, err.value.details()
+    assert len(audited(net, pid, "attack.refused")) == before + 1
+    return err.value
+
+
+def probe(x: bytes) -> bytes:
+    """H(x) for an identifier of the attacker's choosing (public: no key involved)."""
+    return oprf.hash_to_group([x])
 
 
 class TestBoundedConsent:
@@ -106,7 +64,7 @@ class TestBoundedConsent:
         assert not consent.granted
         assert "only part of the agreed partners" in consent.reason
         assert "schuldhulp" in consent.reason
-        assert any("only part" in r for r in refusals(net, "gemeente"))
+        assert any("only part" in d["reason"] for d in audited(net, "gemeente", "consent.refused"))
         assert net.nodes["gemeente"].rounds.rounds_in_flight() == []
 
     def test_listed_subset_is_accepted(self, network_factory):
@@ -118,7 +76,7 @@ class TestBoundedConsent:
             n.start_node(pid)
         n.start_coordinator()
         n.add_purpose()
-        attacker = MaliciousCoordinator(n)
+        attacker = Mallory(n)
         try:
             consent = attacker.propose(
                 "gemeente", attacker.manifest(partners=["gemeente", "woonbron"])
@@ -133,7 +91,6 @@ class TestBoundedConsent:
         consent = mallory.propose("woonbron", mallory.manifest(result_retention_days=36_500))
         assert not consent.granted
         assert "longer than this node allows (90)" in consent.reason
-        assert any("longer than this node allows" in r for r in refusals(net, "woonbron"))
 
     def test_back_to_back_rounds_are_refused(self, network_factory):
         """With the default interval, a second round of a purpose within a day is refused."""
@@ -144,7 +101,7 @@ class TestBoundedConsent:
             n.start_node(pid)
         n.start_coordinator()
         n.add_purpose()
-        attacker = MaliciousCoordinator(n)
+        attacker = Mallory(n)
         try:
             first = attacker.propose("gemeente", attacker.manifest())
             assert first.granted, first.reason
@@ -154,7 +111,6 @@ class TestBoundedConsent:
             attacker.close()
         assert not any(a.granted for a in answers)
         assert all("min_round_interval_hours" in a.reason for a in answers)
-        assert len([r for r in refusals(n, "gemeente") if "hours ago" in r]) == 4
 
     def test_unagreed_purpose_version_is_refused(self, network_factory):
         """A node that pinned purpose_version refuses a manifest for any other version."""
@@ -165,7 +121,7 @@ class TestBoundedConsent:
             n.start_node(pid)
         n.start_coordinator()
         n.add_purpose()
-        attacker = MaliciousCoordinator(n)
+        attacker = Mallory(n)
         try:
             consent = attacker.propose("schuldhulp", attacker.manifest(version=7))
         finally:
@@ -191,3 +147,266 @@ class TestBoundedConsent:
         consent = mallory.propose("woonbron", mallory.manifest())
         assert not consent.granted
         assert "last-consent.json" in consent.reason
+
+
+class TestRoster:
+    def test_manifest_for_a_roster_of_her_own_is_refused(self, net, mallory):
+        """A roster Mallory wrote (her own key for a partner) is not the one the node accepted."""
+        forged = _forged_roster(mallory.roster, "woonbron")
+        consent = mallory.propose("gemeente", mallory.manifest(roster_sha256=forged.digest))
+        assert not consent.granted
+        assert "this node accepted roster" in consent.reason
+        assert net.nodes["gemeente"].rounds.rounds_in_flight() == []
+
+    def test_consent_forged_with_her_own_key_is_refused(self, net, mallory):
+        """A consent she signs herself for a partner, forwarded at Blind, does not verify."""
+        rnd = mallory.open_round()
+        fake = common_pb2.Consent()
+        fake.ParseFromString(rnd.consents["woonbron"].consent)
+        fake.set_size = 1  # she wants a smaller set believed
+        body = fake.SerializeToString(deterministic=True)
+        forged = common_pb2.SignedConsent(
+            consent=body,
+            signature=signing.sign(signing.generate_signing_key(), signing.CONTEXT_CONSENT, body),
+        )
+        consents = [forged if p == "woonbron" else rnd.consents[p] for p in rnd.partners]
+        err = refused(net, "gemeente", lambda: rnd.blind("gemeente", consents))
+        assert "woonbron does not verify" in err.details()
+        assert net.nodes["gemeente"].rounds.rounds_in_flight() == []
+
+
+class TestAuthenticatedHops:
+    """Mallory runs the round by hand and twists one hop; the next node refuses."""
+
+    def test_appended_points_are_refused(self, net, mallory):
+        """H(x*) appended to a partner's batch: the evaluator refuses before evaluating."""
+        rnd = mallory.open_round()
+        blinded = rnd.blind_all()
+        points, chain = blinded["woonbron"]
+        target = rnd.evaluator("woonbron", 1)
+        refused(
+            net,
+            target,
+            lambda: rnd.evaluate(target, "woonbron", 1, points + probe(b"bsn:123456782"), chain),
+        )
+
+    def test_replaced_points_are_refused(self, net, mallory):
+        """A point replaced by H(x*) (same count): the chunk digest no longer matches."""
+        rnd = mallory.open_round()
+        points, chain = rnd.blind_all()["woonbron"]
+        swapped = probe(b"bsn:123456782") + points[wire.POINT_BYTES :]
+        target = rnd.evaluator("woonbron", 1)
+        err = refused(net, target, lambda: rnd.evaluate(target, "woonbron", 1, swapped, chain))
+        assert "does not match the digest" in err.details()
+
+    def test_relabelled_origin_is_refused(self, net, mallory):
+        """woonbron's batch presented as schuldhulp's: the origin statement says otherwise."""
+        rnd = mallory.open_round()
+        points, chain = rnd.blind_all()["woonbron"]
+        target = rnd.evaluator("schuldhulp", 1)
+        refused(net, target, lambda: rnd.evaluate(target, "schuldhulp", 1, points, chain))
+
+    def test_own_batch_back_is_refused(self, net, mallory):
+        """A node is sent its own blinded set to evaluate (which would strip its blinding)."""
+        rnd = mallory.open_round()
+        points, chain = rnd.blind_all()["gemeente"]
+        refused(net, "gemeente", lambda: rnd.evaluate("gemeente", "gemeente", 1, points, chain))
+
+    def test_skipped_hop_is_refused(self, net, mallory):
+        """A set sent on to step 2, or back to its origin, without its step-1 hop."""
+        rnd = mallory.open_round()
+        points, chain = rnd.blind_all()["woonbron"]
+        second = rnd.evaluator("woonbron", 2)
+        refused(net, second, lambda: rnd.evaluate(second, "woonbron", 2, points, chain))
+        rnd2 = mallory.open_round()
+        points, chain = rnd2.blind_all()["woonbron"]
+        refused(net, "woonbron", lambda: rnd2.finalize("woonbron", points, chain))
+
+    def test_replayed_points_are_refused(self, net, mallory):
+        """Points and statements from an earlier round, replayed in a new one."""
+        old = mallory.open_round()
+        points, chain = old.blind_all()["woonbron"]
+        new = mallory.open_round()
+        new.blind_all()
+        target = new.evaluator("woonbron", 1)
+        refused(net, target, lambda: new.evaluate(target, "woonbron", 1, points, chain))
+
+
+class TestProbesLearnNothing:
+    def test_injected_probes_are_refused_and_what_she_saw_reveals_no_member(self, net, mallory):
+        """She tries H(x*) at every hop for households she wants to find, then relays
+        honestly; from every point and tag she saw she can form no tag of any x*."""
+        data = net.data
+        candidates = sorted({cid for ids in data.ids.values() for cid in ids})
+        seen: list[bytes] = []
+        tags: dict[str, bytes] = {}
+        rnd = mallory.open_round()
+        points, chain = rnd.blind_all()["woonbron"]
+        target = rnd.evaluator("woonbron", 1)
+        appended = points + oprf.hash_to_group(candidates[:5])
+        refused(net, target, lambda: rnd.evaluate(target, "woonbron", 1, appended, chain))
+        # The refusal dropped the round at that node: nothing more of it is done there.
+        assert rnd.round_id not in net.nodes[target].rounds.rounds_in_flight()
+        # Honest from here on, in a fresh round, so that she sees a whole round's traffic.
+        rnd = mallory.open_round()
+        blinded = rnd.blind_all()
+        finals = {}
+        for origin in rnd.partners:
+            points, chain = blinded[origin]
+            seen.append(points)
+            for step in range(1, len(rnd.partners)):
+                target = rnd.evaluator(origin, step)
+                points, chain = rnd.evaluate(target, origin, step, points, chain)
+                seen.append(points)
+            finals[origin] = (points, chain)
+        for origin, (points, chain) in finals.items():
+            tags[origin], _salts, _root = rnd.finalize(origin, points, chain)
+        all_tags = {t[i : i + 16]: pid for pid, t in tags.items() for i in range(0, len(t), 16)}
+        assert len(all_tags) > 0
+        # What she would learn: any x* whose tag she can form from a point she saw.
+        learned = set()
+        for packed in seen:
+            for at in range(0, len(packed), wire.POINT_BYTES):
+                point = packed[at : at + wire.POINT_BYTES]
+                for x in candidates:
+                    tag = oprf.finalize([x], point)
+                    if tag in all_tags:
+                        learned.add((x, all_tags[tag]))
+        assert learned == set()
+
+
+class TestCheckableResults:
+    """She runs a round honestly up to the tally, then lies about the results."""
+
+    @staticmethod
+    def finalized(mallory):
+        rnd = mallory.open_round()
+        blinded = rnd.blind_all()
+        tags = {}
+        for origin in rnd.partners:
+            points, chain = rnd.route(origin, *blinded[origin])
+            tags[origin] = rnd.finalize(origin, points, chain)
+        return rnd, tags
+
+    @staticmethod
+    def results(rnd, *, set_sizes=None, commitments=None, **fields):
+        """RoundResults for gemeente, with the consented set sizes unless told otherwise."""
+        if set_sizes is None:
+            set_sizes = {}
+            for pid, signed in rnd.consents.items():
+                consent = common_pb2.Consent()
+                consent.ParseFromString(signed.consent)
+                set_sizes[pid] = consent.set_size
+        msg = node_pb2.RoundResults(round_id=rnd.round_id, set_sizes=set_sizes, **fields)
+        msg.commitments.update(commitments or {})
+        return msg
+
+    def deliver(self, mallory, rnd, **fields):
+        return mallory.stub("gemeente").Deliver(self.results(rnd, **fields), timeout=20)
+
+    def test_everyone_flagged_without_her_own_bit_is_refused(self, net, mallory):
+        """Masks lacking the node's own bit (a co-holder list invented for each client)."""
+        rnd, _ = self.finalized(mallory)
+        size = len(net.data.ids["gemeente"])
+        other = 1 << rnd.partners.index("woonbron") | 1 << rnd.partners.index("schuldhulp")
+        refused(
+            net,
+            "gemeente",
+            lambda: self.deliver(
+                mallory,
+                rnd,
+                flagged_indices=list(range(size)),
+                holder_masks=[other] * size,
+                flagged_count=size,
+            ),
+        )
+        assert not list((net.node_dirs["gemeente"] / "results").iterdir())
+
+    def test_fewer_holders_than_the_threshold_is_refused(self, net, mallory):
+        """A record flagged with only the node itself as holder (below threshold 2)."""
+        rnd, _ = self.finalized(mallory)
+        mine = 1 << rnd.partners.index("gemeente")
+        err = refused(
+            net,
+            "gemeente",
+            lambda: self.deliver(
+                mallory, rnd, flagged_indices=[0], holder_masks=[mine], flagged_count=1
+            ),
+        )
+        assert "fewer holders than the threshold" in err.details()
+
+    def test_a_co_holder_named_without_proof_is_refused(self, net, mallory):
+        """A co-holder claimed for a record, with no inclusion proof in its commitment."""
+        rnd, tags = self.finalized(mallory)
+        mask = 1 << rnd.partners.index("gemeente") | 1 << rnd.partners.index("woonbron")
+        err = refused(
+            net,
+            "gemeente",
+            lambda: self.deliver(
+                mallory,
+                rnd,
+                flagged_indices=[0],
+                holder_masks=[mask],
+                flagged_count=1,
+                commitments={"woonbron": tags["woonbron"][2]},
+            ),
+        )
+        assert "no proof that woonbron holds" in err.details()
+
+    def test_a_partner_outside_the_round_is_refused(self, net, mallory):
+        """A mask with a bit beyond the manifest's partners."""
+        rnd, _ = self.finalized(mallory)
+        mask = 1 << rnd.partners.index("gemeente") | 1 << 7
+        err = refused(
+            net,
+            "gemeente",
+            lambda: self.deliver(
+                mallory, rnd, flagged_indices=[0], holder_masks=[mask], flagged_count=1
+            ),
+        )
+        assert "outside this round" in err.details()
+
+    def test_set_sizes_other_than_the_consents_are_refused(self, net, mallory):
+        """Set sizes that differ from what the partners signed in their consents."""
+        rnd, _ = self.finalized(mallory)
+        sizes = {p: 999 for p in rnd.partners}
+        err = refused(net, "gemeente", lambda: self.deliver(mallory, rnd, set_sizes=sizes))
+        assert "signed consents" in err.details()
+
+    def test_abort_after_commit_is_refused_and_the_results_stay(self, net, mallory):
+        """An Abort for a committed round cannot withdraw the results a node published."""
+        summary = net.run()
+        assert summary.state == "completed", summary.reason
+        path = next(p for p in summary.partners if p.partner_id == "gemeente").result_path
+        before = Path(path).read_bytes()
+        refused(
+            net,
+            "gemeente",
+            lambda: mallory.stub("gemeente").Abort(
+                node_pb2.AbortRequest(round_id=summary.round_id, reason="withdraw"), timeout=10
+            ),
+        )
+        assert Path(path).read_bytes() == before
+
+
+def _forged_roster(roster: Roster, pid: str) -> Roster:
+    """The roster with `pid`'s signing key swapped for one Mallory holds."""
+    mine = signing.public_key_bytes(signing.generate_signing_key().public_key())
+    partners = tuple(
+        RosterPartner(
+            id=p.id,
+            organisation=p.organisation,
+            signing_key=mine if p.id == pid else p.signing_key,
+            agreement_key=p.agreement_key,
+            tls_fingerprint=p.tls_fingerprint,
+        )
+        for p in roster.partners
+    )
+    forged = Roster(
+        network=roster.network,
+        version=roster.version + 1,
+        coordinator_signing_key=roster.coordinator_signing_key,
+        partners=partners,
+    )
+    assert render_roster(forged)  # a well-formed roster, only not the accepted one
+    return forged
