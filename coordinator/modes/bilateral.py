@@ -116,7 +116,7 @@ def _exchange(context: RoundContext, state: RoundState, settings: Bilateral) -> 
     t0 = time.monotonic()
     context.enter(state, "response")
     relay = node_pb2.BilateralPayload(
-        round_id=state.round_id, payload=req.payload, set_size=client_size
+        round_id=state.round_id, payload=req.payload, set_size=client_size, signature=req.signature
     )
     resp = context.call(server_id, lambda peer: peer.stub.BilateralResponse(relay, timeout=timeout))
     _check_payload(
@@ -142,7 +142,12 @@ def _exchange(context: RoundContext, state: RoundState, settings: Bilateral) -> 
     t0 = time.monotonic()
     context.enter(state, "result")
     exchange = node_pb2.BilateralExchange(
-        round_id=state.round_id, setup=setup.payload, response=resp.payload
+        round_id=state.round_id,
+        setup=setup.payload,
+        response=resp.payload,
+        response_signature=resp.signature,
+        setup_signature=setup.signature,
+        server_set_size=setup.set_size,
     )
     receipt = context.call(
         client_id, lambda peer: peer.stub.BilateralResult(exchange, timeout=timeout)

@@ -218,16 +218,28 @@ class BilateralExchange(google.protobuf.message.Message):
     ROUND_ID_FIELD_NUMBER: builtins.int
     SETUP_FIELD_NUMBER: builtins.int
     RESPONSE_FIELD_NUMBER: builtins.int
+    RESPONSE_SIGNATURE_FIELD_NUMBER: builtins.int
+    SETUP_SIGNATURE_FIELD_NUMBER: builtins.int
+    SERVER_SET_SIZE_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     setup: builtins.bytes
     response: builtins.bytes
+    response_signature: builtins.bytes
+    """The server's signatures over both (kruispunt.payloads), checked by the client against
+    its roster: a relay cannot make up the server's answer.
+    """
+    setup_signature: builtins.bytes
+    server_set_size: builtins.int
     def __init__(
         self,
         *,
         round_id: builtins.str = ...,
         setup: builtins.bytes = ...,
         response: builtins.bytes = ...,
+        response_signature: builtins.bytes = ...,
+        setup_signature: builtins.bytes = ...,
+        server_set_size: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["response", b"response", "round_id", b"round_id", "setup", b"setup"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["response", b"response", "response_signature", b"response_signature", "round_id", b"round_id", "server_set_size", b"server_set_size", "setup", b"setup", "setup_signature", b"setup_signature"]) -> None: ...
 
 global___BilateralExchange = BilateralExchange

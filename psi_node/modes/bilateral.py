@@ -42,6 +42,7 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from kruispunt.errors import InvalidPoint, ProtocolError, ResourceLimit
+from kruispunt.payloads import Kind, sign_payload, verify_payload
 from kruispunt.psi_limits import (
     ELEMENT_BYTES,
     MAX_GCS_DIV,
@@ -125,7 +126,7 @@ def request(rounds: RoundContext, round_id: str) -> node_pb2.BilateralPayload:
         rnd.phase = REQUESTED
     rounds.audit_event("records.sent", rnd, "E", set_size=len(records), mode=MODE.name)
     log.info("bilateral request sent", round_id=round_id, set_size=len(records))
-    return node_pb2.BilateralPayload(round_id=round_id, payload=body, set_size=len(records))
+    return _signed(rounds, rnd, "request", body, len(records))
 
 
 def response(rounds: RoundContext, message: node_pb2.BilateralPayload) -> node_pb2.BilateralPayload:
@@ -136,6 +137,8 @@ def response(rounds: RoundContext, message: node_pb2.BilateralPayload) -> node_p
     count = message.set_size
     if count < 1:
         raise ProtocolError("the client's set size must be at least 1")
+    # The request and its size are the client's word, not the relay's.
+    _verify(rnd, settings.client_partner, "request", message.payload, count, message.signature)
     if count > purpose.max_set_size:
         raise ResourceLimit("the client's set size exceeds the purpose's maximum set size")
     if settings.data_structure == "gcs":
@@ -164,7 +167,7 @@ def response(rounds: RoundContext, message: node_pb2.BilateralPayload) -> node_p
         "phase.done", rnd, "E", phase="bilateral.response", client_set_size=count, mode=MODE.name
     )
     log.info("bilateral request answered", round_id=rnd.round_id, client_set_size=count)
-    return node_pb2.BilateralPayload(round_id=rnd.round_id, payload=body, set_size=count)
+    return _signed(rounds, rnd, "response", body, count)
 
 
 def setup(rounds: RoundContext, round_id: str) -> node_pb2.BilateralPayload:
@@ -204,7 +207,7 @@ def setup(rounds: RoundContext, round_id: str) -> node_pb2.BilateralPayload:
         "results.received", rnd, "C", flagged_count=0, client_set_size=client_size, rows=0
     )
     log.info("bilateral setup sent", round_id=round_id, set_size=len(records))
-    return node_pb2.BilateralPayload(round_id=round_id, payload=body, set_size=len(records))
+    return _signed(rounds, rnd, "setup", body, len(records))
 
 
 def result(rounds: RoundContext, exchange: node_pb2.BilateralExchange) -> node_pb2.DeliveryReceipt:
@@ -215,6 +218,14 @@ def result(rounds: RoundContext, exchange: node_pb2.BilateralExchange) -> node_p
     size = len(rnd.inputs.records)
     if len(exchange.response) > max_elements_bytes(size):
         raise ProtocolError("bilateral response is larger than this node's set allows")
+    if exchange.server_set_size > purpose.max_set_size:
+        raise ResourceLimit("the server's set size exceeds the purpose's maximum set size")
+    # Both answers are the server's own: checked against its roster key before use.
+    server = settings.server_partner
+    _verify(rnd, server, "response", exchange.response, size, exchange.response_signature)
+    _verify(
+        rnd, server, "setup", exchange.setup, exchange.server_set_size, exchange.setup_signature
+    )
     resp = psi.Response()
     try:
         resp.ParseFromString(exchange.response)
@@ -287,6 +298,42 @@ def result(rounds: RoundContext, exchange: node_pb2.BilateralExchange) -> node_p
 
 
 # -- checks ------------------------------------------------------------------------------
+
+
+def _signed(
+    rounds: RoundContext, rnd: NodeRound, kind: Kind, payload: bytes, set_size: int
+) -> node_pb2.BilateralPayload:
+    """A payload with this node's signature over it and the set size it speaks for."""
+    signature = sign_payload(
+        rounds.signing_key,
+        round_id=rnd.round_id,
+        manifest_sha256=rnd.verified.sha256,
+        sender=rounds.config.partner_id,
+        kind=kind,
+        payload=payload,
+        set_size=set_size,
+    )
+    return node_pb2.BilateralPayload(
+        round_id=rnd.round_id, payload=payload, set_size=set_size, signature=signature
+    )
+
+
+def _verify(
+    rnd: NodeRound, sender: str, kind: Kind, payload: bytes, set_size: int, signature: bytes
+) -> None:
+    """AttackRefused unless `sender`'s roster key signed this payload for this round."""
+    if rnd.roster is None:
+        raise ProtocolError("this round has no accepted roster")
+    verify_payload(
+        signature,
+        rnd.roster.partner(sender).signing_public_key,
+        round_id=rnd.round_id,
+        manifest_sha256=rnd.verified.sha256,
+        sender=sender,
+        kind=kind,
+        payload=payload,
+        set_size=set_size,
+    )
 
 
 def _round(rounds: RoundContext, round_id: str, *, role: str, phases: tuple[str, ...]) -> NodeRound:

@@ -389,6 +389,68 @@ class TestCheckableResults:
         assert Path(path).read_bytes() == before
 
 
+class TestTwoParty:
+    @pytest.fixture
+    def pair(self, network_factory):
+        n = network_factory(
+            PARTNERS[:2],
+            per_partner=20,
+            overlaps={2: 5},
+            bilateral_roles={"gemeente": "client", "woonbron": "server"},
+        )
+        n.add_purpose(
+            mode="bilateral",
+            bilateral={"client_partner": "gemeente", "server_partner": "woonbron"},
+        )
+        attacker = Mallory(n)
+        yield n, attacker
+        attacker.close()
+
+    def test_unsigned_request_of_her_own_is_refused(self, pair):
+        """A request she made from BSNs of her choosing, sent to the server: refused."""
+        import private_set_intersection.python as psi
+
+        net, mallory = pair
+        rnd = mallory.open_round()
+        client = psi.client.CreateWithNewKey(True)
+        body = client.CreateRequest([b"bsn:123456782", b"bsn:111222333"]).SerializeToString()
+        message = node_pb2.BilateralPayload(round_id=rnd.round_id, payload=body, set_size=2)
+        err = refused(net, "woonbron", lambda: mallory.stub("woonbron").BilateralResponse(message))
+        assert "not signed by gemeente" in err.details()
+
+    def test_the_clients_request_with_another_set_size_is_refused(self, pair):
+        """The client's real request relayed with a set size she changed."""
+        net, mallory = pair
+        rnd = mallory.open_round()
+        real = mallory.stub("gemeente").BilateralRequest(
+            common_pb2.RoundRef(round_id=rnd.round_id), timeout=20
+        )
+        real.set_size += 1
+        refused(net, "woonbron", lambda: mallory.stub("woonbron").BilateralResponse(real))
+
+    def test_a_made_up_server_answer_is_refused_by_the_client(self, pair):
+        """A setup and response she made herself, handed to the client: refused."""
+        import private_set_intersection.python as psi
+
+        net, mallory = pair
+        rnd = mallory.open_round()
+        request = mallory.stub("gemeente").BilateralRequest(
+            common_pb2.RoundRef(round_id=rnd.round_id), timeout=20
+        )
+        server = psi.server.CreateWithNewKey(True)
+        req = psi.Request()
+        req.ParseFromString(request.payload)
+        response = server.ProcessRequest(req).SerializeToString()
+        setup = server.CreateSetupMessage(
+            1e-9, request.set_size, [b"bsn:123456782"], psi.DataStructure.RAW
+        ).SerializeToString()
+        exchange = node_pb2.BilateralExchange(
+            round_id=rnd.round_id, setup=setup, response=response, server_set_size=1
+        )
+        refused(net, "gemeente", lambda: mallory.stub("gemeente").BilateralResult(exchange))
+        assert not list((net.node_dirs["gemeente"] / "results").iterdir())
+
+
 def _forged_roster(roster: Roster, pid: str) -> Roster:
     """The roster with `pid`'s signing key swapped for one Mallory holds."""
     mine = signing.public_key_bytes(signing.generate_signing_key().public_key())
