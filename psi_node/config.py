@@ -69,7 +69,6 @@ class NodeConfig:
     tls_ca: Path
     signing_key: Path
     coordinator_public_key: Path
-    agreement_key: Path
     results_dir: Path
     audit_log: Path
     state_dir: Path
@@ -169,7 +168,6 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
             signing_key=p(sign.get("key", "signing/node.ed25519")),
             agreement_key=p(sign.get("agreement_key", "signing/node.x25519")),
             coordinator_public_key=p(sign.get("coordinator_public_key", "signing/coordinator.pub")),
-            agreement_key=p(sign.get("agreement_key", "signing/node.x25519")),
             results_dir=p(paths.get("results", "results")),
             audit_log=p(paths.get("audit_log", "audit/node-audit.jsonl")),
             state_dir=p(paths.get("state", "state")),

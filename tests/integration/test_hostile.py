@@ -61,20 +61,33 @@ def _close_attackers():
     OPEN.clear()
 
 
-def batch(round_id: str, points: bytes, *, origin: str = "woonbron", offset: int = 0, chain=b""):
+def batch(round_id: str, points: bytes, *, origin: str = "", offset: int = 0, chain=b""):
+    """A step-1 batch for gemeente: by default of the partner whose route starts there."""
     return common_pb2.PointBatch(
-        round_id=round_id, origin=origin, step=1, offset=offset, points=points, chain=chain
+        round_id=round_id,
+        origin=origin or first_hop_origin(round_id),
+        step=1,
+        offset=offset,
+        points=points,
+        chain=chain,
     )
 
 
+def first_hop_origin(round_id: str) -> str:
+    """The partner whose set gemeente evaluates at step 1 (the ring order's next partner)."""
+    partners = OPEN[round_id][1].partners if round_id in OPEN else PARTNERS
+    return partners[(partners.index("gemeente") + 1) % len(partners)]
+
+
 def signed_by_colluding_origin(round_id: str, bad: bytes) -> tuple[bytes, bytes]:
-    """woonbron's whole set with its last point replaced by `bad`, signed by woonbron itself:
-    what a corrupt origin working with the coordinator could send."""
+    """The first-hop origin's whole set with its last point replaced by `bad`, signed by
+    that origin itself: what a corrupt origin working with the coordinator could send."""
     mallory, rnd = OPEN[round_id]
+    origin = first_hop_origin(round_id)
     consent = common_pb2.Consent()
-    consent.ParseFromString(rnd.consents["woonbron"].consent)
+    consent.ParseFromString(rnd.consents[origin].consent)
     points = CANONICAL_POINT * (consent.set_size - 1) + bad
-    return points, rnd.origin_chain("woonbron", points, mallory.colluding_key("woonbron"))
+    return points, rnd.origin_chain(origin, points, mallory.colluding_key(origin))
 
 
 def rejections(net, pid: str) -> list:

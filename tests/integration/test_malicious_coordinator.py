@@ -282,10 +282,8 @@ class TestCheckableResults:
     def finalized(mallory):
         rnd = mallory.open_round()
         blinded = rnd.blind_all()
-        tags = {}
-        for origin in rnd.partners:
-            points, chain = rnd.route(origin, *blinded[origin])
-            tags[origin] = rnd.finalize(origin, points, chain)
+        routed = {origin: rnd.route(origin, *blinded[origin]) for origin in rnd.partners}
+        tags = {origin: rnd.finalize(origin, *routed[origin]) for origin in rnd.partners}
         return rnd, tags
 
     @staticmethod

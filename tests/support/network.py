@@ -19,12 +19,13 @@ from coordinator.provision import (
     add_purpose,
     export_roster,
     init_coordinator,
+    roster_path,
     update_partner_address,
 )
 from coordinator.server import CoordinatorServer
 from coordinator.server import create_server as create_coordinator
 from kruispunt.purpose import Purpose
-from kruispunt.roster import Roster
+from kruispunt.roster import Roster, load_roster
 from psi_node.config import NodeConfig, load_node_config
 from psi_node.pool import PointPool
 from psi_node.provision import accept_network_roster, init_node, install_certificate
@@ -85,6 +86,11 @@ class TestNetwork:
         for node_dir in self.node_dirs.values():
             accept_network_roster(node_dir, path, roster.digest_hex, actor="operator:test")
         return roster
+
+    @property
+    def roster_sha256(self) -> bytes:
+        """The digest of the roster the coordinator exported (and every node accepted)."""
+        return load_roster(roster_path(self.config)).digest
 
     def add_purpose(self, purpose_id: str = "vroegsignalering", **overrides: Any) -> Purpose:
         fields: dict[str, Any] = {
