@@ -21,6 +21,7 @@ from kruispunt import pki, psi_limits, signing, transport
 from kruispunt.errors import InvalidPoint, KruispuntError, ProtocolError, ResourceLimit, RoundFailed
 from kruispunt.identifiers import canonicalize
 from kruispunt.manifest import new_round_id, sign_manifest
+from kruispunt.payloads import Kind, sign_payload
 from kruispunt.purpose import Bilateral, Purpose
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
 from psi_node.audit import cross_check
@@ -310,6 +311,22 @@ def exchange_to_setup(
     return req, resp, setup
 
 
+def signed_by(
+    net: TestNetwork, round_id: str, sender: str, kind: Kind, payload: bytes, set_size: int
+) -> bytes:
+    """`sender`'s own signature over a payload: a malformed payload from a corrupt node,
+    which the structural checks must still refuse."""
+    return sign_payload(
+        signing.load_signing_key(net.node_config(sender).signing_key),
+        round_id=round_id,
+        manifest_sha256=manager(net, sender).get_round(round_id).verified.sha256,
+        sender=sender,
+        kind=kind,
+        payload=payload,
+        set_size=set_size,
+    )
+
+
 def parsed_setup(payload: bytes) -> Any:
     message = psi.ServerSetup()
     message.ParseFromString(payload)
@@ -369,7 +386,12 @@ class TestBilateralNode:
         def answer(payload: bytes, set_size: int = 20) -> None:
             bilateral.response(
                 server,
-                node_pb2.BilateralPayload(round_id=round_id, payload=payload, set_size=set_size),
+                node_pb2.BilateralPayload(
+                    round_id=round_id,
+                    payload=payload,
+                    set_size=set_size,
+                    signature=signed_by(net, round_id, CLIENT, "request", payload, set_size),
+                ),
             )
 
         with pytest.raises(ProtocolError, match="does not parse"):
@@ -410,7 +432,18 @@ class TestBilateralNode:
         def result(setup_bytes: bytes, response: bytes = resp.payload) -> Any:
             return bilateral.result(
                 client,
-                node_pb2.BilateralExchange(round_id=round_id, setup=setup_bytes, response=response),
+                node_pb2.BilateralExchange(
+                    round_id=round_id,
+                    setup=setup_bytes,
+                    response=response,
+                    response_signature=signed_by(
+                        net, round_id, SERVER, "response", response, resp.set_size
+                    ),
+                    setup_signature=signed_by(
+                        net, round_id, SERVER, "setup", setup_bytes, setup.set_size
+                    ),
+                    server_set_size=setup.set_size,
+                ),
             )
 
         def tampered(**changes: Any) -> bytes:
@@ -507,8 +540,14 @@ class TestBilateralNode:
         stub = node_pb2_grpc.PsiNodeStub(channel)
         try:
             with pytest.raises(grpc.RpcError) as err:
+                garbage = b"\xff\x01"  # signed by a corrupt client, so only the parse refuses it
                 stub.BilateralResponse(
-                    node_pb2.BilateralPayload(round_id=round_id, payload=b"\xff\x01", set_size=10),
+                    node_pb2.BilateralPayload(
+                        round_id=round_id,
+                        payload=garbage,
+                        set_size=10,
+                        signature=signed_by(net, round_id, CLIENT, "request", garbage, 10),
+                    ),
                     timeout=10,
                 )
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
