@@ -85,6 +85,8 @@ class RoundState:
     result_paths: dict[str, str] = field(default_factory=dict)
     histogram: dict[int, int] = field(default_factory=dict)
     staged: set[str] = field(default_factory=set)
+    #: Partners that published their results; an abort would be refused there.
+    committed: set[str] = field(default_factory=set)
 
 
 class RoundMode(Protocol):
@@ -184,6 +186,44 @@ class RoundContext:
         """Raise RoundCancelled if an operator asked the round to stop."""
         if self.cancel.is_set():
             raise RoundCancelled("cancelled by the operator")
+
+    def commit(self, state: RoundState, **roles: str) -> None:
+        """Publish the staged results at every partner and record each delivery.
+
+        A commit that fails anywhere fails the round, naming who did and did not publish;
+        results already published stay (no abort removes a committed result, or a
+        coordinator could suppress results at will). `roles` adds a partner's role to its
+        `results.delivered` event (two-party mode).
+        """
+        ref = common_pb2.RoundRef(round_id=state.round_id)
+        committed, failures = fan_out(
+            self.peers, "commit", lambda pid, peer: peer.stub.Commit(ref, timeout=self.timeout)
+        )
+        state.committed.update(committed)
+        if failures:
+            raise RoundFailed(
+                "commit failed: "
+                + "; ".join(f"{pid}: {why}" for pid, why in failures.items())
+                + (f" (results published at {', '.join(sorted(committed))})" if committed else "")
+            )
+        for pid in state.partners:
+            receipt = committed[pid]
+            if receipt.flagged_count != state.flagged[pid]:
+                raise RoundFailed(
+                    f"{pid}: committed {receipt.flagged_count} results, "
+                    f"expected {state.flagged[pid]}"
+                )
+            state.result_paths[pid] = receipt.result_path
+            extra = {"role": roles[pid]} if pid in roles else {}
+            self.record(
+                state,
+                "results.delivered",
+                pid,
+                flagged_count=receipt.flagged_count,
+                **extra,
+                result_sha256=receipt.result_sha256.hex(),
+            )
+        state.staged.clear()
 
 
 class PhaseProgress:

@@ -387,7 +387,9 @@ class RoundRunner:
     ) -> coordinator_pb2.RoundSummary:
         bound = log.bind(round_id=state.round_id)
         bound.warning("round ended without results", state=terminal, reason=reason)
-        self._abort_everywhere(state.round_id, reason, peers)
+        # A node that committed keeps its results (no abort can remove them): tell the others.
+        pending = {pid: peer for pid, peer in peers.items() if pid not in state.committed}
+        self._abort_everywhere(state.round_id, reason, pending)
         summary = self._summary(state, terminal, reason)
         self.store.finish_round(
             state.round_id, terminal, reason, self.now().isoformat(), summary_dict(summary)

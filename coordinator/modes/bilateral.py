@@ -163,25 +163,7 @@ def _exchange(context: RoundContext, state: RoundState, settings: Bilateral) -> 
     # Both sides staged: publish at both.
     t0 = time.monotonic()
     context.enter(state, "deliver")
-    committed = context.parallel(
-        state, "commit", lambda pid, peer: peer.stub.Commit(ref, timeout=timeout)
-    )
-    for pid in state.partners:
-        done = committed[pid]
-        if done.flagged_count != state.flagged[pid]:
-            raise RoundFailed(
-                f"{pid}: committed {done.flagged_count} results, expected {state.flagged[pid]}"
-            )
-        state.result_paths[pid] = done.result_path
-        context.record(
-            state,
-            "results.delivered",
-            pid,
-            flagged_count=done.flagged_count,
-            role="client" if pid == client_id else "server",
-            result_sha256=done.result_sha256.hex(),
-        )
-    state.staged.clear()
+    context.commit(state, **{client_id: "client", server_id: "server"})
     state.phases["deliver"] = time.monotonic() - t0
     context.report(state, "deliver", "results written at both partners")
 

@@ -27,7 +27,6 @@ from coordinator.round_context import (
     RoundCancelled,
     RoundContext,
     RoundState,
-    fan_out,
 )
 from coordinator.tally import TallyResult, tally
 from kruispunt import wire
@@ -175,29 +174,8 @@ def _deliver(context: RoundContext, state: RoundState, result: TallyResult) -> N
                 f"{pid}: staged {receipt.flagged_count} results, expected {state.flagged[pid]}"
             )
     context.check_cancel()
-    # Every node has its results staged: publish everywhere. A commit that fails anywhere
-    # fails the round; results other nodes already published stay (no abort can remove a
-    # committed result, or a coordinator could suppress them at will).
-    ref = common_pb2.RoundRef(round_id=state.round_id)
-    committed, failures = fan_out(
-        context.peers, "commit", lambda pid, peer: peer.stub.Commit(ref, timeout=timeout)
-    )
-    if failures:
-        raise RoundFailed(
-            "commit failed: "
-            + "; ".join(f"{pid}: {why}" for pid, why in failures.items())
-            + (f" (results published at {', '.join(sorted(committed))})" if committed else "")
-        )
-    for pid, receipt in committed.items():
-        state.result_paths[pid] = receipt.result_path
-        context.record(
-            state,
-            "results.delivered",
-            pid,
-            flagged_count=receipt.flagged_count,
-            result_sha256=receipt.result_sha256.hex(),
-        )
-    state.staged.clear()
+    # Every node has its results staged: publish everywhere.
+    context.commit(state)
     state.evidence.clear()
     state.phases["deliver"] = time.monotonic() - t0
     context.report(state, "deliver", "results written at every partner")

@@ -388,10 +388,12 @@ class TestResultsFolder:
 
 
 class TestPartialCommit:
-    def test_commit_failing_at_one_node_leaves_no_published_results(
+    def test_commit_failing_at_one_node_fails_the_round_and_keeps_what_was_published(
         self, net: LocalNetwork
     ) -> None:
-        """When publishing fails at one node, no node keeps results of the failed round."""
+        """When publishing fails at one node the round fails naming it; nodes that published
+        keep their results (verified, and no abort may remove a committed result, or a
+        coordinator could suppress results at will) and are not sent an abort."""
         pending = net.start_round(PURPOSE, reason="commit fails at one node")
         deadline = time.monotonic() + 30
         row = net.latest_round(PURPOSE)
@@ -409,7 +411,14 @@ class TestPartialCommit:
         assert outcome.state == "failed"
         assert outcome.reason.startswith("commit failed: p03")
         assert "cannot publish results" in outcome.reason
-        no_round_files(net, row.id)
+        assert "(results published at p01, p02)" in outcome.reason
+        files = round_files(net, row.id)
+        assert files["p03"] == []
+        for pid in ("p01", "p02"):
+            assert files[pid] == [f"{row.id}.csv", f"{row.id}.json"]
+            events = [e["event"] for e in node_events(net, pid, row.id)]
+            assert events[-1] == "results.written"
+            assert "attack.refused" not in events
 
 
 class TestGracefulShutdown:
