@@ -539,17 +539,15 @@ class TestBilateralNode:
         )
         stub = node_pb2_grpc.PsiNodeStub(channel)
         try:
+            garbage = b"\xff\x01"  # signed by a corrupt client, so only the parse refuses it
+            message = node_pb2.BilateralPayload(
+                round_id=round_id,
+                payload=garbage,
+                set_size=10,
+                signature=signed_by(net, round_id, CLIENT, "request", garbage, 10),
+            )
             with pytest.raises(grpc.RpcError) as err:
-                garbage = b"\xff\x01"  # signed by a corrupt client, so only the parse refuses it
-                stub.BilateralResponse(
-                    node_pb2.BilateralPayload(
-                        round_id=round_id,
-                        payload=garbage,
-                        set_size=10,
-                        signature=signed_by(net, round_id, CLIENT, "request", garbage, 10),
-                    ),
-                    timeout=10,
-                )
+                stub.BilateralResponse(message, timeout=10)
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "does not parse" in err.value.details()
         finally:
