@@ -11,7 +11,8 @@ the signed statements of its route (kruispunt.hops), which each node checks agai
 own roster before it evaluates a point; the coordinator forwards the partners' signed
 consents rather than its own account of them, and backs every co-holder it names with an
 inclusion proof in that partner's signed tag commitment. It still checks what it relays
-(canonical points, counts, commitments) so that a failure names the node that caused it.
+(counts, commitments; points when a node refuses one) so that a failure names the node
+that caused it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+import grpc
 
 from coordinator.round_context import (
     Peer,
@@ -33,6 +37,7 @@ from kruispunt import wire
 from kruispunt.commitments import Commitment, CommitmentRefused, SignedRoot, verify_root
 from kruispunt.errors import InvalidPoint, KruispuntError, RoundFailed
 from kruispunt.purpose import Purpose
+from kruispunt.rpc import PeerError, translated
 from kruispunt.v1 import common_pb2, node_pb2
 
 __all__ = ["created_details", "run"]
@@ -87,8 +92,9 @@ def _match(context: RoundContext, state: RoundState) -> TallyResult:
             requests = _point_requests(
                 state.round_id, origin, step, current[origin], per_chunk, cancel, chains[origin]
             )
-            stream = peer.stub.Evaluate(requests, timeout=timeout)
-            return _collect_points(stream, state.set_sizes[origin], progress, cancel)
+            with _blaming(state, origin, step, current[origin]):
+                stream = peer.stub.Evaluate(requests, timeout=timeout)
+                return _collect_points(stream, state.set_sizes[origin], progress, cancel)
 
         results = context.parallel(state, f"evaluate step {step}", evaluate)
         for pid, (points, chain) in results.items():
@@ -108,8 +114,9 @@ def _match(context: RoundContext, state: RoundState) -> TallyResult:
         requests = _point_requests(
             state.round_id, pid, 0, current[pid], per_chunk, cancel, chains[pid]
         )
-        stream = peer.stub.Finalize(requests, timeout=timeout)
-        return _collect_tags(stream, state.set_sizes[pid], progress, cancel)
+        with _blaming(state, pid, n, current[pid]):
+            stream = peer.stub.Finalize(requests, timeout=timeout)
+            return _collect_tags(stream, state.set_sizes[pid], progress, cancel)
 
     finalized = context.parallel(state, "finalize", finalize)
     current.clear()
@@ -181,6 +188,33 @@ def _deliver(context: RoundContext, state: RoundState, result: TallyResult) -> N
     context.report(state, "deliver", "results written at every partner")
 
 
+@contextmanager
+def _blaming(state: RoundState, origin: str, step: int, relayed: bytes) -> Iterator[None]:
+    """Name the node that produced an invalid point, not the one that refused it.
+
+    Every batch is signed by the node that produced it (kruispunt.hops), so when the
+    receiver refuses a point as no group element, the coordinator checks what it relayed
+    and, if the refusal holds, names the signer of that batch. Checking only on refusal
+    keeps a decode per relayed point off every round.
+    """
+    try:
+        with translated():
+            yield
+    except PeerError as exc:
+        if exc.status != grpc.StatusCode.INVALID_ARGUMENT or "group element" not in exc.details:
+            raise
+        try:
+            wire.validate_points(relayed)
+        except InvalidPoint:
+            n = len(state.partners)
+            producer = state.partners[(state.partners.index(origin) - step + 1) % n]
+            raise RoundFailed(
+                f"{producer} signed a batch of {origin}'s set holding a point that is not a "
+                f"valid group element (step {step - 1}); the next node refused it"
+            ) from None
+        raise
+
+
 def _point_requests(
     round_id: str,
     origin: str,
@@ -220,10 +254,7 @@ def _collect_points(
         chain = batch.chain
         if not batch.points and not chain:
             raise RoundFailed("sent an empty batch")
-        try:
-            count = wire.validate_points(batch.points) if batch.points else 0
-        except InvalidPoint:
-            raise RoundFailed("sent a point that is not a valid group element") from None
+        count = wire.check_packed(batch.points, wire.POINT_BYTES)
         if batch.offset * wire.POINT_BYTES != len(out) and count:
             raise RoundFailed("sent points out of order")
         out += batch.points

@@ -246,6 +246,30 @@ class TestOtherMethods:
         for pid in PARTNERS:
             assert net.nodes[pid].rounds.rounds_in_flight() == []
 
+    def test_an_invalid_point_is_blamed_on_the_node_that_signed_it(self, net):
+        """A corrupt origin blinds one record to the identity and signs it: the next node
+        refuses the point, and the round fails naming the origin, not the honest refuser."""
+
+        class CorruptPool:
+            def __init__(self, pool):
+                self._pool = pool
+
+            def hash_and_blind(self, records, factor):
+                return bytes(32) + self._pool.hash_and_blind(records, factor)[32:]
+
+            def __getattr__(self, name):
+                return getattr(self._pool, name)
+
+        rounds = net.nodes["woonbron"].rounds
+        rounds.pool = CorruptPool(rounds.pool)
+        summary = net.run()
+        assert summary.state == "failed"
+        assert "woonbron signed a batch of woonbron's set holding a point that is not" in (
+            summary.reason
+        )
+        for pid in PARTNERS:
+            assert net.nodes[pid].rounds.rounds_in_flight() == []
+
 
 class FakeContext:
     """Enough of grpc.ServicerContext for calling a servicer without a socket."""
