@@ -221,6 +221,9 @@ class TestAuthenticatedHops:
         rnd2 = mallory.open_round()
         points, chain = rnd2.blind_all()["woonbron"]
         refused(net, "woonbron", lambda: rnd2.finalize("woonbron", points, chain))
+        # Both refusals ended the round at the refusing node, keys and all.
+        assert rnd.round_id not in net.nodes[second].rounds.rounds_in_flight()
+        assert rnd2.round_id not in net.nodes["woonbron"].rounds.rounds_in_flight()
 
     def test_replayed_points_are_refused(self, net, mallory):
         """Points and statements from an earlier round, replayed in a new one."""
@@ -230,6 +233,43 @@ class TestAuthenticatedHops:
         new.blind_all()
         target = new.evaluator("woonbron", 1)
         refused(net, target, lambda: new.evaluate(target, "woonbron", 1, points, chain))
+
+
+class TestNoLeftovers:
+    def test_no_round_key_outlives_its_manifest(self, net, mallory):
+        """A round whose manifest expired is dropped, keys and all, at the next housekeeping."""
+        from datetime import timedelta
+
+        rnd = mallory.open_round()
+        rounds = net.nodes["gemeente"].rounds
+        assert rnd.round_id in rounds.rounds_in_flight()
+        real_now = rounds.now
+        rounds.now = lambda: real_now() + timedelta(seconds=601)  # the manifests live 600 s
+        try:
+            assert rnd.round_id in rounds.expire_idle()
+        finally:
+            rounds.now = real_now
+        assert rnd.round_id not in rounds.rounds_in_flight()
+        aborted = [
+            e.details["reason"]
+            for e in rounds.audit.events()
+            if e.event == "round.aborted" and e.round_id == rnd.round_id
+        ]
+        assert aborted == ["the round's manifest expired"]
+
+    def test_each_round_sends_records_in_an_order_of_its_own(self, net, mallory):
+        """The node's records travel in a fresh random order per round, never export order:
+        an export sorted by BSN or intake date shows nothing through the order of its tags."""
+        orders = []
+        for _ in range(2):
+            rnd = mallory.open_round()
+            state = net.nodes["gemeente"].rounds.get_round(rnd.round_id).state
+            orders.append(list(state.order))
+            net.nodes["gemeente"].rounds.abort(rnd.round_id, "test over")
+        size = len(net.data.ids["gemeente"])
+        assert sorted(orders[0]) == sorted(orders[1]) == list(range(size))
+        assert orders[0] != list(range(size))
+        assert orders[0] != orders[1]
 
 
 class TestProbesLearnNothing:

@@ -56,6 +56,25 @@ class TestMatchingRound:
             assert by_partner[pid].set_size == 50
         assert dict(summary.overlap_histogram) == {k: v for k, v in net.data.histogram().items()}
 
+    def test_result_rows_follow_the_export_order(self, network_factory):
+        """Records travel in a random order, but the results file lists them as the export
+        does, each row with its own co-holders."""
+        net = network_factory(PARTNERS, per_partner=50, overlaps={2: 6, 3: 4, 4: 3})
+        net.add_purpose()
+        summary = net.run()
+        assert summary.state == "completed", summary.reason
+        assert net.data is not None
+        for pid in PARTNERS:
+            path = net.node_dirs[pid] / "results" / f"{summary.round_id}.csv"
+            with path.open(encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh, delimiter=";"))
+            got = [canonicalize("bsn", {"bsn": r["bsn"]}) for r in rows]
+            position = {cid: i for i, cid in enumerate(net.data.ids[pid])}
+            assert [position[c] for c in got] == sorted(position[c] for c in got)
+            for row, cid in zip(rows, got, strict=True):
+                holders = net.data.truth[cid] - {pid}
+                assert set(row["partners"].split()) == holders
+
     def test_address_round_matches_messy_spellings(self, network_factory):
         """Households given as addresses in different spellings at each partner still match."""
         net = network_factory(PARTNERS[:3], per_partner=40, overlaps={2: 5, 3: 4}, kind="address")
