@@ -115,21 +115,23 @@ def blind(
     _accept_consents(rounds, rnd, state, list(consents))
     records = [rnd.inputs.records[i] for i in state.order]
     size = rnd.verified.chunk_points
-    sent = bytearray()
+    me = rounds.config.partner_id
+    digests = []
     with rnd.lock:
         for offset in range(0, len(records), size):
             packed = rounds.pool.hash_and_blind(
                 records[offset : offset + size], state.key.blind_factor
             )
-            sent += packed
+            digests.append(hops.chunk_digest(round_id, me, 0, offset // size, packed))
             rnd.last_activity = time.monotonic()
             yield offset, packed, b""
-        statement = hops.OriginStatement.for_points(
+        statement = hops.OriginStatement(
             round_id=round_id,
             manifest_sha256=rnd.verified.sha256,
-            origin=rounds.config.partner_id,
-            packed=bytes(sent),
+            origin=me,
+            count=len(records),
             chunk_size=size,
+            chunk_digests=tuple(digests),
         )
         chain = hops.Chain(hops.sign_origin(rounds.signing_key, statement))
         rnd.phase = BLINDED
