@@ -19,6 +19,7 @@ from tests.support.mallory import Mallory, OpenRound, parse_consent
 from tests.support.red_team import (
     colluder_commitment,
     consent_with_split_share,
+    consented_sizes,
     manifest_with_ttl,
     mask,
     results,
@@ -114,13 +115,16 @@ class TestFindings:
         rnd.consents[COLLUDER] = split
         shared = set(net.data.ids["gemeente"]) & set(net.data.ids["woonbron"])
         assert shared, "the two honest partners share households"
+        stopped = None
         try:
             tags = run_to_tags(rnd)
         except grpc.RpcError as err:
-            assert err.code() == grpc.StatusCode.PERMISSION_DENIED, err.details()
-            return
-        common = set(split_tags(tags["gemeente"][0])) & set(split_tags(tags["woonbron"][0]))
-        assert len(common) == len(shared)
+            stopped = err.code()
+        if stopped is not None:
+            assert stopped == grpc.StatusCode.PERMISSION_DENIED
+        else:
+            common = set(split_tags(tags["gemeente"][0])) & set(split_tags(tags["woonbron"][0]))
+            assert len(common) == len(shared)
 
     @pytest.mark.xfail(
         strict=True,
@@ -134,6 +138,29 @@ class TestFindings:
         consent = mallory.propose(VICTIM, signed)
         assert not consent.granted
         assert net.nodes[VICTIM].rounds.rounds_in_flight() == []
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="F3b: a request the node rejects (not as an attack) still counts as activity, "
+        "so the coordinator keeps an idle round -- tag key, tags, records -- alive at will",
+    )
+    def test_refused_requests_do_not_keep_an_idle_round_alive(self, net, mallory):
+        """After Finalize the node holds the tag key, its tags and its records until Deliver.
+        The round has been idle for twice the idle timeout; a Deliver it rejects as malformed
+        must not make it young again."""
+        rnd = mallory.open_round()
+        run_to_tags(rnd)
+        rounds = net.nodes[VICTIM].rounds
+        held = rounds.get_round(rnd.round_id)
+        held.last_activity -= 2 * rounds.idle_timeout
+        bad = node_pb2.RoundResults(
+            round_id=rnd.round_id, set_sizes=consented_sizes(rnd), flagged_count=1
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            mallory.stub(VICTIM).Deliver(bad, timeout=20)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+        rounds.expire_idle()
+        assert rnd.round_id not in rounds.rounds_in_flight()
 
     @pytest.mark.xfail(
         strict=True,
@@ -178,6 +205,16 @@ class TestControls:
         shared = set(net.data.ids["gemeente"]) & set(net.data.ids["woonbron"])
         common = set(split_tags(tags["gemeente"][0])) & set(split_tags(tags["woonbron"][0]))
         assert len(common) == len(shared) > 0
+
+    def test_an_idle_round_left_alone_expires(self, net, mallory):
+        """The idle-timeout finding's assertion holds when no request comes in between."""
+        rnd = mallory.open_round()
+        run_to_tags(rnd)
+        rounds = net.nodes[VICTIM].rounds
+        held = rounds.get_round(rnd.round_id)
+        held.last_activity -= 2 * rounds.idle_timeout
+        rounds.expire_idle()
+        assert rnd.round_id not in rounds.rounds_in_flight()
 
 
 class TestForwardedConsents:
@@ -315,3 +352,30 @@ class TestTwoPartyKinds:
         err = refused(net, "gemeente", lambda: mallory.stub("gemeente").BilateralResult(exchange))
         assert "setup is not signed by woonbron" in err.details()
         assert not list((net.node_dirs["gemeente"] / "results").iterdir())
+
+
+class TestChunking:
+    @pytest.mark.xfail(
+        strict=True,
+        reason="F5: a node consents to a chunk size its own set cannot be signed in "
+        "(more than hops.MAX_CHUNKS chunks); Blind then dies with INTERNAL after streaming "
+        "every point and the round, with its key, stays in flight",
+    )
+    def test_a_chunk_size_the_set_cannot_be_signed_in_is_refused_at_consent(self, network_factory):
+        """chunk_points = 1 for a set of more than 4,096 records."""
+        n = network_factory(PARTNERS[:2], per_partner=4200, overlaps={2: 5})
+        n.add_purpose()
+        attacker = Mallory(n)
+        try:
+            signed = manifest_with_ttl(attacker, 600, chunk_points=1)
+            manifest = common_pb2.RoundManifest()
+            manifest.ParseFromString(signed.manifest)
+            answers = {p: attacker.stub(p).Propose(signed, timeout=10) for p in manifest.partners}
+            if parse_consent(answers[VICTIM]).granted:
+                rnd = OpenRound(attacker, signed, manifest, answers)
+                _points, chain = rnd.blind(VICTIM)
+                assert chain, "a round the node consented to can be blinded"
+            else:
+                assert n.nodes[VICTIM].rounds.rounds_in_flight() == []
+        finally:
+            attacker.close()
