@@ -20,6 +20,7 @@ from tests.support.red_team import (
     colluder_commitment,
     consent_with_split_share,
     consented_sizes,
+    invert_result_digest,
     manifest_with_ttl,
     mask,
     results,
@@ -379,3 +380,86 @@ class TestChunking:
                 assert n.nodes[VICTIM].rounds.rounds_in_flight() == []
         finally:
             attacker.close()
+
+
+def raw_cells(net) -> list[str]:
+    """Every identifier cell of every partner's export: the test's stand-in for the whole
+    identifier space an attacker enumerates (see `invert_result_digest`)."""
+    return sorted({row["bsn"] for rows in net.data.rows.values() for row in rows})
+
+
+class TestResultDigest:
+    """The receipt of Deliver and Commit carries SHA-256 of the result file, unsalted."""
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="F0: the receipt's result_sha256 is an unsalted hash of the flagged identifiers; "
+        "the coordinator stores it in its audit log, and for one flagged row it is a "
+        "dictionary attack away from the BSN",
+    )
+    def test_the_coordinators_audit_log_does_not_reveal_a_flagged_bsn(self, network_factory):
+        """An honest round in which each partner has one flagged household: from the
+        `results.delivered` event alone, the household's BSN is found."""
+        n = network_factory(PARTNERS[:2], per_partner=20, overlaps={2: 1})
+        n.add_purpose()
+        summary = n.run()
+        assert summary.state == "completed", summary.reason
+        recovered = []
+        for event in n.coordinator.audit.events(summary.round_id):
+            if event.event != "results.delivered" or event.details["flagged_count"] != 1:
+                continue
+            other = next(p for p in PARTNERS[:2] if p != event.details["partner"])
+            digest = bytes.fromhex(event.details["result_sha256"])
+            recovered.append(invert_result_digest(digest, ["bsn", "partners"], other, raw_cells(n)))
+        assert len(recovered) == 2
+        assert recovered == [None, None]
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="F0: the coordinator delivers one flagged record of its choosing, reads the "
+        "receipt's result_sha256 and inverts it: the BSN behind a tag, and who holds it",
+    )
+    def test_delivering_a_single_flag_does_not_reveal_whose_record_it_is(self, net, mallory):
+        """She picks a record gemeente and woonbron both hold (proof and all genuine), delivers
+        it alone, and inverts the digest in the receipt; then she aborts, so gemeente
+        does not even keep the result."""
+        rnd = mallory.open_round()
+        tags = run_to_tags(rnd)
+        mine = split_tags(tags[VICTIM][0])
+        wb_tags, wb_salts, wb_root = tags["woonbron"]
+        theirs = split_tags(wb_tags)
+        index = next(i for i, t in enumerate(mine) if t in theirs)
+        tree = Commitment.with_salts(wb_tags, wb_salts)
+        holders = [VICTIM, "woonbron"]
+        if mine[index] in split_tags(tags["schuldhulp"][0]):
+            holders.append("schuldhulp")
+        proofs = [
+            node_pb2.CoholderProof(
+                flagged=0, partner="woonbron", proof=tree.proof(theirs.index(mine[index])).encode()
+            )
+        ]
+        commitments = {"woonbron": wb_root}
+        if "schuldhulp" in holders:
+            sh_tags, sh_salts, sh_root = tags["schuldhulp"]
+            sh_tree = Commitment.with_salts(sh_tags, sh_salts)
+            at = split_tags(sh_tags).index(mine[index])
+            proofs.append(
+                node_pb2.CoholderProof(
+                    flagged=0, partner="schuldhulp", proof=sh_tree.proof(at).encode()
+                )
+            )
+            commitments["schuldhulp"] = sh_root
+        msg = results(
+            rnd,
+            flagged=[index],
+            masks=[mask(rnd, *holders)],
+            commitments=commitments,
+            proofs=proofs,
+        )
+        receipt = mallory.stub(VICTIM).Deliver(msg, timeout=20)
+        mallory.stub(VICTIM).Abort(node_pb2.AbortRequest(round_id=rnd.round_id, reason="x"))
+        named = " ".join(p for p in rnd.partners if p in holders and p != VICTIM)
+        found = invert_result_digest(
+            receipt.result_sha256, ["bsn", "partners"], named, raw_cells(net)
+        )
+        assert found is None

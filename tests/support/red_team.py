@@ -7,6 +7,10 @@ plus the public structure of the protocol. Nothing reaches into a node's memory.
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -120,3 +124,33 @@ def manifest_with_ttl(
         roster_sha256=mallory.roster.digest,
         **fields,
     )
+
+
+def result_csv(header: Sequence[str], rows: Sequence[Sequence[str]]) -> bytes:
+    """The bytes a node's result file holds for `rows`, as a coordinator can rebuild them.
+
+    The format is public (`;`-separated, a header line, the export's own cell text, a last
+    `partners` column under `partners` disclosure); nothing secret goes into it.
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def invert_result_digest(
+    digest: bytes, header: Sequence[str], coholders: str | None, cells: Iterable[str]
+) -> str | None:
+    """The identifier cell behind a one-row result file's SHA-256, by trying every candidate.
+
+    `cells` stands in for the attacker's enumeration of the identifier space: about 9.1e7
+    valid BSNs times the few ways exports spell them, or the ~1e7 addresses of the public
+    BAG. SHA-256 runs at millions of candidates a second per core, so the real enumeration
+    takes minutes; nothing about it needs a key.
+    """
+    for cell in cells:
+        row = [cell] if coholders is None else [cell, coholders]
+        if hashlib.sha256(result_csv(header, [row])).digest() == digest:
+            return cell
+    return None
