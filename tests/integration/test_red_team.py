@@ -463,3 +463,30 @@ class TestResultDigest:
             receipt.result_sha256, ["bsn", "partners"], named, raw_cells(net)
         )
         assert found is None
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="F0: under count disclosure she may flag any record (documented); with the "
+        "receipt's digest that names the person behind a record nobody else holds",
+    )
+    def test_a_flag_under_count_disclosure_does_not_reveal_a_lonely_record(self, network_factory):
+        """A record only gemeente holds (below threshold: she should learn only that one
+        partner holds some pseudonymous tag), delivered as the single flag."""
+        n = network_factory(PARTNERS, per_partner=30, overlaps={2: 5, 3: 3})
+        n.add_purpose(disclosure="count")
+        attacker = Mallory(n)
+        try:
+            rnd = attacker.open_round()
+            tags = run_to_tags(rnd)
+            index = only_mine(tags, VICTIM)[0]
+            msg = node_pb2.RoundResults(
+                round_id=rnd.round_id,
+                set_sizes=consented_sizes(rnd),
+                flagged_indices=[index],
+                flagged_count=1,
+            )
+            receipt = attacker.stub(VICTIM).Deliver(msg, timeout=20)
+            found = invert_result_digest(receipt.result_sha256, ["bsn"], None, raw_cells(n))
+            assert found is None
+        finally:
+            attacker.close()
