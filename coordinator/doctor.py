@@ -33,7 +33,7 @@ from kruispunt.purpose import Purpose
 from kruispunt.roster import diff_rosters
 from kruispunt.tomlfile import read_toml
 
-__all__ = ["certificates", "run_doctor"]
+__all__ = ["run_doctor"]
 
 SERVICE = "kruispunt.v1.Coordinator"
 NODE_SERVICE = "kruispunt.v1.PsiNode"
@@ -179,40 +179,6 @@ def run_doctor(
             )
             report.extend(_reachability(config, partners, tls))
     return report
-
-
-def certificates(config: CoordinatorConfig) -> dict[str, x509.Certificate]:
-    """Certificates a serving coordinator should watch for expiry, by label.
-
-    The CA, the coordinator's own TLS and operator certificates, and every registered
-    partner's; for `kruispunt.expiry.expiry_warnings` in the housekeeping loop.
-    Unreadable files are left out (the doctor reports them).
-    """
-    out: dict[str, x509.Certificate] = {}
-    for label, path in (
-        (f"{config.tls_ca} (network CA)", config.tls_ca),
-        (f"{config.tls_cert} (coordinator)", config.tls_cert),
-        (f"{config.operator_cert} (operator)", config.operator_cert),
-    ):
-        try:
-            out[label] = pki.load_certificate(path)
-        except ConfigError:
-            continue
-    store = Store(config.database)
-    try:
-        partners = store.partners()
-    finally:
-        store.close()
-    for partner in partners:
-        if not partner.active:
-            continue
-        try:
-            out[f"of partner {partner.id}"] = x509.load_pem_x509_certificate(
-                partner.cert_pem.encode()
-            )
-        except ValueError:
-            continue
-    return out
 
 
 def _roster_check(config: CoordinatorConfig, directory: Path) -> Check:
