@@ -359,7 +359,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     config = _config(args)
     key_path = Path(args.public_key) if args.public_key else config.signing_public_key
-    report = verify_database(config.database, signing.load_public_key(key_path.read_bytes()))
+    report = verify_database(config.database, signing.read_public_key(key_path))
     emit(present.Output(report.as_dict(), report.describe()), as_json=args.json)
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -399,7 +399,7 @@ def cmd_audit_report(args: argparse.Namespace) -> int:
     from kruispunt import signing
 
     config = _config(args)
-    key = signing.load_public_key(Path(args.public_key).read_bytes()) if args.public_key else None
+    key = signing.read_public_key(args.public_key) if args.public_key else None
     res = write_report(config, args.round, Path(args.out), public_key=key)
     emit(present.audit_report(res), as_json=args.json)
     return EXIT_OK if res.verified else EXIT_FAILED

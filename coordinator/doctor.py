@@ -257,13 +257,13 @@ def _public_key_check(
     """Check the published signing key matches the private one; return the key to verify with."""
     name = "signing public key"
     path = config.signing_public_key
+    published: ed25519.Ed25519PublicKey | None
     try:
-        published = signing.load_public_key(path.read_bytes())
-    except FileNotFoundError:
-        report.add(name, FAIL, f"{path}: not found (partners verify manifests with it)")
-        published = None
-    except (OSError, ValueError) as exc:
-        report.add(name, FAIL, f"{path}: {getattr(exc, 'strerror', None) or exc}")
+        published = signing.read_public_key(
+            path, missing="not found (partners verify manifests with it)"
+        )
+    except ConfigError as exc:
+        report.add(name, FAIL, str(exc))
         published = None
     own = sign_key.public_key() if isinstance(sign_key, ed25519.Ed25519PrivateKey) else None
     if published is not None:
