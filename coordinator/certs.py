@@ -11,8 +11,7 @@ from cryptography import x509
 
 from coordinator.config import CoordinatorConfig
 from coordinator.store import Store
-from kruispunt import pki
-from kruispunt.errors import ConfigError
+from kruispunt.expiry import readable_certificates
 
 
 def certificates(config: CoordinatorConfig) -> dict[str, x509.Certificate]:
@@ -22,16 +21,13 @@ def certificates(config: CoordinatorConfig) -> dict[str, x509.Certificate]:
     partner's; for `kruispunt.expiry.expiry_warnings` in the housekeeping loop.
     Unreadable files are left out (the doctor reports them).
     """
-    out: dict[str, x509.Certificate] = {}
-    for label, path in (
-        (f"{config.tls_ca} (network CA)", config.tls_ca),
-        (f"{config.tls_cert} (coordinator)", config.tls_cert),
-        (f"{config.operator_cert} (operator)", config.operator_cert),
-    ):
-        try:
-            out[label] = pki.load_certificate(path)
-        except ConfigError:
-            continue
+    out = readable_certificates(
+        [
+            (f"{config.tls_ca} (network CA)", config.tls_ca),
+            (f"{config.tls_cert} (coordinator)", config.tls_cert),
+            (f"{config.operator_cert} (operator)", config.operator_cert),
+        ]
+    )
     store = Store(config.database)
     try:
         partners = store.partners()

@@ -20,7 +20,7 @@ import grpc
 from coordinator import present
 from coordinator.config import CoordinatorConfig, load_coordinator_config
 from kruispunt import pki
-from kruispunt.cli import CommandTable, arg, emit
+from kruispunt.cli import CommandTable, arg, emit, operator_actor
 from kruispunt.errors import KruispuntError
 from kruispunt.logs import configure_logging
 from kruispunt.purpose import load_purpose_file
@@ -48,13 +48,6 @@ command = TABLE.command
 
 def _config(args: argparse.Namespace) -> CoordinatorConfig:
     return load_coordinator_config(Path(args.dir), env=os.environ)
-
-
-def _actor() -> str:
-    try:
-        return f"operator:{os.getlogin()}"
-    except OSError:
-        return f"operator:uid{os.getuid()}"
 
 
 def _fail(message: str) -> int:
@@ -112,7 +105,7 @@ def cmd_partner_add(args: argparse.Namespace) -> int:
         signing_key_path=Path(args.signing_key),
         agreement_key_path=Path(args.agreement_key),
         ca_key_path=Path(args.ca_key) if args.ca_key else None,
-        actor=_actor(),
+        actor=operator_actor(),
     )
     emit(
         present.partner_added(
@@ -132,7 +125,7 @@ def cmd_partner_add(args: argparse.Namespace) -> int:
 def cmd_partner_update(args: argparse.Namespace) -> int:
     from coordinator.provision import update_partner_address
 
-    update_partner_address(_config(args), args.id, args.address, actor=_actor())
+    update_partner_address(_config(args), args.id, args.address, actor=operator_actor())
     emit(present.partner_updated(args.id, args.address), as_json=args.json)
     return EXIT_OK
 
@@ -166,7 +159,7 @@ def cmd_partner_renew(args: argparse.Namespace) -> int:
         csr_path=Path(args.csr) if args.csr else None,
         days=args.days,
         ca_key_path=Path(args.ca_key) if args.ca_key else None,
-        actor=_actor(),
+        actor=operator_actor(),
     )
     emit(present.partner_renewed(args.id, cert), as_json=args.json)
     return EXIT_OK
@@ -182,7 +175,10 @@ def cmd_purpose_add(args: argparse.Namespace) -> int:
 
     config = _config(args)
     purpose = load_purpose_file(Path(args.file))
-    emit(present.purpose_added(add_purpose(config, purpose, actor=_actor())), as_json=args.json)
+    emit(
+        present.purpose_added(add_purpose(config, purpose, actor=operator_actor())),
+        as_json=args.json,
+    )
     return EXIT_OK
 
 
@@ -202,7 +198,7 @@ def cmd_roster_export(args: argparse.Namespace) -> int:
     from coordinator.provision import export_roster, roster_path
 
     config = _config(args)
-    roster, changes = export_roster(config, actor=_actor())
+    roster, changes = export_roster(config, actor=operator_actor())
     emit(present.roster_exported(roster_path(config), roster, changes), as_json=args.json)
     return EXIT_OK
 
@@ -255,7 +251,7 @@ def cmd_renew(args: argparse.Namespace) -> int:
         _config(args),
         days=args.days,
         ca_key_path=Path(args.ca_key) if args.ca_key else None,
-        actor=_actor(),
+        actor=operator_actor(),
     )
     emit(present.coordinator_renewed(paths), as_json=args.json)
     return EXIT_OK

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     _Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-__all__ = ["Arg", "Command", "CommandTable", "Handler", "Output", "arg", "emit"]
+__all__ = ["Arg", "Command", "CommandTable", "Handler", "Output", "arg", "emit", "operator_actor"]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -147,3 +148,11 @@ def emit(output: Output, *, as_json: bool) -> None:
         sys.stdout.write("\n")
     else:
         print(output.text)
+
+
+def operator_actor() -> str:
+    """Who the audit log says typed the command: ``operator:LOGIN``, else ``operator:uidN``."""
+    try:
+        return f"operator:{os.getlogin()}"
+    except OSError:
+        return f"operator:uid{os.getuid()}"

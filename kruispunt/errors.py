@@ -2,9 +2,9 @@
 
 Every error we raise on purpose derives from KruispuntError. Each subclass
 carries the gRPC status code it maps to at the server edge (the one place is
-`kruispunt.transport.AuthInterceptor`, in front of every RPC), so handlers raise
-domain errors and never build statuses themselves. Messages must never contain an identifier: they may be
-sent over the wire and are always logged.
+`kruispunt.transport.AuthInterceptor`, in front of every RPC), so handlers
+raise domain errors and never build statuses themselves. Messages must never
+contain an identifier: they may be sent over the wire and are always logged.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from kruispunt.cli import CommandTable, Handler, arg, emit
+from kruispunt.cli import CommandTable, Handler, arg, emit, operator_actor
 from kruispunt.errors import KruispuntError
 from kruispunt.identifiers import FIELDS, KINDS, IdentifierKind
 from kruispunt.logs import configure_logging
@@ -222,7 +222,7 @@ def _roster_accept(args: argparse.Namespace) -> int:
 
     directory = Path(args.dir)
     roster, changes = accept_network_roster(
-        directory, args.roster_file, args.digest, actor=_actor()
+        directory, args.roster_file, args.digest, actor=operator_actor()
     )
     state_file = _node_config(args).state_dir / ACCEPTED_ROSTER_FILE
     emit(present.roster_accepted(roster, changes, state_file), as_json=args.json)
@@ -244,13 +244,6 @@ def _roster_show(args: argparse.Namespace) -> int:
         return 1
     emit(present.roster_shown(roster, config.state_dir / ACCEPTED_ROSTER_FILE), as_json=args.json)
     return 0
-
-
-def _actor() -> str:
-    try:
-        return f"operator:{os.getlogin()}"
-    except OSError:
-        return f"operator:uid{os.getuid()}"
 
 
 @command("serve", "run the node until SIGTERM", json_flag=False)

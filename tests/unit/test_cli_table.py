@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import pytest
 
-from kruispunt.cli import CommandTable, Output, arg, emit
+from kruispunt.cli import CommandTable, Output, arg, emit, operator_actor
 
 
 def table() -> CommandTable:
@@ -96,3 +97,16 @@ class TestEmit:
         """Without --json the text is printed with one newline."""
         emit(Output({"a": 1}, "two\nlines"), as_json=False)
         assert capsys.readouterr().out == "two\nlines\n"
+
+
+class TestOperatorActor:
+    def test_login_name_else_uid(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The actor is operator:LOGIN, or operator:uidN where there is no login (a service)."""
+        monkeypatch.setattr(os, "getlogin", lambda: "beheer")
+        assert operator_actor() == "operator:beheer"
+
+        def no_login() -> str:
+            raise OSError(6, "No such device or address")
+
+        monkeypatch.setattr(os, "getlogin", no_login)
+        assert operator_actor() == f"operator:uid{os.getuid()}"
