@@ -1,60 +1,34 @@
 """psi-coordinator: set up the network, register partners and purposes, run and audit rounds.
 
 This module parses and dispatches only. Every command is registered the same
-way, by `@command`; the work is done by the module it names (provision,
-store, rounds' admin service through `admin_client`, audit, report, doctor,
-renew), and what it prints is worded in `coordinator.present`.
+way, by `@command` (the table and parser are `kruispunt.cli`, shared with the
+node); the work is done by the module it names (provision, store, rounds' admin
+service through `admin_client`, audit, report, doctor, renew), and what it
+prints is worded in `coordinator.present`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import grpc
 
 from coordinator import present
 from coordinator.config import CoordinatorConfig, load_coordinator_config
 from kruispunt import pki
+from kruispunt.cli import CommandTable, arg, emit, operator_actor
 from kruispunt.errors import KruispuntError
 from kruispunt.logs import configure_logging
 from kruispunt.purpose import load_purpose_file
 from kruispunt.rpc import PeerError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-Handler = Callable[[argparse.Namespace], int]
 
 __all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "command", "main"]
-
-
-@dataclass(frozen=True)
-class Arg:
-    """One argument of a command, as argparse's add_argument takes it."""
-
-    flags: tuple[str, ...]
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-def arg(*flags: str, **options: Any) -> Arg:
-    """An argument for `@command`: the same parameters as add_argument."""
-    return Arg(flags, options)
-
-
-@dataclass(frozen=True)
-class Command:
-    """A registered command: its words (`round run`), help, arguments and handler."""
-
-    words: tuple[str, ...]
-    help: str
-    args: tuple[Arg, ...]
-    json_flag: bool
-    handler: Handler
 
 
 #: The command groups, in the order `--help` lists them among the commands.
@@ -65,38 +39,15 @@ GROUPS = {
     "roster": "write and show the partner roster every node accepts",
     "audit": "verify and export the audit log",
 }
+TABLE = CommandTable(GROUPS)
 #: Every command, in the order they are registered (and listed by `--help`).
-COMMANDS: list[Command] = []
-
-
-def command(
-    name: str, help_: str, *args: Arg, json_flag: bool = True
-) -> Callable[[Handler], Handler]:
-    """Register the decorated handler as `psi-coordinator NAME DIR ARGS...`."""
-
-    def register(handler: Handler) -> Handler:
-        COMMANDS.append(Command(tuple(name.split()), help_, args, json_flag, handler))
-        return handler
-
-    return register
+COMMANDS = TABLE.commands
+#: Register the decorated handler as `psi-coordinator NAME DIR ARGS...`.
+command = TABLE.command
 
 
 def _config(args: argparse.Namespace) -> CoordinatorConfig:
     return load_coordinator_config(Path(args.dir), env=os.environ)
-
-
-def _emit(args: argparse.Namespace, output: present.Output) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(output.data, indent=2, default=str))
-    else:
-        print(output.text)
-
-
-def _actor() -> str:
-    try:
-        return f"operator:{os.getlogin()}"
-    except OSError:
-        return f"operator:uid{os.getuid()}"
 
 
 def _fail(message: str) -> int:
@@ -122,7 +73,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from coordinator.provision import init_coordinator
 
     res = init_coordinator(Path(args.dir), args.network, port=args.port)
-    _emit(args, present.initialised(res, args.dir))
+    emit(present.initialised(res, args.dir), as_json=args.json)
     return EXIT_OK
 
 
@@ -154,13 +105,13 @@ def cmd_partner_add(args: argparse.Namespace) -> int:
         signing_key_path=Path(args.signing_key),
         agreement_key_path=Path(args.agreement_key),
         ca_key_path=Path(args.ca_key) if args.ca_key else None,
-        actor=_actor(),
+        actor=operator_actor(),
     )
-    _emit(
-        args,
+    emit(
         present.partner_added(
             args.id, args.address, cert, config.tls_ca, config.signing_public_key
         ),
+        as_json=args.json,
     )
     return EXIT_OK
 
@@ -174,8 +125,8 @@ def cmd_partner_add(args: argparse.Namespace) -> int:
 def cmd_partner_update(args: argparse.Namespace) -> int:
     from coordinator.provision import update_partner_address
 
-    update_partner_address(_config(args), args.id, args.address, actor=_actor())
-    _emit(args, present.partner_updated(args.id, args.address))
+    update_partner_address(_config(args), args.id, args.address, actor=operator_actor())
+    emit(present.partner_updated(args.id, args.address), as_json=args.json)
     return EXIT_OK
 
 
@@ -186,7 +137,7 @@ def cmd_partner_list(args: argparse.Namespace) -> int:
     store = Store(_config(args).database, readonly=True)
     partners = store.partners()
     store.close()
-    _emit(args, present.partner_list(partners))
+    emit(present.partner_list(partners), as_json=args.json)
     return EXIT_OK
 
 
@@ -208,9 +159,9 @@ def cmd_partner_renew(args: argparse.Namespace) -> int:
         csr_path=Path(args.csr) if args.csr else None,
         days=args.days,
         ca_key_path=Path(args.ca_key) if args.ca_key else None,
-        actor=_actor(),
+        actor=operator_actor(),
     )
-    _emit(args, present.partner_renewed(args.id, cert))
+    emit(present.partner_renewed(args.id, cert), as_json=args.json)
     return EXIT_OK
 
 
@@ -224,7 +175,10 @@ def cmd_purpose_add(args: argparse.Namespace) -> int:
 
     config = _config(args)
     purpose = load_purpose_file(Path(args.file))
-    _emit(args, present.purpose_added(add_purpose(config, purpose, actor=_actor())))
+    emit(
+        present.purpose_added(add_purpose(config, purpose, actor=operator_actor())),
+        as_json=args.json,
+    )
     return EXIT_OK
 
 
@@ -235,7 +189,7 @@ def cmd_purpose_list(args: argparse.Namespace) -> int:
     store = Store(_config(args).database, readonly=True)
     purposes = store.purposes()
     store.close()
-    _emit(args, present.purpose_list(purposes))
+    emit(present.purpose_list(purposes), as_json=args.json)
     return EXIT_OK
 
 
@@ -244,8 +198,8 @@ def cmd_roster_export(args: argparse.Namespace) -> int:
     from coordinator.provision import export_roster, roster_path
 
     config = _config(args)
-    roster, changes = export_roster(config, actor=_actor())
-    _emit(args, present.roster_exported(roster_path(config), roster, changes))
+    roster, changes = export_roster(config, actor=operator_actor())
+    emit(present.roster_exported(roster_path(config), roster, changes), as_json=args.json)
     return EXIT_OK
 
 
@@ -260,7 +214,7 @@ def cmd_roster_show(args: argparse.Namespace) -> int:
             f"{roster_path(config)}: no roster yet; write it with "
             f"`psi-coordinator roster export {args.dir}`"
         )
-    _emit(args, present.roster_shown(roster_path(config), roster))
+    emit(present.roster_shown(roster_path(config), roster), as_json=args.json)
     return EXIT_OK
 
 
@@ -285,7 +239,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from coordinator.doctor import run_doctor
 
     report = run_doctor(Path(args.dir), check_partners=not args.offline, env=os.environ)
-    _emit(args, present.Output(report.as_dict(), report.render()))
+    emit(present.Output(report.as_dict(), report.render()), as_json=args.json)
     return int(report.exit_code)
 
 
@@ -297,9 +251,9 @@ def cmd_renew(args: argparse.Namespace) -> int:
         _config(args),
         days=args.days,
         ca_key_path=Path(args.ca_key) if args.ca_key else None,
-        actor=_actor(),
+        actor=operator_actor(),
     )
-    _emit(args, present.coordinator_renewed(paths))
+    emit(present.coordinator_renewed(paths), as_json=args.json)
     return EXIT_OK
 
 
@@ -342,7 +296,7 @@ def cmd_round_run(args: argparse.Namespace) -> int:
             return _fail(exc.details)
     if summary is None:
         return _fail("the round ended without a summary")
-    _emit(args, present.round_run(summary))
+    emit(present.round_run(summary), as_json=args.json)
     return EXIT_OK if summary.state == "completed" else EXIT_FAILED
 
 
@@ -358,7 +312,7 @@ def cmd_round_list(args: argparse.Namespace) -> int:
     store = Store(_config(args).database, readonly=True)
     rows = store.rounds(purpose_id=args.purpose, limit=args.limit)
     store.close()
-    _emit(args, present.round_list(rows))
+    emit(present.round_list(rows), as_json=args.json)
     return EXIT_OK
 
 
@@ -372,7 +326,7 @@ def cmd_round_show(args: argparse.Namespace) -> int:
     store.close()
     if row is None:
         return _fail(f"no round {args.round_id!r}")
-    _emit(args, present.round_show(row, consents))
+    emit(present.round_show(row, consents), as_json=args.json)
     return EXIT_OK
 
 
@@ -401,8 +355,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     config = _config(args)
     key_path = Path(args.public_key) if args.public_key else config.signing_public_key
-    report = verify_database(config.database, signing.load_public_key(key_path.read_bytes()))
-    _emit(args, present.Output(report.as_dict(), report.describe()))
+    report = verify_database(config.database, signing.read_public_key(key_path))
+    emit(present.Output(report.as_dict(), report.describe()), as_json=args.json)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -441,9 +395,9 @@ def cmd_audit_report(args: argparse.Namespace) -> int:
     from kruispunt import signing
 
     config = _config(args)
-    key = signing.load_public_key(Path(args.public_key).read_bytes()) if args.public_key else None
+    key = signing.read_public_key(args.public_key) if args.public_key else None
     res = write_report(config, args.round, Path(args.out), public_key=key)
-    _emit(args, present.audit_report(res))
+    emit(present.audit_report(res), as_json=args.json)
     return EXIT_OK if res.verified else EXIT_FAILED
 
 
@@ -452,30 +406,11 @@ def cmd_audit_report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every registered command."""
-    parser = argparse.ArgumentParser(
-        prog="psi-coordinator",
-        description="Kruispunt coordinator: network CA, partners, purposes, rounds and audit.",
+    return TABLE.parser(
+        "psi-coordinator",
+        "Kruispunt coordinator: network CA, partners, purposes, rounds and audit.",
+        dir_help="the coordinator directory",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    groups: dict[str, Any] = {}
-    for cmd in COMMANDS:
-        *group, name = cmd.words
-        parent = sub
-        if group:
-            (word,) = group
-            if word not in groups:
-                groups[word] = sub.add_parser(word, help=GROUPS[word]).add_subparsers(
-                    dest=f"{word}_command", required=True, metavar="ACTION"
-                )
-            parent = groups[word]
-        p: argparse.ArgumentParser = parent.add_parser(name, help=cmd.help, description=cmd.help)
-        p.set_defaults(func=cmd.handler)
-        p.add_argument("dir", metavar="DIR", help="the coordinator directory")
-        if cmd.json_flag:
-            p.add_argument("--json", action="store_true", help="machine-readable output")
-        for a in cmd.args:
-            p.add_argument(*a.flags, **a.options)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,7 +33,7 @@ from kruispunt.purpose import Purpose
 from kruispunt.roster import diff_rosters
 from kruispunt.tomlfile import read_toml
 
-__all__ = ["certificates", "run_doctor"]
+__all__ = ["run_doctor"]
 
 SERVICE = "kruispunt.v1.Coordinator"
 NODE_SERVICE = "kruispunt.v1.PsiNode"
@@ -181,40 +181,6 @@ def run_doctor(
     return report
 
 
-def certificates(config: CoordinatorConfig) -> dict[str, x509.Certificate]:
-    """Certificates a serving coordinator should watch for expiry, by label.
-
-    The CA, the coordinator's own TLS and operator certificates, and every registered
-    partner's; for `kruispunt.expiry.expiry_warnings` in the housekeeping loop.
-    Unreadable files are left out (the doctor reports them).
-    """
-    out: dict[str, x509.Certificate] = {}
-    for label, path in (
-        (f"{config.tls_ca} (network CA)", config.tls_ca),
-        (f"{config.tls_cert} (coordinator)", config.tls_cert),
-        (f"{config.operator_cert} (operator)", config.operator_cert),
-    ):
-        try:
-            out[label] = pki.load_certificate(path)
-        except ConfigError:
-            continue
-    store = Store(config.database)
-    try:
-        partners = store.partners()
-    finally:
-        store.close()
-    for partner in partners:
-        if not partner.active:
-            continue
-        try:
-            out[f"of partner {partner.id}"] = x509.load_pem_x509_certificate(
-                partner.cert_pem.encode()
-            )
-        except ValueError:
-            continue
-    return out
-
-
 def _roster_check(config: CoordinatorConfig, directory: Path) -> Check:
     """roster.toml exists and lists exactly the registry's active partners and keys."""
     name = "partner roster"
@@ -291,13 +257,13 @@ def _public_key_check(
     """Check the published signing key matches the private one; return the key to verify with."""
     name = "signing public key"
     path = config.signing_public_key
+    published: ed25519.Ed25519PublicKey | None
     try:
-        published = signing.load_public_key(path.read_bytes())
-    except FileNotFoundError:
-        report.add(name, FAIL, f"{path}: not found (partners verify manifests with it)")
-        published = None
-    except (OSError, ValueError) as exc:
-        report.add(name, FAIL, f"{path}: {getattr(exc, 'strerror', None) or exc}")
+        published = signing.read_public_key(
+            path, missing="not found (partners verify manifests with it)"
+        )
+    except ConfigError as exc:
+        report.add(name, FAIL, str(exc))
         published = None
     own = sign_key.public_key() if isinstance(sign_key, ed25519.Ed25519PrivateKey) else None
     if published is not None:

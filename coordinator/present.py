@@ -10,12 +10,12 @@ so the same number carries the same label everywhere.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coordinator.store import Partner, RoundRow
 from kruispunt.agreement_file import agreement_key_id
+from kruispunt.cli import Output
 from kruispunt.purpose import Purpose
 from kruispunt.roster import Roster
 from kruispunt.roster_text import roster_data, roster_lines
@@ -45,14 +45,6 @@ __all__ = [
     "summary_from_row",
     "summary_json",
 ]
-
-
-@dataclass(frozen=True)
-class Output:
-    """One command's result: `data` for --json, `text` for a person."""
-
-    data: Any
-    text: str
 
 
 # -- round summaries ------------------------------------------------------------------------

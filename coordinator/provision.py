@@ -174,12 +174,9 @@ def add_partner(
     _check_organisation(name)
     identity = pki.Identity.partner(config.network, partner_id)
     csr = pki.load_csr(csr_path)
-    try:
-        partner_key = signing.load_public_key(signing_key_path.read_bytes())
-    except FileNotFoundError:
-        raise ConfigError(f"{signing_key_path}: signing public key file not found") from None
-    except ValueError as exc:
-        raise ConfigError(f"{signing_key_path}: {exc}") from None
+    partner_key = signing.read_public_key(
+        signing_key_path, missing="signing public key file not found"
+    )
     agreement_key = read_agreement_public_key(agreement_key_path)
     signing_raw = signing.public_key_bytes(partner_key)
     ca_key = pki.load_tls_key(ca_key_path or config.ca_key)
@@ -323,12 +320,9 @@ def registry_roster(config: CoordinatorConfig, *, version: int) -> Roster:
     network name and the coordinator's manifest-signing key. ConfigError names a
     partner registered without an agreement key, and the fix.
     """
-    try:
-        coordinator_key = signing.load_public_key(config.signing_public_key.read_bytes())
-    except FileNotFoundError:
-        raise ConfigError(f"{config.signing_public_key}: signing public key not found") from None
-    except ValueError as exc:
-        raise ConfigError(f"{config.signing_public_key}: {exc}") from None
+    coordinator_key = signing.read_public_key(
+        config.signing_public_key, missing="signing public key not found"
+    )
     store = Store(config.database, readonly=True)
     try:
         partners = [p for p in store.partners() if p.active]

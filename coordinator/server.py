@@ -18,6 +18,7 @@ import structlog
 from grpc_health.v1 import health
 
 from coordinator.audit import CoordinatorAudit
+from coordinator.certs import certificates
 from coordinator.config import CoordinatorConfig
 from coordinator.rounds import RoundRunner
 from coordinator.schedule import next_run
@@ -181,15 +182,13 @@ def _schedule_loop(
 ) -> None:
     """Start each scheduled purpose's round when its cron time comes (local time); retry
     aborts that a partner missed; warn daily about certificates that expire within 30 days."""
-    from coordinator import doctor
-
     reminder = ExpiryReminder()
     due = {s: next_run(s.cron, clock().astimezone()) for s in config.schedules}
     while not stop.wait(tick):
         now = clock().astimezone()
         try:
             runner.retry_aborts()
-            for warning in reminder.warnings(doctor.certificates(config), now):
+            for warning in reminder.warnings(certificates(config), now):
                 log.warning("certificate expires soon", detail=warning)
         except Exception:
             log.exception("housekeeping failed")

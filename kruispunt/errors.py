@@ -1,10 +1,10 @@
 """The exception hierarchy shared by node and coordinator.
 
 Every error we raise on purpose derives from KruispuntError. Each subclass
-carries the gRPC status code it maps to at the server edge
-(`kruispunt.grpc_errors`), so handlers raise domain errors and never build
-statuses themselves. Messages must never contain an identifier: they may be
-sent over the wire and are always logged.
+carries the gRPC status code it maps to at the server edge (the one place is
+`kruispunt.transport.AuthInterceptor`, in front of every RPC), so handlers
+raise domain errors and never build statuses themselves. Messages must never
+contain an identifier: they may be sent over the wire and are always logged.
 """
 
 from __future__ import annotations

@@ -10,11 +10,13 @@ wording. Nothing here imports the doctor framework: servers need only this modul
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 
 from cryptography import x509
 
 from kruispunt import pki
+from kruispunt.errors import ConfigError
 
 __all__ = [
     "EXPIRY_WARN_DAYS",
@@ -24,6 +26,7 @@ __all__ = [
     "expiry_warnings",
     "format_moment",
     "moment_or_now",
+    "readable_certificates",
 ]
 
 #: A certificate that expires within this many days gets a warning (doctor and logs).
@@ -75,6 +78,23 @@ def expiry_warnings(
             out.append(f"certificate {label} expired on {until}: renew it now")
         elif days < EXPIRY_WARN_DAYS:
             out.append(f"certificate {label} expires in {days_phrase(days)}, on {until}: renew it")
+    return out
+
+
+def readable_certificates(
+    files: Iterable[tuple[str, str | os.PathLike[str]]],
+) -> dict[str, x509.Certificate]:
+    """The certificates of (label, path) pairs a serving process watches, by label.
+
+    An unreadable or invalid file is left out: the doctor reports it, and the
+    housekeeping loop that asks must not stop over it.
+    """
+    out: dict[str, x509.Certificate] = {}
+    for label, path in files:
+        try:
+            out[label] = pki.load_certificate(path)
+        except ConfigError:
+            continue
     return out
 
 

@@ -35,7 +35,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificatePublicKeyTypes,
+    PrivateKeyTypes,
+)
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kruispunt.errors import ConfigError, KruispuntError
@@ -50,6 +53,7 @@ __all__ = [
     "Identity",
     "PrivateKey",
     "Role",
+    "atomic_write",
     "ca_network",
     "certificate_expires_in",
     "certificate_pem",
@@ -66,6 +70,7 @@ __all__ = [
     "load_private_key",
     "load_tls_key",
     "private_key_pem",
+    "read_private_key_file",
     "same_public_key",
     "verify_issued_by",
     "write_pem",
@@ -542,11 +547,12 @@ def certificate_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _atomic_write(path: Path, data: bytes, mode: int, *, exclusive: bool) -> None:
-    """Write `data` to a new temporary file with `mode`, then move it into place.
+def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int, *, exclusive: bool) -> None:
+    """Write `data` to a new temporary file with `mode`, move it into place, fsync the folder.
 
     Created with O_CREAT|O_EXCL and the final mode, so it is never readable by
-    others, not even while being written. `exclusive` refuses to replace `path`.
+    others, not even while being written. `exclusive` refuses to replace `path`
+    (FileExistsError).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
@@ -564,6 +570,12 @@ def _atomic_write(path: Path, data: bytes, mode: int, *, exclusive: bool) -> Non
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+    # The rename is durable only once the directory entry is on disk.
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def write_private_key(path: str | os.PathLike[str], key: PrivateKey) -> None:
@@ -571,7 +583,7 @@ def write_private_key(path: str | os.PathLike[str], key: PrivateKey) -> None:
 
     Raises FileExistsError rather than replace an existing key.
     """
-    _atomic_write(Path(path), private_key_pem(key), 0o600, exclusive=True)
+    atomic_write(path, private_key_pem(key), 0o600, exclusive=True)
 
 
 def write_pem(
@@ -587,45 +599,60 @@ def write_pem(
         data = obj
     else:
         raise TypeError(f"cannot write {type(obj).__name__} as PEM")
-    _atomic_write(Path(path), data, 0o644, exclusive=False)
+    atomic_write(path, data, 0o644, exclusive=False)
 
 
-def load_private_key(path: str | os.PathLike[str]) -> PrivateKey:
-    """Load an EC P-256 or Ed25519 private key from a PEM file that only its owner can read.
+def read_private_key_file(
+    path: str | os.PathLike[str], *, what: str = "private key"
+) -> PrivateKeyTypes:
+    """An unencrypted PEM private key, of any type, from a file that only its owner can read.
 
-    Raises ConfigError naming the file and the fix if it is a symlink, is readable by
-    group or others, or does not hold such a key.
+    Raises ConfigError naming the file (as `what`: "private key", "agreement key")
+    and the fix if it is missing, a symlink, not a regular file, readable by group
+    or others, or not an unencrypted PEM private key. The callers check the type.
     """
     path = Path(path)
     try:
         info = os.lstat(path)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: private key file not found") from None
+        raise ConfigError(f"{path}: {what} file not found") from None
     if stat.S_ISLNK(info.st_mode):
-        raise ConfigError(f"{path}: private key file is a symlink; refer to the real file instead")
+        raise ConfigError(f"{path}: {what} file is a symlink; refer to the real file instead")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot open private key file ({exc.strerror})") from None
+        raise ConfigError(f"{path}: cannot open {what} file ({exc.strerror})") from None
+    # fdopen fails on a directory with a raw IsADirectoryError: check the file type first.
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ConfigError(f"{path}: {what} path is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{path}: private key path is not a regular file")
         if info.st_mode & 0o077:
             raise ConfigError(
-                f"{path}: private key file is accessible by group or others "
+                f"{path}: {what} file is accessible by group or others "
                 f"(mode {stat.S_IMODE(info.st_mode):04o}); fix with: chmod 600 {path}"
             )
         data = handle.read()
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        return serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
         raise ConfigError(f"{path}: not an unencrypted PEM private key") from None
+
+
+def load_private_key(path: str | os.PathLike[str]) -> PrivateKey:
+    """Load an EC P-256 or Ed25519 private key from a PEM file that only its owner can read.
+
+    Raises ConfigError naming the file and the fix if it is missing, a symlink, not a
+    regular file, readable by group or others, or does not hold such a key
+    (`read_private_key_file`).
+    """
+    key = read_private_key_file(path)
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key
     if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
         return key
-    raise ConfigError(f"{path}: private key must be EC P-256 (TLS) or Ed25519 (signing)")
+    raise ConfigError(f"{Path(path)}: private key must be EC P-256 (TLS) or Ed25519 (signing)")
 
 
 def load_tls_key(path: str | os.PathLike[str]) -> ec.EllipticCurvePrivateKey:

@@ -45,7 +45,6 @@ digest: print it with `roster_digest` (or `Roster.digest_hex`).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import os
@@ -63,6 +62,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
+from kruispunt import pki
 from kruispunt.errors import ConfigError
 from kruispunt.pki import Identity
 from kruispunt.purpose import ID_RE
@@ -528,34 +528,6 @@ def diff_rosters(old: Roster | None, new: Roster) -> list[str]:
 # The node's accepted roster
 
 
-def _atomic_write(path: Path, data: bytes, mode: int, *, exclusive: bool) -> None:
-    """Write a temporary file with `mode`, fsync it, move it into place, fsync the folder.
-
-    `exclusive` refuses to replace an existing `path` (FileExistsError).
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)  # the umask may have narrowed it
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if exclusive:
-            os.link(tmp, path)  # fails if path exists
-        else:
-            os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    # The rename is durable only once the directory entry is on disk.
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def _typed_digest(text: str) -> bytes:
     # Covenants print digests in groups or upper case; what matters is the 64 hex digits.
     if not isinstance(text, str):
@@ -627,7 +599,7 @@ def accept_roster(
             )
     changes = diff_rosters(current, roster)
     state.mkdir(parents=True, exist_ok=True)
-    _atomic_write(
+    pki.atomic_write(
         state / ACCEPTED_ROSTER_FILE,
         render_roster(roster).encode("utf-8"),
         0o644,
@@ -667,43 +639,17 @@ def save_agreement_key(path: str | os.PathLike[str], key: x25519.X25519PrivateKe
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _atomic_write(Path(path), pem, 0o600, exclusive=True)
+    pki.atomic_write(path, pem, 0o600, exclusive=True)
 
 
 def load_agreement_key(path: str | os.PathLike[str]) -> x25519.X25519PrivateKey:
     """Load an X25519 key from a PEM file that only its owner can read.
 
-    The same checks as `kruispunt.pki.load_private_key` (which knows only TLS and
-    signing keys): ConfigError names the file and the fix if it is missing, a symlink,
-    not a regular file, readable by group or others, or not an X25519 key.
+    The checks of `kruispunt.pki.read_private_key_file`: ConfigError names the file
+    and the fix if it is missing, a symlink, not a regular file, readable by group or
+    others, or not an X25519 key.
     """
-    path = Path(path)
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: agreement key file not found") from None
-    if stat.S_ISLNK(info.st_mode):
-        raise ConfigError(f"{path}: agreement key file is a symlink; refer to the real file")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot open agreement key file ({exc.strerror})") from None
-    # fdopen would fail on a directory with a raw OSError: check the file type first.
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise ConfigError(f"{path}: agreement key path is not a regular file")
-    with os.fdopen(fd, "rb") as handle:
-        if info.st_mode & 0o077:
-            raise ConfigError(
-                f"{path}: agreement key file is accessible by group or others "
-                f"(mode {stat.S_IMODE(info.st_mode):04o}); fix with: chmod 600 {path}"
-            )
-        data = handle.read()
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
-        raise ConfigError(f"{path}: not an unencrypted PEM private key") from None
+    key = pki.read_private_key_file(path, what="agreement key")
     if not isinstance(key, x25519.X25519PrivateKey):
-        raise ConfigError(f"{path}: expected an X25519 agreement key, found another key type")
+        raise ConfigError(f"{Path(path)}: expected an X25519 agreement key, found another key type")
     return key

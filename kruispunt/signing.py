@@ -35,6 +35,7 @@ __all__ = [
     "load_signing_key",
     "public_key_bytes",
     "public_key_pem",
+    "read_public_key",
     "sign",
     "verify",
 ]
@@ -125,6 +126,28 @@ def load_public_key(data: bytes) -> ed25519.Ed25519PublicKey:
     if not isinstance(key, ed25519.Ed25519PublicKey):
         raise ValueError(f"expected an Ed25519 public key, found {type(key).__name__}")
     return key
+
+
+def read_public_key(
+    path: str | os.PathLike[str], *, missing: str = "file not found"
+) -> ed25519.Ed25519PublicKey:
+    """The Ed25519 public key in the file at `path` (raw 32 bytes or PEM).
+
+    Raises ConfigError naming the path and the reason: `missing` when there is
+    no such file (say what puts it there), else why it cannot be read or used.
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: {missing}") from None
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read ({exc.strerror})") from None
+    try:
+        return load_public_key(data)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def key_id(public_key: ed25519.Ed25519PublicKey) -> str:

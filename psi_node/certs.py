@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from cryptography import x509
 
-from kruispunt import pki
-from kruispunt.errors import ConfigError
+from kruispunt.expiry import readable_certificates
 from psi_node.config import NodeConfig
 
 
@@ -19,13 +18,9 @@ def certificates(config: NodeConfig) -> dict[str, x509.Certificate]:
 
     For the expiry reminder in the node's housekeeping loop (`psi_node.server`).
     """
-    out: dict[str, x509.Certificate] = {}
-    for label, path in (
-        (f"{config.tls_cert} (partner {config.partner_id})", config.tls_cert),
-        (f"{config.tls_ca} (network CA)", config.tls_ca),
-    ):
-        try:
-            out[label] = pki.load_certificate(path)
-        except ConfigError:
-            continue
-    return out
+    return readable_certificates(
+        [
+            (f"{config.tls_cert} (partner {config.partner_id})", config.tls_cert),
+            (f"{config.tls_ca} (network CA)", config.tls_ca),
+        ]
+    )

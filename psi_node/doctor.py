@@ -170,15 +170,9 @@ def _network(ca: x509.Certificate | None, cert_path: Path) -> str | None:
 
 def _coordinator_key(path: Path) -> Check:
     try:
-        key = signing.load_public_key(path.read_bytes())
-    except FileNotFoundError:
-        return Check(
-            "coordinator key", FAIL, f"{path}: not found (psi-node install-cert installs it)"
-        )
-    except OSError as exc:
-        return Check("coordinator key", FAIL, f"{path}: cannot read ({exc.strerror})")
-    except ValueError as exc:
-        return Check("coordinator key", FAIL, f"{path}: {exc}")
+        key = signing.read_public_key(path, missing="not found (psi-node install-cert installs it)")
+    except ConfigError as exc:
+        return Check("coordinator key", FAIL, str(exc))
     return Check("coordinator key", OK, f"{path}: Ed25519, key id {signing.key_id(key)}")
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from kruispunt.cli import Output
 from kruispunt.roster_text import roster_data, roster_lines
 
 if TYPE_CHECKING:
@@ -25,23 +25,6 @@ if TYPE_CHECKING:
     from psi_node.audit import Mismatch
     from psi_node.inputs import InputReport
     from psi_node.provision import NodeInitResult
-
-
-@dataclass(frozen=True)
-class Output:
-    """One command's answer both ways: `data` for ``--json``, `text` for a person."""
-
-    data: object
-    text: str
-
-
-def emit(output: Output, *, as_json: bool) -> None:
-    """Print the answer on stdout: sorted, indented JSON, or the text."""
-    if as_json:
-        json.dump(output.data, sys.stdout, indent=2, sort_keys=True, default=str)
-        sys.stdout.write("\n")
-    else:
-        print(output.text)
 
 
 # -- set-up -----------------------------------------------------------------------------------

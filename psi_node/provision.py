@@ -162,12 +162,7 @@ def install_certificate(
     key = pki.load_tls_key(directory / "tls/node.key")
     if not pki.same_public_key(cert.public_key(), key.public_key()):
         raise ConfigError(f"{cert_path}: certificate does not match this node's key tls/node.key")
-    try:
-        coordinator_key = signing.load_public_key(coordinator_key_path.read_bytes())
-    except FileNotFoundError:
-        raise ConfigError(f"{coordinator_key_path}: file not found") from None
-    except ValueError as exc:
-        raise ConfigError(f"{coordinator_key_path}: {exc}") from None
+    coordinator_key = signing.read_public_key(coordinator_key_path)
     pki.write_pem(directory / "tls/node.crt", cert)
     pki.write_pem(directory / "tls/ca.crt", ca)
     pki.write_pem(directory / "signing/coordinator.pub", signing.public_key_pem(coordinator_key))
@@ -281,11 +276,7 @@ def roster_mismatches(config: NodeConfig, roster: Roster) -> list[str]:
 
 
 def _coordinator_key_bytes(path: Path) -> bytes:
-    try:
-        return signing.public_key_bytes(signing.load_public_key(path.read_bytes()))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: no coordinator key; install the certificate first (psi-node install-cert)"
-        ) from None
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    key = signing.read_public_key(
+        path, missing="no coordinator key; install the certificate first (psi-node install-cert)"
+    )
+    return signing.public_key_bytes(key)

@@ -247,7 +247,9 @@ def create_server(
             f"but node.toml says partner_id = {config.partner_id!r}"
         )
     signing_key = signing.load_signing_key(config.signing_key)
-    coordinator_key = signing.load_public_key(config.coordinator_public_key.read_bytes())
+    coordinator_key = signing.read_public_key(
+        config.coordinator_public_key, missing="no coordinator key (psi-node install-cert)"
+    )
     audit = NodeAudit(config.audit_log, signing_key)
     owns_pool = pool is None
     pool = pool or PointPool(config.workers)

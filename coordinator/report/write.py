@@ -50,8 +50,11 @@ def write_report(
     database does not know, ConfigError if the database, the key or the
     output directory is missing.
     """
-    key = public_key if public_key is not None else _load_public_key(config.signing_public_key)
-    report = build_report(config, round_id, key, now=now)
+    if public_key is None:
+        public_key = signing.read_public_key(
+            config.signing_public_key, missing="no coordinator public key here"
+        )
+    report = build_report(config, round_id, public_key, now=now)
     page = render_html(report)
     _write_atomic(Path(out), page)
     return ReportSummary(
@@ -65,15 +68,6 @@ def write_report(
         consents_ok=report.consents_ok,
         warnings=report.warnings,
     )
-
-
-def _load_public_key(path: Path) -> Ed25519PublicKey:
-    try:
-        return signing.load_public_key(path.read_bytes())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no coordinator public key here") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot use as the coordinator public key: {exc}") from None
 
 
 def _write_atomic(out: Path, text: str) -> None:

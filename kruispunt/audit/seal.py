@@ -13,6 +13,7 @@ signs anything.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -97,19 +98,4 @@ def seal(
     )
     digest = compute_hash(draft)
     signature = signing.sign(signing_key, AUDIT_CONTEXT, bytes.fromhex(digest))
-    return AuditEvent(
-        seq=draft.seq,
-        time=draft.time,
-        event=draft.event,
-        actor=draft.actor,
-        on_behalf_of=draft.on_behalf_of,
-        access_point=draft.access_point,
-        action=draft.action,
-        basis=draft.basis,
-        round_id=draft.round_id,
-        details=draft.details,
-        prev_hash=draft.prev_hash,
-        hash=digest,
-        key_id=draft.key_id,
-        signature=signature.hex(),
-    )
+    return dataclasses.replace(draft, hash=digest, signature=signature.hex())

@@ -18,7 +18,7 @@ import pytest
 from cryptography import x509
 
 from coordinator.audit import CoordinatorAudit
-from coordinator.doctor import certificates as coordinator_certificates
+from coordinator.certs import certificates as coordinator_certificates
 from coordinator.doctor import run_doctor as coordinator_doctor
 from coordinator.renew import renew_coordinator, renew_partner
 from coordinator.store import Store

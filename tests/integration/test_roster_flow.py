@@ -30,7 +30,7 @@ from kruispunt.roster import (
 from psi_node.audit import NodeAudit
 from psi_node.doctor import run_doctor as node_doctor
 from psi_node.provision import accept_network_roster, init_node, install_certificate
-from tests.support.network import TestNetwork
+from tests.support.network import TestNetwork, enroll_node
 
 PARTNERS = ["gemeente", "woonbron", "schuldhulp"]
 SMALL = {"per_partner": 12, "overlaps": {2: 3}}
@@ -57,24 +57,7 @@ def node_events(net: TestNetwork, pid: str, name: str) -> list:
 def join(net: TestNetwork, pid: str) -> Path:
     """A new partner's node: init, partner add with its three files, install-cert."""
     node_dir = net.root / "nodes" / pid
-    config = net.config
-    res = init_node(node_dir, pid, f"Organisatie {pid}")
-    cert = add_partner(
-        config,
-        pid,
-        name=f"Organisatie {pid}",
-        address="127.0.0.1:1",
-        csr_path=res.csr,
-        signing_key_path=res.signing_public_key,
-        agreement_key_path=res.agreement_public_key,
-    )
-    install_certificate(
-        node_dir,
-        cert_path=cert,
-        ca_path=config.tls_ca,
-        coordinator_key_path=config.signing_public_key,
-        partner_id=pid,
-    )
+    enroll_node(net.config, node_dir, pid)
     net.node_dirs[pid] = node_dir
     return node_dir
 

@@ -1,4 +1,4 @@
-"""Static checks of the code's shape, read with `ast`: import cycles, sys.path edits, private names.
+"""Static checks of the code's shape, read with `ast`: imports, sys.path edits, private names.
 
 `tests/unit/test_architecture.py` runs them over the repository and over small
 synthetic trees that prove each check fires. Nothing here imports the code it
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import itertools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,8 +204,39 @@ def find_cycles(graph: Mapping[str, Mapping[str, int]]) -> list[list[str]]:
     return sorted(cycles)
 
 
+def import_chain(
+    graph: Mapping[str, Mapping[str, int]], start: str, wanted: Callable[[str], bool]
+) -> list[str] | None:
+    """The shortest import chain [start, ..., m] to a module m that `wanted` accepts, or None.
+
+    Breadth-first over the graph in sorted order, so the chain reported is stable;
+    `describe_cycle` prints it with the line of every import in it.
+    """
+    previous: dict[str, str] = {}
+    frontier, seen = [start], {start}
+    while frontier:
+        nxt = []
+        for v in frontier:
+            for w in sorted(graph.get(v, {})):
+                if w in seen:
+                    continue
+                seen.add(w)
+                previous[w] = v
+                if wanted(w):
+                    chain = [w]
+                    while chain[-1] != start:
+                        chain.append(previous[chain[-1]])
+                    return chain[::-1]
+                nxt.append(w)
+        frontier = nxt
+    return None
+
+
 def describe_cycle(cycle: Sequence[str], graph: Mapping[str, Mapping[str, int]]) -> str:
-    """'a -> b (a:12) -> a (b:3)': each step with the line of the import that makes it."""
+    """'a -> b (a:12) -> a (b:3)': each step with the line of the import that makes it.
+
+    Takes an import chain (`import_chain`) as well as a circle.
+    """
     steps = [cycle[0]]
     for a, b in itertools.pairwise(cycle):
         steps.append(f"{b} ({a}:{graph[a][b]})")

@@ -305,9 +305,19 @@ def descendants(pid: int) -> list[int]:
 
 
 def open_fds(pid: int) -> int:
-    """How many file descriptors a live process has open (entries of /proc/PID/fd)."""
+    """How many file descriptors a live process has open (entries of /proc/PID/fd).
+
+    Only a reader that may ptrace the process may list them: a server clears its
+    dumpable flag (`kruispunt.hardening`), so without root the list is refused, and
+    NetlabError says so rather than call the process gone.
+    """
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
+    except PermissionError as exc:
+        raise NetlabError(
+            f"cannot list /proc/{pid}/fd ({exc.strerror}): process {pid} is non-dumpable "
+            "(or another user's); run as root, the servers are non-dumpable"
+        ) from None
     except OSError as exc:
         raise NetlabError(f"process {pid} is gone ({exc.strerror})") from None
 

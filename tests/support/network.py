@@ -123,6 +123,31 @@ class TestNetwork:
             self.coordinator = None
 
 
+def enroll_node(config: CoordinatorConfig, node_dir: Path, pid: str) -> None:
+    """A partner's node in `node_dir`: init, partner add with its three files, install-cert.
+
+    The partner is registered at a placeholder address (127.0.0.1:1) until its
+    node serves; no roster is exported or accepted yet.
+    """
+    res = init_node(node_dir, pid, f"Organisatie {pid}")
+    cert = add_partner(
+        config,
+        pid,
+        name=f"Organisatie {pid}",
+        address="127.0.0.1:1",
+        csr_path=res.csr,
+        signing_key_path=res.signing_public_key,
+        agreement_key_path=res.agreement_public_key,
+    )
+    install_certificate(
+        node_dir,
+        cert_path=cert,
+        ca_path=config.tls_ca,
+        coordinator_key_path=config.signing_public_key,
+        partner_id=pid,
+    )
+
+
 def build_network(
     root: Path,
     partners: Sequence[str],
@@ -149,23 +174,7 @@ def build_network(
     config = net.config
     for pid in partners:
         node_dir = root / "nodes" / pid
-        res = init_node(node_dir, pid, f"Organisatie {pid}")
-        cert = add_partner(
-            config,
-            pid,
-            name=f"Organisatie {pid}",
-            address="127.0.0.1:1",
-            csr_path=res.csr,
-            signing_key_path=res.signing_public_key,
-            agreement_key_path=res.agreement_public_key,
-        )
-        install_certificate(
-            node_dir,
-            cert_path=cert,
-            ca_path=config.tls_ca,
-            coordinator_key_path=config.signing_public_key,
-            partner_id=pid,
-        )
+        enroll_node(config, node_dir, pid)
         input_path = node_dir / "input.csv"
         write_csv(
             input_path,

@@ -61,6 +61,11 @@ def private_in(root: Path, packages: tuple[str, ...] = ("pkg",)) -> list[str]:
     return [str(f) for f in arch.private_uses(arch.find_modules(root, packages), root, packages)]
 
 
+def is_doctor(module: str) -> bool:
+    """A diagnostics module: `kruispunt.doctor`, `psi_node.doctor`, `coordinator.doctor`."""
+    return module.rpartition(".")[2] == "doctor"
+
+
 class TestRepository:
     def test_no_import_cycles(self) -> None:
         """No module of kruispunt, psi_node or coordinator reaches itself through imports."""
@@ -82,6 +87,14 @@ class TestRepository:
         """Tests, benchmarks and scripts use only the public names of our packages."""
         found = arch.private_uses(tooling_modules(), REPO)
         assert not found, "\n".join(map(str, found))
+
+    @pytest.mark.parametrize("server", ["psi_node.server", "coordinator.server"])
+    def test_servers_do_not_load_the_diagnostics(self, server: str) -> None:
+        """A serving process never imports a doctor module, directly or through our packages."""
+        graph = arch.import_graph(arch.find_modules(REPO))
+        assert server in graph
+        chain = arch.import_chain(graph, server, is_doctor)
+        assert chain is None, "serving loads the doctor: " + arch.describe_cycle(chain, graph)
 
     def test_the_checks_see_the_whole_product(self) -> None:
         """Every product package is read, the generated protobuf modules are not."""
@@ -171,6 +184,43 @@ class TestCycleCheck:
         assert cycles_in(tmp_path) == [
             "pkg.a -> pkg.b (pkg.a:1) -> pkg.a (pkg.b:1)",
             "pkg.c -> pkg.d (pkg.c:1) -> pkg.c (pkg.d:1)",
+        ]
+
+
+class TestImportChain:
+    def test_transitive_import_is_found_with_its_lines(self, tmp_path: Path) -> None:
+        """A doctor reached through two other modules is reported with every import line."""
+        write_tree(
+            tmp_path,
+            {
+                "pkg/server.py": "import json\nfrom pkg import certs\n",
+                "pkg/certs.py": "def f():\n    from pkg.sub import doctor\n",
+                "pkg/sub/doctor.py": "x = 1\n",
+            },
+        )
+        graph = arch.import_graph(arch.find_modules(tmp_path, ("pkg",)), ("pkg",))
+        chain = arch.import_chain(graph, "pkg.server", is_doctor)
+        assert chain == ["pkg.server", "pkg.certs", "pkg.sub.doctor"]
+        assert arch.describe_cycle(chain, graph) == (
+            "pkg.server -> pkg.certs (pkg.server:2) -> pkg.sub.doctor (pkg.certs:2)"
+        )
+
+    def test_no_chain_when_the_module_is_out_of_reach(self, tmp_path: Path) -> None:
+        """A doctor that only imports the server, or sits behind TYPE_CHECKING, is not reached."""
+        write_tree(
+            tmp_path,
+            {
+                "pkg/server.py": (
+                    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.doctor\n"
+                ),
+                "pkg/doctor.py": "import pkg.server\n",
+            },
+        )
+        graph = arch.import_graph(arch.find_modules(tmp_path, ("pkg",)), ("pkg",))
+        assert arch.import_chain(graph, "pkg.server", is_doctor) is None
+        assert arch.import_chain(graph, "pkg.doctor", lambda m: m == "pkg.server") == [
+            "pkg.doctor",
+            "pkg.server",
         ]
 
 

@@ -151,3 +151,49 @@ with PointPool(1, per_chunk=4) as pool:
         # below means the flag, not a missing permission of the reader.
         assert result["forkservers"] == [True]
         assert result["workers"] == [False]
+
+
+class TestNetlabDescriptors:
+    def test_a_non_dumpable_process_is_named_as_such_not_as_gone(self) -> None:
+        """open_fds counts a readable process's descriptors, and for a non-dumpable one
+        (as a server is) read without root says to run as root, not that the process is gone."""
+        result = run_python(
+            """
+import json, os, subprocess, sys
+from tests.support.netlab import NetlabError, open_fds
+
+hidden = subprocess.Popen(
+    [sys.executable, "-c",
+     "from kruispunt.hardening import disable_core_dumps; import sys; disable_core_dumps(); "
+     "print('ready', flush=True); sys.stdin.read()"],
+    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+)
+assert hidden.stdout.readline().strip() == "ready"
+if os.geteuid() == 0:
+    # Read as an ordinary user would (root may list anything); everything is imported,
+    # since that user may not be able to read the interpreter's library.
+    os.setgid(65534)
+    os.setuid(65534)
+
+def message(pid):
+    try:
+        open_fds(pid)
+    except NetlabError as exc:
+        return str(exc)
+    return None
+
+try:
+    said = {"own": open_fds(os.getpid()) > 0, "hidden": message(hidden.pid)}
+finally:
+    hidden.stdin.close()
+    hidden.wait(timeout=30)
+said["gone"] = message(hidden.pid)
+print(json.dumps(said))
+"""
+        )
+        assert result["own"] is True
+        hidden = str(result["hidden"])
+        assert "non-dumpable" in hidden
+        assert "run as root, the servers are non-dumpable" in hidden
+        assert "is gone" not in hidden
+        assert "is gone" in str(result["gone"])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -567,6 +567,32 @@ class TestKeyFiles:
         """A missing key file is a ConfigError naming the file."""
         with pytest.raises(ConfigError, match="not found"):
             pki.load_private_key(tmp_path / "absent.key")
+
+    def test_directory(self, tmp_path: Path) -> None:
+        """A key path that is a directory is a ConfigError naming it, not an IsADirectoryError."""
+        folder = tmp_path / "keys"
+        folder.mkdir(mode=0o700)
+        with pytest.raises(ConfigError) as info:
+            pki.load_private_key(folder)
+        assert str(info.value) == f"{folder}: private key path is not a regular file"
+
+    def test_agreement_keys_read_through_the_same_checks(self, tmp_path: Path) -> None:
+        """read_private_key_file returns any key type, naming the file as the caller's kind."""
+        path = tmp_path / "agreement.pem"
+        key = x25519.X25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        pki.atomic_write(path, pem, 0o600, exclusive=True)
+        loaded = pki.read_private_key_file(path, what="agreement key")
+        assert isinstance(loaded, x25519.X25519PrivateKey)
+        with pytest.raises(ConfigError, match="must be EC P-256"):
+            pki.load_private_key(path)
+        path.chmod(0o640)
+        with pytest.raises(ConfigError, match="agreement key file is accessible by group"):
+            pki.read_private_key_file(path, what="agreement key")
 
     def test_garbage(self, tmp_path: Path) -> None:
         """A file that is not a PEM key is a ConfigError, without echoing its contents."""

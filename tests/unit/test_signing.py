@@ -166,3 +166,35 @@ class TestSigningKeyFiles:
         with pytest.raises(ConfigError, match="Ed25519") as info:
             signing.load_signing_key(path)
         assert str(path) in str(info.value)
+
+
+class TestPublicKeyFiles:
+    @pytest.mark.parametrize("form", ["raw", "pem"])
+    def test_raw_and_pem_files_load(self, tmp_path: Path, form: str) -> None:
+        """read_public_key reads a key file in either encoding load_public_key takes."""
+        public = KEY.public_key()
+        path = tmp_path / "key.pub"
+        raw = signing.public_key_bytes(public)
+        path.write_bytes(raw if form == "raw" else signing.public_key_pem(public))
+        assert signing.public_key_bytes(signing.read_public_key(path)) == raw
+
+    def test_missing_file_says_what_the_caller_says(self, tmp_path: Path) -> None:
+        """A missing file is a ConfigError naming the path and the caller's hint."""
+        path = tmp_path / "gone.pub"
+        with pytest.raises(ConfigError) as info:
+            signing.read_public_key(path)
+        assert str(info.value) == f"{path}: file not found"
+        with pytest.raises(ConfigError) as info:
+            signing.read_public_key(path, missing="not installed (run install-cert)")
+        assert str(info.value) == f"{path}: not installed (run install-cert)"
+
+    def test_directory_and_garbage_name_the_path(self, tmp_path: Path) -> None:
+        """An unreadable path or a file that is no Ed25519 key is a ConfigError with the path."""
+        with pytest.raises(ConfigError, match=r"cannot read \(Is a directory\)") as info:
+            signing.read_public_key(tmp_path)
+        assert str(info.value).startswith(f"{tmp_path}: ")
+        path = tmp_path / "bad.pub"
+        path.write_bytes(b"-----BEGIN nonsense")
+        with pytest.raises(ConfigError, match="not an Ed25519 public key") as info:
+            signing.read_public_key(path)
+        assert str(info.value).startswith(f"{path}: ")
