@@ -73,10 +73,9 @@ class RoundState:
     # Every partner's signed consent: forwarded to all, so each can check set sizes and open
     # its tag-key shares without taking the coordinator's word for either.
     consents: dict[str, common_pb2.SignedConsent] = field(default_factory=dict)
-    # Disclosure "partners": per partner, the co-holders' signed roots and inclusion proofs.
-    evidence: dict[str, tuple[dict[str, bytes], list[node_pb2.CoholderProof]]] = field(
-        default_factory=dict
-    )
+    # Disclosure "partners": per partner, inclusion proofs of its flagged records' tags in
+    # each co-holder's commitment.
+    evidence: dict[str, list[node_pb2.CoholderProof]] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     set_sizes: dict[str, int] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)

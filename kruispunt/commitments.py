@@ -29,7 +29,7 @@ tag does not let anyone recompute that leaf without its 128-bit salt.
 Encodings (integers big-endian, ``lp(x)`` a u32 length then x)::
 
     root statement   lp("kruispunt/commitments/root/v1") lp(round_id) lp(manifest_sha256)
-                     lp(partner) u64 count lp(root)            signed under CONTEXT_ROOT
+                     lp(partner) u64 count lp(root) lp(key_check)   signed under CONTEXT_ROOT
     SignedRoot       lp(root statement) signature[64]
     InclusionProof   u8 version (1) | u64 index | salt[16] | u8 path length | 32 * length
 
@@ -51,6 +51,8 @@ from kruispunt.errors import AttackRefused, SignatureInvalid
 from kruispunt.manifest import is_round_id
 from kruispunt.purpose import ID_RE
 from kruispunt.wire import TAG_BYTES
+
+KEY_CHECK_BYTES = 16  # kruispunt.tagkey.KEY_CHECK_BYTES (tagkey imports roster, not this)
 
 __all__ = [
     "CONTEXT_ROOT",
@@ -334,8 +336,14 @@ class SignedRoot:
     count: int
     root: bytes
     signature: bytes
+    #: `tagkey.key_check` of the tag key the node derived: partners compare these before any
+    #: tag is revealed, so a share sealed inconsistently stops the round instead of silently
+    #: splitting the network into partners whose tags never match.
+    key_check: bytes = b""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.key_check, bytes) or len(self.key_check) not in (0, KEY_CHECK_BYTES):
+            raise ValueError(f"key check must be empty or {KEY_CHECK_BYTES} bytes")
         if not isinstance(self.round_id, str) or not is_round_id(self.round_id):
             raise ValueError("round id is malformed")
         if not isinstance(self.manifest_sha256, bytes) or len(self.manifest_sha256) != 32:
@@ -361,6 +369,7 @@ class SignedRoot:
                 _lp(self.partner.encode("ascii")),
                 _U64.pack(self.count),
                 _lp(self.root),
+                _lp(self.key_check),
             )
         )
 
@@ -382,11 +391,12 @@ class SignedRoot:
         partner = statement.text("partner")
         count = statement.u64()
         root = statement.blob("root", DIGEST_BYTES)
+        key_check = statement.blob("key check", KEY_CHECK_BYTES)
         statement.end()
         signature = reader.fixed(signing.SIGNATURE_BYTES)
         reader.end()
         try:
-            return cls(round_id, manifest_sha256, partner, count, root, signature)
+            return cls(round_id, manifest_sha256, partner, count, root, signature, key_check)
         except ValueError as exc:
             raise CommitmentRefused(f"malformed signed root: {exc}") from None
 
@@ -443,11 +453,13 @@ def sign_root(
     partner: str,
     count: int,
     root: bytes,
+    key_check: bytes = b"",
 ) -> SignedRoot:
-    """`partner`'s signed claim that its `count` tags in this round have Merkle root `root`."""
-    unsigned = SignedRoot(round_id, manifest_sha256, partner, count, root, b"")
+    """`partner`'s signed claim that its `count` tags in this round have Merkle root `root`
+    (and, when given, that its tag key has this `key_check`)."""
+    unsigned = SignedRoot(round_id, manifest_sha256, partner, count, root, b"", key_check)
     signature = signing.sign(key, CONTEXT_ROOT, unsigned.statement())
-    return SignedRoot(round_id, manifest_sha256, partner, count, root, signature)
+    return SignedRoot(round_id, manifest_sha256, partner, count, root, signature, key_check)
 
 
 def verify_root(

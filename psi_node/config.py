@@ -20,6 +20,8 @@ DISCLOSURE_RANK = {"count": 0, "partners": 1}
 DEFAULT_MAX_RETENTION_DAYS = 90
 #: Weekly rounds need no more; back-to-back rounds would let sets be differenced.
 DEFAULT_MIN_ROUND_INTERVAL_HOURS = 24.0
+#: The longest a manifest may stay valid, and so the longest a round's keys can live.
+DEFAULT_MAX_MANIFEST_TTL_HOURS = 24.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class PolicyConfig:
     min_round_interval_hours: float = DEFAULT_MIN_ROUND_INTERVAL_HOURS
     # When set, only this version of the purpose is agreed; any other is refused.
     purpose_version: int | None = None
+    # A manifest valid longer than this would let a round's keys live that long.
+    max_manifest_ttl_hours: float = DEFAULT_MAX_MANIFEST_TTL_HOURS
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,12 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
             max_retention_days=_whole(
                 raw, "max_retention_days", where, default=DEFAULT_MAX_RETENTION_DAYS, least=1
             ),
-            min_round_interval_hours=_hours(raw, "min_round_interval_hours", where),
+            min_round_interval_hours=_hours(
+                raw, "min_round_interval_hours", where, DEFAULT_MIN_ROUND_INTERVAL_HOURS
+            ),
+            max_manifest_ttl_hours=_hours(
+                raw, "max_manifest_ttl_hours", where, DEFAULT_MAX_MANIFEST_TTL_HOURS
+            ),
             purpose_version=(
                 _whole(raw, "purpose_version", where, least=1) if "purpose_version" in raw else None
             ),
@@ -208,8 +217,8 @@ def _whole(
     return value
 
 
-def _hours(raw: Mapping[str, object], key: str, where: str) -> float:
-    value = raw.get(key, DEFAULT_MIN_ROUND_INTERVAL_HOURS)
+def _hours(raw: Mapping[str, object], key: str, where: str, default: float) -> float:
+    value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigError(f"{where} {key} must be a number of hours, 0 or more")
     return float(value)

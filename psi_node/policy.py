@@ -135,6 +135,13 @@ def refusal_reason(
             f"purpose allows sets of {purpose.max_set_size}, more than this node's "
             f"limit {policy.max_set_size}"
         )
+    if now is not None:
+        valid_hours = (verified.manifest.expires_at_unix - now.timestamp()) / 3600
+        if valid_hours > policy.max_manifest_ttl_hours:
+            return (
+                f"the manifest stays valid {valid_hours:.0f} hours, longer than this node lets "
+                f"a round's keys live (max_manifest_ttl_hours {policy.max_manifest_ttl_hours:g})"
+            )
     if last_consent is not None and now is not None and policy.min_round_interval_hours > 0:
         ready = last_consent + timedelta(hours=policy.min_round_interval_hours)
         if now < ready:

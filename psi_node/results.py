@@ -48,6 +48,16 @@ class StagedResult:
     flagged_count: int
 
 
+#: A result file's digest is SHA-256(DIGEST_LABEL || salt || file), the salt in its metadata.
+DIGEST_LABEL = b"kruispunt/result/v1\x00"
+DIGEST_SALT_BYTES = 32
+
+
+def result_digest(path: Path, salt_hex: str) -> bytes:
+    """The digest a node reported for a published result file (check it against the logs)."""
+    return hashlib.sha256(DIGEST_LABEL + bytes.fromhex(salt_hex) + path.read_bytes()).digest()
+
+
 def _paths(results_dir: Path, round_id: str) -> tuple[Path, Path, Path, Path]:
     return (
         results_dir / f".{round_id}.csv.staged",
@@ -68,7 +78,11 @@ def stage_results(
 ) -> StagedResult:
     """Write results to staging files (0600); raise ResultWriteError without leaving any."""
     staged_csv, staged_meta, final_csv, final_meta = _paths(results_dir, round_id)
-    digest = hashlib.sha256()
+    # The digest leaves the node (receipt, both audit logs): salted, or a single flagged row
+    # would be a dictionary search away from its BSN. The salt stays in the metadata file,
+    # so whoever holds the results can still check them against the audit logs.
+    salt = os.urandom(DIGEST_SALT_BYTES)
+    digest = hashlib.sha256(DIGEST_LABEL + salt)
     try:
         results_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with _open_private(staged_csv) as fh:
@@ -84,7 +98,11 @@ def stage_results(
             os.fsync(fh.fileno())
         digest.update(staged_csv.read_bytes())
         with _open_private(staged_meta) as fh:
-            json.dump({**metadata, "result_sha256": digest.hexdigest()}, fh, indent=2)
+            json.dump(
+                {**metadata, "result_digest_salt": salt.hex(), "result_sha256": digest.hexdigest()},
+                fh,
+                indent=2,
+            )
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -107,7 +125,9 @@ def stage_metadata_only(
     round, or a client that may learn only the intersection's size.
     """
     staged_csv, staged_meta, final_csv, final_meta = _paths(results_dir, round_id)
-    body = (json.dumps(metadata, indent=2) + "\n").encode("utf-8")
+    # A random salt in the file keeps its digest (which leaves the node) unguessable.
+    salted = {**metadata, "result_digest_salt": os.urandom(DIGEST_SALT_BYTES).hex()}
+    body = (json.dumps(salted, indent=2) + "\n").encode("utf-8")
     try:
         results_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(staged_meta, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -55,6 +55,8 @@ class RoundMode:
     start: Callable[[], ModeState | None]
     #: Adds what the mode needs to a consent before the node signs it (tag-key shares).
     on_consent: Callable[[RoundContext, NodeRound, common_pb2.Consent], None] | None = None
+    #: Why the mode cannot run this manifest with a set of this size (None: it can).
+    admits: Callable[[VerifiedManifest, int], str | None] | None = None
 
 
 @dataclass

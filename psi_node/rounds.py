@@ -18,7 +18,7 @@ import hmac
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -107,7 +107,7 @@ class RoundManager:
     ) -> NodeRound:
         """The round in flight, checked to be of `mode` and in one of `phases` (if given).
 
-        Counts as activity: a round that is asked for is not idle.
+        Does not count as activity: each mode marks the steps that make progress.
         """
         with self._lock:
             rnd = self._rounds.get(round_id)
@@ -117,7 +117,8 @@ class RoundManager:
             raise ProtocolError(f"this call belongs to a {mode} round; this round is not one")
         if phases is not None:
             require_phase(rnd, phases)
-        rnd.last_activity = time.monotonic()
+        # Not activity by itself: only a step that makes progress keeps a round from
+        # expiring, or a coordinator could keep keys alive with requests the node refuses.
         return rnd
 
     def _drop(self, round_id: str) -> NodeRound | None:
@@ -216,6 +217,9 @@ class RoundManager:
                 f"set of {size} records exceeds the purpose maximum {purpose.max_set_size}",
                 now,
             )
+        unfit = mode.admits(verified, size) if mode.admits is not None else None
+        if unfit is not None:
+            return self._refuse(verified, unfit, now)
         rnd = NodeRound(verified=verified, inputs=inputs, roster=roster, state=mode.start())
         self.history.record(purpose.id, now)
         consent = common_pb2.Consent(
@@ -332,11 +336,15 @@ class RoundManager:
         """Network phase 2: another partner's points under this node's key (`network.evaluate`)."""
         return network.evaluate(self, round_id, origin, step, batches)
 
-    def finalize(
-        self, round_id: str, batches: Iterable[network.Chunk]
-    ) -> Iterator[tuple[int, bytes, bytes, bytes]]:
-        """Network phase 3: own points back, answered with keyed tags (`network.finalize`)."""
+    def finalize(self, round_id: str, batches: Iterable[network.Chunk]) -> Iterator[bytes]:
+        """Network phase 3: own points back, answered with the signed tag commitment."""
         return network.finalize(self, round_id, batches)
+
+    def reveal(
+        self, round_id: str, roots: Mapping[str, bytes]
+    ) -> Iterator[tuple[int, bytes, bytes]]:
+        """Network phase 4: every partner's commitment in, tags and salts out (`network.reveal`)."""
+        return network.reveal(self, round_id, roots)
 
     def deliver(self, results: node_pb2.RoundResults) -> node_pb2.DeliveryReceipt:
         """Network results: stage what the coordinator found (`network.deliver`)."""

@@ -148,12 +148,22 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
             seen.append(first)
             if first.origin != self.rounds.config.partner_id:
                 raise AttackRefused("finalize carries this node's own set only")
-            for offset, tags, salts, root in self.rounds.finalize(first.round_id, points):
-                yield common_pb2.TagBatch(
-                    round_id=first.round_id, offset=offset, tags=tags, salts=salts, commitment=root
-                )
+            for root in self.rounds.finalize(first.round_id, points):
+                yield common_pb2.TagBatch(round_id=first.round_id, commitment=root)
 
         return self._stream("Finalize", lambda: seen[0].round_id if seen else "", batches())
+
+    def Reveal(  # noqa: N802
+        self, request: node_pb2.RevealRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.TagBatch]:
+        def batches() -> Iterator[common_pb2.TagBatch]:
+            revealed = self.rounds.reveal(request.round_id, dict(request.roots))
+            for offset, tags, salts in revealed:
+                yield common_pb2.TagBatch(
+                    round_id=request.round_id, offset=offset, tags=tags, salts=salts
+                )
+
+        return self._stream("Reveal", lambda: request.round_id, batches())
 
     def Deliver(  # noqa: N802
         self, request: node_pb2.RoundResults, context: grpc.ServicerContext

@@ -106,26 +106,44 @@ def _match(context: RoundContext, state: RoundState) -> TallyResult:
         context.check_cancel()
     state.phases["evaluate"] = time.monotonic() - t0
 
-    # Phase 3: each node removes its blinding, applies its own key and tags its records.
+    # Phase 3: each node removes its blinding, applies its own key, tags its records and
+    # commits to its tags; no tag leaves a node before every commitment is fixed.
     t0 = time.monotonic()
     progress = context.progress(state, "finalize", total)
 
-    def finalize(pid: str, peer: Peer) -> _Tags:
+    def finalize(pid: str, peer: Peer) -> bytes:
         requests = _point_requests(
             state.round_id, pid, 0, current[pid], per_chunk, cancel, chains[pid]
         )
         with _blaming(state, pid, n, current[pid]):
             stream = peer.stub.Finalize(requests, timeout=timeout)
-            return _collect_tags(stream, state.set_sizes[pid], progress, cancel)
+            root = _collect_root(stream)
+        progress.add(state.set_sizes[pid])
+        return root
 
-    finalized = context.parallel(state, "finalize", finalize)
+    roots = context.parallel(state, "finalize", finalize)
     current.clear()
     chains.clear()
-    tags = {pid: got.tags for pid, got in finalized.items()}
     state.phases["finalize"] = time.monotonic() - t0
-    context.report(state, "finalize", "tags received", total, total)
+    context.report(state, "finalize", "tag commitments received", total, total)
+    context.check_cancel()
 
-    # Phase 4: tally (tags exist in memory only, for this call).
+    # Phase 4: every node gets every commitment, checks them, and only then reveals its tags.
+    t0 = time.monotonic()
+    progress = context.progress(state, "reveal", total)
+    reveal_request = node_pb2.RevealRequest(round_id=state.round_id, roots=roots)
+
+    def reveal(pid: str, peer: Peer) -> _Tags:
+        stream = peer.stub.Reveal(reveal_request, timeout=timeout)
+        tags, salts = _collect_tags(stream, state.set_sizes[pid], progress, cancel)
+        return _Tags(tags, salts, roots[pid])
+
+    finalized = context.parallel(state, "reveal", reveal)
+    tags = {pid: got.tags for pid, got in finalized.items()}
+    state.phases["reveal"] = time.monotonic() - t0
+    context.report(state, "reveal", "tags received", total, total)
+
+    # Phase 5: tally (tags exist in memory only, for this call).
     t0 = time.monotonic()
     result = tally(tags, state.partners, state.purpose.threshold)
     if state.purpose.disclosure == "partners":
@@ -167,9 +185,7 @@ def _deliver(context: RoundContext, state: RoundState, result: TallyResult) -> N
             flagged_count=len(result.flagged[pid]),
         )
         if partners_disclosed:
-            roots, proofs = state.evidence[pid]
-            msg.commitments.update(roots)
-            msg.proofs.extend(proofs)
+            msg.proofs.extend(state.evidence[pid])
         receipt = peer.stub.Deliver(msg, timeout=timeout)
         state.staged.add(pid)
         return receipt  # type: ignore[no-any-return]
@@ -279,23 +295,32 @@ class _Tags:
     root: bytes
 
 
+def _collect_root(stream: Iterator[common_pb2.TagBatch]) -> bytes:
+    """A node's finalize answer: its signed commitment, and no tag."""
+    root = b""
+    for batch in stream:
+        if root or batch.tags or batch.salts or not batch.commitment:
+            raise RoundFailed("finalize must answer one signed commitment and no tag")
+        root = batch.commitment
+    if not root:
+        raise RoundFailed("sent no signed commitment to its tags")
+    return root
+
+
 def _collect_tags(
     stream: Iterator[common_pb2.TagBatch],
     expected: int,
     progress: PhaseProgress,
     cancel: threading.Event,
-) -> _Tags:
+) -> tuple[bytes, bytes]:
+    """(tags, salts) of a node's reveal, in its order, one 16-byte salt per tag."""
     out, salts = bytearray(), bytearray()
-    root = b""
     for batch in stream:
-        if root:
-            raise RoundFailed("sent tags after its signed commitment")
-        root = batch.commitment
         count = wire.check_packed(batch.tags, wire.TAG_BYTES)
         if len(batch.salts) != len(batch.tags):
             raise RoundFailed("sent tags without one commitment salt each")
         progress.add(count)
-        if batch.offset * wire.TAG_BYTES != len(out) and count:
+        if batch.offset * wire.TAG_BYTES != len(out):
             raise RoundFailed("sent tags out of order")
         out += batch.tags
         salts += batch.salts
@@ -305,22 +330,19 @@ def _collect_tags(
             raise RoundCancelled("cancelled by the operator")
     if len(out) != expected * wire.TAG_BYTES:
         raise RoundFailed(f"sent {len(out) // wire.TAG_BYTES} tags, expected {expected}")
-    if not root:
-        raise RoundFailed("sent no signed commitment to its tags")
-    return _Tags(bytes(out), bytes(salts), root)
+    return bytes(out), bytes(salts)
 
 
 def _coholder_evidence(
     state: RoundState, finalized: dict[str, _Tags], result: TallyResult
-) -> dict[str, tuple[dict[str, bytes], list[node_pb2.CoholderProof]]]:
-    """Per partner: the co-holders' signed roots and, per flagged record and co-holder, an
-    inclusion proof of that record's tag in the co-holder's commitment.
+) -> dict[str, list[node_pb2.CoholderProof]]:
+    """Per partner, for each flagged record and co-holder, an inclusion proof of that
+    record's tag in the co-holder's commitment (which every node already holds).
 
     Each root is checked against the partner's roster key and rebuilt from the tags and
     salts it sent, so a node that commits to other tags than it sent is named here.
     """
     trees: dict[str, Commitment] = {}
-    roots: dict[str, bytes] = {}
     for pid, got in finalized.items():
         try:
             signed = SignedRoot.decode(got.root)
@@ -337,7 +359,6 @@ def _coholder_evidence(
         trees[pid] = Commitment.with_salts(got.tags, got.salts)
         if trees[pid].root != root:
             raise RoundFailed(f"{pid}: its signed commitment is not over the tags it sent")
-        roots[pid] = got.root
     # Where each flagged tag sits in each holder's list (only flagged tags are indexed).
     flagged_tags: set[bytes] = set()
     for pid in state.partners:
@@ -355,16 +376,14 @@ def _coholder_evidence(
     for pid in state.partners:
         tags = finalized[pid].tags
         proofs: list[node_pb2.CoholderProof] = []
-        named: set[str] = set()
         for k, (index, mask) in enumerate(zip(result.flagged[pid], result.masks[pid], strict=True)):
             tag = tags[index * 16 : index * 16 + 16]
             for bit, holder in enumerate(state.partners):
                 if holder == pid or not mask >> bit & 1:
                     continue
-                named.add(holder)
                 proof = trees[holder].proof(position[holder][tag])
                 proofs.append(
                     node_pb2.CoholderProof(flagged=k, partner=holder, proof=proof.encode())
                 )
-        evidence[pid] = ({h: roots[h] for h in named}, proofs)
+        evidence[pid] = proofs
     return evidence

@@ -89,7 +89,7 @@ def _badge(text: str, kind: str) -> str:
 
 
 # The protocol's phases in the order they run (the stored summary sorts its keys).
-_PHASE_ORDER: Final = ("propose", "blind", "evaluate", "finalize", "tally", "deliver")
+_PHASE_ORDER: Final = ("propose", "blind", "evaluate", "finalize", "reveal", "tally", "deliver")
 
 _STATE_KIND: Final = {
     "completed": "ok",

@@ -61,7 +61,7 @@ class RoundEvent(google.protobuf.message.Message):
     SUMMARY_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     phase: builtins.str
-    """propose, blind, evaluate, finalize, tally, deliver, commit, done, failed"""
+    """propose, blind, evaluate, finalize, reveal, tally, deliver, commit, done, failed"""
     message: builtins.str
     done: builtins.int
     """progress within the phase, in points"""

@@ -25,35 +25,37 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as kruispunt_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17kruispunt/v1/node.proto\x12\x0ckruispunt.v1\x1a\x19kruispunt/v1/common.proto\"O\n\x0c\x42lindRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12-\n\x08\x63onsents\x18\x02 \x03(\x0b\x32\x1b.kruispunt.v1.SignedConsent\"@\n\rCoholderProof\x12\x0f\n\x07\x66lagged\x18\x01 \x01(\r\x12\x0f\n\x07partner\x18\x02 \x01(\t\x12\r\n\x05proof\x18\x03 \x01(\x0c\"\xf7\x02\n\x0cRoundResults\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x17\n\x0f\x66lagged_indices\x18\x02 \x03(\x04\x12\x14\n\x0cholder_masks\x18\x03 \x03(\x04\x12;\n\tset_sizes\x18\x04 \x03(\x0b\x32(.kruispunt.v1.RoundResults.SetSizesEntry\x12\x15\n\rflagged_count\x18\x05 \x01(\x04\x12@\n\x0b\x63ommitments\x18\x06 \x03(\x0b\x32+.kruispunt.v1.RoundResults.CommitmentsEntry\x12+\n\x06proofs\x18\x07 \x03(\x0b\x32\x1b.kruispunt.v1.CoholderProof\x1a/\n\rSetSizesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a\x32\n\x10\x43ommitmentsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"f\n\x0f\x44\x65liveryReceipt\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x15\n\rflagged_count\x18\x02 \x01(\x04\x12\x13\n\x0bresult_path\x18\x03 \x01(\t\x12\x15\n\rresult_sha256\x18\x04 \x01(\x0c\"0\n\x0c\x41\x62ortRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Z\n\x10\x42ilateralPayload\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x10\n\x08set_size\x18\x03 \x01(\x04\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"\x94\x01\n\x11\x42ilateralExchange\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05setup\x18\x02 \x01(\x0c\x12\x10\n\x08response\x18\x03 \x01(\x0c\x12\x1a\n\x12response_signature\x18\x04 \x01(\x0c\x12\x17\n\x0fsetup_signature\x18\x05 \x01(\x0c\x12\x17\n\x0fserver_set_size\x18\x06 \x01(\x04\x32\x93\x06\n\x07PsiNode\x12\x44\n\x07Propose\x12\x1c.kruispunt.v1.SignedManifest\x1a\x1b.kruispunt.v1.SignedConsent\x12?\n\x05\x42lind\x12\x1a.kruispunt.v1.BlindRequest\x1a\x18.kruispunt.v1.PointBatch0\x01\x12\x42\n\x08\x45valuate\x12\x18.kruispunt.v1.PointBatch\x1a\x18.kruispunt.v1.PointBatch(\x01\x30\x01\x12@\n\x08\x46inalize\x12\x18.kruispunt.v1.PointBatch\x1a\x16.kruispunt.v1.TagBatch(\x01\x30\x01\x12\x44\n\x07\x44\x65liver\x12\x1a.kruispunt.v1.RoundResults\x1a\x1d.kruispunt.v1.DeliveryReceipt\x12?\n\x06\x43ommit\x12\x16.kruispunt.v1.RoundRef\x1a\x1d.kruispunt.v1.DeliveryReceipt\x12\x36\n\x05\x41\x62ort\x12\x1a.kruispunt.v1.AbortRequest\x1a\x11.kruispunt.v1.Ack\x12H\n\x0e\x42ilateralSetup\x12\x16.kruispunt.v1.RoundRef\x1a\x1e.kruispunt.v1.BilateralPayload\x12J\n\x10\x42ilateralRequest\x12\x16.kruispunt.v1.RoundRef\x1a\x1e.kruispunt.v1.BilateralPayload\x12S\n\x11\x42ilateralResponse\x12\x1e.kruispunt.v1.BilateralPayload\x1a\x1e.kruispunt.v1.BilateralPayload\x12Q\n\x0f\x42ilateralResult\x12\x1f.kruispunt.v1.BilateralExchange\x1a\x1d.kruispunt.v1.DeliveryReceiptb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17kruispunt/v1/node.proto\x12\x0ckruispunt.v1\x1a\x19kruispunt/v1/common.proto\"O\n\x0c\x42lindRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12-\n\x08\x63onsents\x18\x02 \x03(\x0b\x32\x1b.kruispunt.v1.SignedConsent\"@\n\rCoholderProof\x12\x0f\n\x07\x66lagged\x18\x01 \x01(\r\x12\x0f\n\x07partner\x18\x02 \x01(\t\x12\r\n\x05proof\x18\x03 \x01(\x0c\"\x86\x01\n\rRevealRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x35\n\x05roots\x18\x02 \x03(\x0b\x32&.kruispunt.v1.RevealRequest.RootsEntry\x1a,\n\nRootsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"\x94\x02\n\x0cRoundResults\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x17\n\x0f\x66lagged_indices\x18\x02 \x03(\x04\x12\x14\n\x0cholder_masks\x18\x03 \x03(\x04\x12;\n\tset_sizes\x18\x04 \x03(\x0b\x32(.kruispunt.v1.RoundResults.SetSizesEntry\x12\x15\n\rflagged_count\x18\x05 \x01(\x04\x12+\n\x06proofs\x18\x07 \x03(\x0b\x32\x1b.kruispunt.v1.CoholderProof\x1a/\n\rSetSizesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01J\x04\x08\x06\x10\x07R\x0b\x63ommitments\"f\n\x0f\x44\x65liveryReceipt\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x15\n\rflagged_count\x18\x02 \x01(\x04\x12\x13\n\x0bresult_path\x18\x03 \x01(\t\x12\x15\n\rresult_sha256\x18\x04 \x01(\x0c\"0\n\x0c\x41\x62ortRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Z\n\x10\x42ilateralPayload\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x10\n\x08set_size\x18\x03 \x01(\x04\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"\x94\x01\n\x11\x42ilateralExchange\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05setup\x18\x02 \x01(\x0c\x12\x10\n\x08response\x18\x03 \x01(\x0c\x12\x1a\n\x12response_signature\x18\x04 \x01(\x0c\x12\x17\n\x0fsetup_signature\x18\x05 \x01(\x0c\x12\x17\n\x0fserver_set_size\x18\x06 \x01(\x04\x32\xd4\x06\n\x07PsiNode\x12\x44\n\x07Propose\x12\x1c.kruispunt.v1.SignedManifest\x1a\x1b.kruispunt.v1.SignedConsent\x12?\n\x05\x42lind\x12\x1a.kruispunt.v1.BlindRequest\x1a\x18.kruispunt.v1.PointBatch0\x01\x12\x42\n\x08\x45valuate\x12\x18.kruispunt.v1.PointBatch\x1a\x18.kruispunt.v1.PointBatch(\x01\x30\x01\x12@\n\x08\x46inalize\x12\x18.kruispunt.v1.PointBatch\x1a\x16.kruispunt.v1.TagBatch(\x01\x30\x01\x12?\n\x06Reveal\x12\x1b.kruispunt.v1.RevealRequest\x1a\x16.kruispunt.v1.TagBatch0\x01\x12\x44\n\x07\x44\x65liver\x12\x1a.kruispunt.v1.RoundResults\x1a\x1d.kruispunt.v1.DeliveryReceipt\x12?\n\x06\x43ommit\x12\x16.kruispunt.v1.RoundRef\x1a\x1d.kruispunt.v1.DeliveryReceipt\x12\x36\n\x05\x41\x62ort\x12\x1a.kruispunt.v1.AbortRequest\x1a\x11.kruispunt.v1.Ack\x12H\n\x0e\x42ilateralSetup\x12\x16.kruispunt.v1.RoundRef\x1a\x1e.kruispunt.v1.BilateralPayload\x12J\n\x10\x42ilateralRequest\x12\x16.kruispunt.v1.RoundRef\x1a\x1e.kruispunt.v1.BilateralPayload\x12S\n\x11\x42ilateralResponse\x12\x1e.kruispunt.v1.BilateralPayload\x1a\x1e.kruispunt.v1.BilateralPayload\x12Q\n\x0f\x42ilateralResult\x12\x1f.kruispunt.v1.BilateralExchange\x1a\x1d.kruispunt.v1.DeliveryReceiptb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kruispunt.v1.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_REVEALREQUEST_ROOTSENTRY']._loaded_options = None
+  _globals['_REVEALREQUEST_ROOTSENTRY']._serialized_options = b'8\001'
   _globals['_ROUNDRESULTS_SETSIZESENTRY']._loaded_options = None
   _globals['_ROUNDRESULTS_SETSIZESENTRY']._serialized_options = b'8\001'
-  _globals['_ROUNDRESULTS_COMMITMENTSENTRY']._loaded_options = None
-  _globals['_ROUNDRESULTS_COMMITMENTSENTRY']._serialized_options = b'8\001'
   _globals['_BLINDREQUEST']._serialized_start=68
   _globals['_BLINDREQUEST']._serialized_end=147
   _globals['_COHOLDERPROOF']._serialized_start=149
   _globals['_COHOLDERPROOF']._serialized_end=213
-  _globals['_ROUNDRESULTS']._serialized_start=216
-  _globals['_ROUNDRESULTS']._serialized_end=591
-  _globals['_ROUNDRESULTS_SETSIZESENTRY']._serialized_start=492
-  _globals['_ROUNDRESULTS_SETSIZESENTRY']._serialized_end=539
-  _globals['_ROUNDRESULTS_COMMITMENTSENTRY']._serialized_start=541
-  _globals['_ROUNDRESULTS_COMMITMENTSENTRY']._serialized_end=591
-  _globals['_DELIVERYRECEIPT']._serialized_start=593
-  _globals['_DELIVERYRECEIPT']._serialized_end=695
-  _globals['_ABORTREQUEST']._serialized_start=697
-  _globals['_ABORTREQUEST']._serialized_end=745
-  _globals['_BILATERALPAYLOAD']._serialized_start=747
-  _globals['_BILATERALPAYLOAD']._serialized_end=837
-  _globals['_BILATERALEXCHANGE']._serialized_start=840
-  _globals['_BILATERALEXCHANGE']._serialized_end=988
-  _globals['_PSINODE']._serialized_start=991
-  _globals['_PSINODE']._serialized_end=1778
+  _globals['_REVEALREQUEST']._serialized_start=216
+  _globals['_REVEALREQUEST']._serialized_end=350
+  _globals['_REVEALREQUEST_ROOTSENTRY']._serialized_start=306
+  _globals['_REVEALREQUEST_ROOTSENTRY']._serialized_end=350
+  _globals['_ROUNDRESULTS']._serialized_start=353
+  _globals['_ROUNDRESULTS']._serialized_end=629
+  _globals['_ROUNDRESULTS_SETSIZESENTRY']._serialized_start=563
+  _globals['_ROUNDRESULTS_SETSIZESENTRY']._serialized_end=610
+  _globals['_DELIVERYRECEIPT']._serialized_start=631
+  _globals['_DELIVERYRECEIPT']._serialized_end=733
+  _globals['_ABORTREQUEST']._serialized_start=735
+  _globals['_ABORTREQUEST']._serialized_end=783
+  _globals['_BILATERALPAYLOAD']._serialized_start=785
+  _globals['_BILATERALPAYLOAD']._serialized_end=875
+  _globals['_BILATERALEXCHANGE']._serialized_start=878
+  _globals['_BILATERALEXCHANGE']._serialized_end=1026
+  _globals['_PSINODE']._serialized_start=1029
+  _globals['_PSINODE']._serialized_end=1881
 # @@protoc_insertion_point(module_scope)

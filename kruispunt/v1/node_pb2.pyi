@@ -61,6 +61,43 @@ class CoholderProof(google.protobuf.message.Message):
 global___CoholderProof = CoholderProof
 
 @typing.final
+class RevealRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    @typing.final
+    class RootsEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.bytes
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.bytes = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
+    ROUND_ID_FIELD_NUMBER: builtins.int
+    ROOTS_FIELD_NUMBER: builtins.int
+    round_id: builtins.str
+    @property
+    def roots(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.bytes]:
+        """partner id -> its signed root (kruispunt.commitments)"""
+
+    def __init__(
+        self,
+        *,
+        round_id: builtins.str = ...,
+        roots: collections.abc.Mapping[builtins.str, builtins.bytes] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["roots", b"roots", "round_id", b"round_id"]) -> None: ...
+
+global___RevealRequest = RevealRequest
+
+@typing.final
 class RoundResults(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
@@ -80,28 +117,11 @@ class RoundResults(google.protobuf.message.Message):
         ) -> None: ...
         def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
 
-    @typing.final
-    class CommitmentsEntry(google.protobuf.message.Message):
-        DESCRIPTOR: google.protobuf.descriptor.Descriptor
-
-        KEY_FIELD_NUMBER: builtins.int
-        VALUE_FIELD_NUMBER: builtins.int
-        key: builtins.str
-        value: builtins.bytes
-        def __init__(
-            self,
-            *,
-            key: builtins.str = ...,
-            value: builtins.bytes = ...,
-        ) -> None: ...
-        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
-
     ROUND_ID_FIELD_NUMBER: builtins.int
     FLAGGED_INDICES_FIELD_NUMBER: builtins.int
     HOLDER_MASKS_FIELD_NUMBER: builtins.int
     SET_SIZES_FIELD_NUMBER: builtins.int
     FLAGGED_COUNT_FIELD_NUMBER: builtins.int
-    COMMITMENTS_FIELD_NUMBER: builtins.int
     PROOFS_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     flagged_count: builtins.int
@@ -118,12 +138,6 @@ class RoundResults(google.protobuf.message.Message):
         """every partner's set size this round"""
 
     @property
-    def commitments(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.bytes]:
-        """Disclosure "partners": signed tag-list roots (partner id -> encoded signed root) and, for
-        every co-holder a mask names, an inclusion proof of this node's tag in that root.
-        """
-
-    @property
     def proofs(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___CoholderProof]: ...
     def __init__(
         self,
@@ -133,10 +147,9 @@ class RoundResults(google.protobuf.message.Message):
         holder_masks: collections.abc.Iterable[builtins.int] | None = ...,
         set_sizes: collections.abc.Mapping[builtins.str, builtins.int] | None = ...,
         flagged_count: builtins.int = ...,
-        commitments: collections.abc.Mapping[builtins.str, builtins.bytes] | None = ...,
         proofs: collections.abc.Iterable[global___CoholderProof] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["commitments", b"commitments", "flagged_count", b"flagged_count", "flagged_indices", b"flagged_indices", "holder_masks", b"holder_masks", "proofs", b"proofs", "round_id", b"round_id", "set_sizes", b"set_sizes"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["flagged_count", b"flagged_count", "flagged_indices", b"flagged_indices", "holder_masks", b"holder_masks", "proofs", b"proofs", "round_id", b"round_id", "set_sizes", b"set_sizes"]) -> None: ...
 
 global___RoundResults = RoundResults
 

@@ -55,6 +55,11 @@ class PsiNodeStub(object):
                 request_serializer=kruispunt_dot_v1_dot_common__pb2.PointBatch.SerializeToString,
                 response_deserializer=kruispunt_dot_v1_dot_common__pb2.TagBatch.FromString,
                 _registered_method=True)
+        self.Reveal = channel.unary_stream(
+                '/kruispunt.v1.PsiNode/Reveal',
+                request_serializer=kruispunt_dot_v1_dot_node__pb2.RevealRequest.SerializeToString,
+                response_deserializer=kruispunt_dot_v1_dot_common__pb2.TagBatch.FromString,
+                _registered_method=True)
         self.Deliver = channel.unary_unary(
                 '/kruispunt.v1.PsiNode/Deliver',
                 request_serializer=kruispunt_dot_v1_dot_node__pb2.RoundResults.SerializeToString,
@@ -118,7 +123,16 @@ class PsiNodeServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def Finalize(self, request_iterator, context):
-        """Network mode, phase 3: own points with every other key applied in; answer 16-byte tags.
+        """Network mode, phase 3: own points with every other key applied in; the node tags its
+        records and answers only its signed commitment to those tags (one TagBatch).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Reveal(self, request, context):
+        """Network mode, phase 4: given every partner's signed commitment, fixed before any tag
+        was revealed, the node answers its tags and their commitment salts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -195,6 +209,11 @@ def add_PsiNodeServicer_to_server(servicer, server):
             'Finalize': grpc.stream_stream_rpc_method_handler(
                     servicer.Finalize,
                     request_deserializer=kruispunt_dot_v1_dot_common__pb2.PointBatch.FromString,
+                    response_serializer=kruispunt_dot_v1_dot_common__pb2.TagBatch.SerializeToString,
+            ),
+            'Reveal': grpc.unary_stream_rpc_method_handler(
+                    servicer.Reveal,
+                    request_deserializer=kruispunt_dot_v1_dot_node__pb2.RevealRequest.FromString,
                     response_serializer=kruispunt_dot_v1_dot_common__pb2.TagBatch.SerializeToString,
             ),
             'Deliver': grpc.unary_unary_rpc_method_handler(
@@ -340,6 +359,33 @@ class PsiNode(object):
             target,
             '/kruispunt.v1.PsiNode/Finalize',
             kruispunt_dot_v1_dot_common__pb2.PointBatch.SerializeToString,
+            kruispunt_dot_v1_dot_common__pb2.TagBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reveal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kruispunt.v1.PsiNode/Reveal',
+            kruispunt_dot_v1_dot_node__pb2.RevealRequest.SerializeToString,
             kruispunt_dot_v1_dot_common__pb2.TagBatch.FromString,
             options,
             channel_credentials,

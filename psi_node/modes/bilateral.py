@@ -34,6 +34,7 @@ on both sides (the binding takes ``bytes`` for its ``std::string`` items).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -124,6 +125,7 @@ def request(rounds: RoundContext, round_id: str) -> node_pb2.BilateralPayload:
         body = client.CreateRequest(records).SerializeToString()
         rnd.state = ClientState(client)
         rnd.phase = REQUESTED
+        rnd.last_activity = time.monotonic()
     rounds.audit_event("records.sent", rnd, "E", set_size=len(records), mode=MODE.name)
     log.info("bilateral request sent", round_id=round_id, set_size=len(records))
     return _signed(rounds, rnd, "request", body, len(records))
@@ -163,6 +165,7 @@ def response(rounds: RoundContext, message: node_pb2.BilateralPayload) -> node_p
             raise InvalidPoint() from None
         rnd.state = ServerState(server, client_set_size=count)
         rnd.phase = RESPONDED
+        rnd.last_activity = time.monotonic()
     rounds.audit_event(
         "phase.done", rnd, "E", phase="bilateral.response", client_set_size=count, mode=MODE.name
     )
@@ -202,6 +205,7 @@ def setup(rounds: RoundContext, round_id: str) -> node_pb2.BilateralPayload:
         rnd.publish = publish_metadata_only
         rnd.wipe_state()  # the key's work is done: drop it now, not at commit
         rnd.phase = STAGED
+        rnd.last_activity = time.monotonic()
     rounds.audit_event("records.sent", rnd, "E", set_size=len(records), mode=MODE.name)
     rounds.audit_event(
         "results.received", rnd, "C", flagged_count=0, client_set_size=client_size, rows=0
@@ -285,6 +289,7 @@ def result(rounds: RoundContext, exchange: node_pb2.BilateralExchange) -> node_p
             )
         rnd.staged = staged
         rnd.phase = STAGED
+        rnd.last_activity = time.monotonic()
     rounds.audit_event(
         "results.received", rnd, "C", flagged_count=count, size_only=settings.size_only
     )

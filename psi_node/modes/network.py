@@ -19,9 +19,10 @@ operator accepted. Commit and abort are the shared ones (`psi_node.rounds`).
 
 from __future__ import annotations
 
+import hmac
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -38,9 +39,9 @@ from kruispunt.commitments import (
     verify_root,
 )
 from kruispunt.errors import AttackRefused, KruispuntError, ProtocolError, ResourceLimit
-from kruispunt.manifest import verify_consent
+from kruispunt.manifest import VerifiedManifest, verify_consent
 from kruispunt.roster import Roster
-from kruispunt.tagkey import TagKeyContribution, derive_tag_key, open_share
+from kruispunt.tagkey import TagKeyContribution, derive_tag_key, key_check, open_share
 from kruispunt.v1 import common_pb2, node_pb2
 from psi_node.oprf import RoundKey
 from psi_node.results import retention_deadline, stage_results
@@ -50,7 +51,8 @@ log = structlog.get_logger("psi_node.modes.network")
 
 # Phases a network round passes at a node, between CONSENTED and STAGED.
 BLINDED: Final = "blinded"
-FINALIZED: Final = "finalized"
+FINALIZED: Final = "finalized"  # tags made and committed to; none revealed yet
+REVEALED: Final = "revealed"  # every partner's commitment received; tags sent
 
 #: (offset, points, chain): a chunk of a stream; the last carries the signed statements.
 Chunk = tuple[int, bytes, bytes]
@@ -70,6 +72,9 @@ class NetworkState:
     evaluated: set[str] = field(default_factory=set)
     #: This node's tags in sending order, kept until delivery to check co-holder proofs.
     tags: bytes = b""
+    commitment: Commitment | None = None
+    #: Every partner's Merkle root as this node received it at Reveal, before any tag left.
+    roots: dict[str, bytes] = field(default_factory=dict)
 
     def wipe(self) -> None:
         """Zero the round key and forget the tag key and tags (idempotent)."""
@@ -77,6 +82,7 @@ class NetworkState:
         self.contribution = None
         self.tag_key = b""
         self.tags = b""
+        self.commitment = None
 
 
 def _start() -> NetworkState:
@@ -100,7 +106,18 @@ def _on_consent(rounds: RoundContext, rnd: NodeRound, consent: common_pb2.Consen
     random.SystemRandom().shuffle(state.order)
 
 
-MODE: Final = RoundMode("network", start=_start, on_consent=_on_consent)
+def _admits(verified: VerifiedManifest, size: int) -> str | None:
+    """A set the manifest's chunking cannot sign (too many chunks) is refused at consent."""
+    chunks = -(-size // verified.chunk_points)
+    if chunks > hops.MAX_CHUNKS:
+        return (
+            f"a set of {size} records needs {chunks} chunks of {verified.chunk_points} points; "
+            f"a signed batch holds at most {hops.MAX_CHUNKS}"
+        )
+    return None
+
+
+MODE: Final = RoundMode("network", start=_start, on_consent=_on_consent, admits=_admits)
 
 
 def blind(
@@ -186,13 +203,12 @@ def evaluate(
     log.info("evaluated", round_id=round_id, origin=origin, points=done)
 
 
-def finalize(
-    rounds: RoundContext, round_id: str, batches: Iterable[Chunk]
-) -> Iterator[tuple[int, bytes, bytes, bytes]]:
-    """Phase 3: own points with every other key in, the route checked; answer keyed tags.
+def finalize(rounds: RoundContext, round_id: str, batches: Iterable[Chunk]) -> Iterator[bytes]:
+    """Phase 3: own points with every other key in, the route checked: make the keyed tags
+    and answer only the signed commitment to them (root and tag-key check).
 
-    Yields (offset, tags, salts, root): the salts of this node's commitment to its tags
-    travel with them, and the last item carries the signed root.
+    The tags stay here until every partner's commitment is fixed (`reveal`): a node that
+    saw another's tags first could otherwise commit to a copy and pose as a co-holder.
     """
     rnd = rounds.get_round(round_id, mode=MODE.name, phases=(BLINDED,))
     state = _state(rnd)
@@ -227,31 +243,80 @@ def finalize(
         raise
     state.key.wipe()  # the key's work is done; nothing later needs it
     state.tags = bytes(tags)
-    commitment = Commitment.build(state.tags)
+    state.commitment = Commitment.build(state.tags)
     root = sign_root(
         rounds.signing_key,
         round_id=round_id,
         manifest_sha256=rnd.verified.sha256,
         partner=me,
-        count=commitment.count,
-        root=commitment.root,
+        count=state.commitment.count,
+        root=state.commitment.root,
+        key_check=key_check(state.tag_key, round_id),
     )
     rnd.phase = FINALIZED
-    stride = size * wire.TAG_BYTES
+    yield root.encode()
+    log.info("finalized", round_id=round_id, tags=len(records))
+
+
+def reveal(
+    rounds: RoundContext, round_id: str, roots: Mapping[str, bytes]
+) -> Iterator[tuple[int, bytes, bytes]]:
+    """Phase 4: check every partner's signed commitment, then send tags and their salts.
+
+    Each root must verify against its partner's roster key for its consented count, this
+    node's own must be the one it signed, and every tag-key check must equal this node's:
+    partners that derived different tag keys (a share sealed inconsistently) would never
+    match, so the round stops here, before a single tag is revealed.
+    """
+    rnd = rounds.get_round(round_id, mode=MODE.name, phases=(FINALIZED,))
+    state = _state(rnd)
+    assert state.commitment is not None
+    me = rounds.config.partner_id
+    partners = rnd.verified.partners
+    if set(roots) != set(partners):
+        raise AttackRefused("the commitments forwarded are not exactly this round's partners'")
+    roster = _roster(rnd)
+    mine = key_check(state.tag_key, round_id)
+    verified: dict[str, bytes] = {}
+    differ = []
+    for pid in partners:
+        try:
+            signed = SignedRoot.decode(roots[pid])
+            verified[pid] = verify_root(
+                signed,
+                roster.partner(pid).signing_public_key,
+                round_id=round_id,
+                manifest_sha256=rnd.verified.sha256,
+                partner=pid,
+                count=state.sizes[pid],
+            )
+        except (CommitmentRefused, KruispuntError):
+            raise AttackRefused(f"the tag commitment of {pid} does not verify") from None
+        if not hmac.compare_digest(signed.key_check, mine):
+            differ.append(pid)
+    if verified[me] != state.commitment.root:
+        raise AttackRefused("the commitment forwarded for this node is not the one it signed")
+    if differ:
+        raise AttackRefused(
+            "partners derived another tag key than this node (" + ", ".join(differ) + "): "
+            "a tag-key share was sealed inconsistently"
+        )
+    state.roots = verified
+    rnd.phase = REVEALED
+    stride = rnd.verified.chunk_points * wire.TAG_BYTES
     for start in range(0, len(state.tags), stride):
         yield (
             start // wire.TAG_BYTES,
             state.tags[start : start + stride],
-            commitment.salts[start : start + stride],
-            b"",
+            state.commitment.salts[start : start + stride],
         )
-    yield len(records), b"", b"", root.encode()
-    log.info("finalized", round_id=round_id, tags=len(records))
+    rnd.last_activity = time.monotonic()
+    log.info("tags revealed", round_id=round_id, tags=len(state.tags) // wire.TAG_BYTES)
 
 
 def deliver(rounds: RoundContext, results: node_pb2.RoundResults) -> node_pb2.DeliveryReceipt:
     """Stage this node's results, once they hold against what the partners signed."""
-    rnd = rounds.get_round(results.round_id, mode=MODE.name, phases=(FINALIZED,))
+    rnd = rounds.get_round(results.round_id, mode=MODE.name, phases=(REVEALED,))
     state = _state(rnd)
     size = len(rnd.inputs.records)
     purpose = rnd.verified.purpose
@@ -299,6 +364,7 @@ def deliver(rounds: RoundContext, results: node_pb2.RoundResults) -> node_pb2.De
     state.tags = b""
     rnd.staged = staged
     rnd.phase = STAGED
+    rnd.last_activity = time.monotonic()
     rounds.audit_event(
         "results.received",
         rnd,
@@ -406,25 +472,11 @@ def _checked_coholders(
     masks: list[int],
     results: node_pb2.RoundResults,
 ) -> list[list[str]]:
-    """Co-holders per flagged record, each backed by an inclusion proof in their commitment."""
+    """Co-holders per flagged record, each backed by an inclusion proof in the commitment
+    that co-holder made before any tag was revealed (as this node received it)."""
     partners = rnd.verified.partners
-    roster = _roster(rnd)
     mine = 1 << partners.index(me)
-    roots: dict[str, bytes] = {}
-    for pid, encoded in results.commitments.items():
-        if pid not in partners or pid == me:
-            raise AttackRefused("a commitment names a partner outside this round")
-        try:
-            roots[pid] = verify_root(
-                SignedRoot.decode(encoded),
-                roster.partner(pid).signing_public_key,
-                round_id=rnd.round_id,
-                manifest_sha256=rnd.verified.sha256,
-                partner=pid,
-                count=state.sizes[pid],
-            )
-        except (CommitmentRefused, KruispuntError):
-            raise AttackRefused(f"the tag commitment of {pid} does not verify") from None
+    roots = state.roots
     proven: dict[tuple[int, str], InclusionProof] = {}
     for item in results.proofs:
         if item.flagged >= len(indices) or (item.flagged, item.partner) in proven:
@@ -444,7 +496,7 @@ def _checked_coholders(
             if holder == me:
                 continue
             proof = proven.pop((k, holder), None)
-            if proof is None or holder not in roots:
+            if proof is None:
                 raise AttackRefused(f"no proof that {holder} holds a record it is named for")
             try:
                 verify_inclusion(tag, proof, roots[holder], state.sizes[holder])

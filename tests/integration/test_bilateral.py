@@ -26,6 +26,7 @@ from kruispunt.purpose import Bilateral, Purpose
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
 from psi_node.audit import cross_check
 from psi_node.modes import bilateral
+from psi_node.results import result_digest
 from psi_node.rounds import RoundManager
 from tests.support.network import TestNetwork
 from tests.support.synthetic import make_network
@@ -109,12 +110,10 @@ class TestBilateralRound:
         assert meta["role"] == "client"
         assert meta["flagged_count"] == 9
         assert meta["data_structure"] == structure
-        assert (
-            meta["result_sha256"]
-            == hashlib.sha256(
-                (net.node_dirs[CLIENT] / "results" / f"{summary.round_id}.csv").read_bytes()
-            ).hexdigest()
-        )
+        path = net.node_dirs[CLIENT] / "results" / f"{summary.round_id}.csv"
+        assert meta["result_sha256"] == result_digest(path, meta["result_digest_salt"]).hex()
+        # Salted: the bare hash of the file (guessable from one row) is not what leaves it.
+        assert meta["result_sha256"] != hashlib.sha256(path.read_bytes()).hexdigest()
 
     def test_disclosure_count_leaves_out_the_partners_column(self, network_factory):
         """With disclosure 'count' the client's rows do not name the server."""

@@ -299,8 +299,8 @@ class TestProbesLearnNothing:
                 points, chain = rnd.evaluate(target, origin, step, points, chain)
                 seen.append(points)
             finals[origin] = (points, chain)
-        for origin, (points, chain) in finals.items():
-            tags[origin], _salts, _root = rnd.finalize(origin, points, chain)
+        for origin, (got, _salts, _root) in rnd.finalize_all(finals).items():
+            tags[origin] = got
         all_tags = {t[i : i + 16]: pid for pid, t in tags.items() for i in range(0, len(t), 16)}
         assert len(all_tags) > 0
         # What she would learn: any x* whose tag she can form from a point she saw.
@@ -323,11 +323,11 @@ class TestCheckableResults:
         rnd = mallory.open_round()
         blinded = rnd.blind_all()
         routed = {origin: rnd.route(origin, *blinded[origin]) for origin in rnd.partners}
-        tags = {origin: rnd.finalize(origin, *routed[origin]) for origin in rnd.partners}
+        tags = rnd.finalize_all(routed)
         return rnd, tags
 
     @staticmethod
-    def results(rnd, *, set_sizes=None, commitments=None, **fields):
+    def results(rnd, *, set_sizes=None, **fields):
         """RoundResults for gemeente, with the consented set sizes unless told otherwise."""
         if set_sizes is None:
             set_sizes = {}
@@ -335,9 +335,7 @@ class TestCheckableResults:
                 consent = common_pb2.Consent()
                 consent.ParseFromString(signed.consent)
                 set_sizes[pid] = consent.set_size
-        msg = node_pb2.RoundResults(round_id=rnd.round_id, set_sizes=set_sizes, **fields)
-        msg.commitments.update(commitments or {})
-        return msg
+        return node_pb2.RoundResults(round_id=rnd.round_id, set_sizes=set_sizes, **fields)
 
     def deliver(self, mallory, rnd, **fields):
         return mallory.stub("gemeente").Deliver(self.results(rnd, **fields), timeout=20)
@@ -375,7 +373,7 @@ class TestCheckableResults:
 
     def test_a_co_holder_named_without_proof_is_refused(self, net, mallory):
         """A co-holder claimed for a record, with no inclusion proof in its commitment."""
-        rnd, tags = self.finalized(mallory)
+        rnd, _tags = self.finalized(mallory)
         mask = 1 << rnd.partners.index("gemeente") | 1 << rnd.partners.index("woonbron")
         err = refused(
             net,
@@ -386,7 +384,6 @@ class TestCheckableResults:
                 flagged_indices=[0],
                 holder_masks=[mask],
                 flagged_count=1,
-                commitments={"woonbron": tags["woonbron"][2]},
             ),
         )
         assert "no proof that woonbron holds" in err.details()

@@ -68,14 +68,10 @@ def only_mine(tags: dict[str, tuple[bytes, bytes, bytes]], pid: str) -> list[int
 
 
 class TestFindings:
-    """Attacks that succeed today (xfail strict); the report gives mechanism and fix."""
+    """Attacks a review found the first authenticated protocol open to, each now refused
+    (commit-before-reveal with tag-key checks, a capped manifest lifetime, progress-only
+    activity, chunking checked at consent) -- except the one still marked xfail."""
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="F1: a colluding node commits to a copy of the victim's tag after seeing it; "
-        "the victim accepts the copy as proof of a co-holder (tags are revealed before "
-        "every partner's root is fixed)",
-    )
     def test_colluder_copying_a_tag_is_not_a_co_holder(self, net, mallory):
         """The coordinator passes the colluder the victim's tags; the colluder signs a root over
         a list that contains one of them. The victim then writes a household it alone holds
@@ -89,24 +85,17 @@ class TestFindings:
         # The colluder's list: its own tags with the first swapped for the victim's.
         forged = split_tags(tags[COLLUDER][0])
         forged[0] = victim_tag
-        tree, root = colluder_commitment(rnd, COLLUDER, mallory.colluding_key(COLLUDER), forged)
+        tree, _root = colluder_commitment(rnd, COLLUDER, mallory.colluding_key(COLLUDER), forged)
         msg = results(
             rnd,
             flagged=[index],
             masks=[mask(rnd, VICTIM, COLLUDER)],
-            commitments={COLLUDER: root},
             proofs=[
                 node_pb2.CoholderProof(flagged=0, partner=COLLUDER, proof=tree.proof(0).encode())
             ],
         )
         refused(net, VICTIM, lambda: mallory.stub(VICTIM).Deliver(msg, timeout=20))
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="F2: a colluding node seals different tag-key secrets to different partners; "
-        "no node compares keys (tagkey.key_check is never used), so honest partners "
-        "silently stop matching each other",
-    )
     def test_honest_partners_agree_on_the_tag_key_or_refuse(self, net, mallory):
         """The colluder re-signs its consent with another secret sealed to woonbron. Either some
         node refuses the round, or gemeente and woonbron still match every household they
@@ -127,11 +116,6 @@ class TestFindings:
             common = set(split_tags(tags["gemeente"][0])) & set(split_tags(tags["woonbron"][0]))
             assert len(common) == len(shared)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="F3: a node consents to a manifest whatever its expiry; the round key lives "
-        "as long as the coordinator keeps the round busy, up to that expiry",
-    )
     def test_a_manifest_valid_for_a_century_is_refused(self, net, mallory):
         """A manifest that expires in a hundred years: 'a round never outlives its manifest's
         expiry' then bounds nothing, and the node holds k, r and its records meanwhile."""
@@ -140,11 +124,6 @@ class TestFindings:
         assert not consent.granted
         assert net.nodes[VICTIM].rounds.rounds_in_flight() == []
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="F3b: a request the node rejects (not as an attack) still counts as activity, "
-        "so the coordinator keeps an idle round -- tag key, tags, records -- alive at will",
-    )
     def test_refused_requests_do_not_keep_an_idle_round_alive(self, net, mallory):
         """After Finalize the node holds the tag key, its tags and its records until Deliver.
         The round has been idle for twice the idle timeout; a Deliver it rejects as malformed
@@ -179,14 +158,13 @@ class TestFindings:
         index = next(
             i for i, t in enumerate(mine) if t in held["woonbron"] and t in held["schuldhulp"]
         )
-        wb_tags, wb_salts, wb_root = tags["woonbron"]
+        wb_tags, wb_salts, _wb_root = tags["woonbron"]
         tree = Commitment.with_salts(wb_tags, wb_salts)
         position = split_tags(wb_tags).index(mine[index])
         msg = results(
             rnd,
             flagged=[index],
             masks=[mask(rnd, VICTIM, "woonbron")],
-            commitments={"woonbron": wb_root},
             proofs=[
                 node_pb2.CoholderProof(
                     flagged=0, partner="woonbron", proof=tree.proof(position).encode()
@@ -281,13 +259,12 @@ class TestCoholderEvidence:
         rnd = mallory.open_round()
         tags = run_to_tags(rnd)
         index = only_mine(tags, VICTIM)[0]
-        wb_tags, wb_salts, wb_root = tags["woonbron"]
+        wb_tags, wb_salts, _wb_root = tags["woonbron"]
         tree = Commitment.with_salts(wb_tags, wb_salts)
         msg = results(
             rnd,
             flagged=[index],
             masks=[mask(rnd, VICTIM, "woonbron")],
-            commitments={"woonbron": wb_root},
             proofs=[
                 node_pb2.CoholderProof(flagged=0, partner="woonbron", proof=tree.proof(0).encode())
             ],
@@ -296,24 +273,15 @@ class TestCoholderEvidence:
         assert "the proof that woonbron holds a record fails" in err.details()
 
     def test_a_co_holders_root_from_another_round_is_refused(self, net, mallory):
-        """woonbron's signed root of an earlier round, with a genuine proof in it."""
+        """woonbron's signed root of an earlier round, forwarded as its commitment at Reveal."""
         old = mallory.open_round()
         old_tags = run_to_tags(old)
         rnd = mallory.open_round()
-        tags = run_to_tags(rnd)
-        index = only_mine(tags, VICTIM)[0]
-        wb_tags, wb_salts, wb_root = old_tags["woonbron"]
-        tree = Commitment.with_salts(wb_tags, wb_salts)
-        msg = results(
-            rnd,
-            flagged=[index],
-            masks=[mask(rnd, VICTIM, "woonbron")],
-            commitments={"woonbron": wb_root},
-            proofs=[
-                node_pb2.CoholderProof(flagged=0, partner="woonbron", proof=tree.proof(0).encode())
-            ],
-        )
-        err = refused(net, VICTIM, lambda: mallory.stub(VICTIM).Deliver(msg, timeout=20))
+        blinded = rnd.blind_all()
+        routed = {o: rnd.route(o, *blinded[o]) for o in rnd.partners}
+        roots = {pid: rnd.finalize(pid, *routed[pid]) for pid in rnd.partners}
+        roots["woonbron"] = old_tags["woonbron"][2]
+        err = refused(net, VICTIM, lambda: rnd.reveal(VICTIM, roots))
         assert "commitment of woonbron does not verify" in err.details()
 
 
@@ -356,12 +324,6 @@ class TestTwoPartyKinds:
 
 
 class TestChunking:
-    @pytest.mark.xfail(
-        strict=True,
-        reason="F5: a node consents to a chunk size its own set cannot be signed in "
-        "(more than hops.MAX_CHUNKS chunks); Blind then dies with INTERNAL after streaming "
-        "every point and the round, with its key, stays in flight",
-    )
     def test_a_chunk_size_the_set_cannot_be_signed_in_is_refused_at_consent(self, network_factory):
         """chunk_points = 1 for a set of more than 4,096 records."""
         n = network_factory(PARTNERS[:2], per_partner=4200, overlaps={2: 5})
@@ -391,12 +353,6 @@ def raw_cells(net) -> list[str]:
 class TestResultDigest:
     """The receipt of Deliver and Commit carries SHA-256 of the result file, unsalted."""
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="F0: the receipt's result_sha256 is an unsalted hash of the flagged identifiers; "
-        "the coordinator stores it in its audit log, and for one flagged row it is a "
-        "dictionary attack away from the BSN",
-    )
     def test_the_coordinators_audit_log_does_not_reveal_a_flagged_bsn(self, network_factory):
         """An honest round in which each partner has one flagged household: from the
         `results.delivered` event alone, the household's BSN is found."""
@@ -414,11 +370,6 @@ class TestResultDigest:
         assert len(recovered) == 2
         assert recovered == [None, None]
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="F0: the coordinator delivers one flagged record of its choosing, reads the "
-        "receipt's result_sha256 and inverts it: the BSN behind a tag, and who holds it",
-    )
     def test_delivering_a_single_flag_does_not_reveal_whose_record_it_is(self, net, mallory):
         """She picks a record gemeente and woonbron both hold (proof and all genuine), delivers
         it alone, and inverts the digest in the receipt; then she aborts, so gemeente
@@ -426,7 +377,7 @@ class TestResultDigest:
         rnd = mallory.open_round()
         tags = run_to_tags(rnd)
         mine = split_tags(tags[VICTIM][0])
-        wb_tags, wb_salts, wb_root = tags["woonbron"]
+        wb_tags, wb_salts, _wb_root = tags["woonbron"]
         theirs = split_tags(wb_tags)
         index = next(i for i, t in enumerate(mine) if t in theirs)
         tree = Commitment.with_salts(wb_tags, wb_salts)
@@ -438,9 +389,8 @@ class TestResultDigest:
                 flagged=0, partner="woonbron", proof=tree.proof(theirs.index(mine[index])).encode()
             )
         ]
-        commitments = {"woonbron": wb_root}
         if "schuldhulp" in holders:
-            sh_tags, sh_salts, sh_root = tags["schuldhulp"]
+            sh_tags, sh_salts, _sh_root = tags["schuldhulp"]
             sh_tree = Commitment.with_salts(sh_tags, sh_salts)
             at = split_tags(sh_tags).index(mine[index])
             proofs.append(
@@ -448,12 +398,10 @@ class TestResultDigest:
                     flagged=0, partner="schuldhulp", proof=sh_tree.proof(at).encode()
                 )
             )
-            commitments["schuldhulp"] = sh_root
         msg = results(
             rnd,
             flagged=[index],
             masks=[mask(rnd, *holders)],
-            commitments=commitments,
             proofs=proofs,
         )
         receipt = mallory.stub(VICTIM).Deliver(msg, timeout=20)
@@ -464,11 +412,6 @@ class TestResultDigest:
         )
         assert found is None
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="F0: under count disclosure she may flag any record (documented); with the "
-        "receipt's digest that names the person behind a record nobody else holds",
-    )
     def test_a_flag_under_count_disclosure_does_not_reveal_a_lonely_record(self, network_factory):
         """A record only gemeente holds (below threshold: she should learn only that one
         partner holds some pseudonymous tag), delivered as the single flag."""

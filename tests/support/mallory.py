@@ -167,17 +167,34 @@ class OpenRound:
             points, chain = self.evaluate(self.evaluator(origin, step), origin, step, points, chain)
         return points, chain
 
-    def finalize(self, pid: str, points: bytes, chain: bytes) -> tuple[bytes, bytes, bytes]:
-        """(tags, salts, signed root) of a node's Finalize."""
+    def finalize(self, pid: str, points: bytes, chain: bytes) -> bytes:
+        """The signed tag commitment a node's Finalize answers (no tag leaves with it)."""
         stream = self.mallory.stub(pid).Finalize(
             batches(self.round_id, pid, 0, points, chain, self.chunk), timeout=20
         )
-        tags, salts, root = bytearray(), bytearray(), b""
+        root = b""
+        for batch in stream:
+            root = batch.commitment or root
+        return root
+
+    def reveal(self, pid: str, roots: dict[str, bytes]) -> tuple[bytes, bytes]:
+        """(tags, salts) a node reveals once given the commitments she forwards."""
+        stream = self.mallory.stub(pid).Reveal(
+            node_pb2.RevealRequest(round_id=self.round_id, roots=roots), timeout=20
+        )
+        tags, salts = bytearray(), bytearray()
         for batch in stream:
             tags += batch.tags
             salts += batch.salts
-            root = batch.commitment or root
-        return bytes(tags), bytes(salts), root
+        return bytes(tags), bytes(salts)
+
+    def finalize_all(
+        self, routed: dict[str, tuple[bytes, bytes]]
+    ) -> dict[str, tuple[bytes, bytes, bytes]]:
+        """Finalize every partner, then reveal with the honest commitments:
+        (tags, salts, signed root) per partner."""
+        roots = {pid: self.finalize(pid, *routed[pid]) for pid in self.partners}
+        return {pid: (*self.reveal(pid, roots), roots[pid]) for pid in self.partners}
 
     def origin_chain(self, origin: str, points: bytes, key: Ed25519PrivateKey) -> bytes:
         """A chain whose origin statement `key` signs for `points` (a colluding origin)."""

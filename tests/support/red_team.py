@@ -38,7 +38,7 @@ def run_to_tags(rnd: OpenRound) -> dict[str, tuple[bytes, bytes, bytes]]:
     """Blind, route and finalize every partner honestly: (tags, salts, root) per partner."""
     blinded = rnd.blind_all()
     routed = {origin: rnd.route(origin, *blinded[origin]) for origin in rnd.partners}
-    return {origin: rnd.finalize(origin, *routed[origin]) for origin in rnd.partners}
+    return rnd.finalize_all(routed)
 
 
 def mask(rnd: OpenRound, *holders: str) -> int:
@@ -54,7 +54,6 @@ def results(
     *,
     flagged: list[int],
     masks: list[int],
-    commitments: dict[str, bytes],
     proofs: list[node_pb2.CoholderProof],
 ) -> node_pb2.RoundResults:
     """RoundResults with the consented set sizes and the evidence she chooses."""
@@ -65,7 +64,6 @@ def results(
         flagged_count=len(flagged),
         holder_masks=masks,
     )
-    msg.commitments.update(commitments)
     msg.proofs.extend(proofs)
     return msg
 

@@ -427,9 +427,36 @@ class TestSignedRoot:
             + lp(b"corporatie")
             + (7).to_bytes(8, "big")
             + lp(commitment.root)
+            + lp(b"")  # no key check given
         )
         assert root.statement() == statement
         signing.verify(KEY.public_key(), CONTEXT_ROOT, statement, root.signature)
+
+    def test_key_check_is_signed_and_round_trips(self) -> None:
+        """A root with a key check carries it through encode/decode, under the signature."""
+        _, commitment = build(7)
+        check = bytes(range(16))
+        root = sign_root(
+            KEY,
+            round_id=ROUND,
+            manifest_sha256=MANIFEST,
+            partner="corporatie",
+            count=7,
+            root=commitment.root,
+            key_check=check,
+        )
+        decoded = SignedRoot.decode(root.encode())
+        assert decoded.key_check == check
+        forged = SignedRoot(ROUND, MANIFEST, "corporatie", 7, commitment.root, root.signature)
+        with pytest.raises(CommitmentRefused):
+            verify_root(
+                forged,
+                KEY.public_key(),
+                round_id=ROUND,
+                manifest_sha256=MANIFEST,
+                partner="corporatie",
+                count=7,
+            )
 
     def test_another_partner(self) -> None:
         """A root signed for one partner is not another partner's."""
