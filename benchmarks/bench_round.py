@@ -207,6 +207,11 @@ class TestRoundBenchScript:
         assert doc["openmined"]["runs"][0]["result"] == doc["openmined"]["intersection_truth"]
         assert len(doc["openmined"]["runs"][0]["all_seconds"]) == 2
         assert doc["ratios"]["network_n2_vs_openmined"] > 0
+        # The defences' cost model ran on this round's shape: 2 nodes, 120 records each.
+        assert net["security"]["counts"]["signs"] == 6
+        assert net["security"]["counts"]["digested_points"] == 2 * 2 * 240
+        assert 0 < net["security_seconds"] < net["seconds"]
+        assert net["security_share"] == pytest.approx(net["security_seconds"] / net["seconds"])
 
     def test_from_json_takes_a_cheaper_calibration(self, bench_json: Path, tmp_path: Path) -> None:
         """--from-json with --calibration-from recomputes the ideal with the cheaper costs."""

@@ -14,6 +14,21 @@ efficiency ideal / wall, where
 with both per-operation costs measured in this run, on this machine, through
 psi_node.pool.PointPool with the nodes' thread count.
 
+Next to the efficiency: what the defences against an active coordinator cost
+(hop digests and signatures, forwarded consents, the partners' tag key, keyed
+tags, tag commitments, co-holder proofs; DESIGN.md, "Threat model"), as
+
+    security_seconds = sum(count x per-operation cost) x contention / cores
+    security_share   = security_seconds / round wall seconds
+
+with every count derived exactly from this round's parameters and summary and
+every per-operation cost timed in this run on data of the round's size through
+the product's own functions (benchmarks/security_cost.py, which also says what
+is left out). Like the efficiency it is a cost model calibrated in the same run:
+a round without the defences no longer exists, so there is no second round to
+subtract. The breakdown per component is printed and in the JSON
+(`rounds.*.security`).
+
 With --baseline (the default) the same run also times, on one pair of sets:
 openmined-psi's two-party PSI in this process (GCS and raw, size-only and
 revealing; its fastest is the reference), Kruispunt's network round with two
@@ -42,6 +57,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.psi_baseline import OPENMINED_SETUPS, OpenminedRun, openmined_fpr, openmined_psi
+from benchmarks.security_cost import (
+    COMPONENTS,
+    RoundShape,
+    calibrate_security,
+    security_cost,
+    security_counts,
+)
+from coordinator.config import load_coordinator_config
 from psi_node import oprf
 from psi_node.pool import PointPool
 from tests.support.netlab import (
@@ -362,6 +385,17 @@ class RoundMeasurement:
     utilisation: float = 0.0
     """CPU seconds of every server / (round seconds x cores): efficiency = cpu_efficiency x
     utilisation, so a low utilisation with a high cpu_efficiency means waiting or noise."""
+    chunk_points: int = 0
+    """Points per chunk, from the coordinator's configuration (what the manifest carries)."""
+    disclosure: str = ""
+    histogram: dict[str, int] = field(default_factory=dict)
+    """The round summary's overlap histogram: distinct tags held by exactly k partners."""
+    security_seconds: float = 0.0
+    """The defences' CPU seconds (benchmarks/security_cost.py) / cores."""
+    security_share: float = 0.0
+    """security_seconds / round seconds."""
+    security: dict[str, Any] = field(default_factory=dict)
+    """The breakdown: counts, per-operation costs and CPU seconds per component."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -387,6 +421,35 @@ class RoundMeasurement:
             self.ideal_seconds, self.seconds, self.phases, cpu, ncores
         ).items():
             setattr(self, key, value)
+
+    def shape(self) -> RoundShape:
+        """The parameters and summary figures the security work depends on."""
+        return RoundShape(
+            set_sizes=tuple(self.set_sizes.values()),
+            chunk_points=self.chunk_points,
+            threshold=int(self.extra.get("threshold", 2)),
+            disclosure=self.disclosure,
+            histogram={int(k): v for k, v in self.histogram.items()},
+            flagged=tuple(self.flagged[p] for p in self.set_sizes),
+        )
+
+    def apply_security_model(self, inputs: list[bytes], cal: Calibration, ncores: int) -> None:
+        """Time the defences' work on data of this round's shape; fill in the security figures.
+
+        The single-core timings are scaled by the contention the point pool's calibration
+        measured (per-core mult cost, all cores busy / one worker alone; at least 1).
+        """
+        shape = self.shape()
+        figures = security_cost(
+            security_counts(shape),
+            calibrate_security(inputs, shape),
+            cores=ncores,
+            contention=cal.mult_seconds / cal.mult_seconds_one_worker,
+            round_seconds=self.seconds,
+        )
+        self.security_seconds = figures["security_seconds"]
+        self.security_share = figures["security_share"]
+        self.security = figures
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -499,6 +562,11 @@ def _measure_once(
     others_during = round(meter.others_cores(), 2)
     s = run.summary
     threshold = int(s["threshold"])
+    config = load_coordinator_config(net.coordinator_dir)
+    purpose_spec = next(p for p in net.spec.purposes if p.id == purpose)
+    extra: dict[str, Any] = {"threshold": threshold}
+    if cli_error:
+        extra["cli_error"] = cli_error
     return RoundMeasurement(
         mode=mode,
         partners=len(s["partners"]),
@@ -512,7 +580,10 @@ def _measure_once(
         processes=costs,
         others_before=others_before,
         others_during=others_during,
-        extra={"cli_error": cli_error} if cli_error else {},
+        chunk_points=config.chunk_points,
+        disclosure=purpose_spec.disclosure,
+        histogram={str(k): int(v) for k, v in s.get("histogram", {}).items()},
+        extra=extra,
     )
 
 
@@ -740,9 +811,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     for other in load_calibrations(args.calibration_from):
         cal = merge_calibrations(cal, other)
     doc["calibration_sources"] = ["this run", *map(str, args.calibration_from)]
-    for r in rounds.values():
+    for name, r in rounds.items():
         if r.mode == "network":
             r.apply_cost_model(cal, ncores)
+            progress(f"timing the defences' work on {name}'s shape")
+            r.apply_security_model(sample, cal, ncores)
     doc["calibration"] = asdict(cal)
     doc["rounds"] = {name: r.as_dict() for name, r in rounds.items()}
     if args.baseline and doc["openmined"]["runs"]:
@@ -838,8 +911,8 @@ def render(doc: dict[str, Any]) -> str:
         f"{one / cal['mult_seconds'] * cal['cores']:.2f}x one)",
         "",
         f"{'round':<12}{'n':>4}{'records':>11}{'round s':>9}{'CLI s':>8}{'records/s':>11}"
-        f"{'mults':>12}{'ideal s':>9}{'eff':>6}{'eff*':>6}{'cpuEff':>7}{'util':>6}{'ok':>5}"
-        f"{'others':>8}",
+        f"{'mults':>12}{'ideal s':>9}{'eff':>6}{'eff*':>6}{'cpuEff':>7}{'util':>6}"
+        f"{'sec s':>7}{'sec%':>6}{'ok':>5}{'others':>8}",
     ]
     for name, r in doc["rounds"].items():
         ok = {True: "yes", False: "NO", None: "-"}[r["correct"]]
@@ -847,15 +920,21 @@ def render(doc: dict[str, Any]) -> str:
         ceff = f"{r['crypto_efficiency']:.2f}" if r["mults"] else "-"
         cpu_eff = f"{r['cpu_efficiency']:.2f}" if r["mults"] else "-"
         util = f"{r['utilisation']:.2f}" if r["mults"] else "-"
+        secured = bool(r.get("security"))
+        sec_s = f"{r['security_seconds']:.2f}" if secured else "-"
+        sec_pct = f"{100 * r['security_share']:.1f}" if secured else "-"
         lines.append(
             f"{name:<12}{r['partners']:>4}{r['records']:>11,}{r['seconds']:>9.2f}"
             f"{r['cli_seconds']:>8.2f}{r['records_per_second']:>11,.0f}"
-            f"{r['mults']:>12,}{r['ideal_seconds']:>9.2f}{eff:>6}{ceff:>6}{cpu_eff:>7}{util:>6}{ok:>5}"
-            f"{r['others_during']:>8.2f}"
+            f"{r['mults']:>12,}{r['ideal_seconds']:>9.2f}{eff:>6}{ceff:>6}{cpu_eff:>7}{util:>6}"
+            f"{sec_s:>7}{sec_pct:>6}{ok:>5}{r['others_during']:>8.2f}"
         )
     lines += [
         "eff = ideal / round s; eff* = ideal / (blind + evaluate + finalize);",
         "cpuEff = ideal x cores / servers' CPU s; util = servers' CPU s / (round s x cores);",
+        "sec s = the defences' work (hop digests and signatures, consents, tag key, keyed",
+        "tags, commitments, proofs), CPU s / cores; sec% = sec s / round s (a cost model",
+        "calibrated in this run, like eff: benchmarks/security_cost.py);",
         "others = cores used by other processes during the round (noise)",
     ]
     for name, r in doc["rounds"].items():
@@ -871,6 +950,8 @@ def render(doc: dict[str, Any]) -> str:
                 f"  {proc:<14}{c['cpu_seconds']:>9.2f}{c['peak_rss_mib']:>14,.0f}"
                 f"{c['tree_peak_rss_mib']:>15,.0f}{c['processes']:>7}"
             )
+        if r.get("security"):
+            lines += render_security(r, cal["cores"])
     if "openmined" in doc:
         o = doc["openmined"]
         lines.append("")
@@ -891,6 +972,26 @@ def render(doc: dict[str, Any]) -> str:
     if "bilateral_error" in doc:
         lines.append(f"two-party mode failed: {doc['bilateral_error'].splitlines()[0]}")
     return "\n".join(lines)
+
+
+def render_security(r: dict[str, Any], ncores: int) -> list[str]:
+    """The security breakdown of one round: CPU seconds and share of round time per component."""
+    sec = r["security"]
+    counts = sec["counts"]
+    lines = [
+        f"  security work: {sec['security_cpu_seconds']:.3f} CPU s (x{sec['contention']:.2f} "
+        f"contention) / {ncores} cores = {r['security_seconds']:.3f} s, "
+        f"{100 * r['security_share']:.2f} % of the round; "
+        f"{counts['signs']} signs, {counts['signature_verifies']} verifies, "
+        f"{counts['digested_points']:,} points digested, {counts['proofs']:,} proofs",
+        f"  {'component':<22}{'CPU s':>9}{'% of round':>12}",
+    ]
+    capacity = r["seconds"] * ncores
+    for name in COMPONENTS:
+        cpu = sec["components_cpu_seconds"][name]
+        share = 100 * cpu / capacity if capacity else 0.0
+        lines.append(f"  {name:<22}{cpu:>9.3f}{share:>12.2f}")
+    return lines
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
