@@ -54,9 +54,9 @@ class TestCountsByHand:
         assert c.consent_verifies == 4
         assert (c.seals, c.opens, c.key_derivations) == (2, 2, 2)
         assert c.keyed_tags == c.committed_leaves == c.rebuilt_leaves == 200_000
-        assert (c.root_verifies_coordinator, c.root_verifies_nodes) == (2, 2)
+        assert (c.root_verifies_coordinator, c.root_verifies_nodes) == (2, 4)  # Reveal: n^2
         assert c.proofs == 2 * 10_000  # each flagged record, its one co-holder
-        assert c.signature_verifies == 6 + 4 + 2 + 2
+        assert c.signature_verifies == 6 + 4 + 2 + 4
 
     def test_five_partners(self) -> None:
         """5 x 20,000: steps 1..4 verify 1..4 signatures per set, finalize 5."""
@@ -68,15 +68,16 @@ class TestCountsByHand:
         assert c.consent_verifies == 25
         assert (c.seals, c.opens, c.key_derivations) == (20, 20, 5)
         assert c.keyed_tags == c.committed_leaves == c.rebuilt_leaves == 100_000
-        assert (c.root_verifies_coordinator, c.root_verifies_nodes) == (5, 20)
+        assert (c.root_verifies_coordinator, c.root_verifies_nodes) == (5, 25)
         assert c.proofs == 2 * 5_000
-        assert c.signature_verifies == 75 + 25 + 5 + 20
+        assert c.signature_verifies == 75 + 25 + 5 + 25
 
     def test_count_disclosure_has_no_coordinator_checks(self) -> None:
-        """Under `count` disclosure no tree is rebuilt, no root checked, no proof made."""
+        """Under `count` disclosure the coordinator rebuilds no tree, checks no root and
+        makes no proof; the nodes still check every root before they reveal a tag."""
         c = sc.security_counts(shape(5, 20_000, disclosure="count"))
         assert c.committed_leaves == 100_000
-        assert (c.rebuilt_leaves, c.root_verifies_coordinator, c.root_verifies_nodes) == (0, 0, 0)
+        assert (c.rebuilt_leaves, c.root_verifies_coordinator, c.root_verifies_nodes) == (0, 0, 25)
         assert c.proofs == 0
 
     def test_proofs_of_a_tag_held_three_times(self) -> None:

@@ -92,6 +92,7 @@ class TestReportContent:
             "blind",
             "evaluate",
             "finalize",
+            "reveal",
             "tally",
             "deliver",
             "whole round",
