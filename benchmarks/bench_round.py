@@ -69,7 +69,9 @@ class TestNetworkRound:
         assert m.processes["p01"].cpu_seconds > 0
         assert m.processes["p01"].processes >= 2  # the node and its pool's worker(s)
         assert m.processes["p01"].tree_peak_rss_mib > m.processes["p01"].peak_rss_mib
-        assert {"propose", "blind", "evaluate", "finalize", "tally", "deliver"} <= set(m.phases)
+        assert {"propose", "blind", "evaluate", "finalize", "reveal", "tally", "deliver"} <= set(
+            m.phases
+        )
         assert m.set_sizes == {"p01": RECORDS, "p02": RECORDS}
 
 

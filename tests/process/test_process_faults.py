@@ -328,7 +328,7 @@ class TestDeadlines:
             outcome = pending.wait(timeout=60)
         assert outcome.state == "completed", outcome.reason
         phases = [phase for phase, _ in seen]
-        order = ["blind", "evaluate", "finalize", "deliver"]
+        order = ["blind", "evaluate", "finalize", "reveal", "deliver"]
         assert phases[0] == "blind", seen
         assert sorted(phases, key=order.index) == phases, seen  # phases only move forward
         counts = [(phase, *map(int, p.rsplit(" ", 1)[-1].split("/"))) for phase, p in seen if p]
