@@ -22,6 +22,7 @@ import grpc
 from coordinator.audit import CoordinatorAudit
 from coordinator.config import CoordinatorConfig
 from coordinator.store import Partner, Store
+from kruispunt.audit import head_from_proto
 from kruispunt.errors import KruispuntError, RoundFailed
 from kruispunt.purpose import Purpose
 from kruispunt.roster import Roster
@@ -214,7 +215,12 @@ class RoundContext:
                     f"expected {state.flagged[pid]}"
                 )
             state.result_paths[pid] = receipt.result_path
-            extra = {"role": roles[pid]} if pid in roles else {}
+            extra: dict[str, object] = {"role": roles[pid]} if pid in roles else {}
+            node_head = head_from_proto(receipt.node_audit_head)
+            if node_head is not None:
+                # The node's own audit head once it logged the write: a node log later cut
+                # off before it is caught (kruispunt.audit.witness).
+                extra["node_head"] = node_head.as_details()
             self.record(
                 state,
                 "results.delivered",
