@@ -169,6 +169,7 @@ class RoundRunner:
                 "purpose_version": purpose.version,
                 "mode": purpose.mode,
                 "partners": order,
+                "threshold": purpose.threshold,
                 **mode.created_details(purpose),
                 "manifest_sha256": state.manifest_sha256.hex(),
                 "roster_sha256": roster.digest_hex,

@@ -68,7 +68,7 @@ from kruispunt.audit import (
 )
 from kruispunt.errors import AuditChainBroken, ConfigError
 
-__all__ = ["Mismatch", "NodeAudit", "cross_check", "verify_file"]
+__all__ = ["Mismatch", "NodeAudit", "cross_check", "events_of_file", "verify_file"]
 
 _FILE_MODE: Final = 0o600
 _TAIL_CHUNK: Final = 16 * 1024
@@ -142,6 +142,27 @@ def verify_file(path: Path, public_key: Ed25519PublicKey) -> VerifyReport:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the audit log ({exc.strerror})") from None
     return _verify_lines(_parse_lines(data), public_key)
+
+
+def events_of_file(path: Path) -> list[AuditEvent]:
+    """The events of a node audit log file, read without any key, up to its first bad line.
+
+    A line that does not parse ends what can be read: the chain stops there, so what
+    followed cannot be vouched for (`verify_file` names the line). ConfigError if the
+    file cannot be read.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: audit log not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the audit log ({exc.strerror})") from None
+    events = []
+    for line in _parse_lines(data):
+        if line.event is None:
+            break
+        events.append(line.event)
+    return events
 
 
 # --- the log -----------------------------------------------------------------------------

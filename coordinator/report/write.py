@@ -46,11 +46,11 @@ def write_report(
     """Write the privacy officer's HTML page for one round to `out` (atomically).
 
     The audit chain is verified under `public_key`, by default the key at
-    `config.signing_public_key`. Raises UnknownRound for a round id the
+    `config.audit_public_key`. Raises UnknownRound for a round id the
     database does not know, ConfigError if the database, the key or the
     output directory is missing.
     """
-    key = public_key if public_key is not None else _load_public_key(config.signing_public_key)
+    key = public_key if public_key is not None else _load_public_key(config.audit_public_key)
     report = build_report(config, round_id, key, now=now)
     page = render_html(report)
     _write_atomic(Path(out), page)
