@@ -33,9 +33,10 @@ field compared       node event: details                  coordinator event: det
 
 When a round has several events of one kind (a retry), the last one counts. A
 value one side has and the other lacks is a mismatch too (e.g. results
-delivered but never written). `cross_check` does not verify signatures: check
-the coordinator export first with `kruispunt.audit.verify_excerpt` (or
-`verify_events` for a full export) and the coordinator's public key.
+delivered but never written). `cross_check` does not verify signatures; the
+command an officer runs (`psi-node audit verify-network`, and `audit
+cross-check`) uses `kruispunt.audit.witness.verify_network` instead, which
+verifies every chain and signature and the heads each side kept of the other.
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ class TestCoordinatorAttacks:
         assert first["coordinator"]["hash"] != head["hash"]
 
     def test_export_with_zeroed_signatures_fails(self, net, capsys, tmp_path):
-        """An export whose every signature is zeros fails on its first event, and cross-check too."""
+        """An export whose every signature is zeros fails at its first event; cross-check too."""
         coord = export(net, tmp_path / "c.jsonl")
         forged = []
         for line in coord.read_text().splitlines():

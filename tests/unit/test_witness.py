@@ -5,8 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from kruispunt import signing
-from kruispunt.audit import GENESIS_HASH, AuditEvent, ChainHead, seal
+from kruispunt.audit import (
+    GENESIS_HASH,
+    AuditEvent,
+    ChainHead,
+    head_from_proto,
+    head_to_proto,
+    seal,
+)
 from kruispunt.audit.witness import NodeLog, verify_network
+from kruispunt.v1 import common_pb2
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 ROUND = "r20260105T090000-0000abcd"
@@ -101,7 +109,8 @@ class TestVerifyNetwork:
         report = check(coord, node)
         assert not report.ok
         witnessed = [p for p in report.problems if p.kind == "witnessed_head"]
-        assert witnessed and "lacks event 1" in witnessed[0].detail
+        assert witnessed
+        assert "lacks event 1" in witnessed[0].detail
 
     def test_a_cut_node_log_lacks_the_recorded_head(self):
         """A node log cut after the head the coordinator recorded fails on that head."""
@@ -160,3 +169,20 @@ class TestVerifyNetwork:
 
 def _fields(event: AuditEvent) -> dict[str, object]:
     return {name: getattr(event, name) for name in AuditEvent.__dataclass_fields__}
+
+
+class TestHeads:
+    def test_a_head_round_trips_through_the_wire_and_details(self):
+        """A head survives the wire message and the audit details form unchanged."""
+        head = ChainHead(7, "ef" * 32)
+        assert head_from_proto(head_to_proto(head)) == head
+        assert ChainHead.from_details(head.as_details()) == head
+
+    def test_an_empty_or_malformed_head_is_none(self):
+        """Seq 0 (an empty chain), a short hash or a non-mapping hold no head."""
+        assert head_from_proto(head_to_proto(None)) is None
+        assert head_from_proto(common_pb2.AuditHead(seq=3, hash=b"short")) is None
+        assert ChainHead.from_details({"seq": 0, "hash": GENESIS_HASH}) is None
+        assert ChainHead.from_details({"seq": True, "hash": "ef" * 32}) is None
+        assert ChainHead.from_details({"seq": 2, "hash": "EF" * 32}) is None
+        assert ChainHead.from_details("7:abc") is None
