@@ -295,7 +295,8 @@ def _node_views(events: Iterable[AuditEvent]) -> dict[str, dict[str, object]]:
         elif event.event == "consent.given":
             view["consent"] = "given"
             view["set_size"] = _count(d.get("set_size"))
-        elif event.event == "consent.refused":
+        elif event.event in ("consent.refused", "manifest.rejected"):
+            # A rejected manifest is answered with a signed refusal too.
             view["consent"] = "refused"
             view.pop("set_size", None)
         elif event.event == "records.sent":

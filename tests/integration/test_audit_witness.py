@@ -16,6 +16,7 @@ import pytest
 
 from coordinator import cli as coordinator_cli
 from coordinator.audit import open_audit
+from kruispunt.errors import ConfigError
 from psi_node import cli as node_cli
 
 PARTNERS = ["gemeente", "woonbron", "schuldhulp"]
@@ -239,3 +240,23 @@ class TestWhatNodesLog:
             assert details["set_size"] > 0
             assert details["node_head"]["seq"] > 0
         assert events[-1].event == "round.failed"
+
+    def test_deliveries_are_audited_when_another_commit_fails(
+        self, net, monkeypatch, capsys, tmp_path
+    ):
+        """A commit that fails at one node still records the others' deliveries, so their
+        logs of results written agree with the coordinator's."""
+
+        def refuse(round_id: str) -> None:
+            raise ConfigError("cannot publish results here")
+
+        monkeypatch.setattr(net.nodes["schuldhulp"].rounds, "commit", refuse)
+        summary = net.run()
+        assert summary.state == "failed"
+        assert summary.reason.startswith("commit failed: schuldhulp")
+        events = net.coordinator.audit.events(summary.round_id)
+        delivered = {e.details["partner"] for e in events if e.event == "results.delivered"}
+        assert delivered == {"gemeente", "woonbron"}
+        status, result = verify(net, capsys, export(net, tmp_path / "c.jsonl"), "woonbron")
+        assert result["problems"] == []
+        assert status == 0

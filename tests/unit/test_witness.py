@@ -186,3 +186,21 @@ class TestHeads:
         assert ChainHead.from_details({"seq": True, "hash": "ef" * 32}) is None
         assert ChainHead.from_details({"seq": 2, "hash": "EF" * 32}) is None
         assert ChainHead.from_details("7:abc") is None
+
+
+class TestRefusals:
+    def test_a_rejected_manifest_agrees_with_the_coordinators_refusal(self):
+        """A node that rejected a manifest (signed refusal) agrees with consent.refused."""
+        coord, node = a_round()
+        later = "r20260108T090000-0000abcd"
+        node.add("manifest.rejected", round_id=later, reason="manifest has expired")
+        assert node.head is not None
+        coord.add(
+            "consent.refused",
+            round_id=later,
+            partner="aa",
+            reason="manifest has expired",
+            node_head=node.head.as_details(),
+        )
+        report = check(coord, node)
+        assert report.ok, report.describe()
