@@ -23,13 +23,14 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import TYPE_CHECKING, Final, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
 
+from kruispunt import signing
 from kruispunt.audit import (
     COORDINATOR_REQUIRED_DETAILS,
     FIELDS,
@@ -43,7 +44,10 @@ from kruispunt.audit import (
 )
 from kruispunt.errors import AuditChainBroken, ConfigError
 
-__all__ = ["TABLE", "CoordinatorAudit", "verify_database"]
+if TYPE_CHECKING:
+    from coordinator.config import CoordinatorConfig
+
+__all__ = ["TABLE", "CoordinatorAudit", "open_audit", "read_database", "verify_database"]
 
 TABLE: Final = "audit_events"
 
@@ -193,6 +197,43 @@ def verify_database(
             raise ConfigError(f"{db_path}: not a readable coordinator database") from None
     finally:
         conn.close()
+
+
+def read_database(db_path: Path, round_id: str | None = None) -> list[AuditEvent]:
+    """The stored events (optionally one round's), read-only and without any key.
+
+    What `psi-coordinator audit export` writes: public data only. Raises ConfigError
+    if the file cannot be opened or has no audit table, AuditChainBroken if a row
+    cannot be decoded at all.
+    """
+    uri = Path(db_path).resolve().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_S)
+    except sqlite3.Error:
+        raise ConfigError(f"{db_path}: cannot open the coordinator database read-only") from None
+    try:
+        try:
+            if not _table_exists(conn):
+                raise ConfigError(f"{db_path}: no {TABLE} table in this database")
+            sql, params = _select(round_id)
+            rows = conn.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError:
+            raise ConfigError(f"{db_path}: not a readable coordinator database") from None
+    finally:
+        conn.close()
+    try:
+        return [_row_to_event(row) for row in rows]
+    except _UnreadableRowError as exc:
+        raise AuditChainBroken(exc.reason, exc.seq) from None
+
+
+def open_audit(config: CoordinatorConfig, *, now: Clock | None = None) -> CoordinatorAudit:
+    """The coordinator's audit log, signing with its audit key (never the manifest key,
+    unless the directory predates the split: see `CoordinatorConfig.audit_key_separate`).
+
+    ConfigError naming the file if the key cannot be read.
+    """
+    return CoordinatorAudit(config.database, signing.load_signing_key(config.audit_key), now=now)
 
 
 class CoordinatorAudit(ChainedLog):

@@ -57,7 +57,9 @@ def _fail(message: str) -> int:
 
 CA_KEY = arg("--ca-key", help="network CA key, if kept elsewhere (offline media)")
 DAYS = arg("--days", type=int, default=pki.LEAF_VALIDITY_DAYS)
-PUBLIC_KEY = arg("--public-key", help="coordinator public key (default: signing/coordinator.pub)")
+PUBLIC_KEY = arg(
+    "--public-key", help="audit public key (default: [audit] public_key, signing/audit.pub)"
+)
 
 
 # -- init / partners / purposes -------------------------------------------------------------
@@ -354,7 +356,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from kruispunt import signing
 
     config = _config(args)
-    key_path = Path(args.public_key) if args.public_key else config.signing_public_key
+    key_path = Path(args.public_key) if args.public_key else config.audit_public_key
     report = verify_database(config.database, signing.read_public_key(key_path))
     emit(present.Output(report.as_dict(), report.describe()), as_json=args.json)
     return EXIT_OK if report.ok else EXIT_FAILED
@@ -369,17 +371,24 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     json_flag=False,
 )
 def cmd_audit_export(args: argparse.Namespace) -> int:
-    from coordinator.audit import CoordinatorAudit
-    from kruispunt import signing
+    from coordinator.audit import read_database
+    from kruispunt.audit import dump_csv, dump_jsonl
 
+    # Read-only, no private key: the export is public data, and so is the key to check it.
     config = _config(args)
-    audit = CoordinatorAudit(config.database, signing.load_signing_key(config.signing_key))
+    events = read_database(config.database, args.round)
+    dump = dump_csv if args.format == "csv" else dump_jsonl
     if args.out:
         with open(args.out, "w", encoding="utf-8", newline="") as fh:
-            n = audit.export(fh, fmt=args.format, round_id=args.round)
+            n = dump(events, fh)
         print(f"wrote {n} events to {args.out}", file=sys.stderr)
     else:
-        audit.export(sys.stdout, fmt=args.format, round_id=args.round)
+        dump(events, sys.stdout)
+    print(
+        f"verify it with the audit public key {config.audit_public_key} "
+        "(psi-node audit verify-network ... --coordinator-key FILE)",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 

@@ -10,6 +10,9 @@ from kruispunt.errors import ConfigError
 from kruispunt.tomlfile import read_toml, resolver, table
 
 CONFIG_NAME = "coordinator.toml"
+#: Where `init` writes the audit signing key and its public half (relative to the directory).
+AUDIT_KEY = "signing/audit.ed25519"
+AUDIT_PUBLIC_KEY = "signing/audit.pub"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,11 @@ class CoordinatorConfig:
     ca_key: Path
     signing_key: Path
     signing_public_key: Path
+    #: The key that signs the audit log, apart from the manifest key (`[audit]`); a
+    #: directory made before the split has no `[audit]` table and signs with the manifest
+    #: key (`audit_key_separate` False), which `doctor` reports as a failure.
+    audit_key: Path
+    audit_public_key: Path
     operator_key: Path
     operator_cert: Path
     manifest_ttl_seconds: int
@@ -41,6 +49,7 @@ class CoordinatorConfig:
     chunk_points: int
     schedules: tuple[Schedule, ...]
     log_level: str = "info"
+    audit_key_separate: bool = True
 
 
 def load_coordinator_config(
@@ -54,6 +63,7 @@ def load_coordinator_config(
     main = table(data, "coordinator", src)
     tls = table(data, "tls", src, required=False)
     sign = table(data, "signing", src, required=False)
+    audit = table(data, "audit", src, required=False) if "audit" in data else None
     op = table(data, "operator", src, required=False)
     rounds = table(data, "rounds", src, required=False)
     p = resolver(directory)
@@ -72,6 +82,8 @@ def load_coordinator_config(
         network = str(main["network"])
     except KeyError:
         raise ConfigError(f"{src}: [coordinator] needs 'network'") from None
+    signing_key = p(sign.get("key", "signing/coordinator.ed25519"))
+    signing_public_key = p(sign.get("public_key", "signing/coordinator.pub"))
     try:
         return CoordinatorConfig(
             directory=directory.resolve(),
@@ -84,8 +96,15 @@ def load_coordinator_config(
             tls_cert=p(tls.get("cert", "tls/coordinator.crt")),
             tls_ca=p(tls.get("ca", "ca/ca.crt")),
             ca_key=p(tls.get("ca_key", "ca/ca.key")),
-            signing_key=p(sign.get("key", "signing/coordinator.ed25519")),
-            signing_public_key=p(sign.get("public_key", "signing/coordinator.pub")),
+            signing_key=signing_key,
+            signing_public_key=signing_public_key,
+            audit_key=p(audit.get("key", AUDIT_KEY)) if audit is not None else signing_key,
+            audit_public_key=(
+                p(audit.get("public_key", AUDIT_PUBLIC_KEY))
+                if audit is not None
+                else signing_public_key
+            ),
+            audit_key_separate=audit is not None,
             operator_key=p(op.get("key", "operator/operator.key")),
             operator_cert=p(op.get("cert", "operator/operator.crt")),
             manifest_ttl_seconds=int(rounds.get("manifest_ttl_seconds", 3600)),

@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from coordinator.audit import verify_database
-from coordinator.config import CONFIG_NAME, CoordinatorConfig, load_coordinator_config
+from coordinator.config import AUDIT_KEY, CONFIG_NAME, CoordinatorConfig, load_coordinator_config
 from coordinator.provision import load_exported_roster, registry_roster, roster_path
 from coordinator.schedule import next_run, parse_cron
 from coordinator.store import Partner, Store
@@ -140,9 +140,10 @@ def run_doctor(
         ),
     )
     report.checks.append(sign_check)
-    public_key = _public_key_check(report, config, sign_key)
+    _public_key_check(report, config, sign_key)
+    audit_public_key = _audit_key_checks(report, config, raw, sign_key)
 
-    store = _open_store(report, config, public_key)
+    store = _open_store(report, config, audit_public_key)
     if store is None:
         report.extend(_schedule_checks(config, None, moment))
         return report
@@ -279,6 +280,66 @@ def _public_key_check(
     return own if own is not None else published
 
 
+def _audit_key_checks(
+    report: DoctorReport,
+    config: CoordinatorConfig,
+    raw: Mapping[str, object],
+    sign_key: pki.PrivateKey | None,
+) -> ed25519.Ed25519PublicKey | None:
+    """Check the audit signing key: configured, apart from the manifest key, its public half
+    published; return the key the audit log verifies with."""
+    name = "audit signing key"
+    if not config.audit_key_separate:
+        report.add(
+            name,
+            FAIL,
+            f"{CONFIG_NAME} names no [audit] key: this directory predates the audit key's "
+            "split from the manifest key, so its audit log is signed with the manifest key "
+            "(online, next to the database). It keeps working so, and officers verify with "
+            f"{config.signing_public_key}; a new key cannot continue this chain. To separate "
+            "them, set up a new coordinator directory (psi-coordinator init), which writes "
+            f"{AUDIT_KEY}, and keep this directory's export and public key with the records",
+        )
+        return _load_public(config.signing_public_key)
+    check, key = doctor.check_private_key(
+        name,
+        config.audit_key,
+        kind="signing",
+        owner_of=config.directory,
+        written=doctor.configured_path(config.directory, raw, "audit", "key", AUDIT_KEY),
+    )
+    own = key.public_key() if isinstance(key, ed25519.Ed25519PrivateKey) else None
+    manifest = sign_key.public_key() if isinstance(sign_key, ed25519.Ed25519PrivateKey) else None
+    if (
+        own is not None
+        and manifest is not None
+        and signing.public_key_bytes(own) == signing.public_key_bytes(manifest)
+    ):
+        report.add(name, FAIL, f"{config.audit_key}: the same key as the manifest key")
+    else:
+        report.checks.append(check)
+    published = _load_public(config.audit_public_key)
+    pub_name = "audit public key"
+    if published is None:
+        report.add(
+            pub_name,
+            FAIL,
+            f"{config.audit_public_key}: missing or unreadable (officers verify with it)",
+        )
+    elif own is not None and signing.public_key_bytes(own) != signing.public_key_bytes(published):
+        report.add(pub_name, FAIL, f"{config.audit_public_key}: does not match {config.audit_key}")
+    else:
+        report.add(pub_name, OK, f"{config.audit_public_key}: key id {signing.key_id(published)}")
+    return own if own is not None else published
+
+
+def _load_public(path: Path) -> ed25519.Ed25519PublicKey | None:
+    try:
+        return signing.load_public_key(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
 # ---------------------------------------------------------------------------------------
 # Database, partners, purposes, schedules
 
@@ -297,7 +358,7 @@ def _open_store(
         return None
     report.add("database", OK, f"{path}: opens")
     if public_key is None:
-        report.add("audit log", FAIL, f"{path}: cannot verify without the signing key")
+        report.add("audit log", FAIL, f"{path}: cannot verify without the audit public key")
         return store
     try:
         result = verify_database(path, public_key)

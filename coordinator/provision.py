@@ -1,12 +1,12 @@
 """Setting up a coordinator and registering partners (the CSR flow).
 
-`init` makes the network CA, the coordinator's TLS certificate and Ed25519
-signing key, an operator certificate for the local CLI, the database and a
-commented coordinator.toml. `add_partner` issues a partner's certificate from
-its CSR (the partner's private key never comes here) and registers it with its
-signing and agreement public keys. `export_roster` writes the partner roster
-(`kruispunt.roster`) from the registry: the file whose digest partners put in
-their covenant and every node accepts.
+`init` makes the network CA, the coordinator's TLS certificate, its Ed25519
+manifest signing key and a separate Ed25519 audit signing key, an operator
+certificate for the local CLI, the database and a commented coordinator.toml.
+`add_partner` issues a partner's certificate from its CSR (the partner's private
+key never comes here) and registers it with its signing and agreement public keys.
+`export_roster` writes the partner roster (`kruispunt.roster`) from the registry:
+the file whose digest partners put in their covenant and every node accepts.
 """
 
 from __future__ import annotations
@@ -18,8 +18,14 @@ from pathlib import Path
 
 from cryptography import x509
 
-from coordinator.audit import CoordinatorAudit
-from coordinator.config import CONFIG_NAME, CoordinatorConfig, load_coordinator_config
+from coordinator.audit import CoordinatorAudit, open_audit
+from coordinator.config import (
+    AUDIT_KEY,
+    AUDIT_PUBLIC_KEY,
+    CONFIG_NAME,
+    CoordinatorConfig,
+    load_coordinator_config,
+)
 from coordinator.store import Partner, Store
 from kruispunt import pki, signing
 from kruispunt.agreement_file import agreement_key_id, read_agreement_public_key
@@ -60,9 +66,15 @@ ca = "ca/ca.crt"
 ca_key = "ca/ca.key"
 
 [signing]
-# Ed25519 key that signs every round manifest and the audit log.
+# Ed25519 key that signs every round manifest.
 key = "signing/coordinator.ed25519"
 public_key = "signing/coordinator.pub"
+
+[audit]
+# Ed25519 key that signs the audit log, apart from the manifest key. Give the public
+# half to every partner's privacy officer with each export (psi-coordinator audit export).
+key = "signing/audit.ed25519"
+public_key = "signing/audit.pub"
 
 [operator]
 key = "operator/operator.key"
@@ -88,6 +100,7 @@ class InitResult:
     ca_cert: Path
     signing_public_key: Path
     config: Path
+    audit_public_key: Path
 
 
 def init_coordinator(
@@ -121,11 +134,14 @@ def init_coordinator(
     pki.write_pem(
         directory / "signing/coordinator.pub", signing.public_key_pem(sign_key.public_key())
     )
+    audit_key = signing.generate_signing_key()
+    pki.write_private_key(directory / AUDIT_KEY, audit_key)
+    pki.write_pem(directory / AUDIT_PUBLIC_KEY, signing.public_key_pem(audit_key.public_key()))
     config_path = directory / CONFIG_NAME
     config_path.write_text(CONFIG_TEMPLATE.format(network=network, port=port), encoding="utf-8")
     config = load_coordinator_config(directory)
     Store(config.database).close()
-    audit = CoordinatorAudit(config.database, sign_key)
+    audit = CoordinatorAudit(config.database, audit_key)
     audit.append(
         "coordinator.initialised",
         actor=f"operator:{operator}",
@@ -136,14 +152,17 @@ def init_coordinator(
             "network": network,
             "ca_fingerprint": pki.fingerprint(ca_cert),
             "signing_key_id": signing.key_id(sign_key.public_key()),
+            "audit_key_id": signing.key_id(audit_key.public_key()),
         },
     )
+    audit.close()
     return InitResult(
         directory,
         network,
         directory / "ca/ca.crt",
         directory / "signing/coordinator.pub",
         config_path,
+        directory / AUDIT_PUBLIC_KEY,
     )
 
 
@@ -217,7 +236,7 @@ def add_partner(
         store.close()
     out = config.directory / "partners" / f"{partner_id}.crt"
     pki.write_pem(out, cert)
-    audit = CoordinatorAudit(config.database, signing.load_signing_key(config.signing_key))
+    audit = open_audit(config)
     audit.append(
         "partner.added",
         actor=actor,
@@ -246,7 +265,7 @@ def update_partner_address(
         store.update_partner_address(partner_id, address)
     finally:
         store.close()
-    audit = CoordinatorAudit(config.database, signing.load_signing_key(config.signing_key))
+    audit = open_audit(config)
     audit.append(
         "partner.changed",
         actor=actor,
@@ -285,7 +304,7 @@ def add_purpose(config: CoordinatorConfig, purpose: Purpose, *, actor: str = "op
         stored, previous = store.put_purpose(purpose, datetime.now(UTC).isoformat())
     finally:
         store.close()
-    audit = CoordinatorAudit(config.database, signing.load_signing_key(config.signing_key))
+    audit = open_audit(config)
     details: dict[str, object] = {"purpose": stored.id, "version": stored.version}
     if previous is not None:
         old, new = previous.to_dict(), stored.to_dict()
@@ -402,11 +421,7 @@ def export_roster(
     except ConfigError as exc:
         raise ConfigError(f"cannot export {path}: {exc}") from None
     pki.write_pem(path, text.encode("utf-8"))  # atomic, mode 0644: public keys only
-    audit = CoordinatorAudit(
-        config.database,
-        signing.load_signing_key(config.signing_key),
-        now=(lambda: now) if now is not None else None,
-    )
+    audit = open_audit(config, now=(lambda: now) if now is not None else None)
     try:
         audit.append(
             "roster.exported",

@@ -18,10 +18,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from coordinator.audit import CoordinatorAudit
+from coordinator.audit import open_audit
 from coordinator.config import CoordinatorConfig
 from coordinator.store import Store
-from kruispunt import pki, signing
+from kruispunt import pki
 from kruispunt.errors import ConfigError
 
 __all__ = ["renew_coordinator", "renew_partner"]
@@ -139,7 +139,7 @@ def renew_coordinator(
 
 
 def _audit(config: CoordinatorConfig, event: str, actor: str, details: dict[str, object]) -> None:
-    audit = CoordinatorAudit(config.database, signing.load_signing_key(config.signing_key))
+    audit = open_audit(config)
     try:
         audit.append(
             event,

@@ -22,6 +22,7 @@ import grpc
 from coordinator.audit import CoordinatorAudit
 from coordinator.config import CoordinatorConfig
 from coordinator.store import Partner, Store
+from kruispunt.audit import head_from_proto
 from kruispunt.errors import KruispuntError, RoundFailed
 from kruispunt.purpose import Purpose
 from kruispunt.roster import Roster
@@ -189,31 +190,31 @@ class RoundContext:
     def commit(self, state: RoundState, **roles: str) -> None:
         """Publish the staged results at every partner and record each delivery.
 
-        A commit that fails anywhere fails the round, naming who did and did not publish;
-        results already published stay (no abort removes a committed result, or a
-        coordinator could suppress results at will). `roles` adds a partner's role to its
-        `results.delivered` event (two-party mode).
+        Every partner that published gets its `results.delivered` event, with the node's
+        audit head from its receipt. A commit that fails anywhere then fails the round,
+        naming who did and did not publish; results already published stay (no abort
+        removes a committed result, or a coordinator could suppress results at will).
+        `roles` adds a partner's role to its `results.delivered` event (two-party mode).
         """
         ref = common_pb2.RoundRef(round_id=state.round_id)
         committed, failures = fan_out(
             self.peers, "commit", lambda pid, peer: peer.stub.Commit(ref, timeout=self.timeout)
         )
         state.committed.update(committed)
-        if failures:
-            raise RoundFailed(
-                "commit failed: "
-                + "; ".join(f"{pid}: {why}" for pid, why in failures.items())
-                + (f" (results published at {', '.join(sorted(committed))})" if committed else "")
-            )
+        # Every publication is on record, also when another partner's failed: a node's log
+        # of results written must find its delivery in the coordinator's (witness check).
+        wrong = []
         for pid in state.partners:
+            if pid not in committed:
+                continue
             receipt = committed[pid]
-            if receipt.flagged_count != state.flagged[pid]:
-                raise RoundFailed(
-                    f"{pid}: committed {receipt.flagged_count} results, "
-                    f"expected {state.flagged[pid]}"
-                )
             state.result_paths[pid] = receipt.result_path
-            extra = {"role": roles[pid]} if pid in roles else {}
+            extra: dict[str, object] = {"role": roles[pid]} if pid in roles else {}
+            node_head = head_from_proto(receipt.node_audit_head)
+            if node_head is not None:
+                # The node's own audit head once it logged the write: a node log later cut
+                # off before it is caught (kruispunt.audit.witness).
+                extra["node_head"] = node_head.as_details()
             self.record(
                 state,
                 "results.delivered",
@@ -222,6 +223,19 @@ class RoundContext:
                 **extra,
                 result_sha256=receipt.result_sha256.hex(),
             )
+            if receipt.flagged_count != state.flagged[pid]:
+                wrong.append(
+                    f"{pid}: committed {receipt.flagged_count} results, "
+                    f"expected {state.flagged[pid]}"
+                )
+        if failures:
+            raise RoundFailed(
+                "commit failed: "
+                + "; ".join(f"{pid}: {why}" for pid, why in failures.items())
+                + (f" (results published at {', '.join(sorted(committed))})" if committed else "")
+            )
+        if wrong:
+            raise RoundFailed("; ".join(wrong))
         state.staged.clear()
 
 

@@ -33,7 +33,7 @@ from coordinator.round_context import (
 )
 from coordinator.store import ABORTED, COMPLETED, FAILED, REFUSED, Partner, Store
 from kruispunt import pki, signing, transport
-from kruispunt.audit import safe_reason
+from kruispunt.audit import ChainHead, head_from_proto, head_to_proto, safe_reason
 from kruispunt.errors import ConfigError, KruispuntError, RoundFailed
 from kruispunt.manifest import new_round_id, sign_manifest, verify_consent
 from kruispunt.pki import Identity
@@ -142,6 +142,9 @@ class RoundRunner:
             initiated_by=initiated_by,
             roster_sha256=roster.digest,
             chunk_points=self.config.chunk_points,
+            # Every node logs this head and signs it back: a log later cut off or rewritten
+            # before it is caught by anyone holding a node's log (kruispunt.audit.witness).
+            audit_head=head_to_proto(self.audit.head()),
         )
         state = RoundState(
             round_id=round_id,
@@ -166,6 +169,7 @@ class RoundRunner:
                 "purpose_version": purpose.version,
                 "mode": purpose.mode,
                 "partners": order,
+                "threshold": purpose.threshold,
                 **mode.created_details(purpose),
                 "manifest_sha256": state.manifest_sha256.hex(),
                 "roster_sha256": roster.digest_hex,
@@ -252,38 +256,30 @@ class RoundRunner:
     def _propose(
         self, context: RoundContext, state: RoundState, signed: common_pb2.SignedManifest
     ) -> None:
-        """Send the signed manifest to every partner and check each signed answer."""
+        """Send the signed manifest to every partner and check each signed answer.
+
+        Each answer is verified and audited (consent.given with its set size, or
+        consent.refused) as soon as it arrives, in that partner's own call: a round that
+        fails later, or because another partner did not answer, still has on record
+        every consent it received.
+        """
         t0 = time.monotonic()
-        answers = context.parallel(
-            state,
+        answers, errors = fan_out(
+            {pid: context.peers[pid] for pid in state.partners},
             "propose",
-            lambda pid, peer: peer.stub.Propose(signed, timeout=context.timeout),
+            lambda pid, peer: self._take_answer(
+                context, state, pid, peer.stub.Propose(signed, timeout=context.timeout)
+            ),
         )
+        if errors:
+            raise RoundFailed(
+                "propose failed: " + "; ".join(f"{pid}: {why}" for pid, why in errors.items())
+            )
         refusals = []
         for pid in state.partners:
-            signed_consent = answers[pid]
-            key = state.roster.partner(pid).signing_public_key
-            try:
-                consent = verify_consent(
-                    signed_consent,
-                    key,
-                    round_id=state.round_id,
-                    partner_id=pid,
-                    manifest_sha256=state.manifest_sha256,
-                )
-            except KruispuntError as exc:
-                raise RoundFailed(f"{pid}: consent does not verify ({exc})") from None
-            self.store.record_consent(
-                state.round_id,
-                pid,
-                consent.granted,
-                consent.reason,
-                signed_consent.consent,
-                signed_consent.signature,
-            )
+            signed_consent, consent = answers[pid]
             if not consent.granted:
                 refusals.append(f"{pid}: {consent.reason}")
-                context.record(state, "consent.refused", pid, reason=consent.reason)
                 continue
             if consent.set_size > state.purpose.max_set_size:
                 refusals.append(f"{pid}: set size {consent.set_size} exceeds the purpose maximum")
@@ -295,15 +291,6 @@ class RoundRunner:
             state.set_sizes[pid] = consent.set_size
             state.excluded[pid] = consent.excluded_count
             state.invalid[pid] = consent.invalid_count
-            context.record(
-                state,
-                "consent.given",
-                pid,
-                set_size=consent.set_size,
-                legal_basis=consent.legal_basis,
-                excluded=consent.excluded_count,
-                invalid=consent.invalid_count,
-            )
         if refusals:
             raise _Refused("consent refused: " + "; ".join(refusals))
         context.record(
@@ -321,6 +308,54 @@ class RoundRunner:
             + ", ".join(f"{p}={n}" for p, n in state.set_sizes.items()),
         )
         context.check_cancel()
+
+    def _take_answer(
+        self,
+        context: RoundContext,
+        state: RoundState,
+        pid: str,
+        signed_consent: common_pb2.SignedConsent,
+    ) -> tuple[common_pb2.SignedConsent, common_pb2.Consent]:
+        """Verify one partner's signed answer, then store and audit it at once.
+
+        Raises RoundFailed (that partner's failure) if the answer does not verify.
+        The audit event carries the node's own audit head from the consent, so a node
+        log later cut off before it is caught.
+        """
+        key = state.roster.partner(pid).signing_public_key
+        try:
+            consent = verify_consent(
+                signed_consent,
+                key,
+                round_id=state.round_id,
+                partner_id=pid,
+                manifest_sha256=state.manifest_sha256,
+            )
+        except KruispuntError as exc:
+            raise RoundFailed(f"consent does not verify ({exc})") from None
+        self.store.record_consent(
+            state.round_id,
+            pid,
+            consent.granted,
+            consent.reason,
+            signed_consent.consent,
+            signed_consent.signature,
+        )
+        heads = _witnessed(consent)
+        if not consent.granted:
+            context.record(state, "consent.refused", pid, reason=consent.reason, **heads)
+        else:
+            context.record(
+                state,
+                "consent.given",
+                pid,
+                set_size=consent.set_size,
+                legal_basis=consent.legal_basis,
+                excluded=consent.excluded_count,
+                invalid=consent.invalid_count,
+                **heads,
+            )
+        return signed_consent, consent
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -474,6 +509,20 @@ class RoundRunner:
             overlap_histogram=state.histogram,
             seconds=time.monotonic() - state.started,
         )
+
+
+def _witnessed(consent: common_pb2.Consent) -> dict[str, object]:
+    """The audit heads a consent carries, as audit details: the node's own head and the
+    coordinator head it witnessed in the manifest (each only if the consent has one)."""
+    out: dict[str, object] = {}
+    for name, message in (
+        ("node_head", consent.node_audit_head),
+        ("witnessed_head", consent.coordinator_audit_head),
+    ):
+        head: ChainHead | None = head_from_proto(message)
+        if head is not None:
+            out[name] = head.as_details()
+    return out
 
 
 class _Refused(RoundFailed):

@@ -17,13 +17,13 @@ import grpc
 import structlog
 from grpc_health.v1 import health
 
-from coordinator.audit import CoordinatorAudit
+from coordinator.audit import CoordinatorAudit, open_audit
 from coordinator.certs import certificates
 from coordinator.config import CoordinatorConfig
 from coordinator.rounds import RoundRunner
 from coordinator.schedule import next_run
 from coordinator.store import ABORTED, Store
-from kruispunt import signing, transport
+from kruispunt import transport
 from kruispunt.errors import UnknownRound
 from kruispunt.expiry import ExpiryReminder
 from kruispunt.hardening import disable_core_dumps
@@ -134,7 +134,7 @@ def create_server(
     """Open the database, abort interrupted rounds, start the admin server and scheduler."""
     clock = now or (lambda: datetime.now(UTC))
     store = Store(config.database)
-    audit = CoordinatorAudit(config.database, signing.load_signing_key(config.signing_key))
+    audit = open_audit(config)
     interrupted = abort_interrupted(store, audit, config.network, clock())
     runner = RoundRunner(config, store, audit, now=clock)
     if interrupted:

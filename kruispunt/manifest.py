@@ -82,8 +82,13 @@ def sign_manifest(
     initiated_by: str,
     roster_sha256: bytes,
     chunk_points: int = DEFAULT_CHUNK_POINTS,
+    audit_head: common_pb2.AuditHead | None = None,
 ) -> common_pb2.SignedManifest:
-    """Build and sign the manifest for one round, for the roster with digest `roster_sha256`."""
+    """Build and sign the manifest for one round, for the roster with digest `roster_sha256`.
+
+    `audit_head` is the coordinator's audit chain head at creation (`kruispunt.audit.
+    head_to_proto`): every node logs it and signs it back in its consent.
+    """
     manifest = common_pb2.RoundManifest(
         round_id=round_id,
         network=network,
@@ -95,6 +100,7 @@ def sign_manifest(
         initiated_by=initiated_by,
         roster_sha256=roster_sha256,
         chunk_points=chunk_points,
+        coordinator_audit_head=audit_head,
     )
     body = manifest.SerializeToString(deterministic=True)
     return common_pb2.SignedManifest(

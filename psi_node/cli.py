@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from kruispunt.cli import CommandTable, Handler, arg, emit, operator_actor
+from kruispunt.cli import CommandTable, Handler, Output, arg, emit, operator_actor
 from kruispunt.errors import KruispuntError
 from kruispunt.identifiers import FIELDS, KINDS, IdentifierKind
 from kruispunt.logs import configure_logging
@@ -284,23 +284,75 @@ def _audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
+_WITNESS_HELP = (
+    "Verify, with public material only, every hash and signature of the coordinator's "
+    "export, of this node's log and of each other node export given (keys from the roster "
+    "this node accepted); that every coordinator audit head a node witnessed in a manifest "
+    "lies on the coordinator's chain (a cut-off or rewritten and re-signed coordinator log "
+    "lacks it); that every node head the coordinator recorded lies on that node's chain (a "
+    "cut-off node log lacks it); and, per round, that node and coordinator agree on the "
+    "manifest, purpose version, partners, threshold, consent, set sizes, flagged counts, "
+    "deliveries and deletions. Names the first problem; exit status 0 only when all hold."
+)
+_NODE_EXPORTS = arg(
+    "--node-export",
+    dest="node_exports",
+    action="append",
+    type=Path,
+    default=[],
+    metavar="FILE",
+    help="another node's audit export (psi-node audit export), checked too; repeatable",
+)
+_COORDINATOR_KEY = arg(
+    "--coordinator-key",
+    required=True,
+    type=Path,
+    metavar="FILE",
+    help="the coordinator's audit public key (psi-coordinator audit export names it)",
+)
+
+
+@command(
+    "audit verify-network",
+    "verify the coordinator's export against this node's log, trusting neither",
+    arg(
+        "--coordinator-export",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the coordinator's full export (psi-coordinator audit export)",
+    ),
+    _COORDINATOR_KEY,
+    _NODE_EXPORTS,
+    description=_WITNESS_HELP,
+)
+def _audit_verify_network(args: argparse.Namespace) -> int:
+    return _witness(args, args.coordinator_export)
+
+
 @command(
     "audit cross-check",
-    "hold the node log against the coordinator's export (JSON Lines)",
-    arg("coordinator_export", help="output of psi-coordinator audit export"),
+    "the same checks as verify-network, the coordinator's export given by position",
+    arg("coordinator_export", type=Path, help="output of psi-coordinator audit export"),
+    _COORDINATOR_KEY,
+    _NODE_EXPORTS,
+    description=_WITNESS_HELP,
 )
 def _audit_cross_check(args: argparse.Namespace) -> int:
-    from kruispunt import signing
-    from kruispunt.audit import load_jsonl
-    from psi_node.audit import NodeAudit, cross_check
+    return _witness(args, args.coordinator_export)
 
-    config = _node_config(args)
-    audit = NodeAudit(config.audit_log, signing.load_signing_key(config.signing_key))
-    with open(args.coordinator_export, encoding="utf-8") as fh:
-        theirs = list(load_jsonl(fh))
-    mismatches = cross_check(audit.events(), theirs, partner=config.partner_id)
-    emit(present.cross_checked(mismatches), as_json=args.json)
-    return 1 if mismatches else 0
+
+def _witness(args: argparse.Namespace, coordinator_export: Path) -> int:
+    from psi_node.audit_check import verify_network_files
+
+    report = verify_network_files(
+        _node_config(args),
+        coordinator_export=coordinator_export,
+        coordinator_key=args.coordinator_key,
+        node_exports=args.node_exports,
+    )
+    emit(Output(report.as_dict(), report.describe()), as_json=args.json)
+    return 0 if report.ok else 1
 
 
 @command("purge", "delete result files whose retention has ended")

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from kruispunt.audit import VerifyReport
     from kruispunt.doctor import DoctorReport
     from kruispunt.roster import Roster
-    from psi_node.audit import Mismatch
     from psi_node.inputs import InputReport
     from psi_node.provision import NodeInitResult
 
@@ -92,22 +91,6 @@ def roster_shown(roster: Roster, state_file: Path) -> Output:
 def audit_verified(report: VerifyReport) -> Output:
     """`audit verify`: whether the node's chain and signatures hold."""
     return Output(report.as_dict(), report.describe("node audit log"))
-
-
-def cross_checked(mismatches: Sequence[Mismatch]) -> Output:
-    """`audit cross-check`: every field on which node and coordinator disagree."""
-    data = [
-        {"round_id": m.round_id, "field": m.field, "node": m.node, "coordinator": m.coordinator}
-        for m in mismatches
-    ]
-    text = (
-        "\n".join(
-            f"{m.round_id}: {m.field}: node says {m.node!r}, coordinator says {m.coordinator!r}"
-            for m in mismatches
-        )
-        or "node and coordinator logs agree on every round"
-    )
-    return Output(data, text)
 
 
 def purged(deleted: Sequence[Path]) -> Output:

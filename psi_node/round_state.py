@@ -65,6 +65,8 @@ class NodeRound:
 
     verified: VerifiedManifest
     inputs: InputSet
+    #: This node's partner id: the legal basis its audit events carry is its own.
+    partner_id: str
     #: The roster this node's operator accepted, which the manifest names: every partner
     #: key the round uses comes from here, never from the coordinator.
     roster: Roster | None = None
@@ -82,8 +84,9 @@ class NodeRound:
 
     @property
     def basis(self) -> str:
+        """The purpose and this node's own legal basis for it, as its audit events carry."""
         purpose = self.verified.purpose
-        return f"{purpose.id}: {purpose.legal_basis.get(self.verified.partners[0], '')}"
+        return f"{purpose.id}: {purpose.legal_basis.get(self.partner_id, '')}"
 
     def wipe_state(self) -> None:
         """Wipe and forget the mode's state (its key); safe to call more than once."""
@@ -122,4 +125,8 @@ class RoundContext(Protocol):
         self, event: str, rnd_or_id: NodeRound | str, action: str, **details: object
     ) -> None:
         """Append one event about a round to the node's audit log."""
+        ...
+
+    def audit_head(self) -> common_pb2.AuditHead:
+        """The head of the node's audit log now, as a receipt or consent carries it."""
         ...

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from google.protobuf.message import DecodeError
 
-from kruispunt.audit import safe_reason
+from kruispunt.audit import head_from_proto, head_to_proto, safe_reason
 from kruispunt.errors import (
     AttackRefused,
     ConfigError,
@@ -151,6 +151,13 @@ class RoundManager:
             details=details,
         )
 
+    def audit_head(self) -> common_pb2.AuditHead:
+        """The head of the node's audit log now, as a consent or a receipt carries it.
+
+        The coordinator records it: a node log later cut off before it is caught.
+        """
+        return head_to_proto(self.audit.head())
+
     def rounds_in_flight(self) -> list[str]:
         with self._lock:
             return sorted(self._rounds)
@@ -170,6 +177,11 @@ class RoundManager:
         if replay:
             return self._refuse(verified, "round id seen before (replayed manifest)", now)
         self._remember(round_id)
+        seen: dict[str, object] = {}
+        witnessed = head_from_proto(verified.manifest.coordinator_audit_head)
+        if witnessed is not None:
+            # Kept here, outside the coordinator: its log must still hold this head later.
+            seen["coordinator_head"] = witnessed.as_details()
         self.audit_event(
             "manifest.seen",
             round_id,
@@ -177,7 +189,9 @@ class RoundManager:
             purpose=verified.purpose.id,
             purpose_version=verified.purpose.version,
             partners=verified.partners,
+            threshold=verified.purpose.threshold,
             manifest_sha256=verified.sha256.hex(),
+            **seen,
         )
         try:
             last = self.history.last(verified.purpose.id)
@@ -220,7 +234,13 @@ class RoundManager:
         unfit = mode.admits(verified, size) if mode.admits is not None else None
         if unfit is not None:
             return self._refuse(verified, unfit, now)
-        rnd = NodeRound(verified=verified, inputs=inputs, roster=roster, state=mode.start())
+        rnd = NodeRound(
+            verified=verified,
+            inputs=inputs,
+            partner_id=self.config.partner_id,
+            roster=roster,
+            state=mode.start(),
+        )
         self.history.record(purpose.id, now)
         consent = common_pb2.Consent(
             round_id=round_id,
@@ -248,6 +268,8 @@ class RoundManager:
             invalid=report.invalid,
             duplicates=report.duplicate,
         )
+        consent.coordinator_audit_head.CopyFrom(verified.manifest.coordinator_audit_head)
+        consent.node_audit_head.CopyFrom(self.audit_head())
         log.info(
             "consent given",
             round_id=round_id,
@@ -292,6 +314,8 @@ class RoundManager:
             reason=reason,
             manifest_sha256=verified.sha256,
             decided_at_unix=int(now.timestamp()),
+            coordinator_audit_head=verified.manifest.coordinator_audit_head,
+            node_audit_head=self.audit_head(),
         )
         return sign_consent(self.signing_key, consent)
 
@@ -319,6 +343,7 @@ class RoundManager:
             reason=reason,
             manifest_sha256=digest,
             decided_at_unix=int(now.timestamp()),
+            node_audit_head=self.audit_head(),
         )
         return sign_consent(self.signing_key, consent)
 
@@ -392,6 +417,7 @@ class RoundManager:
             flagged_count=rnd.staged.flagged_count,
             result_path=str(path),
             result_sha256=rnd.staged.sha256,
+            node_audit_head=self.audit_head(),
         )
 
     def abort(self, round_id: str, reason: str) -> bool:

@@ -46,13 +46,13 @@ def write_report(
     """Write the privacy officer's HTML page for one round to `out` (atomically).
 
     The audit chain is verified under `public_key`, by default the key at
-    `config.signing_public_key`. Raises UnknownRound for a round id the
+    `config.audit_public_key`. Raises UnknownRound for a round id the
     database does not know, ConfigError if the database, the key or the
     output directory is missing.
     """
     if public_key is None:
         public_key = signing.read_public_key(
-            config.signing_public_key, missing="no coordinator public key here"
+            config.audit_public_key, missing="no coordinator audit public key here"
         )
     report = build_report(config, round_id, public_key, now=now)
     page = render_html(report)

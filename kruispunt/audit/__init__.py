@@ -11,7 +11,9 @@ the package; its modules each have one job:
 - `codec`: canonical encoding and the JSON Lines / CSV export codecs;
 - `seal`: hashing an event onto the chain and signing it;
 - `verify`: chain and signature verification (`VerifyReport`);
-- `store`: `ChainedLog`, the base of the SQLite and JSON Lines stores.
+- `store`: `ChainedLog`, the base of the SQLite and JSON Lines stores;
+- `heads`: chain heads as a manifest, a consent and a receipt carry them;
+- `witness`: verifying the coordinator's and the nodes' logs against each other.
 
 Fields follow NEN 7513 / BIO 12.4 (who did what, when, on whose behalf, from
 where, on which authorisation): `seq`, `time`, `event`, `actor`,
@@ -78,6 +80,7 @@ from kruispunt.audit.event import (
     utc_now,
 )
 from kruispunt.audit.guard import check_no_identifiers, safe_reason
+from kruispunt.audit.heads import head_from_proto, head_to_proto
 from kruispunt.audit.seal import AUDIT_CONTEXT, compute_hash, seal
 from kruispunt.audit.store import ChainedLog
 from kruispunt.audit.verify import VerifyReport, verify_events, verify_excerpt
@@ -106,6 +109,8 @@ __all__ = [
     "event_to_dict",
     "event_to_json",
     "format_time",
+    "head_from_proto",
+    "head_to_proto",
     "iter_rounds",
     "load_csv",
     "load_jsonl",

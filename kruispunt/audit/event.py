@@ -109,6 +109,26 @@ class ChainHead:
     seq: int
     hash: str
 
+    def as_details(self) -> dict[str, object]:
+        """This head as an audit `details` value: ``{"seq": n, "hash": hex}``."""
+        return {"seq": self.seq, "hash": self.hash}
+
+    @classmethod
+    def from_details(cls, value: object) -> ChainHead | None:
+        """The head an audit `details` value holds (see `as_details`); None if it holds none.
+
+        Seq 0 with the genesis hash stands for an empty chain and also gives None.
+        """
+        if not isinstance(value, Mapping):
+            return None
+        seq, digest = value.get("seq"), value.get("hash")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or not is_hash_hex(digest):
+            return None
+        assert isinstance(digest, str)
+        if seq == 0:
+            return None
+        return cls(seq, digest)
+
 
 @dataclass(frozen=True, slots=True)
 class AuditEvent:

@@ -145,6 +145,7 @@ class RoundManifest(google.protobuf.message.Message):
     INITIATED_BY_FIELD_NUMBER: builtins.int
     ROSTER_SHA256_FIELD_NUMBER: builtins.int
     CHUNK_POINTS_FIELD_NUMBER: builtins.int
+    COORDINATOR_AUDIT_HEAD_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     network: builtins.str
     created_at_unix: builtins.int
@@ -166,6 +167,13 @@ class RoundManifest(google.protobuf.message.Message):
     def partners(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """ring order for the step schedule"""
 
+    @property
+    def coordinator_audit_head(self) -> global___AuditHead:
+        """The coordinator's audit chain head when it created this round. Every node logs it and
+        signs it back in its consent, so a later export that lacks this head (a truncated or
+        rewritten log) is caught by anyone holding a node's log (kruispunt.audit.witness).
+        """
+
     def __init__(
         self,
         *,
@@ -179,11 +187,33 @@ class RoundManifest(google.protobuf.message.Message):
         initiated_by: builtins.str = ...,
         roster_sha256: builtins.bytes = ...,
         chunk_points: builtins.int = ...,
+        coordinator_audit_head: global___AuditHead | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["purpose", b"purpose"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["chunk_points", b"chunk_points", "created_at_unix", b"created_at_unix", "expires_at_unix", b"expires_at_unix", "initiated_by", b"initiated_by", "network", b"network", "partners", b"partners", "protocol_version", b"protocol_version", "purpose", b"purpose", "roster_sha256", b"roster_sha256", "round_id", b"round_id"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["coordinator_audit_head", b"coordinator_audit_head", "purpose", b"purpose"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["chunk_points", b"chunk_points", "coordinator_audit_head", b"coordinator_audit_head", "created_at_unix", b"created_at_unix", "expires_at_unix", b"expires_at_unix", "initiated_by", b"initiated_by", "network", b"network", "partners", b"partners", "protocol_version", b"protocol_version", "purpose", b"purpose", "roster_sha256", b"roster_sha256", "round_id", b"round_id"]) -> None: ...
 
 global___RoundManifest = RoundManifest
+
+@typing.final
+class AuditHead(google.protobuf.message.Message):
+    """The last event of an audit chain: its sequence number and hash (seq 0: an empty chain)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: builtins.int
+    HASH_FIELD_NUMBER: builtins.int
+    seq: builtins.int
+    hash: builtins.bytes
+    """32 bytes, SHA-256"""
+    def __init__(
+        self,
+        *,
+        seq: builtins.int = ...,
+        hash: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["hash", b"hash", "seq", b"seq"]) -> None: ...
+
+global___AuditHead = AuditHead
 
 @typing.final
 class SignedManifest(google.protobuf.message.Message):
@@ -239,6 +269,8 @@ class Consent(google.protobuf.message.Message):
     DECIDED_AT_UNIX_FIELD_NUMBER: builtins.int
     ROSTER_SHA256_FIELD_NUMBER: builtins.int
     TAG_KEY_SHARES_FIELD_NUMBER: builtins.int
+    COORDINATOR_AUDIT_HEAD_FIELD_NUMBER: builtins.int
+    NODE_AUDIT_HEAD_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     partner_id: builtins.str
     granted: builtins.bool
@@ -263,6 +295,14 @@ class Consent(google.protobuf.message.Message):
         relays these and can open none.
         """
 
+    @property
+    def coordinator_audit_head(self) -> global___AuditHead:
+        """The coordinator's audit head this node witnessed in the manifest, and the head of the
+        node's own audit log once it logged this answer: each side keeps the other's head.
+        """
+
+    @property
+    def node_audit_head(self) -> global___AuditHead: ...
     def __init__(
         self,
         *,
@@ -278,8 +318,11 @@ class Consent(google.protobuf.message.Message):
         decided_at_unix: builtins.int = ...,
         roster_sha256: builtins.bytes = ...,
         tag_key_shares: collections.abc.Mapping[builtins.str, builtins.bytes] | None = ...,
+        coordinator_audit_head: global___AuditHead | None = ...,
+        node_audit_head: global___AuditHead | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["decided_at_unix", b"decided_at_unix", "excluded_count", b"excluded_count", "granted", b"granted", "invalid_count", b"invalid_count", "legal_basis", b"legal_basis", "manifest_sha256", b"manifest_sha256", "partner_id", b"partner_id", "reason", b"reason", "roster_sha256", b"roster_sha256", "round_id", b"round_id", "set_size", b"set_size", "tag_key_shares", b"tag_key_shares"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["coordinator_audit_head", b"coordinator_audit_head", "node_audit_head", b"node_audit_head"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["coordinator_audit_head", b"coordinator_audit_head", "decided_at_unix", b"decided_at_unix", "excluded_count", b"excluded_count", "granted", b"granted", "invalid_count", b"invalid_count", "legal_basis", b"legal_basis", "manifest_sha256", b"manifest_sha256", "node_audit_head", b"node_audit_head", "partner_id", b"partner_id", "reason", b"reason", "roster_sha256", b"roster_sha256", "round_id", b"round_id", "set_size", b"set_size", "tag_key_shares", b"tag_key_shares"]) -> None: ...
 
 global___Consent = Consent
 

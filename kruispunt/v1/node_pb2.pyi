@@ -161,11 +161,18 @@ class DeliveryReceipt(google.protobuf.message.Message):
     FLAGGED_COUNT_FIELD_NUMBER: builtins.int
     RESULT_PATH_FIELD_NUMBER: builtins.int
     RESULT_SHA256_FIELD_NUMBER: builtins.int
+    NODE_AUDIT_HEAD_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     flagged_count: builtins.int
     result_path: builtins.str
     """where the node wrote (or staged) its results"""
     result_sha256: builtins.bytes
+    @property
+    def node_audit_head(self) -> kruispunt.v1.common_pb2.AuditHead:
+        """The head of the node's own audit log once it logged this delivery; the coordinator
+        records it, so a node log cut off after it is caught (kruispunt.audit.witness).
+        """
+
     def __init__(
         self,
         *,
@@ -173,8 +180,10 @@ class DeliveryReceipt(google.protobuf.message.Message):
         flagged_count: builtins.int = ...,
         result_path: builtins.str = ...,
         result_sha256: builtins.bytes = ...,
+        node_audit_head: kruispunt.v1.common_pb2.AuditHead | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["flagged_count", b"flagged_count", "result_path", b"result_path", "result_sha256", b"result_sha256", "round_id", b"round_id"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["node_audit_head", b"node_audit_head"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["flagged_count", b"flagged_count", "node_audit_head", b"node_audit_head", "result_path", b"result_path", "result_sha256", b"result_sha256", "round_id", b"round_id"]) -> None: ...
 
 global___DeliveryReceipt = DeliveryReceipt
 

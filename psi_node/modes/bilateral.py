@@ -299,6 +299,7 @@ def result(rounds: RoundContext, exchange: node_pb2.BilateralExchange) -> node_p
         flagged_count=count,
         result_path=str(staged.final_meta if settings.size_only else staged.final_csv),
         result_sha256=staged.sha256,
+        node_audit_head=rounds.audit_head(),
     )
 
 

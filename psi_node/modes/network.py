@@ -377,6 +377,7 @@ def deliver(rounds: RoundContext, results: node_pb2.RoundResults) -> node_pb2.De
         flagged_count=len(indices),
         result_path=str(staged.final_csv),
         result_sha256=staged.sha256,
+        node_audit_head=rounds.audit_head(),
     )
 
 

@@ -214,7 +214,7 @@ class TestSetupCommands:
             *(tmp_path / "n").rglob("*.ed25519"),
             *(tmp_path / "n").rglob("*.x25519"),
         ]
-        assert len(keys) == 7
+        assert len(keys) == 8  # the coordinator: CA, TLS, operator, manifest and audit keys
         for key in keys:
             assert key.stat().st_mode & 0o777 == 0o600, key
 

@@ -221,8 +221,9 @@ class TestAuditTrail:
         with export.open("w") as fh:
             net.coordinator.audit.export(fh, fmt="jsonl")
         node_dir = str(net.node_dirs["woonbron"])
+        key = ["--coordinator-key", str(net.config.audit_public_key)]
         capsys.readouterr()
-        assert node_cli.main(["audit", "cross-check", node_dir, str(export)]) == 0
+        assert node_cli.main(["audit", "cross-check", node_dir, str(export), *key]) == 0
         assert "agree" in capsys.readouterr().out
         lines = export.read_text().splitlines()
         doctored = []
@@ -232,8 +233,11 @@ class TestAuditTrail:
                 event["details"]["flagged_count"] += 1
             doctored.append(json.dumps(event))
         export.write_text("\n".join(doctored) + "\n")
-        assert node_cli.main(["audit", "cross-check", node_dir, str(export), "--json"]) == 1
-        mismatches = json.loads(capsys.readouterr().out)
+        assert node_cli.main(["audit", "cross-check", node_dir, str(export), "--json", *key]) == 1
+        result = json.loads(capsys.readouterr().out)
+        # The edited event no longer verifies (checked first), and the count disagrees.
+        assert result["first_problem"]["kind"] == "chain"
+        mismatches = [p for p in result["problems"] if p["kind"] == "round"]
         assert mismatches
         assert mismatches[0]["field"] == "flagged_count"
 

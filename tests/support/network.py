@@ -160,8 +160,13 @@ def build_network(
     objected: Mapping[str, Sequence[int]] | None = None,
     workers: int = 1,
     bilateral_roles: Mapping[str, str] | None = None,
+    legal_bases: Mapping[str, str] | None = None,
 ) -> TestNetwork:
-    """Create the coordinator and one node per partner; nothing is started yet."""
+    """Create the coordinator and one node per partner; nothing is started yet.
+
+    `legal_bases` gives a partner a legal basis of its own in its policy (default
+    `LEGAL_BASIS` for all); the purpose must then list the same (`add_purpose`).
+    """
     data = make_network(
         partners,
         per_partner,
@@ -190,7 +195,7 @@ def build_network(
             input_path=input_path,
             kind=kind,
             partners=partners,
-            legal_basis=LEGAL_BASIS,
+            legal_basis=(legal_bases or {}).get(pid, LEGAL_BASIS),
             **extra,
         )
         append_policies(node_dir / "node.toml", [block], workers=workers)
