@@ -1,4 +1,4 @@
-"""The node's own audit log: a hash-chained, signed JSON Lines file.
+"""The node's own audit log (a hash-chained, signed JSON Lines file) and its cross-check.
 
 Each line is one event (`kruispunt.audit`) as canonical JSON. Appends
 hold a thread lock and an exclusive `flock` on the file, read the current last
@@ -12,10 +12,31 @@ reports the torn line (with the seq it would have had) and never skips it
 silently. A last complete line that does not parse is not a crash artefact:
 `append` refuses to continue and raises AuditChainBroken.
 
-Holding this log against the coordinator's, trusting neither, is
-`kruispunt.audit.witness.verify_network` (`psi-node audit verify-network`): it
-verifies every chain and signature, the heads each side kept of the other, and
-the per-round fields both record.
+Cross-check
+-----------
+`cross_check` holds this node's log against the coordinator's export
+(`CoordinatorAudit.export`) and lists, per round, every field on which
+the two disagree about this node. It reads these events and `details` keys,
+which both sides' appends enforce (`kruispunt.audit.NODE_REQUIRED_DETAILS`
+and `COORDINATOR_REQUIRED_DETAILS`):
+
+===================  ===================================  ===========================
+field compared       node event: details                  coordinator event: details
+===================  ===================================  ===========================
+``consent``          consent.given / consent.refused      consent.given / consent.refused
+                     (``reason``)                         with ``partner``, ``reason``
+``set_size``         consent.given: ``set_size``          consent.given: ``partner``, ``set_size``
+``records_sent``     records.sent: ``set_size``           set_sizes: ``set_sizes`` {partner: n}
+``flagged_count``    results.written: ``flagged_count``   results.delivered: ``partner``,
+                                                          ``flagged_count``
+===================  ===================================  ===========================
+
+When a round has several events of one kind (a retry), the last one counts. A
+value one side has and the other lacks is a mismatch too (e.g. results
+delivered but never written). `cross_check` does not verify signatures; the
+command an officer runs (`psi-node audit verify-network`, and `audit
+cross-check`) uses `kruispunt.audit.witness.verify_network` instead, which
+verifies every chain and signature and the heads each side kept of the other.
 """
 
 from __future__ import annotations
@@ -23,7 +44,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -48,7 +69,7 @@ from kruispunt.audit import (
 )
 from kruispunt.errors import AuditChainBroken, ConfigError
 
-__all__ = ["NodeAudit", "events_of_file", "verify_file"]
+__all__ = ["Mismatch", "NodeAudit", "cross_check", "events_of_file", "verify_file"]
 
 _FILE_MODE: Final = 0o600
 _TAIL_CHUNK: Final = 16 * 1024
@@ -328,3 +349,110 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# --- cross-check -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """One field on which the node's log and the coordinator's disagree for a round."""
+
+    round_id: str
+    field: str
+    node: object
+    coordinator: object
+
+
+@dataclass(slots=True)
+class _View:
+    consent: str | None = None
+    set_size: int | None = None
+    records_sent: int | None = None
+    flagged_count: int | None = None
+
+
+_FIELDS: Final = ("consent", "set_size", "records_sent", "flagged_count")
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _node_views(events: Iterable[AuditEvent]) -> dict[str, _View]:
+    views: dict[str, _View] = {}
+    for event in events:
+        if not event.round_id:
+            continue
+        view = views.setdefault(event.round_id, _View())
+        details = event.details
+        if event.event == "consent.given":
+            view.consent = "given"
+            view.set_size = _int_or_none(details.get("set_size"))
+        elif event.event == "consent.refused":
+            view.consent = "refused"
+            view.set_size = None
+        elif event.event == "records.sent":
+            view.records_sent = _int_or_none(details.get("set_size"))
+        elif event.event == "results.written":
+            view.flagged_count = _int_or_none(details.get("flagged_count"))
+        elif event.event == "results.withdrawn":
+            view.flagged_count = None  # published, then taken back: nothing was delivered
+    return views
+
+
+def _coordinator_views(events: Iterable[AuditEvent], partner: str) -> dict[str, _View]:
+    views: dict[str, _View] = {}
+    for event in events:
+        if not event.round_id:
+            continue
+        details = event.details
+        about_us = details.get("partner") == partner
+        if event.event == "consent.given" and about_us:
+            view = views.setdefault(event.round_id, _View())
+            view.consent = "given"
+            view.set_size = _int_or_none(details.get("set_size"))
+        elif event.event == "consent.refused" and about_us:
+            view = views.setdefault(event.round_id, _View())
+            view.consent = "refused"
+            view.set_size = None
+        elif event.event == "set_sizes":
+            sizes = details.get("set_sizes")
+            if isinstance(sizes, Mapping) and partner in sizes:
+                view = views.setdefault(event.round_id, _View())
+                view.records_sent = _int_or_none(sizes[partner])
+        elif event.event == "results.delivered" and about_us:
+            view = views.setdefault(event.round_id, _View())
+            view.flagged_count = _int_or_none(details.get("flagged_count"))
+    return views
+
+
+def cross_check(
+    node_events: Iterable[AuditEvent],
+    coordinator_events: Iterable[AuditEvent],
+    *,
+    partner: str,
+    rounds: Collection[str] | None = None,
+) -> list[Mismatch]:
+    """List every field on which the node's log and the coordinator's disagree about `partner`.
+
+    `partner` is this node's partner id in the network. Compares every round
+    either side mentions (this node's events; the coordinator's events about
+    `partner`), or only `rounds` if given. Returns mismatches ordered by round
+    (first appearance) then field: see the module docstring for the fields.
+    """
+    node = _node_views(node_events)
+    coordinator = _coordinator_views(coordinator_events, partner)
+    order = list(dict.fromkeys([*node, *coordinator]))
+    if rounds is not None:
+        wanted = set(rounds)
+        order = [round_id for round_id in order if round_id in wanted]
+    mismatches = []
+    for round_id in order:
+        ours = node.get(round_id, _View())
+        theirs = coordinator.get(round_id, _View())
+        for name in _FIELDS:
+            mine, other = getattr(ours, name), getattr(theirs, name)
+            if mine != other:
+                mismatches.append(Mismatch(round_id, name, mine, other))
+    return mismatches

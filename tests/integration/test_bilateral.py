@@ -25,6 +25,7 @@ from kruispunt.manifest import new_round_id, sign_manifest
 from kruispunt.payloads import Kind, sign_payload
 from kruispunt.purpose import Bilateral, Purpose
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
+from psi_node.audit import cross_check
 from psi_node.modes import bilateral
 from psi_node.results import result_digest
 from psi_node.rounds import RoundManager
@@ -184,6 +185,7 @@ class TestBilateralRound:
             node_events = net.nodes[pid].rounds.audit.events(summary.round_id)
             node_names = {e.event for e in node_events}
             assert {"consent.given", "records.sent", "results.written"} <= node_names
+            assert cross_check(node_events, events, partner=pid, rounds=[summary.round_id]) == []
         # The officer's check trusting neither side: chains, heads kept, per-round fields.
         logs = [
             NodeLog(
