@@ -15,17 +15,20 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from coordinator import present
 from coordinator.config import CoordinatorConfig, load_coordinator_config
-from kruispunt import pki
+from kruispunt import login, pki
 from kruispunt.errors import KruispuntError
 from kruispunt.logs import configure_logging
 from kruispunt.purpose import load_purpose_file
 from kruispunt.rpc import PeerError
+
+if TYPE_CHECKING:
+    from coordinator.admin_client import AdminClient
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 Handler = Callable[[argparse.Namespace], int]
@@ -60,6 +63,7 @@ class Command:
 #: The command groups, in the order `--help` lists them among the commands.
 GROUPS = {
     "partner": "register and list partners",
+    "operator": "issue, remove and list the people's own operator certificates",
     "purpose": "register and list purposes",
     "round": "run and inspect matching rounds",
     "roster": "write and show the partner roster every node accepts",
@@ -93,10 +97,17 @@ def _emit(args: argparse.Namespace, output: present.Output) -> None:
 
 
 def _actor() -> str:
-    try:
-        return f"operator:{os.getlogin()}"
-    except OSError:
-        return f"operator:uid{os.getuid()}"
+    # The person, never the service account or a uid: SUDO_USER first (kruispunt.login).
+    return login.actor(os.environ)
+
+
+def _admin_client(config: CoordinatorConfig) -> AdminClient:
+    """The admin service's client, with the caller's own operator certificate."""
+    from coordinator.admin_client import AdminClient
+    from coordinator.operators import my_credentials
+
+    mine = my_credentials(config, os.environ)
+    return AdminClient(config, key=mine.key, cert=mine.cert)
 
 
 def _fail(message: str) -> int:
@@ -117,11 +128,12 @@ PUBLIC_KEY = arg("--public-key", help="coordinator public key (default: signing/
     "create a coordinator: network CA, keys, database, config",
     arg("--network", required=True, help="network name (lowercase, e.g. denbosch)"),
     arg("--port", type=int, default=50050, help="admin service port on loopback"),
+    arg("--operator", help="name of the first operator (default: your login name)"),
 )
 def cmd_init(args: argparse.Namespace) -> int:
     from coordinator.provision import init_coordinator
 
-    res = init_coordinator(Path(args.dir), args.network, port=args.port)
+    res = init_coordinator(Path(args.dir), args.network, port=args.port, operator=args.operator)
     _emit(args, present.initialised(res, args.dir))
     return EXIT_OK
 
@@ -264,6 +276,54 @@ def cmd_roster_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- operators --------------------------------------------------------------------------------
+
+
+@command(
+    "operator add",
+    "issue a person their own operator certificate (key and cert in their folder)",
+    arg("name", help="the person's operator name (their login name: lowercase, digits, dashes)"),
+    arg("--out", help="folder for operator.key and operator.crt (default: DIR/operators/NAME)"),
+    DAYS,
+    CA_KEY,
+)
+def cmd_operator_add(args: argparse.Namespace) -> int:
+    from coordinator.operators import issue_operator
+
+    issued = issue_operator(
+        _config(args),
+        args.name,
+        actor=_actor(),
+        out=Path(args.out) if args.out else None,
+        ca_key_path=Path(args.ca_key) if args.ca_key else None,
+        days=args.days,
+    )
+    _emit(args, present.operator_added(issued))
+    return EXIT_OK
+
+
+@command(
+    "operator remove",
+    "remove an operator: the admin service refuses their certificates from now on",
+    arg("name"),
+    arg("--reason", help="why (audited)"),
+)
+def cmd_operator_remove(args: argparse.Namespace) -> int:
+    from coordinator.operators import remove_operator
+
+    deleted = remove_operator(_config(args), args.name, actor=_actor(), reason=args.reason or "")
+    _emit(args, present.operator_removed(args.name, deleted))
+    return EXIT_OK
+
+
+@command("operator list", "list operators: who may use the admin service, and who was removed")
+def cmd_operator_list(args: argparse.Namespace) -> int:
+    from coordinator.operators import list_operators
+
+    _emit(args, present.operator_list(list_operators(_config(args))))
+    return EXIT_OK
+
+
 # -- serving and health -----------------------------------------------------------------------
 
 
@@ -313,12 +373,10 @@ def cmd_renew(args: argparse.Namespace) -> int:
     arg("--reason", help="why this round is run now (audited)"),
 )
 def cmd_round_run(args: argparse.Namespace) -> int:
-    from coordinator.admin_client import AdminClient
-
     config = _config(args)
     summary = None
     round_id = ""
-    with AdminClient(config) as client:
+    with _admin_client(config) as client:
         try:
             for event in client.run_round(args.purpose, args.reason or ""):
                 round_id = event.round_id or round_id
@@ -377,18 +435,21 @@ def cmd_round_show(args: argparse.Namespace) -> int:
 
 
 @command(
-    "round cancel", "cancel a running round", arg("round_id"), arg("--reason"), json_flag=False
+    "round cancel",
+    "cancel a running round now (its calls end, every partner drops it)",
+    arg("round_id"),
+    arg("--reason", help="why (audited)"),
+    json_flag=False,
 )
 def cmd_round_cancel(args: argparse.Namespace) -> int:
-    from coordinator.admin_client import AdminClient
-
-    with AdminClient(_config(args)) as client:
+    with _admin_client(_config(args)) as client:
         try:
-            client.cancel_round(args.round_id, args.reason or "")
+            answer = client.cancel_round(args.round_id, args.reason or "")
         except PeerError as exc:
             return _fail(exc.details)
-    print(f"round {args.round_id}: cancellation requested")
-    return EXIT_OK
+    output = present.round_cancelled(answer.round_id, answer.state, args.dir)
+    print(output.text)
+    return EXIT_FAILED if answer.state == "publishing" else EXIT_OK
 
 
 # -- audit ------------------------------------------------------------------------------------
