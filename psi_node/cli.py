@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kruispunt import login
 from kruispunt.errors import KruispuntError
 from kruispunt.identifiers import FIELDS, KINDS, IdentifierKind
 from kruispunt.logs import configure_logging
@@ -329,10 +330,8 @@ def _roster_show(args: argparse.Namespace) -> int:
 
 
 def _actor() -> str:
-    try:
-        return f"operator:{os.getlogin()}"
-    except OSError:
-        return f"operator:uid{os.getuid()}"
+    # The person, never the service account or a uid: SUDO_USER first (kruispunt.login).
+    return login.actor(os.environ)
 
 
 @command("serve", help="run the node until SIGTERM", json_flag=False)

@@ -13,11 +13,13 @@ from cryptography import x509
 from coordinator import cli as coordinator_cli
 from coordinator.admin_client import AdminClient
 from coordinator.config import load_coordinator_config
+from coordinator.doctor import run_doctor
 from coordinator.operators import list_operators
 from coordinator.renew import renew_coordinator
 from coordinator.server import create_server
 from coordinator.store import Store
 from kruispunt import pki
+from kruispunt.doctor import OK, WARN
 from kruispunt.rpc import PeerError
 from tests.support.network import TestNetwork
 from tests.support.report_pages import report
@@ -387,3 +389,55 @@ def test_operators_folder_is_listed_in_help() -> None:
     """The operator commands are registered like every other (`@command`)."""
     words = {" ".join(c.words) for c in coordinator_cli.COMMANDS}
     assert {"operator add", "operator remove", "operator list"} <= words
+
+
+class TestDoctor:
+    def test_doctor_names_the_active_operators(self, served, capsys):
+        """The doctor lists who may use the admin service."""
+        assert cli(capsys, "operator", "add", served.coordinator_dir, "alice")[0] == 0
+        check = run_doctor(served.coordinator_dir, check_partners=False).by_name("operators")
+        first = pki.identity_from_certificate(pki.load_certificate(served.config.operator_cert))
+        assert check.status == OK
+        assert check.detail == f"2 active operator(s): {', '.join(sorted(['alice', first.name]))}"
+
+    def test_doctor_warns_when_inits_certificate_is_refused(self, served, capsys):
+        """With init's operator removed, the doctor warns that its certificate is refused."""
+        first = pki.identity_from_certificate(pki.load_certificate(served.config.operator_cert))
+        assert cli(capsys, "operator", "add", served.coordinator_dir, "alice")[0] == 0
+        assert cli(capsys, "operator", "remove", served.coordinator_dir, first.name)[0] == 0
+        report = run_doctor(served.coordinator_dir, check_partners=False)
+        check = report.by_name("operators")
+        assert check.status == WARN
+        assert "1 active operator(s): alice" in check.detail
+        assert "the admin service refuses it" in check.detail
+        assert cli(capsys, "operator", "remove", served.coordinator_dir, "alice")[0] == 0
+        check = run_doctor(served.coordinator_dir, check_partners=False).by_name("operators")
+        assert check.status == WARN
+        assert "nobody can run or cancel rounds" in check.detail
+
+
+class TestNodeActions:
+    def test_a_node_operators_roster_accept_is_the_sudo_users(self, served, capsys, monkeypatch):
+        """`psi-node roster accept` under sudo records the person, never a uid."""
+        from psi_node import cli as node_cli
+        from psi_node.audit import NodeAudit
+
+        as_person(monkeypatch, "fenna")
+        roster = served.coordinator_dir / "roster.toml"
+        digest = json.loads(cli(capsys, "roster", "show", served.coordinator_dir, "--json")[1])
+        code = node_cli.main(
+            [
+                "roster",
+                "accept",
+                str(served.node_dirs["gemeente"]),
+                str(roster),
+                "--digest",
+                digest["digest"],
+            ]
+        )
+        assert code == 0, capsys.readouterr().err
+        config = served.node_config("gemeente")
+        key = served.nodes["gemeente"].rounds.signing_key
+        events = NodeAudit(config.audit_log, key).events()
+        assert events[-1].event == "roster.accepted"
+        assert events[-1].actor == "operator:fenna"
