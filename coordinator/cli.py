@@ -449,7 +449,7 @@ def cmd_round_cancel(args: argparse.Namespace) -> int:
             return _fail(exc.details)
     output = present.round_cancelled(answer.round_id, answer.state, args.dir)
     print(output.text)
-    return EXIT_FAILED if answer.state == "publishing" else EXIT_OK
+    return EXIT_OK if answer.state in ("aborted", "cancelling") else EXIT_FAILED
 
 
 # -- audit ------------------------------------------------------------------------------------

@@ -174,8 +174,10 @@ def round_cancelled(round_id: str, state: str, dir_arg: str) -> Output:
             f"round {round_id}: cancelled; its calls have ended and the partners are being "
             f"told to drop it (`psi-coordinator round show {dir_arg} {round_id}`)"
         )
+    elif state == "aborted":
+        text = f"round {round_id}: cancelled, aborted; every partner was told to drop it"
     else:
-        text = f"round {round_id}: cancelled, {state}; every partner was told to drop it"
+        text = f"round {round_id}: it was already ending by itself ({state}); not cancelled"
     return Output({"round_id": round_id, "state": state}, text)
 
 

@@ -90,6 +90,7 @@ class RoundCalls:
         self._lock = threading.Lock()
         self._channels: list[grpc.Channel] = []
         self._publishing = False
+        self._ending = False
         self._cancellation: Cancellation | None = None
 
     @property
@@ -108,13 +109,14 @@ class RoundCalls:
         return grpc.intercept_channel(channel, _CallGuard(self))
 
     def cancel(self, cancellation: Cancellation, accepted: Callable[[], None]) -> bool:
-        """End the round's calls now; False if it is publishing or was cancelled already.
+        """End the round's calls now; False if it is publishing, ending by itself, or was
+        cancelled already.
 
         `accepted` runs (to audit the cancellation) before any call is ended, so the
         record of who cancelled precedes everything the cancellation causes.
         """
         with self._lock:
-            if self._publishing or self._cancellation is not None:
+            if self._publishing or self._ending or self._cancellation is not None:
                 return False
             accepted()
             self._cancellation = cancellation
@@ -129,6 +131,16 @@ class RoundCalls:
         """Whether the round has started publishing its results (too late to cancel)."""
         with self._lock:
             return self._publishing
+
+    def end(self) -> Cancellation | None:
+        """The round is ending (failed, refused, cancelled): no cancellation from now on.
+
+        Returns the cancellation that came first, if one did. Its abort fan-out can then
+        use the round's channels without a late cancellation cutting it off.
+        """
+        with self._lock:
+            self._ending = True
+            return self._cancellation
 
     def enter(self, method: str) -> None:
         """Let one call of the round start, or raise RoundCancelled if it was cancelled."""

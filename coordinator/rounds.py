@@ -100,35 +100,44 @@ class RoundRunner:
         before anything else happens. The state returned is "aborted" once the round
         has ended, "cancelling" while the partners are still being told, or
         "publishing" if the round had started publishing its results: too late, it
-        completes (and "round.cancel_refused" says so). None: no such round running.
+        completes (and "round.cancel_refused" says so). A round already ending by
+        itself is not cancelled either: its own final state is returned (also audited as
+        refused). None: no such round running.
         """
         with self._lock:
             calls = self._cancel.get(round_id)
         if calls is None:
             return None
         cancellation = Cancellation(actor, access_point, safe_reason(reason))
-        if calls.cancellation is not None:
-            return CANCELLING  # an earlier cancellation is ending it
-        if not calls.cancel(
+        if calls.cancel(
             cancellation, lambda: self._audit_cancel(round_id, "round.cancelled", cancellation)
         ):
-            if calls.publishing:
-                self._audit_cancel(round_id, "round.cancel_refused", cancellation)
-                return PUBLISHING
-            return CANCELLING
-        log.warning("round cancelled", round_id=round_id, actor=actor, reason=cancellation.reason)
+            log.warning(
+                "round cancelled", round_id=round_id, actor=actor, reason=cancellation.reason
+            )
+        elif calls.cancellation is not None:
+            return CANCELLING  # an earlier cancellation is ending it
+        elif calls.publishing:
+            why = "the round was publishing its results at the partners"
+            self._audit_cancel(round_id, "round.cancel_refused", cancellation, refused=why)
+            return PUBLISHING
+        else:
+            why = "the round was already ending by itself"
+            self._audit_cancel(round_id, "round.cancel_refused", cancellation, refused=why)
         if not calls.ended.wait(wait):
             return CANCELLING
         row = self.store.round(round_id)
         return row.state if row is not None else CANCELLING
 
-    def _audit_cancel(self, round_id: str, event: str, cancellation: Cancellation) -> None:
+    def _audit_cancel(
+        self, round_id: str, event: str, cancellation: Cancellation, *, refused: str = ""
+    ) -> None:
         row = self.store.round(round_id)
         details: dict[str, object] = {"reason": cancellation.reason}
         if row is not None:
             details["phase"] = row.phase
-        if event == "round.cancel_refused":
-            details["refused"] = "the round was publishing its results at the partners"
+        if refused:
+            details["refused"] = refused
         self.audit.append(
             event,
             actor=cancellation.actor,
@@ -238,7 +247,7 @@ class RoundRunner:
             self._propose(context, state, signed)
             mode.run(context, state)
         except RoundFailed as exc:
-            cancelled = calls.cancellation
+            cancelled = calls.end()
             if cancelled is not None and not isinstance(exc, _Refused):
                 # Whatever a cut-off call raised, the round ends as the operator asked.
                 return self._fail(state, peers, ABORTED, cancelled.describe(), emit, cancelled)
@@ -249,7 +258,7 @@ class RoundRunner:
             )
             return self._fail(state, peers, terminal, str(exc), emit, cancelled)
         except Exception as exc:  # a bug must still end the round cleanly
-            cancelled = calls.cancellation
+            cancelled = calls.end()
             if cancelled is not None:  # a call raced the closing of its channel
                 return self._fail(state, peers, ABORTED, cancelled.describe(), emit, cancelled)
             bound.exception("round crashed")
@@ -469,14 +478,15 @@ class RoundRunner:
             state.round_id, terminal, reason, self.now().isoformat(), summary_dict(summary)
         )
         details: dict[str, object] = {"state": terminal, "reason": reason[:1000]}
-        if cancelled is not None:
-            details["cancelled_by"] = cancelled.actor
+        # A cancelled round ends as its operator's act; any other ending is the coordinator's.
+        by = cancelled if cancelled is not None and terminal == ABORTED else None
+        if by is not None:
+            details["cancelled_by"] = by.actor
         self.audit.append(
             "round.failed" if terminal != ABORTED else "round.aborted",
-            # A cancelled round ends as its operator's act; any other ending is the coordinator's.
-            actor=cancelled.actor if cancelled is not None else "coordinator",
+            actor=by.actor if by is not None else "coordinator",
             on_behalf_of=self.config.network,
-            access_point=cancelled.access_point if cancelled is not None else "coordinator",
+            access_point=by.access_point if by is not None else "coordinator",
             action="E",
             basis=state.basis,
             round_id=state.round_id,
