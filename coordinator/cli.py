@@ -2,8 +2,10 @@
 
 This module parses and dispatches only. Every command is registered the same
 way, by `@command`; the work is done by the module it names (provision,
-store, rounds' admin service through `admin_client`, audit, report, doctor,
-renew), and what it prints is worded in `coordinator.present`.
+operators, store, rounds' admin service through `admin_client`, audit,
+report, doctor, renew), and what it prints is worded in `coordinator.present`.
+Every action is the person's who runs it (`kruispunt.login`), and the admin
+service is called with that person's own operator certificate.
 """
 
 from __future__ import annotations
