@@ -1,13 +1,16 @@
 """The operator's client of the coordinator's admin service: run and cancel rounds.
 
 The CLI talks to a serving coordinator over mTLS on loopback with the
-operator certificate from `psi-coordinator init`. Every failed call arrives
-here as a grpc.RpcError and leaves as one kruispunt.rpc.PeerError.
+personal operator certificate of whoever runs it (`coordinator.operators.
+my_credentials`), so the coordinator attributes each call to that person.
+Every failed call arrives here as a grpc.RpcError and leaves as one
+kruispunt.rpc.PeerError.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
 
 from coordinator.config import CoordinatorConfig
@@ -19,16 +22,22 @@ __all__ = ["AdminClient"]
 
 
 class AdminClient:
-    """One channel to the coordinator's admin service; use it as a context manager."""
+    """One channel to the coordinator's admin service; use it as a context manager.
 
-    def __init__(self, config: CoordinatorConfig) -> None:
+    `key` and `cert` are the calling operator's (default: the configured [operator]
+    files, init's).
+    """
+
+    def __init__(
+        self, config: CoordinatorConfig, *, key: Path | None = None, cert: Path | None = None
+    ) -> None:
         #: Where the client calls (a server bound to every interface is reached on loopback).
         self.address = config.listen.replace("0.0.0.0", "127.0.0.1")  # noqa: S104
         self._channel = transport.secure_channel(
             self.address,
             pki.Identity.coordinator(config.network),
-            key_pem=pki.private_key_pem(pki.load_tls_key(config.operator_key)),
-            cert_pem=config.operator_cert.read_bytes(),
+            key_pem=pki.private_key_pem(pki.load_tls_key(key or config.operator_key)),
+            cert_pem=(cert or config.operator_cert).read_bytes(),
             ca_pem=config.tls_ca.read_bytes(),
         )
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)

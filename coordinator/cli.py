@@ -2,9 +2,11 @@
 
 This module parses and dispatches only. Every command is registered the same
 way, by `@command` (the table and parser are `kruispunt.cli`, shared with the
-node); the work is done by the module it names (provision, store, rounds' admin
-service through `admin_client`, audit, report, doctor, renew), and what it
-prints is worded in `coordinator.present`.
+node); the work is done by the module it names (provision, operators, store,
+rounds' admin service through `admin_client`, audit, report, doctor, renew), and
+what it prints is worded in `coordinator.present`. Every action is the person's
+who runs it (`kruispunt.login`), and the admin service is called with that
+person's own operator certificate.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -26,6 +29,9 @@ from kruispunt.logs import configure_logging
 from kruispunt.purpose import load_purpose_file
 from kruispunt.rpc import PeerError
 
+if TYPE_CHECKING:
+    from coordinator.admin_client import AdminClient
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 __all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "command", "main"]
@@ -34,6 +40,7 @@ __all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "
 #: The command groups, in the order `--help` lists them among the commands.
 GROUPS = {
     "partner": "register and list partners",
+    "operator": "issue, remove and list the people's own operator certificates",
     "purpose": "register and list purposes",
     "round": "run and inspect matching rounds",
     "roster": "write and show the partner roster every node accepts",
@@ -48,6 +55,15 @@ command = TABLE.command
 
 def _config(args: argparse.Namespace) -> CoordinatorConfig:
     return load_coordinator_config(Path(args.dir), env=os.environ)
+
+
+def _admin_client(config: CoordinatorConfig) -> AdminClient:
+    """The admin service's client, with the caller's own operator certificate."""
+    from coordinator.admin_client import AdminClient
+    from coordinator.operators import my_credentials
+
+    mine = my_credentials(config, os.environ)
+    return AdminClient(config, key=mine.key, cert=mine.cert)
 
 
 def _fail(message: str) -> int:
@@ -70,11 +86,12 @@ PUBLIC_KEY = arg(
     "create a coordinator: network CA, keys, database, config",
     arg("--network", required=True, help="network name (lowercase, e.g. denbosch)"),
     arg("--port", type=int, default=50050, help="admin service port on loopback"),
+    arg("--operator", help="name of the first operator (default: your login name)"),
 )
 def cmd_init(args: argparse.Namespace) -> int:
     from coordinator.provision import init_coordinator
 
-    res = init_coordinator(Path(args.dir), args.network, port=args.port)
+    res = init_coordinator(Path(args.dir), args.network, port=args.port, operator=args.operator)
     emit(present.initialised(res, args.dir), as_json=args.json)
     return EXIT_OK
 
@@ -220,6 +237,56 @@ def cmd_roster_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- operators --------------------------------------------------------------------------------
+
+
+@command(
+    "operator add",
+    "issue a person their own operator certificate (key and cert in their folder)",
+    arg("name", help="the person's operator name (their login name: lowercase, digits, dashes)"),
+    arg("--out", help="folder for operator.key and operator.crt (default: DIR/operators/NAME)"),
+    DAYS,
+    CA_KEY,
+)
+def cmd_operator_add(args: argparse.Namespace) -> int:
+    from coordinator.operators import issue_operator
+
+    issued = issue_operator(
+        _config(args),
+        args.name,
+        actor=operator_actor(),
+        out=Path(args.out) if args.out else None,
+        ca_key_path=Path(args.ca_key) if args.ca_key else None,
+        days=args.days,
+    )
+    emit(present.operator_added(issued), as_json=args.json)
+    return EXIT_OK
+
+
+@command(
+    "operator remove",
+    "remove an operator: the admin service refuses their certificates from now on",
+    arg("name"),
+    arg("--reason", help="why (audited)"),
+)
+def cmd_operator_remove(args: argparse.Namespace) -> int:
+    from coordinator.operators import remove_operator
+
+    deleted = remove_operator(
+        _config(args), args.name, actor=operator_actor(), reason=args.reason or ""
+    )
+    emit(present.operator_removed(args.name, deleted), as_json=args.json)
+    return EXIT_OK
+
+
+@command("operator list", "list operators: who may use the admin service, and who was removed")
+def cmd_operator_list(args: argparse.Namespace) -> int:
+    from coordinator.operators import list_operators
+
+    emit(present.operator_list(list_operators(_config(args))), as_json=args.json)
+    return EXIT_OK
+
+
 # -- serving and health -----------------------------------------------------------------------
 
 
@@ -269,12 +336,10 @@ def cmd_renew(args: argparse.Namespace) -> int:
     arg("--reason", help="why this round is run now (audited)"),
 )
 def cmd_round_run(args: argparse.Namespace) -> int:
-    from coordinator.admin_client import AdminClient
-
     config = _config(args)
     summary = None
     round_id = ""
-    with AdminClient(config) as client:
+    with _admin_client(config) as client:
         try:
             for event in client.run_round(args.purpose, args.reason or ""):
                 round_id = event.round_id or round_id
@@ -333,18 +398,21 @@ def cmd_round_show(args: argparse.Namespace) -> int:
 
 
 @command(
-    "round cancel", "cancel a running round", arg("round_id"), arg("--reason"), json_flag=False
+    "round cancel",
+    "cancel a running round now (its calls end, every partner drops it)",
+    arg("round_id"),
+    arg("--reason", help="why (audited)"),
+    json_flag=False,
 )
 def cmd_round_cancel(args: argparse.Namespace) -> int:
-    from coordinator.admin_client import AdminClient
-
-    with AdminClient(_config(args)) as client:
+    with _admin_client(_config(args)) as client:
         try:
-            client.cancel_round(args.round_id, args.reason or "")
+            answer = client.cancel_round(args.round_id, args.reason or "")
         except PeerError as exc:
             return _fail(exc.details)
-    print(f"round {args.round_id}: cancellation requested")
-    return EXIT_OK
+    output = present.round_cancelled(answer.round_id, answer.state, args.dir)
+    print(output.text)
+    return EXIT_OK if answer.state in ("aborted", "cancelling") else EXIT_FAILED
 
 
 # -- audit ------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Checks coordinator.toml and its schedules, the CA certificate (and the CA key, if it is
 on this machine at all: it may well be offline), the coordinator's TLS and operator
-certificates and keys, the signing key, the database and its audit chain, every
+certificates and keys, the signing key, the database and its audit chain, the operator
+registry (someone may use the admin service, init's certificate is still admitted), every
 registered partner's certificate, that every purpose names registered partners only,
 that the exported partner roster (roster.toml) still describes the registry, and,
 unless told not to, each partner node: the coordinator opens the same mutual-TLS
@@ -25,7 +26,7 @@ from coordinator.audit import verify_database
 from coordinator.config import AUDIT_KEY, CONFIG_NAME, CoordinatorConfig, load_coordinator_config
 from coordinator.provision import load_exported_roster, registry_roster, roster_path
 from coordinator.schedule import next_run, parse_cron
-from coordinator.store import Partner, Store
+from coordinator.store import OperatorCert, Partner, Store
 from kruispunt import doctor, pki, signing
 from kruispunt.doctor import FAIL, OK, WARN, Check, DoctorReport
 from kruispunt.errors import ConfigError
@@ -150,8 +151,10 @@ def run_doctor(
     try:
         partners = store.partners()
         purposes = store.purposes()
+        operators = store.operator_certs()
     finally:
         store.close()
+    report.checks.append(_operator_registry_check(config, operators, moment))
     report.extend(_partner_checks(config, partners, ca, moment))
     report.extend(_purpose_checks(partners, purposes))
     report.checks.append(_roster_check(config, directory))
@@ -250,6 +253,40 @@ def _operator_identity(config: CoordinatorConfig) -> pki.Identity | None:
     if identity.role != pki.Role.OPERATOR:
         return None
     return pki.Identity.operator(config.network, identity.name)
+
+
+def _operator_registry_check(
+    config: CoordinatorConfig, operators: list[OperatorCert], now: datetime
+) -> Check:
+    """Someone may use the admin service, init's certificate still counts, none has expired."""
+    name = "operators"
+    active = [o for o in operators if o.active]
+    if not active:
+        return Check(
+            name,
+            WARN,
+            "no active operator: nobody can run or cancel rounds; issue one with "
+            f"`psi-coordinator operator add {config.directory} NAME`",
+        )
+    problems = []
+    try:
+        configured = pki.fingerprint(pki.load_certificate(config.operator_cert))
+    except ConfigError:
+        configured = None  # the operator certificate check names it
+    if configured is not None and configured not in {o.cert_fingerprint for o in active}:
+        problems.append(
+            f"{config.operator_cert} is not a registered certificate of an active operator: "
+            "the admin service refuses it"
+        )
+    for o in active:
+        expiry = datetime.fromisoformat(o.not_after)
+        if expiry <= now:
+            problems.append(f"the certificate of operator {o.name!r} has expired")
+    names = sorted({o.name for o in active})
+    summary = f"{len(names)} active operator(s): {', '.join(names)}"
+    if problems:
+        return Check(name, WARN, f"{summary}; " + "; ".join(problems))
+    return Check(name, OK, summary)
 
 
 def _public_key_check(

@@ -22,6 +22,7 @@ from kruispunt.roster_text import roster_data, roster_lines
 from kruispunt.v1 import coordinator_pb2
 
 if TYPE_CHECKING:  # only the result types; the lifecycle imports this module for summary_dict
+    from coordinator.operators import IssuedOperator, OperatorStatus
     from coordinator.provision import InitResult
     from coordinator.report import ReportSummary
 
@@ -30,6 +31,9 @@ __all__ = [
     "audit_report",
     "coordinator_renewed",
     "initialised",
+    "operator_added",
+    "operator_list",
+    "operator_removed",
     "partner_added",
     "partner_list",
     "partner_renewed",
@@ -38,6 +42,7 @@ __all__ = [
     "purpose_list",
     "roster_exported",
     "roster_shown",
+    "round_cancelled",
     "round_list",
     "round_run",
     "round_show",
@@ -149,6 +154,25 @@ def round_show(row: RoundRow, consents: Sequence[tuple[str, bool, str, bytes, by
     return Output(data, "\n".join(lines))
 
 
+def round_cancelled(round_id: str, state: str, dir_arg: str) -> Output:
+    """`round cancel`: whether the round has ended, is ending, or was too far to stop."""
+    if state == "publishing":
+        text = (
+            f"round {round_id}: too late to cancel - it was publishing its results at the "
+            "partners, and a published result cannot be taken back; it completes"
+        )
+    elif state == "cancelling":
+        text = (
+            f"round {round_id}: cancelled; its calls have ended and the partners are being "
+            f"told to drop it (`psi-coordinator round show {dir_arg} {round_id}`)"
+        )
+    elif state == "aborted":
+        text = f"round {round_id}: cancelled, aborted; every partner was told to drop it"
+    else:
+        text = f"round {round_id}: it was already ending by itself ({state}); not cancelled"
+    return Output({"round_id": round_id, "state": state}, text)
+
+
 def round_list(rows: Sequence[RoundRow]) -> Output:
     """`round list`: one line per round, newest first."""
     text = (
@@ -173,11 +197,15 @@ def initialised(res: InitResult, dir_arg: str) -> Output:
             "network": res.network,
             "ca_certificate": str(res.ca_cert),
             "signing_public_key": str(res.signing_public_key),
+            "operator": res.operator,
+            "operator_certificate": str(res.operator_cert or ""),
         },
         f"Coordinator for network {res.network!r} created in {res.directory}\n"
         f"  configuration:        {res.config}\n"
         f"  network CA:           {res.ca_cert}  (key: ca/ca.key - keep it offline)\n"
         f"  manifest signing key: {res.signing_public_key} (public half)\n"
+        f"  first operator:       {res.operator} ({res.operator_cert}); give every other "
+        f"person their own with `psi-coordinator operator add {dir_arg} NAME`\n"
         f"Each partner needs {res.ca_cert.name} and {res.signing_public_key.name} together "
         f"with its certificate.\n"
         f"Next: register partners with `psi-coordinator partner add {dir_arg} ID ...`,\n"
@@ -272,6 +300,68 @@ def purpose_list(purposes: Sequence[Purpose]) -> Output:
         or "no purposes"
     )
     return Output([p.to_dict() for p in purposes], text)
+
+
+# -- operators --------------------------------------------------------------------------------
+
+
+def operator_added(issued: IssuedOperator) -> Output:
+    """`operator add`: where the person's key and certificate are, and how they use them."""
+    return Output(
+        {
+            "operator": issued.name,
+            "key": str(issued.key),
+            "certificate": str(issued.cert),
+            "cert_fingerprint": issued.fingerprint,
+            "not_after": issued.not_after,
+        },
+        f"Operator {issued.name!r} registered; their own key and certificate are in "
+        f"{issued.key.parent}:\n  {issued.key}  (private: for {issued.name} only)\n"
+        f"  {issued.cert}  (valid until {issued.not_after[:10]})\n"
+        f"The CLI uses them when {issued.name} runs it (sudo keeps their name in SUDO_USER); "
+        f"a folder outside the coordinator directory is named with KRUISPUNT_OPERATOR_DIR.",
+    )
+
+
+def operator_removed(name: str, deleted: Sequence[Path]) -> Output:
+    """`operator remove`: that the person's certificates are refused from now on."""
+    files = "".join(f"\n  deleted {p}" for p in deleted)
+    return Output(
+        {"operator": name, "deleted": [str(p) for p in deleted]},
+        f"Operator {name!r} removed: the admin service refuses their certificates from now on."
+        + files,
+    )
+
+
+def operator_list(operators: Sequence[OperatorStatus]) -> Output:
+    """`operator list`: one line per operator, active ones and removed ones."""
+    rows = [
+        {
+            "operator": o.name,
+            "active": o.active,
+            "cert_fingerprint": o.fingerprint,
+            "not_after": o.not_after,
+            "added_at": o.added_at,
+            "added_by": o.added_by,
+            "removed_at": o.removed_at,
+            "removed_by": o.removed_by,
+            "certificates": o.certificates,
+        }
+        for o in operators
+    ]
+    text = (
+        "\n".join(
+            f"{o.name:<20} "
+            + (
+                f"active   until {o.not_after[:10]}  added {o.added_at[:10]} by {o.added_by}"
+                if o.active
+                else f"REMOVED  {(o.removed_at or '')[:10]} by {o.removed_by}"
+            )
+            for o in operators
+        )
+        or "no operators"
+    )
+    return Output(rows, text)
 
 
 # -- the partner roster -----------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Setting up a coordinator and registering partners (the CSR flow).
 
 `init` makes the network CA, the coordinator's TLS certificate, its Ed25519
-manifest signing key and a separate Ed25519 audit signing key, an operator
-certificate for the local CLI, the database and a commented coordinator.toml.
+manifest signing key and a separate Ed25519 audit signing key, the first personal
+operator certificate (the installing user's, registered like every other,
+`coordinator.operators`), the database and a commented coordinator.toml.
 `add_partner` issues a partner's certificate from its CSR (the partner's private
 key never comes here) and registers it with its signing and agreement public keys.
 `export_roster` writes the partner roster (`kruispunt.roster`) from the registry:
@@ -26,10 +27,13 @@ from coordinator.config import (
     CoordinatorConfig,
     load_coordinator_config,
 )
+from coordinator.operators import register_certificate
 from coordinator.store import Partner, Store
 from kruispunt import pki, signing
 from kruispunt.agreement_file import agreement_key_id, read_agreement_public_key
 from kruispunt.errors import ConfigError
+from kruispunt.login import actor as login_actor
+from kruispunt.login import login_name, operator_name
 from kruispunt.purpose import ID_RE, Purpose
 from kruispunt.roster import (
     MAX_ORGANISATION_CHARS,
@@ -77,6 +81,8 @@ key = "signing/audit.ed25519"
 public_key = "signing/audit.pub"
 
 [operator]
+# The personal operator certificate of the user who ran init ({operator}). Every other
+# operator gets their own with `psi-coordinator operator add`, in operators/NAME/.
 key = "operator/operator.key"
 cert = "operator/operator.crt"
 
@@ -101,6 +107,8 @@ class InitResult:
     signing_public_key: Path
     config: Path
     audit_public_key: Path
+    operator: str = ""
+    operator_cert: Path | None = None
 
 
 def init_coordinator(
@@ -108,11 +116,23 @@ def init_coordinator(
     network: str,
     *,
     port: int = 50050,
-    operator: str = "admin",
+    operator: str | None = None,
     now: datetime | None = None,
 ) -> InitResult:
-    """Create a new coordinator directory; refuses to touch an existing one."""
+    """Create a new coordinator directory; refuses to touch an existing one.
+
+    The first operator certificate is `operator`'s, by default the installing user's
+    (`kruispunt.login`: SUDO_USER, the session's or the account's login name).
+    """
     pki.Identity.coordinator(network)  # validates the network name
+    if operator is None:
+        operator = operator_name(login_name())
+    try:
+        operator_identity = pki.Identity.operator(network, operator)
+    except ValueError:
+        raise ConfigError(
+            f"operator name {operator!r}: use lowercase letters, digits and hyphens"
+        ) from None
     if (directory / CONFIG_NAME).exists():
         raise ConfigError(f"{directory}: already holds a coordinator ({CONFIG_NAME} exists)")
     for sub in ("ca", "tls", "signing", "operator", "partners"):
@@ -121,14 +141,16 @@ def init_coordinator(
     ca_key, ca_cert = pki.create_ca(network, now=now)
     pki.write_private_key(directory / "ca/ca.key", ca_key)
     pki.write_pem(directory / "ca/ca.crt", ca_cert)
+    issued = {}
     for sub, ident in (
         ("tls/coordinator", pki.Identity.coordinator(network)),
-        ("operator/operator", pki.Identity.operator(network, operator)),
+        ("operator/operator", operator_identity),
     ):
         key = pki.generate_tls_key()
         cert = pki.issue_for_key(ca_key, ca_cert, key.public_key(), ident, now=now)
         pki.write_private_key(directory / f"{sub}.key", key)
         pki.write_pem(directory / f"{sub}.crt", cert)
+        issued[sub] = cert
     sign_key = signing.generate_signing_key()
     pki.write_private_key(directory / "signing/coordinator.ed25519", sign_key)
     pki.write_pem(
@@ -138,24 +160,33 @@ def init_coordinator(
     pki.write_private_key(directory / AUDIT_KEY, audit_key)
     pki.write_pem(directory / AUDIT_PUBLIC_KEY, signing.public_key_pem(audit_key.public_key()))
     config_path = directory / CONFIG_NAME
-    config_path.write_text(CONFIG_TEMPLATE.format(network=network, port=port), encoding="utf-8")
-    config = load_coordinator_config(directory)
-    Store(config.database).close()
-    audit = CoordinatorAudit(config.database, audit_key)
-    audit.append(
-        "coordinator.initialised",
-        actor=f"operator:{operator}",
-        on_behalf_of=network,
-        access_point="cli",
-        action="C",
-        details={
-            "network": network,
-            "ca_fingerprint": pki.fingerprint(ca_cert),
-            "signing_key_id": signing.key_id(sign_key.public_key()),
-            "audit_key_id": signing.key_id(audit_key.public_key()),
-        },
+    config_path.write_text(
+        CONFIG_TEMPLATE.format(network=network, port=port, operator=operator), encoding="utf-8"
     )
-    audit.close()
+    config = load_coordinator_config(directory)
+    store = Store(config.database)
+    audit = CoordinatorAudit(config.database, audit_key)
+    actor = login_actor()
+    try:
+        audit.append(
+            "coordinator.initialised",
+            actor=actor,
+            on_behalf_of=network,
+            access_point="cli",
+            action="C",
+            details={
+                "network": network,
+                "ca_fingerprint": pki.fingerprint(ca_cert),
+                "signing_key_id": signing.key_id(sign_key.public_key()),
+                "audit_key_id": signing.key_id(audit_key.public_key()),
+            },
+        )
+        register_certificate(
+            store, audit, network, operator, issued["operator/operator"], actor=actor, now=now
+        )
+    finally:
+        audit.close()
+        store.close()
     return InitResult(
         directory,
         network,
@@ -163,6 +194,8 @@ def init_coordinator(
         directory / "signing/coordinator.pub",
         config_path,
         directory / AUDIT_PUBLIC_KEY,
+        operator,
+        config.operator_cert,
     )
 
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from coordinator.audit import open_audit
 from coordinator.config import CoordinatorConfig
+from coordinator.operators import register_certificate
 from coordinator.store import Store
 from kruispunt import pki
 from kruispunt.errors import ConfigError
@@ -107,11 +108,14 @@ def renew_coordinator(
 
     Returns the paths written. A running coordinator reads its certificate at start:
     restart it afterwards. Nodes need nothing: they trust the CA, not this certificate.
+    The renewed operator certificate is registered for its operator (the admin service
+    admits registered certificates only), unless that operator was removed.
     """
     ca_key = pki.load_tls_key(ca_key_path or config.ca_key)
     ca_cert = pki.load_certificate(config.tls_ca)
     written: list[Path] = []
     details: dict[str, object] = {}
+    renewed_operator: tuple[str, x509.Certificate] | None = None
     for label, key_path, cert_path in (
         ("coordinator", config.tls_key, config.tls_cert),
         ("operator", config.operator_key, config.operator_cert),
@@ -134,7 +138,30 @@ def renew_coordinator(
         written.append(cert_path)
         details[f"{label}_fingerprint"] = pki.fingerprint(cert)
         details[f"{label}_not_after"] = cert.not_valid_after_utc.isoformat()
+        if label == "operator":
+            renewed_operator = (identity.name, cert)
     _audit(config, "coordinator.renewed", actor, details)
+    assert renewed_operator is not None  # the loop above always renews it
+    name, cert = renewed_operator
+    store = Store(config.database)
+    try:
+        if any(c.active for c in store.operator_certs(name)):
+            audit = open_audit(config)
+            try:
+                register_certificate(
+                    store,
+                    audit,
+                    config.network,
+                    name,
+                    cert,
+                    actor=actor,
+                    now=now,
+                    event="operator.renewed",
+                )
+            finally:
+                audit.close()
+    finally:
+        store.close()
     return written
 
 

@@ -6,6 +6,8 @@ other (STYLE.md habit 1). A mode is one `run(context, state)` (habit 5): the
 context carries the connections to the partners and what a mode may do with
 the round -- call every partner at once, audit an event of this round, show
 a phase's progress, report an event to the operator, notice a cancellation.
+`RoundCalls` holds the round's channels, so an operator's cancellation ends
+every call in flight at once instead of waiting for a node to answer.
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ from kruispunt.rpc import PeerError, translated
 from kruispunt.v1 import common_pb2, coordinator_pb2, node_pb2, node_pb2_grpc
 
 __all__ = [
+    "COMMIT_METHOD",
+    "Cancellation",
     "Peer",
     "PhaseProgress",
     "Progress",
+    "RoundCalls",
     "RoundCancelled",
     "RoundContext",
     "RoundMode",
@@ -48,6 +53,135 @@ Progress = Callable[[coordinator_pb2.RoundEvent], None]
 
 class RoundCancelled(RoundFailed):
     """An operator cancelled the round."""
+
+
+#: The call that publishes a partner's results: once one is sent, a round is not cancelled.
+COMMIT_METHOD = "/kruispunt.v1.PsiNode/Commit"
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """Who cancelled a round, through which access point, and why (as audited)."""
+
+    actor: str
+    access_point: str
+    reason: str
+
+    def describe(self) -> str:
+        """The round's ending reason: ``cancelled by operator:alice: <why>``."""
+        return f"cancelled by {self.actor}" + (f": {self.reason}" if self.reason else "")
+
+
+class RoundCalls:
+    """Every call of one round to its partners, so that a cancellation ends them at once.
+
+    The round opens its channels through `channel`, which keeps each one and puts a
+    guard in front of every call. `cancel` sets the round's cancel event, closes every
+    channel -- grpc then ends each call in flight on it with CANCELLED, however long the
+    node would take to answer -- and the guard refuses every later call with
+    RoundCancelled. Once the round has sent its first Commit, a cancellation is refused
+    instead: a commit cut off midway would leave some partners' results published and
+    others not, and no abort removes a published result.
+    """
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.event = cancel
+        #: Set when the round has ended, whichever way (the cancel call waits for it).
+        self.ended = threading.Event()
+        self._lock = threading.Lock()
+        self._channels: list[grpc.Channel] = []
+        self._publishing = False
+        self._ending = False
+        self._cancellation: Cancellation | None = None
+
+    @property
+    def cancellation(self) -> Cancellation | None:
+        """Who cancelled the round, if anyone did."""
+        with self._lock:
+            return self._cancellation
+
+    def channel(self, channel: grpc.Channel) -> grpc.Channel:
+        """Keep `channel` as one of the round's; returns it with the guard in front."""
+        with self._lock:
+            self._channels.append(channel)
+            cancelled = self._cancellation is not None
+        if cancelled:
+            channel.close()
+        return grpc.intercept_channel(channel, _CallGuard(self))
+
+    def cancel(self, cancellation: Cancellation, accepted: Callable[[], None]) -> bool:
+        """End the round's calls now; False if it is publishing, ending by itself, or was
+        cancelled already.
+
+        `accepted` runs (to audit the cancellation) before any call is ended, so the
+        record of who cancelled precedes everything the cancellation causes.
+        """
+        with self._lock:
+            if self._publishing or self._ending or self._cancellation is not None:
+                return False
+            accepted()
+            self._cancellation = cancellation
+            self.event.set()
+            channels = list(self._channels)
+        for channel in channels:
+            channel.close()
+        return True
+
+    @property
+    def publishing(self) -> bool:
+        """Whether the round has started publishing its results (too late to cancel)."""
+        with self._lock:
+            return self._publishing
+
+    def end(self) -> Cancellation | None:
+        """The round is ending (failed, refused, cancelled): no cancellation from now on.
+
+        Returns the cancellation that came first, if one did. Its abort fan-out can then
+        use the round's channels without a late cancellation cutting it off.
+        """
+        with self._lock:
+            self._ending = True
+            return self._cancellation
+
+    def enter(self, method: str) -> None:
+        """Let one call of the round start, or raise RoundCancelled if it was cancelled."""
+        with self._lock:
+            if self._cancellation is not None:
+                raise RoundCancelled(self._cancellation.describe())
+            if method == COMMIT_METHOD:
+                self._publishing = True
+
+
+class _CallGuard(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]  # grpc ships no types
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Asks `RoundCalls` before each call of the round starts (every call shape)."""
+
+    def __init__(self, calls: RoundCalls) -> None:
+        self._calls = calls
+
+    def _enter(self, details: Any) -> None:
+        method = details.method
+        self._calls.enter(method.decode() if isinstance(method, bytes) else str(method))
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        self._enter(details)
+        return continuation(details, request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        self._enter(details)
+        return continuation(details, request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        self._enter(details)
+        return continuation(details, requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        self._enter(details)
+        return continuation(details, requests)
 
 
 @dataclass
@@ -132,6 +266,7 @@ class RoundContext:
         """Run call for every partner at once; any failure fails the round, naming them all."""
         out, errors = fan_out({pid: self.peers[pid] for pid in state.partners}, what, call)
         if errors:
+            self.check_cancel()  # calls a cancellation cut off are no partner's failure
             raise RoundFailed(
                 f"{what} failed: " + "; ".join(f"{pid}: {why}" for pid, why in errors.items())
             )
@@ -143,6 +278,7 @@ class RoundContext:
             with translated():
                 return call(self.peers[pid])
         except PeerError as exc:
+            self.check_cancel()  # a call a cancellation cut off is no partner's failure
             raise RoundFailed(f"{pid}: {exc}") from None
 
     def record(self, state: RoundState, event: str, partner: str, **details: Any) -> None:

@@ -22,8 +22,10 @@ from coordinator.modes import bilateral, network
 from coordinator.present import summary_dict
 from coordinator.provision import roster_path
 from coordinator.round_context import (
+    Cancellation,
     Peer,
     Progress,
+    RoundCalls,
     RoundCancelled,
     RoundContext,
     RoundMode,
@@ -42,9 +44,14 @@ from kruispunt.roster import Roster, load_roster
 from kruispunt.rpc import PeerError, translated
 from kruispunt.v1 import common_pb2, coordinator_pb2, node_pb2, node_pb2_grpc
 
-__all__ = ["MODES", "RoundCancelled", "RoundRunner"]
+__all__ = ["CANCELLING", "MODES", "PUBLISHING", "RoundCancelled", "RoundRunner"]
 
 log = structlog.get_logger("coordinator.rounds")
+
+#: How long `RoundRunner.cancel` waits for the cancelled round to end before answering.
+CANCEL_WAIT_SECONDS = 5.0
+#: `RoundRunner.cancel`'s answers besides a round's final state.
+CANCELLING, PUBLISHING = "cancelling", "publishing"
 
 #: The round modes by the name a purpose gives (kruispunt.purpose.MODES).
 MODES: Mapping[str, RoundMode] = {"network": network, "bilateral": bilateral}
@@ -71,20 +78,75 @@ class RoundRunner:
             config.tls_cert.read_bytes(),
             config.tls_ca.read_bytes(),
         )
-        self._cancel: dict[str, threading.Event] = {}
+        self._cancel: dict[str, RoundCalls] = {}
         self._pending_aborts: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     # -- public --------------------------------------------------------------------------
 
-    def cancel(self, round_id: str) -> bool:
-        """Ask a running round to stop at the next chunk boundary."""
+    def cancel(
+        self,
+        round_id: str,
+        *,
+        actor: str,
+        access_point: str,
+        reason: str = "",
+        wait: float = CANCEL_WAIT_SECONDS,
+    ) -> str | None:
+        """Stop a running round now; returns its state after up to `wait` seconds.
+
+        Every call of the round in flight ends at once (its channels close), every
+        partner is told to drop the round, and "round.cancelled" records who and why
+        before anything else happens. The state returned is "aborted" once the round
+        has ended, "cancelling" while the partners are still being told, or
+        "publishing" if the round had started publishing its results: too late, it
+        completes (and "round.cancel_refused" says so). A round already ending by
+        itself is not cancelled either: its own final state is returned (also audited as
+        refused). None: no such round running.
+        """
         with self._lock:
-            event = self._cancel.get(round_id)
-        if event is None:
-            return False
-        event.set()
-        return True
+            calls = self._cancel.get(round_id)
+        if calls is None:
+            return None
+        cancellation = Cancellation(actor, access_point, safe_reason(reason))
+        if calls.cancel(
+            cancellation, lambda: self._audit_cancel(round_id, "round.cancelled", cancellation)
+        ):
+            log.warning(
+                "round cancelled", round_id=round_id, actor=actor, reason=cancellation.reason
+            )
+        elif calls.cancellation is not None:
+            return CANCELLING  # an earlier cancellation is ending it
+        elif calls.publishing:
+            why = "the round was publishing its results at the partners"
+            self._audit_cancel(round_id, "round.cancel_refused", cancellation, refused=why)
+            return PUBLISHING
+        else:
+            why = "the round was already ending by itself"
+            self._audit_cancel(round_id, "round.cancel_refused", cancellation, refused=why)
+        if not calls.ended.wait(wait):
+            return CANCELLING
+        row = self.store.round(round_id)
+        return row.state if row is not None else CANCELLING
+
+    def _audit_cancel(
+        self, round_id: str, event: str, cancellation: Cancellation, *, refused: str = ""
+    ) -> None:
+        row = self.store.round(round_id)
+        details: dict[str, object] = {"reason": cancellation.reason}
+        if row is not None:
+            details["phase"] = row.phase
+        if refused:
+            details["refused"] = refused
+        self.audit.append(
+            event,
+            actor=cancellation.actor,
+            on_behalf_of=self.config.network,
+            access_point=cancellation.access_point,
+            action="E",
+            round_id=round_id,
+            details=details,
+        )
 
     def run(
         self,
@@ -177,9 +239,10 @@ class RoundRunner:
             },
         )
         cancel = threading.Event()
+        calls = RoundCalls(cancel)
         with self._lock:
-            self._cancel[round_id] = cancel
-        peers = {p.id: self._connect(p) for p in partners}
+            self._cancel[round_id] = calls
+        peers = {p.id: self._connect(p, calls) for p in partners}
         bound = log.bind(round_id=round_id, purpose=purpose.id)
         bound.info("round started", mode=purpose.mode, partners=order, initiated_by=initiated_by)
         context = RoundContext(self.config, self.store, self.audit, peers, emit=emit, cancel=cancel)
@@ -188,13 +251,20 @@ class RoundRunner:
             self._propose(context, state, signed)
             mode.run(context, state)
         except RoundFailed as exc:
+            cancelled = calls.end()
+            if cancelled is not None and not isinstance(exc, _Refused):
+                # Whatever a cut-off call raised, the round ends as the operator asked.
+                return self._fail(state, peers, ABORTED, cancelled.describe(), emit, cancelled)
             terminal = (
                 REFUSED
                 if isinstance(exc, _Refused)
                 else (ABORTED if isinstance(exc, RoundCancelled) else FAILED)
             )
-            return self._fail(state, peers, terminal, str(exc), emit)
+            return self._fail(state, peers, terminal, str(exc), emit, cancelled)
         except Exception as exc:  # a bug must still end the round cleanly
+            cancelled = calls.end()
+            if cancelled is not None:  # a call raced the closing of its channel
+                return self._fail(state, peers, ABORTED, cancelled.describe(), emit, cancelled)
             bound.exception("round crashed")
             return self._fail(state, peers, FAILED, f"internal error: {type(exc).__name__}", emit)
         finally:
@@ -202,6 +272,7 @@ class RoundRunner:
                 self._cancel.pop(round_id, None)
             for peer in peers.values():
                 peer.channel.close()
+            calls.ended.set()
         summary = self._summary(state, COMPLETED, "")
         self.store.finish_round(
             round_id, COMPLETED, "", self.now().isoformat(), summary_dict(summary)
@@ -401,7 +472,8 @@ class RoundRunner:
             details={"reason": safe_reason(message)},
         )
 
-    def _connect(self, partner: Partner) -> Peer:
+    def _connect(self, partner: Partner, calls: RoundCalls | None = None) -> Peer:
+        """A channel to `partner`'s node; one of the round's `calls` if given (cancellable)."""
         key, cert, ca = self._tls
         channel = transport.secure_channel(
             partner.address,
@@ -410,7 +482,8 @@ class RoundRunner:
             cert_pem=cert,
             ca_pem=ca,
         )
-        return Peer(partner, channel, node_pb2_grpc.PsiNodeStub(channel))
+        calling = calls.channel(channel) if calls is not None else channel
+        return Peer(partner, channel, node_pb2_grpc.PsiNodeStub(calling))
 
     def _fail(
         self,
@@ -419,25 +492,40 @@ class RoundRunner:
         terminal: str,
         reason: str,
         emit: Progress,
+        cancelled: Cancellation | None = None,
     ) -> coordinator_pb2.RoundSummary:
         bound = log.bind(round_id=state.round_id)
         bound.warning("round ended without results", state=terminal, reason=reason)
         # A node that committed keeps its results (no abort can remove them): tell the others.
         pending = {pid: peer for pid, peer in peers.items() if pid not in state.committed}
-        self._abort_everywhere(state.round_id, reason, pending)
+        if cancelled is None:
+            self._abort_everywhere(state.round_id, reason, pending)
+        else:
+            # The cancellation closed the round's channels: tell the partners on new ones.
+            fresh = {pid: self._connect(peer.partner) for pid, peer in pending.items()}
+            try:
+                self._abort_everywhere(state.round_id, reason, fresh)
+            finally:
+                for peer in fresh.values():
+                    peer.channel.close()
         summary = self._summary(state, terminal, reason)
         self.store.finish_round(
             state.round_id, terminal, reason, self.now().isoformat(), summary_dict(summary)
         )
+        details: dict[str, object] = {"state": terminal, "reason": reason[:1000]}
+        # A cancelled round ends as its operator's act; any other ending is the coordinator's.
+        by = cancelled if cancelled is not None and terminal == ABORTED else None
+        if by is not None:
+            details["cancelled_by"] = by.actor
         self.audit.append(
             "round.failed" if terminal != ABORTED else "round.aborted",
-            actor="coordinator",
+            actor=by.actor if by is not None else "coordinator",
             on_behalf_of=self.config.network,
-            access_point="coordinator",
+            access_point=by.access_point if by is not None else "coordinator",
             action="E",
             basis=state.basis,
             round_id=state.round_id,
-            details={"state": terminal, "reason": reason[:1000]},
+            details=details,
         )
         emit(round_event(state.round_id, "failed", reason, summary=summary))
         return summary

@@ -1,8 +1,11 @@
 """The coordinator process: the admin gRPC service for operators and the round scheduler.
 
 Only the coordinator opens connections to nodes (a star); its own server
-listens on loopback for the operator CLI, which authenticates with an
-operator certificate issued at `psi-coordinator init`.
+listens on loopback for the operator CLI, which authenticates with the
+personal certificate of the operator running it (`psi-coordinator operator
+add`; init issues the installing user's). The interceptor admits only
+registered certificates of operators not removed (`coordinator.operators`),
+and every call is that person's in the audit log.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from grpc_health.v1 import health
 from coordinator.audit import CoordinatorAudit, open_audit
 from coordinator.certs import certificates
 from coordinator.config import CoordinatorConfig
+from coordinator.operators import OperatorGate, adopt_configured_operator
 from coordinator.rounds import RoundRunner
 from coordinator.schedule import next_run
 from coordinator.store import ABORTED, Store
@@ -75,9 +79,15 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     def CancelRound(  # noqa: N802
         self, request: coordinator_pb2.CancelRoundRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.RoundSummary:
-        if not self.runner.cancel(request.round_id):
+        state = self.runner.cancel(
+            request.round_id,
+            actor=f"operator:{transport.current_peer().name}",
+            access_point=f"admin-api {context.peer()}",
+            reason=request.reason,
+        )
+        if state is None:
             raise UnknownRound("no such round running")
-        return coordinator_pb2.RoundSummary(round_id=request.round_id, state="cancelling")
+        return coordinator_pb2.RoundSummary(round_id=request.round_id, state=state)
 
 
 @dataclass
@@ -136,6 +146,7 @@ def create_server(
     store = Store(config.database)
     audit = open_audit(config)
     interrupted = abort_interrupted(store, audit, config.network, clock())
+    adopt_configured_operator(config, store, audit)
     runner = RoundRunner(config, store, audit, now=clock)
     if interrupted:
         # Tell the nodes too, so they drop keys and staged results now, not at their idle timeout.
@@ -155,6 +166,7 @@ def create_server(
         cert_path=config.tls_cert,
         ca_path=config.tls_ca,
         listen=config.listen,
+        admit=OperatorGate(store, audit, config.network),
     )
     stop = threading.Event()
     scheduler = threading.Thread(

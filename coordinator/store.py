@@ -1,6 +1,7 @@
-"""The coordinator's SQLite database: partners, purposes, rounds and their aggregates.
+"""The coordinator's SQLite database: partners, operators, purposes, rounds, aggregates.
 
-Only what may persist is stored: registry data, purposes, signed manifests and
+Only what may persist is stored: registry data (partners, and the operators' personal
+certificates the admin service admits), purposes, signed manifests and
 consents (no identifiers in either), and per-round aggregates (set sizes,
 flagged counts, the overlap histogram, phase timings). Tags never reach it.
 The audit log lives in the same file, in its own table (`coordinator.audit`).
@@ -62,6 +63,17 @@ CREATE TABLE IF NOT EXISTS consents (
     signature BLOB NOT NULL,
     PRIMARY KEY (round_id, partner_id)
 );
+CREATE TABLE IF NOT EXISTS operators (
+    cert_fingerprint TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    cert_pem TEXT NOT NULL,
+    not_after TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    added_by TEXT NOT NULL,
+    removed_at TEXT,
+    removed_by TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS operators_by_name ON operators (name, added_at);
 """
 
 # The columns _partner reads, in its order. agreement_key came later (the roster): a
@@ -81,6 +93,11 @@ _ADD_AGREEMENT_COLUMN = "ALTER TABLE partners ADD COLUMN agreement_key BLOB NOT 
 _SELECT_ROUNDS = (
     "SELECT id, purpose_id, purpose_version, state, reason, phase, progress, "
     "initiated_by, created_at, finished_at, manifest, summary FROM rounds"
+)
+
+_SELECT_OPERATORS = (
+    "SELECT name, cert_fingerprint, cert_pem, not_after, added_at, added_by, removed_at, "
+    "removed_by FROM operators"
 )
 
 # Round states; "running" rounds found at start-up were interrupted and become "aborted".
@@ -108,6 +125,27 @@ class Partner:
     agreement_key: bytes
     added_at: str
     active: bool
+
+
+@dataclass(frozen=True)
+class OperatorCert:
+    """One personal operator certificate the coordinator issued, and whether it still counts.
+
+    A person may hold several over time (renewals); removing the operator ends them all.
+    """
+
+    name: str
+    cert_fingerprint: str
+    cert_pem: str
+    not_after: str
+    added_at: str
+    added_by: str
+    removed_at: str | None
+    removed_by: str
+
+    @property
+    def active(self) -> bool:
+        return self.removed_at is None
 
 
 @dataclass(frozen=True)
@@ -230,6 +268,65 @@ class Store:
             rows = self._db.execute(self._select_partners + " ORDER BY id").fetchall()
         return [_partner(r) for r in rows]
 
+    # -- operators ---------------------------------------------------------------------
+
+    def add_operator_cert(self, cert: OperatorCert) -> None:
+        """Register an operator certificate (a new operator, or a renewal of one)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO operators (cert_fingerprint, name, cert_pem, not_after, added_at, "
+                "added_by, removed_at, removed_by) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    cert.cert_fingerprint,
+                    cert.name,
+                    cert.cert_pem,
+                    cert.not_after,
+                    cert.added_at,
+                    cert.added_by,
+                    cert.removed_at,
+                    cert.removed_by,
+                ),
+            )
+
+    def remove_operator(self, name: str, removed_at: str, removed_by: str) -> int:
+        """End every active certificate of operator `name`; returns how many there were."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE operators SET removed_at=?, removed_by=? "
+                "WHERE name=? AND removed_at IS NULL",
+                (removed_at, removed_by, name),
+            )
+            return int(cur.rowcount)
+
+    def operator_certs(self, name: str | None = None) -> list[OperatorCert]:
+        """Registered operator certificates (of `name`, or all), oldest first."""
+        query = _SELECT_OPERATORS
+        args: tuple[str, ...] = ()
+        if name is not None:
+            query += " WHERE name=?"
+            args = (name,)
+        with self._lock:
+            if not self._has_table("operators"):  # a read-only store on an older database
+                return []
+            rows = self._db.execute(query + " ORDER BY name, added_at", args).fetchall()
+        return [_operator(r) for r in rows]
+
+    def operator_cert(self, fingerprint: str) -> OperatorCert | None:
+        """The registered operator certificate with this SHA-256 fingerprint, if any."""
+        with self._lock:
+            if not self._has_table("operators"):
+                return None
+            row = self._db.execute(
+                _SELECT_OPERATORS + " WHERE cert_fingerprint=?", (fingerprint,)
+            ).fetchone()
+        return _operator(row) if row else None
+
+    def _has_table(self, name: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)
+        ).fetchone()
+        return row is not None
+
     # -- purposes ----------------------------------------------------------------------
 
     def put_purpose(self, purpose: Purpose, now: str) -> tuple[Purpose, Purpose | None]:
@@ -350,6 +447,19 @@ def _partner(row: tuple[Any, ...]) -> Partner:
         added_at=row[6],
         active=bool(row[7]),
         agreement_key=bytes(row[8]),
+    )
+
+
+def _operator(row: tuple[Any, ...]) -> OperatorCert:
+    return OperatorCert(
+        name=row[0],
+        cert_fingerprint=row[1],
+        cert_pem=row[2],
+        not_after=row[3],
+        added_at=row[4],
+        added_by=row[5],
+        removed_at=row[6],
+        removed_by=row[7],
     )
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kruispunt import login
+
 if TYPE_CHECKING:
     _Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -151,8 +153,6 @@ def emit(output: Output, *, as_json: bool) -> None:
 
 
 def operator_actor() -> str:
-    """Who the audit log says typed the command: ``operator:LOGIN``, else ``operator:uidN``."""
-    try:
-        return f"operator:{os.getlogin()}"
-    except OSError:
-        return f"operator:uid{os.getuid()}"
+    """Who the audit log says typed the command: the person (`kruispunt.login.actor`,
+    SUDO_USER first), never a uid or the service account."""
+    return login.actor(os.environ)

@@ -31,6 +31,7 @@ from kruispunt.pki import (
     CertificateIdentityError,
     Identity,
     Role,
+    fingerprint,
     identity_from_certificate,
     load_tls_key,
     private_key_pem,
@@ -41,6 +42,7 @@ __all__ = [
     "HEALTH_SERVICE_PREFIX",
     "MAX_MESSAGE_BYTES",
     "SERVER_OPTIONS",
+    "Admit",
     "AuthInterceptor",
     "authenticated_as",
     "bind_secure_port",
@@ -82,6 +84,10 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     # "too_many_pings" (measured with 2 x 1,000,000 records).
     ("grpc.http2.max_ping_strikes", 0),
 )
+
+#: A server's own check of an authenticated caller: given its identity and its certificate's
+#: SHA-256 fingerprint, the reason it may not call (UNAUTHENTICATED), or None to let it in.
+Admit = Callable[[Identity, str], str | None]
 
 _log = structlog.get_logger("kruispunt.transport")
 _current_peer: contextvars.ContextVar[Identity | None] = contextvars.ContextVar(
@@ -186,13 +192,16 @@ def authenticated_as(identity: Identity) -> Iterator[Identity]:
 
 
 @functools.lru_cache(maxsize=256)
-def _identity_from_pem(pem: bytes) -> Identity:
-    """Parse a peer certificate once; a coordinator calls the same nodes all round long."""
+def _identity_from_pem(pem: bytes) -> tuple[Identity, str]:
+    """Parse a peer certificate once: its identity and SHA-256 fingerprint (lowercase hex).
+
+    Cached: a coordinator calls the same nodes all round long.
+    """
     try:
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError:
         raise CertificateIdentityError("client certificate does not parse") from None
-    return identity_from_certificate(cert)
+    return identity_from_certificate(cert), fingerprint(cert)
 
 
 # ---------------------------------------------------------------------------------------
@@ -217,7 +226,10 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
     member of `network`, unless `rules` says otherwise.
 
     Before the handler runs: no certificate, an unparsable one, no Kruispunt identity
-    or another network -> UNAUTHENTICATED; a role not allowed -> PERMISSION_DENIED.
+    or another network -> UNAUTHENTICATED; a role not allowed -> PERMISSION_DENIED;
+    then `admit`, if given, sees the caller and its certificate's fingerprint and may
+    refuse it (UNAUTHENTICATED with its reason): the coordinator refuses an operator
+    certificate it did not register or whose operator was removed.
     The handler then sees the caller through `current_peer()`. If it raises a
     `KruispuntError`, the RPC ends with that error's status and message; any other
     exception is logged here with its traceback and the caller gets only INTERNAL
@@ -230,9 +242,11 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
         rules: Mapping[str, Iterable[Role | str]],
         *,
         logger: Any = None,
+        admit: Admit | None = None,
     ) -> None:
         Identity.coordinator(network)  # validates the network name
         self._network = network
+        self._admit = admit
         parsed: dict[str, frozenset[Role]] = {HEALTH_SERVICE_PREFIX: frozenset(Role)}
         for prefix, roles in rules.items():
             if not prefix.startswith("/"):
@@ -345,7 +359,7 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
     def _authorize(self, method: str, context: grpc.ServicerContext, started: float) -> Identity:
         peer: Identity | None = None
         try:
-            peer = self._identify(context)
+            peer, cert_fingerprint = self._identify(context)
             roles = self.allowed_roles(method)
             if roles is None:
                 raise _AccessDeniedError(
@@ -356,6 +370,14 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
                     grpc.StatusCode.PERMISSION_DENIED,
                     f"role {peer.role.value} may not call {method}",
                 )
+            if self._admit is not None:
+                try:
+                    refused = self._admit(peer, cert_fingerprint)
+                except Exception:  # fail closed: a check that cannot run lets nobody in
+                    self._log.exception("rpc admission check failed", method=method)
+                    refused = "the server cannot check this certificate now"
+                if refused is not None:
+                    raise _AccessDeniedError(grpc.StatusCode.UNAUTHENTICATED, refused)
         except _AccessDeniedError as denied:
             # A method without a rule is our own configuration bug: shout.
             log = self._log.warning if peer is None or roles is not None else self._log.error
@@ -372,7 +394,7 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
             raise AssertionError("context.abort returned") from None  # pragma: no cover
         return peer
 
-    def _identify(self, context: grpc.ServicerContext) -> Identity:
+    def _identify(self, context: grpc.ServicerContext) -> tuple[Identity, str]:
         auth: Mapping[str, Sequence[bytes]] = context.auth_context() or {}
         certs = auth.get("x509_pem_cert") or []
         if len(certs) != 1:
@@ -380,14 +402,14 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
                 grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required"
             )
         try:
-            peer = _identity_from_pem(bytes(certs[0]))
+            peer, cert_fingerprint = _identity_from_pem(bytes(certs[0]))
         except CertificateIdentityError as exc:
             raise _AccessDeniedError(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from None
         if peer.network != self._network:
             raise _AccessDeniedError(
                 grpc.StatusCode.UNAUTHENTICATED, "client certificate is for another network"
             )
-        return peer
+        return peer, cert_fingerprint
 
     def _fail(
         self,
@@ -466,14 +488,16 @@ def start_secure_server(
     ca_path: Path,
     listen: str,
     max_workers: int = 16,
+    admit: Admit | None = None,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Start a server for one of our services behind the AuthInterceptor, with health checks.
 
-    `register` adds the service's servicer; only `roles` may call `service`. The TLS
+    `register` adds the service's servicer; only `roles` may call `service`, and only
+    callers `admit` lets in (every one, without it). The TLS
     key is loaded through `pki.load_tls_key` (owner-only, no symlink). Returns the
     server, the bound port and the health servicer (SERVING for `service` and "").
     """
-    interceptor = AuthInterceptor(network, {f"/{service}/": list(roles)})
+    interceptor = AuthInterceptor(network, {f"/{service}/": list(roles)}, admit=admit)
     server = make_server(interceptor, max_workers=max_workers)
     register(server)
     health_servicer = health.HealthServicer()

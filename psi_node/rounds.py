@@ -51,6 +51,9 @@ from psi_node.round_state import STAGED, NodeRound, require_phase
 
 log = structlog.get_logger("psi_node.rounds")
 
+#: A Propose refused because the coordinator aborted the round before it was done here.
+ABORTED_BEFORE = "the coordinator aborted this round before this node was ready"
+
 
 class RoundManager:
     """Everything a node does in rounds, independent of gRPC and of the round's mode."""
@@ -80,6 +83,9 @@ class RoundManager:
         self.idle_timeout = idle_timeout
         self.chunk_points = chunk_points
         self._rounds: dict[str, NodeRound] = {}
+        # Rounds aborted before their Propose was done here (an operator's cancel overtakes
+        # a node still reading its input): that Propose must not start them afterwards.
+        self._aborted: set[str] = set()
         self._lock = threading.Lock()
         self._seen_path = config.state_dir / "seen-rounds"
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -173,7 +179,10 @@ class RoundManager:
             return self._refuse_unverified(signed, str(exc), now)
         round_id = verified.round_id
         with self._lock:
+            aborted = round_id in self._aborted
             replay = round_id in self._seen or round_id in self._rounds
+        if aborted:
+            return self._refuse(verified, ABORTED_BEFORE, now)
         if replay:
             return self._refuse(verified, "round id seen before (replayed manifest)", now)
         self._remember(round_id)
@@ -257,7 +266,12 @@ class RoundManager:
         if mode.on_consent is not None:
             mode.on_consent(self, rnd, consent)
         with self._lock:
-            self._rounds[round_id] = rnd
+            aborted = round_id in self._aborted
+            if not aborted:
+                self._rounds[round_id] = rnd
+        if aborted:  # the abort came while this node was still getting ready
+            rnd.wipe_state()
+            return self._refuse(verified, ABORTED_BEFORE, now)
         self.audit_event(
             "consent.given",
             rnd,
@@ -435,6 +449,12 @@ class RoundManager:
                 raise AttackRefused(
                     "the round's results are committed; an abort cannot remove them"
                 )
+            # Perhaps its Propose has not finished here yet: it must not start it then.
+            with self._lock:
+                self._aborted.add(round_id)
+                seen = round_id in self._seen
+            if not seen:
+                self._remember(round_id)
             return False
         reason = safe_reason(reason)
         self.audit_event(

@@ -135,6 +135,11 @@ class RoundReport:
     audit_key_id: str
     warnings: tuple[str, ...]
     generated_at: datetime
+    #: Why the round was started, as its initiator gave it ("round.created").
+    started_reason: str = ""
+    #: Who cancelled the round and why ("round.cancelled"); empty if nobody did.
+    cancelled_by: str = ""
+    cancel_reason: str = ""
 
     @property
     def consents_ok(self) -> bool:
@@ -178,6 +183,8 @@ def build_report(
         store.close()
     audit = verify_database(config.database, public_key)
     events = _round_events(config.database, round_id)
+    created = _event_details(config.database, round_id, "round.created")
+    cancelled = _event_details(config.database, round_id, "round.cancelled")
 
     if not audit.ok:
         warnings.insert(0, f"audit log BROKEN at event seq {audit.first_bad_seq}: {audit.reason}")
@@ -206,6 +213,9 @@ def build_report(
         audit_key_id=signing.key_id(public_key),
         warnings=tuple(warnings),
         generated_at=now if now is not None else datetime.now(UTC),
+        started_reason=_text(created[1].get("reason")) if created else "",
+        cancelled_by=cancelled[0] if cancelled else "",
+        cancel_reason=_text(cancelled[1].get("reason")) if cancelled else "",
     )
 
 
@@ -386,6 +396,43 @@ def _round_events(db_path: Path, round_id: str) -> list[EventRow]:
         )
         for r in rows
     ]
+
+
+def _event_details(
+    db_path: Path, round_id: str, event: str
+) -> tuple[str, Mapping[str, object]] | None:
+    """The actor and details of the round's first `event`, or None if it has none.
+
+    Read like `_round_events` (a tampered row still shows; the audit verdict says so).
+    """
+    uri = db_path.resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+        ).fetchone()
+        row = (
+            conn.execute(
+                "SELECT actor, details FROM audit_events WHERE round_id = ? AND event = ? "
+                "ORDER BY seq LIMIT 1",
+                (round_id, event),
+            ).fetchone()
+            if exists is not None
+            else None
+        )
+    finally:
+        conn.close()
+    if row is None:
+        return None
+    try:
+        details = json.loads(str(row[1]))
+    except json.JSONDecodeError:
+        details = {}
+    return str(row[0]), details if isinstance(details, dict) else {}
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _details_text(raw: object) -> str:

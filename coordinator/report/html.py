@@ -145,13 +145,27 @@ def _section_header(report: RoundReport) -> str:
     if report.purpose_source != "manifest":
         purpose += f' <span class="muted">({_e(report.purpose_source)})</span>'
     duration = f" ({report.seconds:.1f} s)" if report.seconds is not None else ""
+    why = (
+        _e(report.started_reason)
+        if report.started_reason
+        else '<em class="muted">no reason given</em>'
+    )
     items = [
+        # Who and why first: the question a privacy officer asks of every round (NEN 7513).
+        ("Initiated by", f"<code>{_e(r.initiated_by)}</code>"),
+        ("Reason given", why),
+    ]
+    if report.cancelled_by:
+        cancelled = f"<code>{_e(report.cancelled_by)}</code>"
+        if report.cancel_reason:
+            cancelled += f" — {_e(report.cancel_reason)}"
+        items.append(("Cancelled by", cancelled))
+    items += [
         ("Network", _e(report.network)),
         ("Purpose (doelbinding)", purpose),
         ("State", state),
         ("Started", _e(_when(r.created_at))),
         ("Finished", _e(_when(r.finished_at)) + _e(duration)),
-        ("Initiated by", f"<code>{_e(r.initiated_by)}</code>"),
         ("Manifest SHA-256", f'<code class="hash">{_e(report.manifest_sha256)}</code>'),
         (
             "Protocol version",

@@ -42,6 +42,12 @@ results.deleted        node   a results file was deleted (retention)
 round.completed        coord  a round ended with results everywhere
 round.failed           both   a round ended in error (reason)
 round.aborted          both   an operator or shutdown aborted a round
+round.cancelled        coord  an operator cancelled a running round (who, why)
+round.cancel_refused   coord  a cancellation came while results were published
+operator.added         coord  a person was issued an operator certificate
+operator.renewed       coord  an operator's certificate was renewed
+operator.removed       coord  an operator was removed (certificates refused)
+access.refused         coord  the admin service refused an operator certificate
 partner.added          coord  a partner was registered
 purpose.added          coord  a purpose was registered
 purpose.changed        coord  a purpose was changed

@@ -52,6 +52,9 @@ class RecordingLogger:
     def error(self, event: str, **kw: Any) -> None:
         self._record("error", event, **kw)
 
+    def exception(self, event: str, **kw: Any) -> None:
+        self._record("exception", event, **kw)
+
     def clear(self) -> None:
         with self.lock:
             self.entries.clear()
@@ -666,6 +669,57 @@ class TestInterceptorUnit:
         """An invalid network name is refused when the interceptor is built."""
         with pytest.raises(ValueError, match="network name"):
             AuthInterceptor("Not A Label", RULES)
+
+
+class TestAdmit:
+    def test_admit_sees_the_caller_and_its_fingerprint_and_may_refuse(self) -> None:
+        """`admit` gets the authenticated identity and certificate fingerprint; a reason it
+        returns is UNAUTHENTICATED with that reason, and the handler never runs."""
+        cert = _coordinator_cert()
+        asked: list[tuple[Identity, str]] = []
+        ran: list[bytes] = []
+
+        def admit(peer: Identity, fingerprint: str) -> str | None:
+            asked.append((peer, fingerprint))
+            return "this certificate was withdrawn"
+
+        def handler(request: bytes, context: Any) -> bytes:
+            ran.append(request)
+            return b""
+
+        interceptor = AuthInterceptor("test", RULES, logger=RecordingLogger(), admit=admit)
+        context = FakeContext({"x509_pem_cert": [pki.certificate_pem(cert)]})
+        with pytest.raises(AbortedError) as info:
+            _wrapped_unary(handler, interceptor)(b"x", context)
+        assert (info.value.code, info.value.details) == (
+            grpc.StatusCode.UNAUTHENTICATED,
+            "this certificate was withdrawn",
+        )
+        assert asked == [(Identity.coordinator("test"), pki.fingerprint(cert))]
+        assert ran == []
+
+    def test_admitted_caller_reaches_the_handler(self) -> None:
+        """`admit` returning None lets the call through."""
+        interceptor = AuthInterceptor("test", RULES, admit=lambda peer, fp: None)
+        context = FakeContext({"x509_pem_cert": [pki.certificate_pem(_coordinator_cert())]})
+        assert _wrapped_unary(lambda r, c: b"ok:" + r, interceptor)(b"x", context) == b"ok:x"
+
+    def test_a_failing_admit_lets_nobody_in(self) -> None:
+        """An `admit` that raises fails closed: UNAUTHENTICATED, logged, no handler."""
+        log = RecordingLogger()
+
+        def admit(peer: Identity, fingerprint: str) -> str | None:
+            raise RuntimeError("database is locked")
+
+        interceptor = AuthInterceptor("test", RULES, logger=log, admit=admit)
+        context = FakeContext({"x509_pem_cert": [pki.certificate_pem(_coordinator_cert())]})
+        with pytest.raises(AbortedError) as info:
+            _wrapped_unary(lambda r, c: b"ran", interceptor)(b"x", context)
+        assert info.value.code is grpc.StatusCode.UNAUTHENTICATED
+        assert info.value.details == "the server cannot check this certificate now"
+        assert [e["event"] for e in log.entries if e["level"] == "exception"] == [
+            "rpc admission check failed"
+        ]
 
 
 class TestTestPki:
