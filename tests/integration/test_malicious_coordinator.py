@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
 import pytest
 
 from kruispunt import signing, wire
 from kruispunt.roster import Roster, RosterPartner, render_roster
 from kruispunt.v1 import common_pb2, node_pb2
 from psi_node import oprf
-from tests.support.mallory import Mallory
+from tests.support.mallory import Mallory, audited, refused
 
 PARTNERS = ["gemeente", "woonbron", "schuldhulp"]
 
@@ -35,21 +34,6 @@ def mallory(net):
     attacker = Mallory(net)
     yield attacker
     attacker.close()
-
-
-def audited(net, pid: str, event: str) -> list[dict]:
-    """The details of every `event` in one node's own audit log."""
-    return [e.details for e in net.nodes[pid].rounds.audit.events() if e.event == event]
-
-
-def refused(net, pid: str, call) -> grpc.RpcError:
-    """Run `call`; it must fail with PERMISSION_DENIED and an attack.refused event at `pid`."""
-    before = len(audited(net, pid, "attack.refused"))
-    with pytest.raises(grpc.RpcError) as err:
-        call()
-    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, err.value.details()
-    assert len(audited(net, pid, "attack.refused")) == before + 1
-    return err.value
 
 
 def probe(x: bytes) -> bytes:

@@ -15,7 +15,7 @@ import pytest
 from kruispunt.commitments import Commitment
 from kruispunt.manifest import sign_consent
 from kruispunt.v1 import common_pb2, node_pb2
-from tests.support.mallory import Mallory, OpenRound, parse_consent
+from tests.support.mallory import Mallory, OpenRound, parse_consent, refused
 from tests.support.red_team import (
     colluder_commitment,
     consent_with_split_share,
@@ -45,20 +45,6 @@ def mallory(net):
     attacker = Mallory(net)
     yield attacker
     attacker.close()
-
-
-def audited(net, pid: str, event: str) -> list[dict]:
-    return [e.details for e in net.nodes[pid].rounds.audit.events() if e.event == event]
-
-
-def refused(net, pid: str, call) -> grpc.RpcError:
-    """Run `call`; it must fail with PERMISSION_DENIED and an attack.refused event at `pid`."""
-    before = len(audited(net, pid, "attack.refused"))
-    with pytest.raises(grpc.RpcError) as err:
-        call()
-    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, err.value.details()
-    assert len(audited(net, pid, "attack.refused")) == before + 1
-    return err.value
 
 
 def only_mine(tags: dict[str, tuple[bytes, bytes, bytes]], pid: str) -> list[int]:

@@ -10,11 +10,12 @@ corrupt partner would.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.provision import roster_path
@@ -239,3 +240,18 @@ def collect(stream: Iterator[common_pb2.PointBatch]) -> tuple[bytes, bytes]:
         points += batch.points
         chain = batch.chain or chain
     return bytes(points), chain
+
+
+def audited(net: Any, pid: str, event: str) -> list[dict[str, Any]]:
+    """The details of every `event` in one node's own audit log."""
+    return [e.details for e in net.nodes[pid].rounds.audit.events() if e.event == event]
+
+
+def refused(net: Any, pid: str, call: Callable[[], object]) -> grpc.RpcError:
+    """Run `call`; it must fail with PERMISSION_DENIED and an attack.refused event at `pid`."""
+    before = len(audited(net, pid, "attack.refused"))
+    with pytest.raises(grpc.RpcError) as err:
+        call()
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, err.value.details()
+    assert len(audited(net, pid, "attack.refused")) == before + 1
+    return err.value
