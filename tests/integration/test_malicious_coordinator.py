@@ -409,27 +409,11 @@ class TestCheckableResults:
 
 
 class TestTwoParty:
-    @pytest.fixture
-    def pair(self, network_factory):
-        n = network_factory(
-            PARTNERS[:2],
-            per_partner=20,
-            overlaps={2: 5},
-            bilateral_roles={"gemeente": "client", "woonbron": "server"},
-        )
-        n.add_purpose(
-            mode="bilateral",
-            bilateral={"client_partner": "gemeente", "server_partner": "woonbron"},
-        )
-        attacker = Mallory(n)
-        yield n, attacker
-        attacker.close()
-
-    def test_unsigned_request_of_her_own_is_refused(self, pair):
+    def test_unsigned_request_of_her_own_is_refused(self, mallory_pair):
         """A request she made from BSNs of her choosing, sent to the server: refused."""
         import private_set_intersection.python as psi
 
-        net, mallory = pair
+        net, mallory = mallory_pair
         rnd = mallory.open_round()
         client = psi.client.CreateWithNewKey(True)
         body = client.CreateRequest([b"bsn:123456782", b"bsn:111222333"]).SerializeToString()
@@ -437,9 +421,9 @@ class TestTwoParty:
         err = refused(net, "woonbron", lambda: mallory.stub("woonbron").BilateralResponse(message))
         assert "not signed by gemeente" in err.details()
 
-    def test_the_clients_request_with_another_set_size_is_refused(self, pair):
+    def test_the_clients_request_with_another_set_size_is_refused(self, mallory_pair):
         """The client's real request relayed with a set size she changed."""
-        net, mallory = pair
+        net, mallory = mallory_pair
         rnd = mallory.open_round()
         real = mallory.stub("gemeente").BilateralRequest(
             common_pb2.RoundRef(round_id=rnd.round_id), timeout=20
@@ -447,11 +431,11 @@ class TestTwoParty:
         real.set_size += 1
         refused(net, "woonbron", lambda: mallory.stub("woonbron").BilateralResponse(real))
 
-    def test_a_made_up_server_answer_is_refused_by_the_client(self, pair):
+    def test_a_made_up_server_answer_is_refused_by_the_client(self, mallory_pair):
         """A setup and response she made herself, handed to the client: refused."""
         import private_set_intersection.python as psi
 
-        net, mallory = pair
+        net, mallory = mallory_pair
         rnd = mallory.open_round()
         request = mallory.stub("gemeente").BilateralRequest(
             common_pb2.RoundRef(round_id=rnd.round_id), timeout=20

@@ -272,26 +272,10 @@ class TestCoholderEvidence:
 
 
 class TestTwoPartyKinds:
-    @pytest.fixture
-    def pair(self, network_factory):
-        n = network_factory(
-            PARTNERS[:2],
-            per_partner=20,
-            overlaps={2: 5},
-            bilateral_roles={"gemeente": "client", "woonbron": "server"},
-        )
-        n.add_purpose(
-            mode="bilateral",
-            bilateral={"client_partner": "gemeente", "server_partner": "woonbron"},
-        )
-        attacker = Mallory(n)
-        yield n, attacker
-        attacker.close()
-
-    def test_the_servers_response_passed_off_as_its_setup_is_refused(self, pair):
+    def test_the_servers_response_passed_off_as_its_setup_is_refused(self, mallory_pair):
         """The server's genuine signed response handed to the client as the setup too: the
         kind is in the signed statement."""
-        net, mallory = pair
+        net, mallory = mallory_pair
         rnd: OpenRound = mallory.open_round()
         ref = common_pb2.RoundRef(round_id=rnd.round_id)
         request = mallory.stub("gemeente").BilateralRequest(ref, timeout=20)
