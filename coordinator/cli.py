@@ -23,8 +23,18 @@ import grpc
 from coordinator import present
 from coordinator.config import CoordinatorConfig, load_coordinator_config
 from kruispunt import pki
-from kruispunt.cli import CommandTable, arg, emit, operator_actor
-from kruispunt.errors import KruispuntError
+from kruispunt.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandTable,
+    arg,
+    emit,
+    label,
+    operator_actor,
+    plural,
+    run,
+)
 from kruispunt.logs import configure_logging
 from kruispunt.purpose import load_purpose_file
 from kruispunt.rpc import PeerError
@@ -32,9 +42,20 @@ from kruispunt.rpc import PeerError
 if TYPE_CHECKING:
     from coordinator.admin_client import AdminClient
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-__all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "command", "main"]
+#: The coordinator directory when a command is given no DIR.
+DIR_ENV = "KRUISPUNT_COORDINATOR_DIR"
+
+__all__ = [
+    "COMMANDS",
+    "DIR_ENV",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "build_parser",
+    "command",
+    "main",
+]
 
 
 #: The command groups, in the order `--help` lists them among the commands.
@@ -84,9 +105,18 @@ PUBLIC_KEY = arg(
 @command(
     "init",
     "create a coordinator: network CA, keys, database, config",
-    arg("--network", required=True, help="network name (lowercase, e.g. denbosch)"),
+    arg(
+        "--network",
+        required=True,
+        type=label("network name"),
+        help="network name (lowercase, digits, hyphens, e.g. den-bosch)",
+    ),
     arg("--port", type=int, default=50050, help="admin service port on loopback"),
-    arg("--operator", help="name of the first operator (default: your login name)"),
+    arg(
+        "--operator",
+        type=label("operator name"),
+        help="name of the first operator (default: your login name)",
+    ),
 )
 def cmd_init(args: argparse.Namespace) -> int:
     from coordinator.provision import init_coordinator
@@ -99,7 +129,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 @command(
     "partner add",
     "issue a partner certificate from its CSR",
-    arg("id", help="partner id (lowercase letters, digits, dashes)"),
+    arg("id", type=label("partner id"), help="partner id (lowercase letters, digits, dashes)"),
     arg("--name", required=True, help="organisation name"),
     arg("--address", required=True, help="HOST:PORT where its node listens"),
     arg("--csr", required=True, help="the CSR the partner sent"),
@@ -138,7 +168,7 @@ def cmd_partner_add(args: argparse.Namespace) -> int:
 @command(
     "partner update",
     "change where a partner's node listens",
-    arg("id"),
+    arg("id", type=label("partner id"), help="partner id"),
     arg("--address", required=True, help="new HOST:PORT"),
 )
 def cmd_partner_update(args: argparse.Namespace) -> int:
@@ -163,7 +193,7 @@ def cmd_partner_list(args: argparse.Namespace) -> int:
 @command(
     "partner renew",
     "re-issue a partner's certificate",
-    arg("id"),
+    arg("id", type=label("partner id"), help="partner id"),
     arg("--csr", help="a new CSR (key rotation); default: the same key"),
     DAYS,
     CA_KEY,
@@ -243,7 +273,11 @@ def cmd_roster_show(args: argparse.Namespace) -> int:
 @command(
     "operator add",
     "issue a person their own operator certificate (key and cert in their folder)",
-    arg("name", help="the person's operator name (their login name: lowercase, digits, dashes)"),
+    arg(
+        "name",
+        type=label("operator name"),
+        help="the person's operator name (their login name: lowercase, digits, dashes)",
+    ),
     arg("--out", help="folder for operator.key and operator.crt (default: DIR/operators/NAME)"),
     DAYS,
     CA_KEY,
@@ -266,7 +300,7 @@ def cmd_operator_add(args: argparse.Namespace) -> int:
 @command(
     "operator remove",
     "remove an operator: the admin service refuses their certificates from now on",
-    arg("name"),
+    arg("name", type=label("operator name"), help="the operator's name"),
     arg("--reason", help="why (audited)"),
 )
 def cmd_operator_remove(args: argparse.Namespace) -> int:
@@ -449,7 +483,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     if args.out:
         with open(args.out, "w", encoding="utf-8", newline="") as fh:
             n = dump(events, fh)
-        print(f"wrote {n} events to {args.out}", file=sys.stderr)
+        print(f"wrote {plural(n, 'event')} to {args.out}", file=sys.stderr)
     else:
         dump(events, sys.stdout)
     print(
@@ -487,19 +521,20 @@ def build_parser() -> argparse.ArgumentParser:
         "psi-coordinator",
         "Kruispunt coordinator: network CA, partners, purposes, rounds and audit.",
         dir_help="the coordinator directory",
+        dir_env=DIR_ENV,
     )
+
+
+def _before(args: argparse.Namespace) -> int:
+    """Warnings only on stderr for every command but `serve`, which sets up its own logs."""
+    if args.func is not cmd_serve:
+        configure_logging(level="warning", stream=sys.stderr)
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the psi-coordinator command."""
-    args = build_parser().parse_args(argv)
-    if args.func is not cmd_serve:
-        configure_logging(level="warning", stream=sys.stderr)
-    try:
-        return int(args.func(args))
-    except KruispuntError as exc:
-        print(f"psi-coordinator: {exc}", file=sys.stderr)
-        return EXIT_FAILED if not isinstance(exc, ValueError) else EXIT_USAGE
+    return run(build_parser(), argv, before=_before)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from kruispunt.errors import ConfigError
 from kruispunt.purpose import Purpose
 from kruispunt.roster import diff_rosters
 from kruispunt.tomlfile import read_toml
+from kruispunt.wording import plural
 
 __all__ = ["run_doctor"]
 
@@ -202,7 +203,7 @@ def _roster_check(config: CoordinatorConfig, directory: Path) -> Check:
         return Check(name, FAIL, f"the registry cannot give a roster: {exc}")
     summary = (
         f"{path}: version {exported.version}, digest {exported.digest_hex[:16]}…, "
-        f"{len(exported.partners)} partners"
+        f"{plural(len(exported.partners), 'partner')}"
     )
     if current.digest != exported.digest:
         changes = diff_rosters(exported, current)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from coordinator.store import Partner, RoundRow
 from kruispunt.agreement_file import agreement_key_id
-from kruispunt.cli import Output
+from kruispunt.cli import Output, plural, table
 from kruispunt.purpose import Purpose
 from kruispunt.roster import Roster
 from kruispunt.roster_text import roster_data, roster_lines
@@ -175,13 +175,19 @@ def round_cancelled(round_id: str, state: str, dir_arg: str) -> Output:
 
 def round_list(rows: Sequence[RoundRow]) -> Output:
     """`round list`: one line per round, newest first."""
-    text = (
-        "\n".join(
-            f"{r.id:<28} {r.purpose_id:<24} {r.state:<10} {r.created_at[:19]}  "
-            f"{(r.phase + ' ' + r.progress) if r.state == 'running' else r.reason[:60]}"
+    text = table(
+        ("ROUND", "PURPOSE", "STATE", "CREATED", "PHASE / REASON"),
+        [
+            (
+                r.id,
+                r.purpose_id,
+                r.state,
+                r.created_at[:19],
+                f"{r.phase} {r.progress}" if r.state == "running" else r.reason[:60],
+            )
             for r in rows
-        )
-        or "no rounds"
+        ],
+        empty="no rounds",
     )
     return Output([summary_from_row(r) for r in rows], text)
 
@@ -256,7 +262,11 @@ def partner_list(partners: Sequence[Partner]) -> Output:
         }
         for p in partners
     ]
-    text = "\n".join(f"{p.id:<20} {p.address:<24} {p.name}" for p in partners) or "no partners"
+    text = table(
+        ("PARTNER", "ADDRESS", "ORGANISATION"),
+        [(p.id, p.address, p.name) for p in partners],
+        empty="no partners",
+    )
     return Output(rows, text)
 
 
@@ -285,19 +295,19 @@ def purpose_added(stored: Purpose) -> Output:
         stored.to_dict(),
         f"Purpose {stored.id!r} registered as version {stored.version}: "
         f"{stored.identifier_kind}, threshold {stored.threshold} of "
-        f"{len(stored.partners)} partners, disclosure {stored.disclosure}.",
+        f"{plural(len(stored.partners), 'partner')}, disclosure {stored.disclosure}.",
     )
 
 
 def purpose_list(purposes: Sequence[Purpose]) -> Output:
     """`purpose list`: one line per purpose."""
-    text = (
-        "\n".join(
-            f"{p.id:<28} v{p.version:<3} {p.mode:<9} t={p.threshold} {p.disclosure:<9} "
-            f"{', '.join(p.partners)}"
+    text = table(
+        ("PURPOSE", "VERSION", "MODE", "THRESHOLD", "DISCLOSURE", "PARTNERS"),
+        [
+            (p.id, f"v{p.version}", p.mode, p.threshold, p.disclosure, ", ".join(p.partners))
             for p in purposes
-        )
-        or "no purposes"
+        ],
+        empty="no purposes",
     )
     return Output([p.to_dict() for p in purposes], text)
 
@@ -349,17 +359,15 @@ def operator_list(operators: Sequence[OperatorStatus]) -> Output:
         }
         for o in operators
     ]
-    text = (
-        "\n".join(
-            f"{o.name:<20} "
-            + (
-                f"active   until {o.not_after[:10]}  added {o.added_at[:10]} by {o.added_by}"
-                if o.active
-                else f"REMOVED  {(o.removed_at or '')[:10]} by {o.removed_by}"
-            )
+    text = table(
+        ("OPERATOR", "STATUS", "SINCE", "BY", "CERTIFICATE UNTIL"),
+        [
+            (o.name, "active", o.added_at[:10], o.added_by, o.not_after[:10])
+            if o.active
+            else (o.name, "REMOVED", (o.removed_at or "")[:10], o.removed_by or "", "")
             for o in operators
-        )
-        or "no operators"
+        ],
+        empty="no operators",
     )
     return Output(rows, text)
 

@@ -17,6 +17,7 @@ from cryptography import x509
 
 from kruispunt import pki
 from kruispunt.errors import ConfigError
+from kruispunt.wording import plural
 
 __all__ = [
     "EXPIRY_WARN_DAYS",
@@ -56,7 +57,7 @@ def days_phrase(days: float) -> str:
     whole = int(days)
     if whole < 1:
         return "less than a day"
-    return f"{whole} day" if whole == 1 else f"{whole} days"
+    return plural(whole, "day")
 
 
 def expiry_warnings(

@@ -105,6 +105,13 @@ _LETTER_DIGITS = re.compile(r"[A-Z][0-9]+")
 _ALNUM = re.compile(r"[A-Za-z0-9]+")
 
 
+#: Nine zeros: what registrations write for "BSN unknown". Not a BSN, and said so, for a
+#: partner IT team to leave those rows out rather than hunt for a typing error.
+_UNKNOWN_BSN = b"000000000"
+#: Why a BSN of nine zeros is refused (no digits in it: the reason is logged).
+PLACEHOLDER_REASON = "bsn: all zeros, the placeholder for an unknown BSN (leave the row out)"
+
+
 def elfproef(digits: str) -> bool:
     """Return True when ``digits`` is 9 ASCII digits that pass the BSN elfproef."""
     if len(digits) != 9 or not (digits.isascii() and digits.isdigit()):
@@ -150,6 +157,8 @@ def canonical_bsn(raw: str) -> bytes:
             raise InvalidIdentifier("bsn: not 8 or 9 digits")
     b = s.encode("ascii")
     if not _elfproef_bytes(b):
+        if b == _UNKNOWN_BSN:
+            raise InvalidIdentifier(PLACEHOLDER_REASON)
         raise InvalidIdentifier("bsn: elfproef fails")
     return BSN_PREFIX + b
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from kruispunt.roster import Roster
+from kruispunt.wording import plural
 
 __all__ = ["grouped_digest", "roster_data", "roster_lines"]
 
@@ -48,7 +49,7 @@ def roster_lines(roster: Roster) -> list[str]:
     """The roster for a person: digest both ways, then one line per partner (key prefixes)."""
     lines = [
         f"roster version {roster.version} of network {roster.network!r}, "
-        f"{len(roster.partners)} partners",
+        f"{plural(len(roster.partners), 'partner')}",
         f"  digest (read aloud): {grouped_digest(roster.digest_hex)}",
         f"  digest:              {roster.digest_hex}",
         f"  coordinator signing key {roster.coordinator_signing_key.hex()[:_SHORT_HEX]}…",

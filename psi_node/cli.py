@@ -16,7 +16,17 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from kruispunt.cli import CommandTable, Handler, Output, arg, emit, operator_actor
+from kruispunt.cli import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandTable,
+    Output,
+    arg,
+    emit,
+    label,
+    operator_actor,
+    run,
+)
 from kruispunt.errors import KruispuntError
 from kruispunt.identifiers import FIELDS, KINDS, IdentifierKind
 from kruispunt.logs import configure_logging
@@ -25,7 +35,9 @@ from psi_node.config import NodeConfig, load_node_config
 from psi_node.inputs import PROGRESS_EVERY, InputSpec, read_input
 
 #: Exit status when the input (or the command line) cannot be used.
-EXIT_UNUSABLE = 2
+EXIT_UNUSABLE = EXIT_USAGE
+#: The node directory when a command is given no DIR.
+DIR_ENV = "KRUISPUNT_NODE_DIR"
 
 #: Help of the words that group subcommands (``psi-node audit verify``).
 GROUPS: Mapping[str, str] = {
@@ -42,16 +54,14 @@ command = TABLE.command
 def main(argv: list[str] | None = None) -> int:
     """Run ``psi-node`` with ``argv`` (default: sys.argv[1:]); return the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    func: Handler | None = getattr(args, "func", None)
-    if func is None:
-        parser.print_help(sys.stderr)
-        return EXIT_UNUSABLE
-    try:
-        return func(args)
-    except KruispuntError as exc:
-        print(f"psi-node: {exc}", file=sys.stderr)
-        return 1
+
+    def before(args: argparse.Namespace) -> int:
+        if getattr(args, "func", None) is None:
+            parser.print_help(sys.stderr)
+            return EXIT_UNUSABLE
+        return EXIT_OK
+
+    return run(parser, argv, before=before)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "psi-node",
         "Kruispunt partner node: check inputs and take part in rounds.",
         dir_help="the node directory",
+        dir_env=DIR_ENV,
         command_required=False,
         commands_title="commands",
         actions_title="actions",
@@ -162,10 +173,19 @@ def _check_input(args: argparse.Namespace) -> int:
 @command(
     "init",
     "create a node: TLS key + CSR, signing key, node.toml",
-    arg("--partner", required=True, help="this organisation's partner id"),
+    arg(
+        "--partner",
+        required=True,
+        type=label("partner id"),
+        help="this organisation's partner id",
+    ),
     arg("--name", required=True, help="organisation name"),
     arg("--port", type=int, default=50051, help="port the node listens on"),
-    arg("--network", help="network name, if known (else taken from the CA later)"),
+    arg(
+        "--network",
+        type=label("network name"),
+        help="network name, if known (else taken from the CA later)",
+    ),
 )
 def _init(args: argparse.Namespace) -> int:
     from psi_node.provision import init_node

@@ -19,6 +19,7 @@ from kruispunt import signing
 from kruispunt.audit.event import GENESIS_HASH, AuditEvent, ChainHead
 from kruispunt.audit.seal import AUDIT_CONTEXT, compute_hash
 from kruispunt.errors import AuditChainBroken, SignatureInvalid
+from kruispunt.wording import plural
 
 __all__ = ["VerifyReport", "verify_events", "verify_excerpt"]
 
@@ -45,7 +46,7 @@ class VerifyReport:
     def describe(self, what: str = "audit log") -> str:
         """One line for a person: OK with the count, or BROKEN at the first bad event."""
         if self.ok:
-            return f"{what} OK: {self.count} events, chain and signatures verified"
+            return f"{what} OK: {plural(self.count, 'event')}, chain and signatures verified"
         return f"{what} BROKEN at event {self.first_bad_seq}: {self.reason}"
 
     def raise_if_broken(self) -> None:

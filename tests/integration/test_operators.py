@@ -90,8 +90,8 @@ class TestOperatorAdd:
     def test_a_name_no_certificate_can_carry_is_refused_clearly(self, served, capsys, name):
         """An operator name that is not one DNS label is refused naming the rule."""
         code, out, err = cli(capsys, "operator", "add", served.coordinator_dir, name)
-        assert code == 1
-        assert f"operator name {name!r}" in err
+        assert code == 2
+        assert f"argument name: {name!r} is not a valid operator name" in err
         assert "lowercase letters, digits and hyphens" in err
         assert "Traceback" not in out + err
 

@@ -35,7 +35,7 @@ class TestCommandTable:
 
     def test_parser_dispatches_to_the_handler_with_dir_and_json(self) -> None:
         """A grouped command takes DIR and --json; the parsed `func` is its handler."""
-        parser = table().parser("prog", "A program.", dir_help="the directory")
+        parser = table().parser("prog", "A program.", dir_help="the directory", dir_env="PROG_DIR")
         args = parser.parse_args(["audit", "verify", "/d", "--json", "--round", "r1"])
         assert (args.dir, args.json, args.round) == ("/d", True, "r1")
         assert args.func(args) == 11
@@ -60,6 +60,7 @@ class TestCommandTable:
             "prog",
             "A program.",
             dir_help="the directory",
+            dir_env="PROG_DIR",
             commands_title="commands",
             actions_title="actions",
         )
@@ -72,10 +73,12 @@ class TestCommandTable:
     ) -> None:
         """Without a command argparse stops (exit 2) unless the program handles it itself."""
         with pytest.raises(SystemExit) as info:
-            table().parser("prog", "A program.", dir_help="d").parse_args([])
+            table().parser("prog", "A program.", dir_help="d", dir_env="PROG_DIR").parse_args([])
         assert info.value.code == 2
         assert "required: COMMAND" in capsys.readouterr().err
-        loose = table().parser("prog", "A program.", dir_help="d", command_required=False)
+        loose = table().parser(
+            "prog", "A program.", dir_help="d", dir_env="PROG_DIR", command_required=False
+        )
         assert not hasattr(loose.parse_args([]), "func")
 
     @pytest.mark.parametrize("name", ["", "round run now", "round run"])
