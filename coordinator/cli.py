@@ -23,6 +23,7 @@ import grpc
 from coordinator import present
 from coordinator.config import CoordinatorConfig, load_coordinator_config
 from kruispunt import pki
+from kruispunt.audit.guard import safe_reason
 from kruispunt.cli import (
     EXIT_FAILED,
     EXIT_OK,
@@ -35,12 +36,14 @@ from kruispunt.cli import (
     plural,
     run,
 )
+from kruispunt.errors import ConfigError
 from kruispunt.logs import configure_logging
 from kruispunt.purpose import load_purpose_file
 from kruispunt.rpc import PeerError
 
 if TYPE_CHECKING:
     from coordinator.admin_client import AdminClient
+    from coordinator.store import PurposeVersion, Store
 
 
 #: The coordinator directory when a command is given no DIR.
@@ -76,6 +79,13 @@ command = TABLE.command
 
 def _config(args: argparse.Namespace) -> CoordinatorConfig:
     return load_coordinator_config(Path(args.dir), env=os.environ)
+
+
+def _store(args: argparse.Namespace) -> Store:
+    """The coordinator database, read-only: for commands that only look."""
+    from coordinator.store import Store
+
+    return Store(_config(args).database, readonly=True)
 
 
 def _admin_client(config: CoordinatorConfig) -> AdminClient:
@@ -181,9 +191,7 @@ def cmd_partner_update(args: argparse.Namespace) -> int:
 
 @command("partner list", "list registered partners")
 def cmd_partner_list(args: argparse.Namespace) -> int:
-    from coordinator.store import Store
-
-    store = Store(_config(args).database, readonly=True)
+    store = _store(args)
     partners = store.partners()
     store.close()
     emit(present.partner_list(partners), as_json=args.json)
@@ -216,7 +224,7 @@ def cmd_partner_renew(args: argparse.Namespace) -> int:
 
 @command(
     "purpose add",
-    "register or change a purpose from a TOML file",
+    "register or change a purpose from a TOML file (an identical file changes nothing)",
     arg("file", help="purpose TOML file"),
 )
 def cmd_purpose_add(args: argparse.Namespace) -> int:
@@ -233,13 +241,102 @@ def cmd_purpose_add(args: argparse.Namespace) -> int:
 
 @command("purpose list", "list purposes")
 def cmd_purpose_list(args: argparse.Namespace) -> int:
-    from coordinator.store import Store
-
-    store = Store(_config(args).database, readonly=True)
-    purposes = store.purposes()
-    store.close()
-    emit(present.purpose_list(purposes), as_json=args.json)
+    store = _store(args)
+    try:
+        listed = [(p, store.retirement(p.id)) for p in store.purposes()]
+    finally:
+        store.close()
+    emit(present.purpose_list(listed), as_json=args.json)
     return EXIT_OK
+
+
+PURPOSE_ID = arg("purpose", type=label("purpose id"), help="purpose id")
+
+
+@command(
+    "purpose show",
+    "show a purpose's definition: current version, or --version N",
+    PURPOSE_ID,
+    arg("--version", type=int, dest="version_number", metavar="N", help="an earlier version"),
+)
+def cmd_purpose_show(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        history = _history(store, args.purpose)
+        retired = store.retirement(args.purpose)
+    finally:
+        store.close()
+    wanted = args.version_number or history[-1].purpose.version
+    version = next((v for v in history if v.purpose.version == wanted), None)
+    if version is None:
+        raise ConfigError(_no_version(args.purpose, wanted, history))
+    emit(
+        present.purpose_shown(version, retired, latest=history[-1].purpose.version),
+        as_json=args.json,
+    )
+    return EXIT_OK
+
+
+@command("purpose history", "every version of a purpose: when, by whom, what changed", PURPOSE_ID)
+def cmd_purpose_history(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        history = _history(store, args.purpose)
+        retired = store.retirement(args.purpose)
+    finally:
+        store.close()
+    emit(present.purpose_history(history, retired), as_json=args.json)
+    return EXIT_OK
+
+
+@command(
+    "purpose diff",
+    "what changed between two versions of a purpose",
+    PURPOSE_ID,
+    arg("a", type=int, metavar="A", help="the older version"),
+    arg("b", type=int, metavar="B", help="the newer version"),
+)
+def cmd_purpose_diff(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        history = {v.purpose.version: v for v in _history(store, args.purpose)}
+    finally:
+        store.close()
+    for wanted in (args.a, args.b):
+        if wanted not in history:
+            raise ConfigError(_no_version(args.purpose, wanted, list(history.values())))
+    older, newer = history[args.a].purpose, history[args.b].purpose
+    emit(present.purpose_diff(older, newer), as_json=args.json)
+    return EXIT_OK
+
+
+@command(
+    "purpose retire",
+    "take a purpose out of use for good (audited): no round of it runs again",
+    PURPOSE_ID,
+    arg("--reason", required=True, help="why (kept in the audit log; no personal data)"),
+)
+def cmd_purpose_retire(args: argparse.Namespace) -> int:
+    from coordinator.provision import retire_purpose
+
+    config = _config(args)
+    retired = retire_purpose(
+        config, args.purpose, reason=safe_reason(args.reason), actor=operator_actor()
+    )
+    emit(present.purpose_retired(retired), as_json=args.json)
+    return EXIT_OK
+
+
+def _history(store: Store, purpose_id: str) -> list[PurposeVersion]:
+    history = store.purpose_history(purpose_id)
+    if not history:
+        raise ConfigError(f"unknown purpose {purpose_id!r} (see: psi-coordinator purpose list)")
+    return history
+
+
+def _no_version(purpose_id: str, wanted: int, history: Sequence[PurposeVersion]) -> str:
+    known = ", ".join(str(v.purpose.version) for v in history)
+    return f"purpose {purpose_id!r} has no version {wanted} (versions kept: {known})"
 
 
 @command("roster export", "write roster.toml from the registry (a new version if it changed)")

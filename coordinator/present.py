@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coordinator.store import Partner, RoundRow
+from coordinator.store import Partner, PurposeChange, PurposeVersion, Retirement, RoundRow
 from kruispunt.agreement_file import agreement_key_id
 from kruispunt.cli import Output, plural, table
 from kruispunt.purpose import Purpose
@@ -289,27 +289,153 @@ def coordinator_renewed(paths: Sequence[Path]) -> Output:
     )
 
 
-def purpose_added(stored: Purpose) -> Output:
-    """`purpose add`: the registered version and its settings in one sentence."""
-    return Output(
-        stored.to_dict(),
+def purpose_added(change: PurposeChange) -> Output:
+    """`purpose add`: the version registered and what changed, or that nothing did."""
+    stored = change.stored
+    data = {**stored.to_dict(), "changed": sorted(change.changes), "unchanged": change.unchanged}
+    if change.unchanged:
+        return Output(
+            data,
+            f"Purpose {stored.id!r} is already registered as version {stored.version} with "
+            "this definition: nothing changed.",
+        )
+    text = (
         f"Purpose {stored.id!r} registered as version {stored.version}: "
         f"{stored.identifier_kind}, threshold {stored.threshold} of "
-        f"{plural(len(stored.partners), 'partner')}, disclosure {stored.disclosure}.",
+        f"{plural(len(stored.partners), 'partner')}, disclosure {stored.disclosure}."
     )
+    if change.previous is not None:
+        text += "\nChanged since version {}:\n{}".format(
+            change.previous.version, "\n".join(_difference_lines(change.changes))
+        )
+    return Output(data, text)
 
 
-def purpose_list(purposes: Sequence[Purpose]) -> Output:
-    """`purpose list`: one line per purpose."""
+def purpose_list(purposes: Sequence[tuple[Purpose, Retirement | None]]) -> Output:
+    """`purpose list`: one line per purpose, retired ones marked."""
     text = table(
-        ("PURPOSE", "VERSION", "MODE", "THRESHOLD", "DISCLOSURE", "PARTNERS"),
+        ("PURPOSE", "VERSION", "MODE", "THRESHOLD", "DISCLOSURE", "STATUS", "PARTNERS"),
         [
-            (p.id, f"v{p.version}", p.mode, p.threshold, p.disclosure, ", ".join(p.partners))
-            for p in purposes
+            (
+                p.id,
+                f"v{p.version}",
+                p.mode,
+                p.threshold,
+                p.disclosure,
+                f"retired {r.retired_at[:10]}" if r else "in use",
+                ", ".join(p.partners),
+            )
+            for p, r in purposes
         ],
         empty="no purposes",
     )
-    return Output([p.to_dict() for p in purposes], text)
+    return Output([{**p.to_dict(), "retired": _retirement_data(r)} for p, r in purposes], text)
+
+
+def purpose_shown(version: PurposeVersion, retired: Retirement | None, *, latest: int) -> Output:
+    """`purpose show`: one version's whole definition, and whether it is current."""
+    purpose = version.purpose
+    status = (
+        f"retired on {retired.retired_at[:10]} by {retired.retired_by}: {retired.reason}"
+        if retired
+        else ("current" if purpose.version == latest else f"superseded by version {latest}")
+    )
+    lines = [
+        f"purpose {purpose.id!r} version {purpose.version} ({status})",
+        f"  registered {version.changed_at[:19]}" + _by(version.changed_by),
+    ]
+    for key, value in purpose.to_dict().items():
+        if key in ("id", "version"):
+            continue
+        if isinstance(value, dict):
+            lines.append(f"  {key}:")
+            lines += [f"    {k}: {v}" for k, v in value.items()]
+        else:
+            lines.append(f"  {key}: {value}")
+    data = {
+        **purpose.to_dict(),
+        "changed_at": version.changed_at,
+        "changed_by": version.changed_by,
+        "current": purpose.version == latest and retired is None,
+        "retired": _retirement_data(retired),
+    }
+    return Output(data, "\n".join(lines))
+
+
+def purpose_history(history: Sequence[PurposeVersion], retired: Retirement | None) -> Output:
+    """`purpose history`: every version, when and by whom, and the fields each one changed."""
+    rows = []
+    data = []
+    previous: Purpose | None = None
+    for version in history:
+        changed = sorted(previous.differences(version.purpose)) if previous else []
+        what = ", ".join(changed) if previous else "registered"
+        rows.append(
+            (
+                f"v{version.purpose.version}",
+                version.changed_at[:19],
+                version.changed_by or "-",
+                what,
+            )
+        )
+        data.append(
+            {
+                "version": version.purpose.version,
+                "changed_at": version.changed_at,
+                "changed_by": version.changed_by,
+                "changed": changed,
+            }
+        )
+        previous = version.purpose
+    text = table(("VERSION", "REGISTERED", "BY", "CHANGED"), rows, empty="no versions")
+    if history and not history[0].changed_by:
+        text += "\n(the history begins with the version current when it was first kept)"
+    if retired:
+        text += f"\nretired {retired.retired_at[:19]} by {retired.retired_by}: {retired.reason}"
+    return Output({"versions": data, "retired": _retirement_data(retired)}, text)
+
+
+def purpose_diff(older: Purpose, newer: Purpose) -> Output:
+    """`purpose diff`: each field that differs between two versions, old value then new."""
+    changes = older.differences(newer)
+    head = f"purpose {older.id!r}: version {older.version} -> version {newer.version}"
+    text = "\n".join([head, *_difference_lines(changes)]) if changes else f"{head}: the same"
+    return Output(
+        {
+            "purpose": older.id,
+            "from": older.version,
+            "to": newer.version,
+            "changes": {k: {"from": a, "to": b} for k, (a, b) in changes.items()},
+        },
+        text,
+    )
+
+
+def purpose_retired(purpose: Purpose) -> Output:
+    """`purpose retire`: that no round of it runs again."""
+    return Output(
+        {"purpose": purpose.id, "version": purpose.version, "retired": True},
+        f"Purpose {purpose.id!r} (version {purpose.version}) retired: no round of it runs "
+        "again, and its id is not used for another purpose. Its rounds and audit events stay.",
+    )
+
+
+def _difference_lines(changes: Mapping[str, tuple[Any, Any]]) -> list[str]:
+    return [f"  {key}: {_shown(a)} -> {_shown(b)}" for key, (a, b) in changes.items()]
+
+
+def _shown(value: object) -> str:
+    return "(none)" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
+def _by(actor: str) -> str:
+    return f" by {actor}" if actor else ""
+
+
+def _retirement_data(retired: Retirement | None) -> dict[str, str] | None:
+    if retired is None:
+        return None
+    return {"at": retired.retired_at, "by": retired.retired_by, "reason": retired.reason}
 
 
 # -- operators --------------------------------------------------------------------------------

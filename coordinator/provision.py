@@ -28,7 +28,7 @@ from coordinator.config import (
     load_coordinator_config,
 )
 from coordinator.operators import register_certificate
-from coordinator.store import Partner, Store
+from coordinator.store import Partner, PurposeChange, Store
 from kruispunt import pki, signing
 from kruispunt.agreement_file import agreement_key_id, read_agreement_public_key
 from kruispunt.errors import ConfigError
@@ -330,21 +330,36 @@ def _check_address(address: str) -> None:
         raise ConfigError(f"address {address!r} must be HOST:PORT")
 
 
-def add_purpose(config: CoordinatorConfig, purpose: Purpose, *, actor: str = "operator") -> Purpose:
-    """Register or change a purpose; a change is an audited new version, never a silent edit."""
+def add_purpose(
+    config: CoordinatorConfig, purpose: Purpose, *, actor: str = "operator"
+) -> PurposeChange:
+    """Register or change a purpose; a change is an audited new version, never a silent edit.
+
+    Re-adding the current definition changes nothing and logs nothing. Every
+    partner the purpose names must be registered and active (ConfigError names
+    the others), so that `doctor` and the next round do not meet them first.
+    """
     store = Store(config.database)
     try:
-        stored, previous = store.put_purpose(purpose, datetime.now(UTC).isoformat())
+        active = {p.id for p in store.partners() if p.active}
+        unknown = [p for p in purpose.partners if p not in active]
+        if unknown:
+            raise ConfigError(
+                f"purpose {purpose.id!r} names {', '.join(map(repr, unknown))}, not a registered "
+                "active partner (see `psi-coordinator partner list`; register with `partner add`)"
+            )
+        change = store.put_purpose(purpose, datetime.now(UTC).isoformat(), actor)
     finally:
         store.close()
-    audit = open_audit(config)
+    if change.unchanged:
+        return change
+    stored, previous = change.stored, change.previous
     details: dict[str, object] = {"purpose": stored.id, "version": stored.version}
     if previous is not None:
-        old, new = previous.to_dict(), stored.to_dict()
-        details["changed"] = sorted(k for k in new if k != "version" and old.get(k) != new.get(k))
+        details["changed"] = sorted({key.split(".")[0] for key in change.changes})
     else:
         details["definition"] = {k: v for k, v in stored.to_dict().items() if k != "description"}
-    audit.append(
+    open_audit(config).append(
         "purpose.changed" if previous else "purpose.added",
         actor=actor,
         on_behalf_of=config.network,
@@ -353,7 +368,28 @@ def add_purpose(config: CoordinatorConfig, purpose: Purpose, *, actor: str = "op
         basis=f"{stored.id} v{stored.version}; covenant {stored.covenant_id}",
         details=details,
     )
-    return stored
+    return change
+
+
+def retire_purpose(
+    config: CoordinatorConfig, purpose_id: str, *, reason: str, actor: str = "operator"
+) -> Purpose:
+    """Take a purpose out of use for good, audited with who and why; no round of it runs again."""
+    store = Store(config.database)
+    try:
+        retired = store.retire_purpose(purpose_id, datetime.now(UTC).isoformat(), actor, reason)
+    finally:
+        store.close()
+    open_audit(config).append(
+        "purpose.retired",
+        actor=actor,
+        on_behalf_of=config.network,
+        access_point="cli",
+        action="D",
+        basis=f"{retired.id} v{retired.version}; covenant {retired.covenant_id}",
+        details={"purpose": retired.id, "version": retired.version, "reason": reason},
+    )
+    return retired
 
 
 # -- the partner roster ------------------------------------------------------------------

@@ -167,6 +167,14 @@ class RoundRunner:
         if purpose is None:
             self._operator_error(initiated_by, access_point, f"unknown purpose {purpose_id!r}")
             raise ConfigError(f"unknown purpose {purpose_id!r} (see: psi-coordinator purpose list)")
+        retired = self.store.retirement(purpose_id)
+        if retired is not None:
+            message = (
+                f"purpose {purpose_id!r} was retired on {retired.retired_at[:10]} by "
+                f"{retired.retired_by}: no round of it runs again"
+            )
+            self._operator_error(initiated_by, access_point, message)
+            raise ConfigError(message)
         mode = MODES[purpose.mode]
         return self._execute(
             purpose,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,20 @@ CREATE TABLE IF NOT EXISTS purposes (
     version INTEGER NOT NULL,
     body TEXT NOT NULL,
     updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS purpose_versions (
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    changed_at TEXT NOT NULL,
+    changed_by TEXT NOT NULL,
+    PRIMARY KEY (id, version)
+);
+CREATE TABLE IF NOT EXISTS purpose_retirements (
+    id TEXT PRIMARY KEY,
+    retired_at TEXT NOT NULL,
+    retired_by TEXT NOT NULL,
+    reason TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rounds (
     id TEXT PRIMARY KEY,
@@ -149,6 +163,42 @@ class OperatorCert:
 
 
 @dataclass(frozen=True)
+class PurposeChange:
+    """What `put_purpose` did: the version stored and the fields that changed.
+
+    `previous` is None for a new purpose; for an identical re-add `stored` is
+    `previous` and `changes` is empty: nothing was written.
+    """
+
+    stored: Purpose
+    previous: Purpose | None
+    changes: Mapping[str, tuple[Any, Any]]
+
+    @property
+    def unchanged(self) -> bool:
+        return self.previous is self.stored
+
+
+@dataclass(frozen=True)
+class PurposeVersion:
+    """One registered version of a purpose: the definition, when and by whom."""
+
+    purpose: Purpose
+    changed_at: str
+    #: Empty for the version that was current when the history began.
+    changed_by: str
+
+
+@dataclass(frozen=True)
+class Retirement:
+    """A purpose taken out of use: no round of it runs again."""
+
+    retired_at: str
+    retired_by: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class RoundRow:
     """One round as stored."""
 
@@ -201,6 +251,11 @@ class Store:
             if "agreement_key" not in self._partner_columns():
                 # Existing partners get an empty key: `roster export` names them and the fix.
                 db.execute(_ADD_AGREEMENT_COLUMN)
+            # Purposes registered before the history was kept: their current version opens it.
+            db.execute(
+                "INSERT OR IGNORE INTO purpose_versions "
+                "SELECT id, version, body, updated_at, '' FROM purposes"
+            )
 
     def _partner_select(self) -> str:
         # A read-only store cannot migrate: it reads a missing agreement_key as empty.
@@ -329,18 +384,76 @@ class Store:
 
     # -- purposes ----------------------------------------------------------------------
 
-    def put_purpose(self, purpose: Purpose, now: str) -> tuple[Purpose, Purpose | None]:
-        """Store a purpose, bumping its version if it existed; returns (stored, previous)."""
+    def put_purpose(self, purpose: Purpose, now: str, actor: str) -> PurposeChange:
+        """Store a purpose as its next version, unless it is the current one unchanged.
+
+        ConfigError when the purpose was retired: its id stays retired, so that
+        the audit log's rounds of it keep one meaning.
+        """
         with self._tx() as db:
+            retired = db.execute(
+                "SELECT retired_at, retired_by FROM purpose_retirements WHERE id=?", (purpose.id,)
+            ).fetchone()
+            if retired:
+                raise ConfigError(
+                    f"purpose {purpose.id!r} was retired on {retired[0][:10]} by {retired[1]}; "
+                    "a retired id is not used again: register the new purpose under a new id"
+                )
             row = db.execute("SELECT body FROM purposes WHERE id=?", (purpose.id,)).fetchone()
             previous = Purpose.from_dict(json.loads(row[0])) if row else None
+            if previous is not None and not previous.differences(purpose):
+                return PurposeChange(previous, previous, {})
             stored = purpose.with_version(previous.version + 1 if previous else 1)
+            body = json.dumps(stored.to_dict(), sort_keys=True)
             db.execute(
                 "INSERT INTO purposes VALUES (?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
                 "version=excluded.version, body=excluded.body, updated_at=excluded.updated_at",
-                (stored.id, stored.version, json.dumps(stored.to_dict(), sort_keys=True), now),
+                (stored.id, stored.version, body, now),
             )
-        return stored, previous
+            db.execute(
+                "INSERT INTO purpose_versions VALUES (?,?,?,?,?)",
+                (stored.id, stored.version, body, now, actor),
+            )
+        changes = previous.differences(stored) if previous else {}
+        return PurposeChange(stored, previous, changes)
+
+    def purpose_history(self, purpose_id: str) -> list[PurposeVersion]:
+        """Every registered version of a purpose, oldest first (empty when unknown)."""
+        with self._lock:
+            if self._has_table("purpose_versions"):
+                query = "SELECT body, changed_at, changed_by FROM purpose_versions WHERE id=?"
+                query += " ORDER BY version"
+            else:  # read-only, on a database from before the history: the current version
+                query = "SELECT body, updated_at, '' FROM purposes WHERE id=?"
+            rows = self._db.execute(query, (purpose_id,)).fetchall()
+        return [PurposeVersion(Purpose.from_dict(json.loads(b)), at, by) for b, at, by in rows]
+
+    def retire_purpose(self, purpose_id: str, now: str, actor: str, reason: str) -> Purpose:
+        """Retire a purpose: no round of it runs again. ConfigError when unknown or retired."""
+        with self._tx() as db:
+            row = db.execute("SELECT body FROM purposes WHERE id=?", (purpose_id,)).fetchone()
+            if row is None:
+                raise ConfigError(
+                    f"unknown purpose {purpose_id!r} (see: psi-coordinator purpose list)"
+                )
+            if db.execute("SELECT 1 FROM purpose_retirements WHERE id=?", (purpose_id,)).fetchone():
+                raise ConfigError(f"purpose {purpose_id!r} is already retired")
+            db.execute(
+                "INSERT INTO purpose_retirements VALUES (?,?,?,?)",
+                (purpose_id, now, actor, reason),
+            )
+        return Purpose.from_dict(json.loads(row[0]))
+
+    def retirement(self, purpose_id: str) -> Retirement | None:
+        """When, by whom and why a purpose was retired; None while it is in use."""
+        with self._lock:
+            if not self._has_table("purpose_retirements"):
+                return None
+            row = self._db.execute(
+                "SELECT retired_at, retired_by, reason FROM purpose_retirements WHERE id=?",
+                (purpose_id,),
+            ).fetchone()
+        return Retirement(*row) if row else None
 
     def purpose(self, purpose_id: str) -> Purpose | None:
         with self._lock:

@@ -146,6 +146,26 @@ class Purpose:
             }
         return out
 
+    def differences(self, other: Purpose) -> dict[str, tuple[Any, Any]]:
+        """Every field (but the version) whose value differs: field -> (this, other).
+
+        ``legal_basis`` and ``bilateral`` compare per entry (``legal_basis.gemeente``),
+        so a diff names the partner whose basis changed, not the whole table.
+        """
+        mine, theirs = self.to_dict(), other.to_dict()
+        out: dict[str, tuple[Any, Any]] = {}
+        for key in sorted((set(mine) | set(theirs)) - {"version"}):
+            a, b = mine.get(key), theirs.get(key)
+            if a == b:
+                continue
+            if isinstance(a, dict) and isinstance(b, dict):
+                for sub in sorted(set(a) | set(b)):
+                    if a.get(sub) != b.get(sub):
+                        out[f"{key}.{sub}"] = (a.get(sub), b.get(sub))
+            else:
+                out[key] = (a, b)
+        return out
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "purpose") -> Purpose:
         """Build and validate a purpose; errors name the source and the field."""

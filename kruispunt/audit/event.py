@@ -58,6 +58,7 @@ EVENTS: Final[Mapping[str, str]] = {
     "roster.accepted": "the node's operator accepted a partner roster by its digest",
     "purpose.added": "a purpose was registered",
     "purpose.changed": "a purpose was changed",
+    "purpose.retired": "a purpose was taken out of use (who, why): no round of it runs again",
     "operator.action": "any other operator action",
     "attack.refused": "the node refused a message that fails authentication",
 }

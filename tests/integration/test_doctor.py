@@ -25,6 +25,7 @@ from coordinator.store import Store
 from kruispunt import expiry, pki, signing
 from kruispunt.doctor import FAIL, OK, WARN, Check, DoctorReport
 from kruispunt.errors import ConfigError
+from kruispunt.purpose import Purpose
 from psi_node.audit import NodeAudit
 from psi_node.certs import certificates as node_certificates
 from psi_node.doctor import run_doctor as node_doctor
@@ -495,8 +496,22 @@ class TestCoordinatorDoctor:
         assert "at event 2" in detail
 
     def test_purpose_naming_an_unregistered_partner_fails(self, net):
-        """A purpose listing a partner that is not registered fails, naming it."""
-        net.add_purpose(legal_basis=dict.fromkeys([*PARTNERS, "zayaz"], "AVG art. 6(1)(e)"))
+        """A purpose listing a partner that is not registered fails, naming it.
+
+        `purpose add` refuses such a purpose now; one stored by an older version (or
+        whose partner left the registry later) is still found by the doctor.
+        """
+        with pytest.raises(ConfigError, match="names 'zayaz', not a registered active partner"):
+            net.add_purpose(legal_basis=dict.fromkeys([*PARTNERS, "zayaz"], "AVG art. 6(1)(e)"))
+        stale = Purpose.from_dict(
+            {
+                **net.add_purpose().to_dict(),
+                "legal_basis": dict.fromkeys([*PARTNERS, "zayaz"], "AVG art. 6(1)(e)"),
+            }
+        )
+        store = Store(net.config.database)
+        store.put_purpose(stale, "2026-01-05T09:00:00+00:00", "operator:older-version")
+        store.close()
         detail = failures(coordinator_doctor(net.coordinator_dir, check_partners=False))[
             "purpose vroegsignalering"
         ]

@@ -106,7 +106,7 @@ class TestNetwork:
             "legal_basis": dict.fromkeys(self.partners, LEGAL_BASIS),
         }
         fields.update(overrides)
-        return add_purpose(self.config, Purpose.from_dict(fields))
+        return add_purpose(self.config, Purpose.from_dict(fields)).stored
 
     def run(self, purpose_id: str = "vroegsignalering", **kwargs: Any) -> Any:
         assert self.coordinator is not None
