@@ -1,0 +1,268 @@
+"""Scheduled rounds on real servers: transient failures retried with backoff, then a notice."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordinator.config import Schedule, SchedulerConfig
+from coordinator.schedule import Outcome, ScheduledRounds
+from tests.support.network import TestNetwork
+
+PARTNERS = ["gemeente", "woonbron", "schuldhulp"]
+SCHEDULE = Schedule("vroegsignalering", "0 6 * * 1")
+
+#: A notification command: writes its KRUISPUNT_* environment, as JSON, to argv[1].
+NOTIFY_SCRIPT = """\
+import json, os, sys
+seen = {k: v for k, v in os.environ.items() if k.startswith("KRUISPUNT_")}
+with open(sys.argv[1], "w", encoding="utf-8") as fh:
+    json.dump({"argv": sys.argv[2:], "env": seen}, fh)
+"""
+
+
+def scheduled(
+    net: TestNetwork, waits: list[float], on_wait: Any = None, **settings: Any
+) -> ScheduledRounds:
+    """The coordinator's scheduled rounds with `settings`; each backoff wait is recorded and
+    runs `on_wait` instead of sleeping (the servers stay real)."""
+    assert net.coordinator is not None
+    base = {"retry_attempts": 3, "retry_base_seconds": 30.0, "retry_max_seconds": 45.0}
+    config = dataclasses.replace(
+        net.coordinator.runner.config, scheduler=SchedulerConfig(**{**base, **settings})
+    )
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        if on_wait is not None:
+            on_wait()
+        return False
+
+    return ScheduledRounds(
+        net.coordinator.runner, net.coordinator.audit, config, threading.Event(), wait=wait
+    )
+
+
+def events(net: TestNetwork, name: str) -> list[Any]:
+    assert net.coordinator is not None
+    return [e for e in net.coordinator.audit.events() if e.event == name]
+
+
+def notify_command(tmp_path: Path) -> tuple[tuple[str, ...], Path]:
+    script = tmp_path / "notify.py"
+    script.write_text(NOTIFY_SCRIPT, encoding="utf-8")
+    out = tmp_path / "notified.json"
+    return (sys.executable, str(script), str(out), "--team", "ops"), out
+
+
+class TestRetry:
+    def test_node_down_for_the_first_attempt_completes_on_the_retry(self, network_factory):
+        """A node down for attempt 1 and up for attempt 2: the round completes, retry audited."""
+        net = network_factory(PARTNERS, per_partner=20, overlaps={2: 3})
+        net.add_purpose()
+        net.stop_node("schuldhulp")
+        waits: list[float] = []
+        runs = scheduled(net, waits, on_wait=lambda: net.start_node("schuldhulp"))
+        outcome = runs.run(SCHEDULE)
+        assert outcome.completed, outcome.reason
+        assert outcome.attempts == 2
+        assert waits == [30.0]
+        assert outcome.notified == {}
+        (failed,) = events(net, "round.failed")
+        assert failed.details["transient"] is True
+        assert "schuldhulp" in failed.details["reason"]
+        assert "UNAVAILABLE" in failed.details["reason"]
+        (retry,) = events(net, "round.retry")
+        assert retry.round_id == failed.round_id
+        assert retry.actor == "scheduler"
+        assert retry.details["attempt"] == 2
+        assert retry.details["delay_seconds"] == 30.0
+        (completed,) = events(net, "round.completed")
+        assert completed.round_id == outcome.summary.round_id != failed.round_id
+        (created,) = [e for e in events(net, "round.created") if e.round_id == completed.round_id]
+        assert "attempt 2 of 3" in created.details["reason"]
+        assert not events(net, "schedule.failed")
+        assert net.coordinator.audit.verify().ok
+
+    def test_node_always_down_runs_the_notification_command(self, network_factory, tmp_path):
+        """Every attempt fails on a node that stays down: backoff doubles (capped), and the
+        notification command runs as a real process with the round id, state and reason."""
+        net = network_factory(PARTNERS, per_partner=20, overlaps={2: 3})
+        net.add_purpose()
+        net.stop_node("schuldhulp")
+        command, out = notify_command(tmp_path)
+        waits: list[float] = []
+        outcome = scheduled(net, waits, notify_command=command).run(SCHEDULE)
+        assert not outcome.completed
+        assert outcome.attempts == 3
+        assert waits == [30.0, 45.0]
+        assert outcome.notified == {"command": True}
+        seen = json.loads(out.read_text(encoding="utf-8"))
+        assert seen["argv"] == ["--team", "ops"]
+        env = seen["env"]
+        assert env["KRUISPUNT_ROUND_ID"] == outcome.summary.round_id
+        assert env["KRUISPUNT_ROUND_STATE"] == "failed"
+        assert env["KRUISPUNT_PURPOSE"] == "vroegsignalering"
+        assert env["KRUISPUNT_ATTEMPTS"] == "3"
+        assert env["KRUISPUNT_NETWORK"] == net.config.network
+        assert "schuldhulp" in env["KRUISPUNT_ROUND_REASON"]
+        assert "unreachable" in env["KRUISPUNT_ROUND_REASON"]
+        text = out.read_text(encoding="utf-8")
+        assert net.data is not None
+        for pid in PARTNERS:
+            for row in net.data.rows[pid]:
+                assert row["bsn"] not in text
+        assert len(events(net, "round.retry")) == 2
+        (gave_up,) = events(net, "schedule.failed")
+        assert gave_up.round_id == outcome.summary.round_id
+        assert gave_up.details["attempts"] == 3
+        assert gave_up.details["notify"] == ["command"]
+        assert net.coordinator.audit.verify().ok
+
+    def test_a_refusal_is_not_retried(self, network_factory, tmp_path):
+        """A partner's policy refusal ends the scheduled round at once: no retry, a notice."""
+        net = network_factory(PARTNERS, per_partner=20, overlaps={2: 3})
+        net.add_purpose(result_retention_days=365)  # longer than any node allows (90)
+        command, out = notify_command(tmp_path)
+        waits: list[float] = []
+        outcome = scheduled(net, waits, notify_command=command).run(SCHEDULE)
+        assert outcome.attempts == 1
+        assert waits == []
+        assert outcome.summary.state == "refused"
+        assert not events(net, "round.retry")
+        env = json.loads(out.read_text(encoding="utf-8"))["env"]
+        assert env["KRUISPUNT_ROUND_STATE"] == "refused"
+        assert "longer than this node allows" in env["KRUISPUNT_ROUND_REASON"]
+
+    def test_a_round_that_cannot_be_made_notifies_without_retry(self, network_factory, tmp_path):
+        """A schedule for an unknown purpose: no round, no retry; the notice says why."""
+        net = network_factory(PARTNERS, per_partner=20, overlaps={2: 3})
+        command, out = notify_command(tmp_path)
+        waits: list[float] = []
+        outcome = scheduled(net, waits, notify_command=command).run(
+            Schedule("onbekend", SCHEDULE.cron)
+        )
+        assert outcome.summary is None
+        assert waits == []
+        env = json.loads(out.read_text(encoding="utf-8"))["env"]
+        assert env["KRUISPUNT_ROUND_STATE"] == "not_started"
+        assert env["KRUISPUNT_ROUND_ID"] == ""
+        assert "unknown purpose" in env["KRUISPUNT_ROUND_REASON"]
+        (gave_up,) = events(net, "schedule.failed")
+        assert gave_up.details["state"] == "not_started"
+
+    def test_a_scheduled_purpose_is_not_started_twice(self, network_factory):
+        """While a purpose's scheduled round waits for its retry, its next time is skipped."""
+        net = network_factory(PARTNERS, per_partner=20, overlaps={2: 3})
+        net.add_purpose()
+        net.stop_node("schuldhulp")
+        release = threading.Event()
+        waits: list[float] = []
+        runs = scheduled(net, waits, on_wait=release.wait, retry_attempts=2)
+        assert runs.start(SCHEDULE)
+        try:
+            assert _eventually(lambda: waits == [30.0])
+            assert not runs.start(SCHEDULE)
+        finally:
+            release.set()
+            runs.join(timeout=30)
+        assert len(events(net, "schedule.failed")) == 1
+        assert runs.start(SCHEDULE)  # done: the next time starts it again
+        runs.join(timeout=30)
+
+
+class HookReceiver(BaseHTTPRequestHandler):
+    """Keeps every POSTed body on the server (`server.bodies`) and answers `server.status`."""
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        self.server.bodies.append(  # type: ignore[attr-defined]
+            (self.headers["Content-Type"], self.rfile.read(length))
+        )
+        self.send_response(self.server.status)  # type: ignore[attr-defined]
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the test reads the bodies."""
+
+
+@pytest.fixture
+def hook():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HookReceiver)
+    server.bodies = []  # type: ignore[attr-defined]
+    server.status = 204  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+class TestNotification:
+    def test_webhook_gets_the_notice_as_json(self, network_factory, hook):
+        """The webhook receives a JSON POST with the round id, state and reason."""
+        net = network_factory(PARTNERS, per_partner=20, overlaps={2: 3})
+        net.add_purpose()
+        net.stop_node("woonbron")
+        url = f"http://127.0.0.1:{hook.server_port}/hooks/kruispunt"
+        outcome = scheduled(net, [], retry_attempts=1, notify_webhook=url).run(SCHEDULE)
+        assert outcome.notified == {"webhook": True}
+        ((content_type, body),) = hook.bodies
+        assert content_type == "application/json"
+        notice = json.loads(body)
+        assert notice["event"] == "kruispunt.scheduled_round_failed"
+        assert notice["round_id"] == outcome.summary.round_id
+        assert notice["state"] == "failed"
+        assert notice["attempts"] == 1
+        assert "woonbron" in notice["reason"]
+
+    def test_failing_notifiers_are_logged_and_never_raise(self, network_factory, hook, tmp_path):
+        """A command that is missing and a webhook answering 500: both fail, the run returns."""
+        net = network_factory(PARTNERS, per_partner=20, overlaps={2: 3})
+        net.add_purpose()
+        net.stop_node("woonbron")
+        hook.status = 500
+        outcome: Outcome = scheduled(
+            net,
+            [],
+            retry_attempts=1,
+            notify_command=(str(tmp_path / "no-such-alert"),),
+            notify_webhook=f"http://127.0.0.1:{hook.server_port}/",
+        ).run(SCHEDULE)
+        assert outcome.notified == {"command": False, "webhook": False}
+        assert len(hook.bodies) == 1
+
+    def test_a_webhook_nobody_answers_times_out(self, network_factory):
+        """A webhook whose port accepts but never answers: the POST gives up at its timeout."""
+        net = network_factory(PARTNERS, per_partner=20, overlaps={2: 3})
+        net.add_purpose()
+        net.stop_node("woonbron")
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        try:
+            url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+            outcome = scheduled(
+                net, [], retry_attempts=1, notify_webhook=url, notify_timeout_seconds=0.5
+            ).run(SCHEDULE)
+        finally:
+            silent.close()
+        assert outcome.notified == {"webhook": False}
+
+
+def _eventually(predicate: Any, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
