@@ -198,17 +198,23 @@ class RoundMetrics:
         """Yield `items`, recording how long the phase took once they are all out (and, with
         `points`, how many points each item held). A phase cut off is not recorded."""
         start = time.monotonic()
-        for item in items:
-            if points is not None:
-                self.count_points(phase, points(item))
-            yield item
+        try:
+            for item in items:
+                if points is not None:
+                    self.count_points(phase, points(item))
+                yield item
+        finally:
+            _close(items)  # a stream cut off ends the phase's own generator at once
         self.observe_phase(phase, time.monotonic() - start)
 
     def counted(self, phase: str, items: Iterable[T], points: Callable[[T], int]) -> Iterator[T]:
         """Yield `items` unchanged, counting the points each holds as processed in `phase`."""
-        for item in items:
-            self.count_points(phase, points(item))
-            yield item
+        try:
+            for item in items:
+                self.count_points(phase, points(item))
+                yield item
+        finally:
+            _close(items)
 
 
 #: Node refusal classes that audit's `consent.refused` may name in its `check` detail.
@@ -234,6 +240,13 @@ _NODE_EVENTS: Final[Mapping[str, tuple[str, str]]] = {
     "attack.refused": ("refusals", "attack"),
     "request.rejected": ("refusals", "request"),
 }
+
+
+def _close(items: Iterable[Any]) -> None:
+    """Close a generator (its `finally` runs now, not when it is collected)."""
+    close = getattr(items, "close", None)
+    if callable(close):
+        close()
 
 
 def _phase_label(phase: str) -> str:

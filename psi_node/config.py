@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kruispunt.errors import ConfigError
+from kruispunt.metrics import MetricsConfig, load_metrics_config
 from kruispunt.tomlfile import read_toml, resolver, table
 
 CONFIG_NAME = "node.toml"
@@ -84,6 +85,8 @@ class NodeConfig:
     idle_timeout_seconds: float = 1800.0
     # The X25519 key tag-key shares are sealed to; its public half is in the roster.
     agreement_key: Path = Path("signing/node.x25519")
+    #: The Prometheus endpoint (`[metrics]`); None: off.
+    metrics: MetricsConfig | None = None
 
 
 def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -186,6 +189,7 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
             strict_input=bool(node.get("strict_input", False)),
             idle_timeout_seconds=float(node.get("idle_timeout_seconds", 1800)),
             log_level=env.get("KRUISPUNT_LOG_LEVEL", str(node.get("log_level", "info"))),
+            metrics=load_metrics_config(data, src),
         )
     except KeyError as exc:
         raise ConfigError(f"{src}: [node] needs {exc.args[0]!r}") from None
