@@ -46,7 +46,13 @@ from psi_node.audit import NodeAudit
 from psi_node.config import NodeConfig
 from psi_node.inputs import InputSpec, read_input
 from psi_node.modes import MODES, bilateral, network
-from psi_node.policy import ConsentHistory, refusal_reason
+from psi_node.policy import (
+    SET_CHANGE_CHECK,
+    ConsentHistory,
+    SetSizeHistory,
+    refusal_reason,
+    set_change,
+)
 from psi_node.pool import PointPool
 from psi_node.results import discard_staged, expired_results, published_results, stale_staged
 from psi_node.round_state import STAGED, NodeRound, require_phase
@@ -96,6 +102,7 @@ class RoundManager:
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._seen = self._load_seen()
         self.history = ConsentHistory(config.state_dir)
+        self.set_sizes = SetSizeHistory(config.state_dir)
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -245,6 +252,22 @@ class RoundManager:
                 f"set of {size} records exceeds the purpose maximum {purpose.max_set_size}",
                 now,
             )
+        try:
+            previous = self.set_sizes.last(purpose.id)
+        except ConfigError as exc:
+            return self._refuse(verified, str(exc), now)
+        change = set_change(self.config.policies[purpose.id], previous, size)
+        if change is not None:
+            # The sizes stay here: this node's operator reads them, the coordinator does not.
+            log.warning(
+                "set size changed beyond the policy's limit",
+                round_id=round_id,
+                purpose=purpose.id,
+                set_size=change.size,
+                previous_set_size=change.previous,
+                change_percent=change.percent,
+            )
+            return self._refuse(verified, change.reason, now, check=SET_CHANGE_CHECK)
         unfit = mode.admits(verified, size) if mode.admits is not None else None
         if unfit is not None:
             return self._refuse(verified, unfit, now)
@@ -256,6 +279,7 @@ class RoundManager:
             state=mode.start(),
         )
         self.history.record(purpose.id, now)
+        self.set_sizes.record(purpose.id, size)
         consent = common_pb2.Consent(
             round_id=round_id,
             partner_id=self.config.partner_id,
@@ -320,10 +344,16 @@ class RoundManager:
         return roster
 
     def _refuse(
-        self, verified: VerifiedManifest, reason: str, now: datetime
+        self, verified: VerifiedManifest, reason: str, now: datetime, **details: object
     ) -> common_pb2.SignedConsent:
+        """A signed refusal with `reason`, audited with `details` (e.g. the check that refused)."""
         self.audit_event(
-            "consent.refused", verified.round_id, "E", reason=reason, purpose=verified.purpose.id
+            "consent.refused",
+            verified.round_id,
+            "E",
+            reason=reason,
+            purpose=verified.purpose.id,
+            **details,
         )
         log.warning("consent refused", round_id=verified.round_id, reason=reason)
         consent = common_pb2.Consent(

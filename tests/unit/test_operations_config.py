@@ -1,5 +1,5 @@
-"""Unattended operation's settings: retries and notifications, the metrics address, and which
-failures count as transient."""
+"""Unattended operation's settings: retries and notifications, the metrics address, which
+failures count as transient, and the node's limit on set size changes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from coordinator.schedule import retry_delay
 from kruispunt.errors import ConfigError, ProtocolError, RoundFailed
 from kruispunt.metrics import MetricsConfig, load_metrics_config
 from kruispunt.rpc import PeerError
+from psi_node.config import PolicyConfig, load_node_config
+from psi_node.policy import SetSizeHistory, set_change
 
 
 def coordinator_dir(tmp_path: Path, extra: str) -> Path:
@@ -158,3 +160,64 @@ class TestTransientFailures:
         """One refusal, attack or malformed answer among them: a plain failure, no retry."""
         failure = round_failure("evaluate step 1", {"woonbron": unavailable(), "zayaz": other})
         assert type(failure) is RoundFailed
+
+
+def node_dir(tmp_path: Path, policy_line: str) -> Path:
+    (tmp_path / "node.toml").write_text(
+        '[node]\npartner_id = "woonbron"\n[tls]\n[signing]\n'
+        '[inputs.vroeg]\npath = "in.csv"\nkind = "bsn"\n'
+        '[policy.vroeg]\nlegal_basis = "AVG art. 6(1)(e)"\npartners = ["gemeente"]\n'
+        f"max_set_size = 1000\n{policy_line}\n",
+        encoding="utf-8",
+    )
+    return tmp_path
+
+
+class TestSetChangePolicy:
+    def test_the_policy_key_is_read_and_off_by_default(self, tmp_path):
+        """max_set_change_percent is taken from the policy; without it there is no limit."""
+        on = load_node_config(node_dir(tmp_path, "max_set_change_percent = 25"))
+        assert on.policies["vroeg"].max_set_change_percent == 25.0
+        off = load_node_config(node_dir(tmp_path, ""))
+        assert off.policies["vroeg"].max_set_change_percent is None
+
+    @pytest.mark.parametrize("value", ["0", "-5", "true", '"50%"'])
+    def test_bad_values_are_refused_with_the_reason(self, tmp_path, value):
+        """Anything but a percentage above 0 is refused, naming the table and the key."""
+        with pytest.raises(ConfigError) as err:
+            load_node_config(node_dir(tmp_path, f"max_set_change_percent = {value}"))
+        assert "[policy.vroeg] max_set_change_percent must be a percentage above 0" in str(
+            err.value
+        )
+
+    @pytest.mark.parametrize(
+        ("previous", "size", "moved"),
+        [(1000, 499, "dropped"), (1000, 1501, "grew"), (10, 4, "dropped")],
+    )
+    def test_a_change_beyond_the_limit_is_refused_without_sizes(self, previous, size, moved):
+        """Beyond the limit: the reason names the direction and limit, never a size."""
+        policy = PolicyConfig("vroeg", "basis", frozenset(), 5000, max_set_change_percent=50)
+        change = set_change(policy, previous, size)
+        assert change is not None
+        assert f"{moved} by more than 50 %" in change.reason
+        assert (change.previous, change.size) == (previous, size)
+        for number in (str(previous), str(size)):
+            assert number not in change.reason.replace("50 %", "")
+
+    @pytest.mark.parametrize(("previous", "size"), [(1000, 500), (1000, 1500), (None, 10)])
+    def test_within_the_limit_or_without_history_is_accepted(self, previous, size):
+        """At most the limit (either way), or no previous round: no refusal."""
+        policy = PolicyConfig("vroeg", "basis", frozenset(), 5000, max_set_change_percent=50)
+        assert set_change(policy, previous, size) is None
+
+    def test_size_history_survives_and_a_damaged_file_refuses(self, tmp_path):
+        """Sizes are kept per purpose across restarts; a damaged file raises, never forgets."""
+        SetSizeHistory(tmp_path).record("vroeg", 812)
+        assert SetSizeHistory(tmp_path).last("vroeg") == 812
+        assert SetSizeHistory(tmp_path).last("other") is None
+        (tmp_path / "set-sizes.json").write_text('{"vroeg": "veel"}', encoding="utf-8")
+        with pytest.raises(ConfigError, match="holds no set size"):
+            SetSizeHistory(tmp_path).last("vroeg")
+        (tmp_path / "set-sizes.json").write_text("{", encoding="utf-8")
+        with pytest.raises(ConfigError, match="unreadable"):
+            SetSizeHistory(tmp_path).last("vroeg")
