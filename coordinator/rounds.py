@@ -12,10 +12,12 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from coordinator.audit import CoordinatorAudit
 from coordinator.config import CoordinatorConfig
@@ -56,6 +58,11 @@ log = structlog.get_logger("coordinator.rounds")
 CANCEL_WAIT_SECONDS = 5.0
 #: `RoundRunner.cancel`'s answers besides a round's final state.
 CANCELLING, PUBLISHING = "cancelling", "publishing"
+
+#: The service a node's health check answers for (psi_node.server.SERVICE).
+NODE_SERVICE = "kruispunt.v1.PsiNode"
+#: How long `RoundRunner.unreachable` waits for each node's health answer.
+PREFLIGHT_SECONDS = 10.0
 
 #: The round modes by the name a purpose gives (kruispunt.purpose.MODES).
 MODES: Mapping[str, RoundMode] = {"network": network, "bilateral": bilateral}
@@ -222,6 +229,42 @@ class RoundRunner:
             except Exception:  # counting a round never changes how it ended
                 log.exception("round observer failed", round_id=attempt.summary.round_id)
         return attempt
+
+    def unreachable(self, purpose_id: str, *, timeout: float = PREFLIGHT_SECONDS) -> dict[str, str]:
+        """The purpose's partners whose node does not answer its health check now, and why.
+
+        The scheduler asks before it proposes a round: a consent counts toward a node's
+        min_round_interval_hours even when the round then fails, so a round proposed while
+        one node is down would have the others refuse its retry. Empty for a purpose this
+        runner cannot make a round of (`run_attempt` says why, audited).
+        """
+        purpose = self.store.purpose(purpose_id) if ID_RE.fullmatch(purpose_id) else None
+        if purpose is None:
+            return {}
+        partners = [self.store.partner(pid) for pid in purpose.partners]
+        active = [p for p in partners if p is not None and p.active]
+        if not active:
+            return {}
+
+        def probe(partner: Partner) -> str | None:
+            peer = self._connect(partner)
+            try:
+                with translated():
+                    answer = health_pb2_grpc.HealthStub(peer.channel).Check(
+                        health_pb2.HealthCheckRequest(service=NODE_SERVICE), timeout=timeout
+                    )
+            except PeerError as exc:
+                return str(exc)
+            finally:
+                peer.channel.close()
+            if answer.status != health_pb2.HealthCheckResponse.SERVING:
+                name = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+                return f"its health check answers {name}"
+            return None
+
+        with ThreadPoolExecutor(max_workers=len(active), thread_name_prefix="preflight") as ex:
+            answers = list(ex.map(probe, active))
+        return {p.id: why for p, why in zip(active, answers, strict=True) if why is not None}
 
     def _execute(
         self,

@@ -69,14 +69,19 @@ class Outcome:
 class ScheduledRounds:
     """Runs the scheduler's rounds: retries transient failures, tells someone about the rest.
 
-    A round that failed only because partners were unreachable or too slow
-    (`Attempt.transient`) is run again as a new round, after a doubling delay, up to
-    `retry_attempts` attempts in all; every retry is audited (`round.retry`, on the round
-    that failed). A refusal, an attack, a malformed answer or a round that could not be
-    made is never retried. When the last attempt did not complete, `schedule.failed` is
-    audited and the configured notification runs. Each purpose runs in a thread of its
-    own, so a round waiting for its retry keeps no other purpose nor the housekeeping
-    waiting; a purpose still at it when its next time comes is not started twice.
+    Before each attempt every partner's node must answer its health check: a node that is
+    down fails the attempt before any manifest goes out, so no partner spends a consent
+    on it (a consent counts toward the node's `min_round_interval_hours` even when the
+    round fails, and would have the retry refused). A round that failed only because
+    partners were unreachable or too slow once it ran (`Attempt.transient`) is run again
+    as a new round too. Retries come after a doubling delay, up to `retry_attempts`
+    attempts in all; every retry is audited (`round.retry`, on the round that failed, or
+    on none when the pre-flight check failed). A refusal, an attack, a malformed answer or
+    a round that could not be made is never retried. When the last attempt did not
+    complete, `schedule.failed` is audited and the configured notification runs. Each
+    purpose runs in a thread of its own, so a round waiting for its retry keeps no other
+    purpose nor the housekeeping waiting; a purpose still at it when its next time comes
+    is not started twice.
     """
 
     def __init__(
@@ -131,6 +136,22 @@ class ScheduledRounds:
         while True:
             attempt += 1
             try:
+                down = self.runner.unreachable(sched.purpose)
+            except Exception:  # a broken check must not stop the round from trying
+                log.exception("pre-flight check failed", purpose=sched.purpose)
+                down = {}
+            if down:
+                # No round proposed: no partner's consent is spent on it (their interval).
+                summary = None
+                reason = "partners unreachable before the round: " + "; ".join(
+                    f"{pid}: {why}" for pid, why in down.items()
+                )
+                if attempt >= policy.retry_attempts:
+                    break
+                if self._retry(sched, "", reason, attempt):
+                    return Outcome(sched.purpose, attempt, None, reason)
+                continue
+            try:
                 result = self.runner.run_attempt(
                     sched.purpose,
                     initiated_by="scheduler",
@@ -148,42 +169,42 @@ class ScheduledRounds:
                 return Outcome(sched.purpose, attempt, summary, "")
             if not result.transient or attempt >= policy.retry_attempts:
                 break
-            delay = retry_delay(policy, attempt)
-            self._audit_retry(sched, summary, attempt + 1, delay)
-            log.warning(
-                "scheduled round failed; retrying",
-                purpose=sched.purpose,
-                round_id=summary.round_id,
-                attempt=attempt + 1,
-                delay_seconds=delay,
-                reason=reason,
-            )
-            if self.wait(delay):
-                log.warning(
-                    "scheduled round not retried: the coordinator is stopping",
-                    purpose=sched.purpose,
-                )
+            if self._retry(sched, summary.round_id, reason, attempt):
                 return Outcome(sched.purpose, attempt, summary, reason)
         return self._give_up(sched, attempt, summary, reason)
 
-    def _audit_retry(
-        self, sched: Schedule, summary: coordinator_pb2.RoundSummary, attempt: int, delay: float
-    ) -> None:
+    def _retry(self, sched: Schedule, round_id: str, reason: str, attempt: int) -> bool:
+        """Audit and log the retry after `attempt`, then wait its delay; True: stopping."""
+        delay = retry_delay(self.config.scheduler, attempt)
         self.audit.append(
             "round.retry",
             actor="scheduler",
             on_behalf_of=self.config.network,
             access_point="scheduler",
             action="E",
-            round_id=summary.round_id,
+            round_id=round_id,
             details={
                 "purpose": sched.purpose,
-                "attempt": attempt,
+                "attempt": attempt + 1,
                 "attempts": self.config.scheduler.retry_attempts,
                 "delay_seconds": delay,
-                "reason": safe_reason(summary.reason),
+                "reason": safe_reason(reason),
             },
         )
+        log.warning(
+            "scheduled round failed; retrying",
+            purpose=sched.purpose,
+            round_id=round_id,
+            attempt=attempt + 1,
+            delay_seconds=delay,
+            reason=reason,
+        )
+        if self.wait(delay):
+            log.warning(
+                "scheduled round not retried: the coordinator is stopping", purpose=sched.purpose
+            )
+            return True
+        return False
 
     def _give_up(
         self,

@@ -64,11 +64,31 @@ def notify_command(tmp_path: Path) -> tuple[tuple[str, ...], Path]:
     return (sys.executable, str(script), str(out), "--team", "ops"), out
 
 
+def daily_interval(net: TestNetwork) -> None:
+    """Give every running node the policy default of one round a day, and restart it."""
+    for pid in list(net.nodes):
+        path = net.node_dirs[pid] / "node.toml"
+        text = path.read_text(encoding="utf-8")
+        path.write_text(
+            text.replace("min_round_interval_hours = 0\n", "min_round_interval_hours = 24\n"),
+            encoding="utf-8",
+        )
+        net.stop_node(pid)
+        net.start_node(pid)
+
+
+def node_events(net: TestNetwork, pid: str, name: str) -> list[Any]:
+    return [e for e in net.nodes[pid].rounds.audit.events() if e.event == name]
+
+
 class TestRetry:
     def test_node_down_for_the_first_attempt_completes_on_the_retry(self, network_factory):
-        """A node down for attempt 1 and up for attempt 2: the round completes, retry audited."""
+        """A node down for attempt 1 and up for attempt 2: the pre-flight check holds the
+        round back, so no partner spends a consent (a day between rounds), and the retry
+        completes; the retry is audited."""
         net = network_factory(PARTNERS, per_partner=20, overlaps={2: 3})
         net.add_purpose()
+        daily_interval(net)
         net.stop_node("schuldhulp")
         waits: list[float] = []
         runs = scheduled(net, waits, on_wait=lambda: net.start_node("schuldhulp"))
@@ -77,25 +97,54 @@ class TestRetry:
         assert outcome.attempts == 2
         assert waits == [30.0]
         assert outcome.notified == {}
-        (failed,) = events(net, "round.failed")
-        assert failed.details["transient"] is True
-        assert "schuldhulp" in failed.details["reason"]
-        assert "UNAVAILABLE" in failed.details["reason"]
         (retry,) = events(net, "round.retry")
-        assert retry.round_id == failed.round_id
+        assert retry.round_id == ""
         assert retry.actor == "scheduler"
         assert retry.details["attempt"] == 2
         assert retry.details["delay_seconds"] == 30.0
+        assert "schuldhulp: unreachable (UNAVAILABLE" in retry.details["reason"]
+        assert not events(net, "round.failed")
         (completed,) = events(net, "round.completed")
-        assert completed.round_id == outcome.summary.round_id != failed.round_id
-        (created,) = [e for e in events(net, "round.created") if e.round_id == completed.round_id]
+        assert completed.round_id == outcome.summary.round_id
+        (created,) = events(net, "round.created")
         assert "attempt 2 of 3" in created.details["reason"]
+        for pid in PARTNERS:
+            assert len(node_events(net, pid, "consent.given")) == 1
         assert not events(net, "schedule.failed")
         assert net.coordinator.audit.verify().ok
 
+    def test_a_node_too_slow_during_the_round_is_retried(self, network_factory):
+        """A node that passes the pre-flight check but misses the propose deadline: the
+        round fails as transient (DEADLINE_EXCEEDED), is retried as a new round, completes."""
+        net = network_factory(PARTNERS, per_partner=20, overlaps={2: 3})
+        net.add_purpose()
+        runner = net.coordinator.runner
+        runner.config = dataclasses.replace(runner.config, phase_timeout_seconds=1.0)
+        node = net.nodes["woonbron"].rounds
+        propose = node.propose
+        answered_late = threading.Event()
+
+        def late_once(signed):
+            if not answered_late.is_set():
+                answered_late.set()
+                time.sleep(2.0)  # twice the coordinator's deadline
+            return propose(signed)
+
+        node.propose = late_once  # type: ignore[method-assign]
+        waits: list[float] = []
+        outcome = scheduled(net, waits).run(SCHEDULE)
+        assert outcome.completed, outcome.reason
+        assert outcome.attempts == 2
+        (failed,) = events(net, "round.failed")
+        assert failed.details["transient"] is True
+        assert "woonbron: did not answer within the phase deadline" in failed.details["reason"]
+        (retry,) = events(net, "round.retry")
+        assert retry.round_id == failed.round_id
+        assert outcome.summary.round_id != failed.round_id
+
     def test_node_always_down_runs_the_notification_command(self, network_factory, tmp_path):
-        """Every attempt fails on a node that stays down: backoff doubles (capped), and the
-        notification command runs as a real process with the round id, state and reason."""
+        """Every attempt finds a node down: backoff doubles (capped), no round is proposed,
+        and the notification command runs as a real process with the state and reason."""
         net = network_factory(PARTNERS, per_partner=20, overlaps={2: 3})
         net.add_purpose()
         net.stop_node("schuldhulp")
@@ -109,24 +158,51 @@ class TestRetry:
         seen = json.loads(out.read_text(encoding="utf-8"))
         assert seen["argv"] == ["--team", "ops"]
         env = seen["env"]
-        assert env["KRUISPUNT_ROUND_ID"] == outcome.summary.round_id
-        assert env["KRUISPUNT_ROUND_STATE"] == "failed"
+        assert env["KRUISPUNT_ROUND_ID"] == ""
+        assert env["KRUISPUNT_ROUND_STATE"] == "not_started"
         assert env["KRUISPUNT_PURPOSE"] == "vroegsignalering"
         assert env["KRUISPUNT_ATTEMPTS"] == "3"
         assert env["KRUISPUNT_NETWORK"] == net.config.network
-        assert "schuldhulp" in env["KRUISPUNT_ROUND_REASON"]
-        assert "unreachable" in env["KRUISPUNT_ROUND_REASON"]
+        assert "partners unreachable before the round" in env["KRUISPUNT_ROUND_REASON"]
+        assert "schuldhulp: unreachable" in env["KRUISPUNT_ROUND_REASON"]
         text = out.read_text(encoding="utf-8")
         assert net.data is not None
         for pid in PARTNERS:
             for row in net.data.rows[pid]:
                 assert row["bsn"] not in text
         assert len(events(net, "round.retry")) == 2
+        assert not events(net, "round.created")
         (gave_up,) = events(net, "schedule.failed")
-        assert gave_up.round_id == outcome.summary.round_id
         assert gave_up.details["attempts"] == 3
+        assert gave_up.details["state"] == "not_started"
         assert gave_up.details["notify"] == ["command"]
         assert net.coordinator.audit.verify().ok
+
+    def test_transient_failures_every_time_notify_with_the_last_round(
+        self, network_factory, tmp_path
+    ):
+        """A node that is always too slow once the round runs: every attempt is a round that
+        failed; the notice names the last one and its state."""
+        net = network_factory(PARTNERS, per_partner=20, overlaps={2: 3})
+        net.add_purpose()
+        runner = net.coordinator.runner
+        runner.config = dataclasses.replace(runner.config, phase_timeout_seconds=1.0)
+        node = net.nodes["woonbron"].rounds
+        propose = node.propose
+
+        def always_late(signed):
+            time.sleep(2.0)
+            return propose(signed)
+
+        node.propose = always_late  # type: ignore[method-assign]
+        command, out = notify_command(tmp_path)
+        outcome = scheduled(net, [], retry_attempts=2, notify_command=command).run(SCHEDULE)
+        assert outcome.attempts == 2
+        assert len(events(net, "round.failed")) == 2
+        env = json.loads(out.read_text(encoding="utf-8"))["env"]
+        assert env["KRUISPUNT_ROUND_ID"] == outcome.summary.round_id
+        assert env["KRUISPUNT_ROUND_STATE"] == "failed"
+        assert "DEADLINE_EXCEEDED" in env["KRUISPUNT_ROUND_REASON"]
 
     def test_a_refusal_is_not_retried(self, network_factory, tmp_path):
         """A partner's policy refusal ends the scheduled round at once: no retry, a notice."""
@@ -211,8 +287,7 @@ class TestNotification:
     def test_webhook_gets_the_notice_as_json(self, network_factory, hook):
         """The webhook receives a JSON POST with the round id, state and reason."""
         net = network_factory(PARTNERS, per_partner=20, overlaps={2: 3})
-        net.add_purpose()
-        net.stop_node("woonbron")
+        net.add_purpose(result_retention_days=365)  # every node refuses: longer than 90 days
         url = f"http://127.0.0.1:{hook.server_port}/hooks/kruispunt"
         outcome = scheduled(net, [], retry_attempts=1, notify_webhook=url).run(SCHEDULE)
         assert outcome.notified == {"webhook": True}
@@ -221,9 +296,9 @@ class TestNotification:
         notice = json.loads(body)
         assert notice["event"] == "kruispunt.scheduled_round_failed"
         assert notice["round_id"] == outcome.summary.round_id
-        assert notice["state"] == "failed"
+        assert notice["state"] == "refused"
         assert notice["attempts"] == 1
-        assert "woonbron" in notice["reason"]
+        assert "longer than this node allows" in notice["reason"]
 
     def test_failing_notifiers_are_logged_and_never_raise(self, network_factory, hook, tmp_path):
         """A command that is missing and a webhook answering 500: both fail, the run returns."""
