@@ -8,14 +8,16 @@ import socket
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from coordinator.config import Schedule, SchedulerConfig
+from coordinator.config import Schedule, SchedulerConfig, load_coordinator_config
 from coordinator.schedule import Outcome, ScheduledRounds
+from coordinator.server import create_server as create_coordinator
 from tests.support.network import TestNetwork
 
 PARTNERS = ["gemeente", "woonbron", "schuldhulp"]
@@ -341,3 +343,60 @@ def _eventually(predicate: Any, timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def serve_with_schedule(net: TestNetwork, extra: str, clock: Any) -> None:
+    """Restart the coordinator with a [[schedule]] every minute, `extra` settings and `clock`."""
+    path = net.coordinator_dir / "coordinator.toml"
+    path.write_text(
+        path.read_text(encoding="utf-8")
+        + '\n[[schedule]]\npurpose = "vroegsignalering"\ncron = "* * * * *"\n'
+        + extra,
+        encoding="utf-8",
+    )
+    assert net.coordinator is not None
+    net.coordinator.stop(grace=0)
+    net.coordinator.store.close()
+    config = load_coordinator_config(
+        net.coordinator_dir, env={"KRUISPUNT_COORDINATOR_LISTEN": "127.0.0.1:0"}
+    )
+    net.coordinator = create_coordinator(config, now=clock, scheduler_tick=0.05)
+
+
+class TestSchedulerLoop:
+    def test_the_serving_scheduler_runs_the_round_when_its_time_comes(self, network_factory):
+        """The serving coordinator's loop starts the scheduled round (actor: scheduler)."""
+        net = network_factory(PARTNERS, per_partner=20, overlaps={2: 3})
+        net.add_purpose()
+        offset = [timedelta(0)]
+        serve_with_schedule(net, "", lambda: datetime.now(UTC) + offset[0])
+        offset[0] = timedelta(minutes=2)  # the next minute has come
+        assert _eventually(lambda: bool(events(net, "round.completed")))
+        offset[0] = timedelta(0)  # no further minute comes
+        net.coordinator.scheduled.join(timeout=30)
+        (created, *_) = events(net, "round.created")
+        assert created.actor == "scheduler"
+        assert created.details["reason"] == "schedule * * * * *"
+
+    def test_the_serving_scheduler_retries_and_notifies(self, network_factory, tmp_path):
+        """Through the loop, with real waits: a node down, two attempts, then the command."""
+        net = network_factory(PARTNERS, per_partner=20, overlaps={2: 3})
+        net.add_purpose()
+        net.stop_node("schuldhulp")
+        command, out = notify_command(tmp_path)
+        offset = [timedelta(0)]
+        serve_with_schedule(
+            net,
+            "\n[scheduler]\nretry_attempts = 2\nretry_base_seconds = 0.2\n"
+            f"notify_command = {json.dumps(list(command))}\n",
+            lambda: datetime.now(UTC) + offset[0],
+        )
+        offset[0] = timedelta(minutes=2)
+        assert _eventually(lambda: bool(events(net, "schedule.failed")))
+        offset[0] = timedelta(0)
+        net.coordinator.scheduled.join(timeout=30)  # the notification has run
+        env = json.loads(out.read_text(encoding="utf-8"))["env"]
+        assert env["KRUISPUNT_ROUND_STATE"] == "not_started"
+        assert env["KRUISPUNT_ATTEMPTS"] == "2"
+        (retry, *_) = events(net, "round.retry")
+        assert retry.details["delay_seconds"] == 0.2
