@@ -23,9 +23,13 @@ if TYPE_CHECKING:  # the config and the runner import this module's cron parsing
     from coordinator.config import CoordinatorConfig, Schedule, SchedulerConfig
     from coordinator.rounds import RoundRunner
 
-__all__ = ["Outcome", "ScheduledRounds", "next_run", "parse_cron", "retry_delay"]
+__all__ = ["NOT_STARTED", "Outcome", "ScheduledRounds", "next_run", "parse_cron", "retry_delay"]
 
 log = structlog.get_logger("coordinator.schedule")
+
+#: The state a notification names when no round was proposed (a node down, or no round
+#: could be made of the purpose).
+NOT_STARTED = "not_started"
 
 
 def parse_cron(expression: str, *, source: str = "schedule") -> str:
@@ -176,14 +180,10 @@ class ScheduledRounds:
     def _retry(self, sched: Schedule, round_id: str, reason: str, attempt: int) -> bool:
         """Audit and log the retry after `attempt`, then wait its delay; True: stopping."""
         delay = retry_delay(self.config.scheduler, attempt)
-        self.audit.append(
+        self._audit(
             "round.retry",
-            actor="scheduler",
-            on_behalf_of=self.config.network,
-            access_point="scheduler",
-            action="E",
-            round_id=round_id,
-            details={
+            round_id,
+            {
                 "purpose": sched.purpose,
                 "attempt": attempt + 1,
                 "attempts": self.config.scheduler.retry_attempts,
@@ -206,6 +206,22 @@ class ScheduledRounds:
             return True
         return False
 
+    def _audit(self, event: str, round_id: str, details: dict[str, object]) -> None:
+        """Append the scheduler's event; a log that cannot take it is logged, and the
+        retry or the notification still happens (the person told is the fallback)."""
+        try:
+            self.audit.append(
+                event,
+                actor="scheduler",
+                on_behalf_of=self.config.network,
+                access_point="scheduler",
+                action="E",
+                round_id=round_id,
+                details=details,
+            )
+        except Exception:
+            log.exception("scheduler event not audited", audit_event=event, round_id=round_id)
+
     def _give_up(
         self,
         sched: Schedule,
@@ -213,8 +229,9 @@ class ScheduledRounds:
         summary: coordinator_pb2.RoundSummary | None,
         reason: str,
     ) -> Outcome:
+        """Audit `schedule.failed`, log it, and run the configured notification."""
         round_id = summary.round_id if summary is not None else ""
-        state = summary.state if summary is not None else "not_started"
+        state = summary.state if summary is not None else NOT_STARTED
         policy = self.config.scheduler
         planned = [
             name
@@ -224,14 +241,10 @@ class ScheduledRounds:
             )
             if on
         ]
-        self.audit.append(
+        self._audit(
             "schedule.failed",
-            actor="scheduler",
-            on_behalf_of=self.config.network,
-            access_point="scheduler",
-            action="E",
-            round_id=round_id,
-            details={
+            round_id,
+            {
                 "purpose": sched.purpose,
                 "attempts": attempts,
                 "state": state,
