@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kruispunt.errors import ConfigError
+from kruispunt.metrics import MetricsConfig, load_metrics_config
 from kruispunt.tomlfile import read_toml, resolver, table
 
 CONFIG_NAME = "coordinator.toml"
@@ -21,6 +22,25 @@ class Schedule:
 
     purpose: str
     cron: str
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """How a scheduled round meets a transient failure, and whom it tells when it gives up.
+
+    A round that failed only because partners were unreachable or too slow is run again,
+    up to `retry_attempts` attempts in all, after `retry_base_seconds`, then twice that,
+    and so on up to `retry_max_seconds`. When the last attempt fails (or a round fails
+    for any other reason) the notification runs: `notify_command` (an argument list, run
+    without a shell) and/or a POST of JSON to `notify_webhook`.
+    """
+
+    retry_attempts: int = 3
+    retry_base_seconds: float = 60.0
+    retry_max_seconds: float = 900.0
+    notify_command: tuple[str, ...] = ()
+    notify_webhook: str = ""
+    notify_timeout_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,9 @@ class CoordinatorConfig:
     schedules: tuple[Schedule, ...]
     log_level: str = "info"
     audit_key_separate: bool = True
+    scheduler: SchedulerConfig = SchedulerConfig()
+    #: The Prometheus endpoint (`[metrics]`); None: off.
+    metrics: MetricsConfig | None = None
 
 
 def load_coordinator_config(
@@ -112,6 +135,44 @@ def load_coordinator_config(
             chunk_points=int(rounds.get("chunk_points", 4096)),
             schedules=tuple(schedules),
             log_level=env.get("KRUISPUNT_LOG_LEVEL", str(main.get("log_level", "info"))),
+            scheduler=_scheduler(table(data, "scheduler", src, required=False), src),
+            metrics=load_metrics_config(data, src),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{src}: {exc}") from None
+
+
+def _scheduler(raw: Mapping[str, object], src: str) -> SchedulerConfig:
+    """`[scheduler]`: retries and the notification, each field checked with its reason."""
+    where = f"{src}: [scheduler]"
+    default = SchedulerConfig()
+    attempts = raw.get("retry_attempts", default.retry_attempts)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 20:
+        raise ConfigError(f"{where} retry_attempts must be a whole number from 1 to 20")
+    seconds = {}
+    for key in ("retry_base_seconds", "retry_max_seconds", "notify_timeout_seconds"):
+        value = raw.get(key, getattr(default, key))
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{where} {key} must be a number of seconds above 0")
+        seconds[key] = float(value)
+    if seconds["retry_max_seconds"] < seconds["retry_base_seconds"]:
+        raise ConfigError(f"{where} retry_max_seconds must be at least retry_base_seconds")
+    command = raw.get("notify_command", [])
+    if not isinstance(command, list) or not all(isinstance(a, str) and a for a in command):
+        raise ConfigError(
+            f"{where} notify_command must be a list of arguments, e.g. "
+            '["/usr/local/bin/kruispunt-alert", "--team", "ops"] (it runs without a shell)'
+        )
+    webhook = raw.get("notify_webhook", "")
+    if not isinstance(webhook, str):
+        raise ConfigError(f"{where} notify_webhook must be a URL")
+    if webhook and not (webhook.startswith("https://") or webhook.startswith("http://")):
+        raise ConfigError(f"{where} notify_webhook must be an https:// (or http://) URL")
+    return SchedulerConfig(
+        retry_attempts=attempts,
+        retry_base_seconds=seconds["retry_base_seconds"],
+        retry_max_seconds=seconds["retry_max_seconds"],
+        notify_command=tuple(command),
+        notify_webhook=webhook,
+        notify_timeout_seconds=seconds["notify_timeout_seconds"],
+    )

@@ -96,6 +96,24 @@ chunk_points = 4096             # points per message (32 bytes each)
 # [[schedule]]
 # purpose = "vroegsignalering"
 # cron = "0 6 * * 1"
+
+# What a scheduled round does when it fails. Unreachable or slow nodes are retried, as a
+# new round, after 60 s, 120 s, ... (at most retry_max_seconds); refusals never. When the
+# round still did not complete, the command runs (no shell; KRUISPUNT_ROUND_ID,
+# KRUISPUNT_ROUND_STATE, KRUISPUNT_ROUND_REASON in its environment) and/or the webhook
+# gets a JSON POST.
+# [scheduler]
+# retry_attempts = 3
+# retry_base_seconds = 60
+# retry_max_seconds = 900
+# notify_command = ["/usr/local/bin/kruispunt-alert"]
+# notify_webhook = "https://alerts.example.nl/hooks/kruispunt"
+# notify_timeout_seconds = 10
+
+# A Prometheus endpoint (/metrics): rounds by state, phase times, points, refusals, days
+# left on every certificate. Off unless set; loopback only, unless allow_remote = true.
+# [metrics]
+# listen = "127.0.0.1:9464"
 """
 
 

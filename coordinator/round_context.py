@@ -33,7 +33,9 @@ from kruispunt.v1 import common_pb2, coordinator_pb2, node_pb2, node_pb2_grpc
 
 __all__ = [
     "COMMIT_METHOD",
+    "TRANSIENT_STATUSES",
     "Cancellation",
+    "PartnersUnreachable",
     "Peer",
     "PhaseProgress",
     "Progress",
@@ -43,7 +45,9 @@ __all__ = [
     "RoundMode",
     "RoundState",
     "fan_out",
+    "fan_out_errors",
     "round_event",
+    "round_failure",
 ]
 
 T = TypeVar("T")
@@ -53,6 +57,21 @@ Progress = Callable[[coordinator_pb2.RoundEvent], None]
 
 class RoundCancelled(RoundFailed):
     """An operator cancelled the round."""
+
+
+class PartnersUnreachable(RoundFailed):
+    """The round failed only because partners could not be reached or did not answer in time.
+
+    Nothing any partner said was wrong, so a scheduled round is worth running again
+    (`coordinator.schedule`); a refusal, an attack or a malformed answer never is.
+    """
+
+
+#: The statuses of a call that failed for the network's or the node's availability, not for
+#: anything the node decided: a node down, restarting, or too slow for the phase deadline.
+TRANSIENT_STATUSES: frozenset[grpc.StatusCode] = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+)
 
 
 #: The call that publishes a partner's results: once one is sent, a round is not cancelled.
@@ -264,12 +283,10 @@ class RoundContext:
         self, state: RoundState, what: str, call: Callable[[str, Peer], T]
     ) -> dict[str, T]:
         """Run call for every partner at once; any failure fails the round, naming them all."""
-        out, errors = fan_out({pid: self.peers[pid] for pid in state.partners}, what, call)
+        out, errors = fan_out_errors({pid: self.peers[pid] for pid in state.partners}, what, call)
         if errors:
             self.check_cancel()  # calls a cancellation cut off are no partner's failure
-            raise RoundFailed(
-                f"{what} failed: " + "; ".join(f"{pid}: {why}" for pid, why in errors.items())
-            )
+            raise round_failure(what, errors)
         return out
 
     def call(self, pid: str, call: Callable[[Peer], T]) -> T:
@@ -279,7 +296,8 @@ class RoundContext:
                 return call(self.peers[pid])
         except PeerError as exc:
             self.check_cancel()  # a call a cancellation cut off is no partner's failure
-            raise RoundFailed(f"{pid}: {exc}") from None
+            failed = PartnersUnreachable if exc.status in TRANSIENT_STATUSES else RoundFailed
+            raise failed(f"{pid}: {exc}") from None
 
     def record(self, state: RoundState, event: str, partner: str, **details: Any) -> None:
         """Append one audit event of this round, on behalf of `partner` (or the network)."""
@@ -409,13 +427,34 @@ def fan_out(
     A failed call (PeerError) or a KruispuntError (what a partner sent does not fit) is
     that partner's failure; an operator's cancellation ends the whole call.
     """
+    out, errors = fan_out_errors(peers, what, call)
+    return out, {pid: str(exc) for pid, exc in errors.items()}
+
+
+def round_failure(what: str, errors: Mapping[str, KruispuntError]) -> RoundFailed:
+    """The RoundFailed naming every partner whose call of `what` failed, and why.
+
+    PartnersUnreachable when each of them was unreachable or too slow (worth a retry);
+    a plain RoundFailed as soon as one of them answered something wrong.
+    """
+    message = f"{what} failed: " + "; ".join(f"{pid}: {why}" for pid, why in errors.items())
+    transient = all(
+        isinstance(exc, PeerError) and exc.status in TRANSIENT_STATUSES for exc in errors.values()
+    )
+    return PartnersUnreachable(message) if errors and transient else RoundFailed(message)
+
+
+def fan_out_errors(
+    peers: Mapping[str, Peer], what: str, call: Callable[[str, Peer], T]
+) -> tuple[dict[str, T], dict[str, KruispuntError]]:
+    """`fan_out`, with each partner's failure as the error itself (status kept)."""
 
     def translated_call(pid: str, peer: Peer) -> T:
         with translated():
             return call(pid, peer)
 
     out: dict[str, T] = {}
-    errors: dict[str, str] = {}
+    errors: dict[str, KruispuntError] = {}
     with ThreadPoolExecutor(max_workers=len(peers), thread_name_prefix=f"r-{what}") as ex:
         futures = {pid: ex.submit(translated_call, pid, peer) for pid, peer in peers.items()}
         for pid, fut in futures.items():
@@ -424,7 +463,7 @@ def fan_out(
             except RoundCancelled:
                 raise
             except KruispuntError as exc:  # PeerError among them
-                errors[pid] = str(exc)
+                errors[pid] = exc
     return out, errors
 
 

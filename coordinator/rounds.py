@@ -12,9 +12,12 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from coordinator.audit import CoordinatorAudit
 from coordinator.config import CoordinatorConfig
@@ -23,6 +26,7 @@ from coordinator.present import summary_dict
 from coordinator.provision import roster_path
 from coordinator.round_context import (
     Cancellation,
+    PartnersUnreachable,
     Peer,
     Progress,
     RoundCalls,
@@ -31,7 +35,9 @@ from coordinator.round_context import (
     RoundMode,
     RoundState,
     fan_out,
+    fan_out_errors,
     round_event,
+    round_failure,
 )
 from coordinator.store import ABORTED, COMPLETED, FAILED, REFUSED, Partner, Store
 from kruispunt import pki, signing, transport
@@ -44,7 +50,7 @@ from kruispunt.roster import Roster, load_roster
 from kruispunt.rpc import PeerError, translated
 from kruispunt.v1 import common_pb2, coordinator_pb2, node_pb2, node_pb2_grpc
 
-__all__ = ["CANCELLING", "MODES", "PUBLISHING", "RoundCancelled", "RoundRunner"]
+__all__ = ["CANCELLING", "MODES", "PUBLISHING", "Attempt", "RoundCancelled", "RoundRunner"]
 
 log = structlog.get_logger("coordinator.rounds")
 
@@ -53,8 +59,25 @@ CANCEL_WAIT_SECONDS = 5.0
 #: `RoundRunner.cancel`'s answers besides a round's final state.
 CANCELLING, PUBLISHING = "cancelling", "publishing"
 
+#: The service a node's health check answers for (psi_node.server.SERVICE).
+NODE_SERVICE = "kruispunt.v1.PsiNode"
+#: How long `RoundRunner.unreachable` waits for each node's health answer.
+PREFLIGHT_SECONDS = 10.0
+
 #: The round modes by the name a purpose gives (kruispunt.purpose.MODES).
 MODES: Mapping[str, RoundMode] = {"network": network, "bilateral": bilateral}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How one run of a round ended, and whether running it again may help.
+
+    `transient`: the round failed only because partners were unreachable or did not
+    answer in time (`PartnersUnreachable`), before any of them published results.
+    """
+
+    summary: coordinator_pb2.RoundSummary
+    transient: bool = False
 
 
 class RoundRunner:
@@ -72,6 +95,8 @@ class RoundRunner:
         self.store = store
         self.audit = audit
         self.now = now
+        #: Called with the summary of every round that ends (the metrics); never raises out.
+        self.on_end: Callable[[coordinator_pb2.RoundSummary], None] | None = None
         self._signing_key = signing.load_signing_key(config.signing_key)
         self._tls = (
             pki.private_key_pem(pki.load_tls_key(config.tls_key)),
@@ -158,6 +183,28 @@ class RoundRunner:
         progress: Progress | None = None,
     ) -> coordinator_pb2.RoundSummary:
         """Run one round now; the summary's state says how it ended (never raises for a peer)."""
+        return self.run_attempt(
+            purpose_id,
+            initiated_by=initiated_by,
+            access_point=access_point,
+            reason=reason,
+            progress=progress,
+        ).summary
+
+    def run_attempt(
+        self,
+        purpose_id: str,
+        *,
+        initiated_by: str,
+        access_point: str,
+        reason: str = "",
+        progress: Progress | None = None,
+    ) -> Attempt:
+        """`run`, saying also whether the failure was transient (the scheduler retries those).
+
+        Raises ConfigError, audited as `round.rejected`, when no round can be made at all
+        (unknown purpose, unregistered partner, roster out of date).
+        """
         if not ID_RE.fullmatch(purpose_id):
             # Never echoed: whatever was typed there is not a purpose id.
             message = "that is not a purpose id (lowercase letters, digits, dashes)"
@@ -176,7 +223,7 @@ class RoundRunner:
             self._operator_error(initiated_by, access_point, message)
             raise ConfigError(message)
         mode = MODES[purpose.mode]
-        return self._execute(
+        attempt = self._execute(
             purpose,
             mode,
             initiated_by=initiated_by,
@@ -184,6 +231,48 @@ class RoundRunner:
             reason=safe_reason(reason),
             emit=progress or (lambda _e: None),
         )
+        if self.on_end is not None:
+            try:
+                self.on_end(attempt.summary)
+            except Exception:  # counting a round never changes how it ended
+                log.exception("round observer failed", round_id=attempt.summary.round_id)
+        return attempt
+
+    def unreachable(self, purpose_id: str, *, timeout: float = PREFLIGHT_SECONDS) -> dict[str, str]:
+        """The purpose's partners whose node does not answer its health check now, and why.
+
+        The scheduler asks before it proposes a round: a consent counts toward a node's
+        min_round_interval_hours even when the round then fails, so a round proposed while
+        one node is down would have the others refuse its retry. Empty for a purpose this
+        runner cannot make a round of (`run_attempt` says why, audited).
+        """
+        purpose = self.store.purpose(purpose_id) if ID_RE.fullmatch(purpose_id) else None
+        if purpose is None:
+            return {}
+        partners = [self.store.partner(pid) for pid in purpose.partners]
+        active = [p for p in partners if p is not None and p.active]
+        if not active:
+            return {}
+
+        def probe(partner: Partner) -> str | None:
+            peer = self._connect(partner)
+            try:
+                with translated():
+                    answer = health_pb2_grpc.HealthStub(peer.channel).Check(
+                        health_pb2.HealthCheckRequest(service=NODE_SERVICE), timeout=timeout
+                    )
+            except PeerError as exc:
+                return str(exc)
+            finally:
+                peer.channel.close()
+            if answer.status != health_pb2.HealthCheckResponse.SERVING:
+                name = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+                return f"its health check answers {name}"
+            return None
+
+        with ThreadPoolExecutor(max_workers=len(active), thread_name_prefix="preflight") as ex:
+            answers = list(ex.map(probe, active))
+        return {p.id: why for p, why in zip(active, answers, strict=True) if why is not None}
 
     def _execute(
         self,
@@ -194,7 +283,7 @@ class RoundRunner:
         access_point: str,
         reason: str,
         emit: Progress,
-    ) -> coordinator_pb2.RoundSummary:
+    ) -> Attempt:
         """One round's lifecycle, for every mode: manifest, consent, the mode's run, its ending."""
         partners = self._registered(purpose, initiated_by, access_point)
         roster = self._roster(partners, initiated_by, access_point)
@@ -262,19 +351,30 @@ class RoundRunner:
             cancelled = calls.end()
             if cancelled is not None and not isinstance(exc, _Refused):
                 # Whatever a cut-off call raised, the round ends as the operator asked.
-                return self._fail(state, peers, ABORTED, cancelled.describe(), emit, cancelled)
+                return Attempt(
+                    self._fail(state, peers, ABORTED, cancelled.describe(), emit, cancelled)
+                )
             terminal = (
                 REFUSED
                 if isinstance(exc, _Refused)
                 else (ABORTED if isinstance(exc, RoundCancelled) else FAILED)
             )
-            return self._fail(state, peers, terminal, str(exc), emit, cancelled)
+            # Unreachable partners are worth a retry only while no partner published.
+            transient = isinstance(exc, PartnersUnreachable) and not state.committed
+            summary = self._fail(
+                state, peers, terminal, str(exc), emit, cancelled, transient=transient
+            )
+            return Attempt(summary, transient)
         except Exception as exc:  # a bug must still end the round cleanly
             cancelled = calls.end()
             if cancelled is not None:  # a call raced the closing of its channel
-                return self._fail(state, peers, ABORTED, cancelled.describe(), emit, cancelled)
+                return Attempt(
+                    self._fail(state, peers, ABORTED, cancelled.describe(), emit, cancelled)
+                )
             bound.exception("round crashed")
-            return self._fail(state, peers, FAILED, f"internal error: {type(exc).__name__}", emit)
+            return Attempt(
+                self._fail(state, peers, FAILED, f"internal error: {type(exc).__name__}", emit)
+            )
         finally:
             with self._lock:
                 self._cancel.pop(round_id, None)
@@ -301,7 +401,7 @@ class RoundRunner:
         )
         bound.info("round completed", seconds=round(summary.seconds, 3), flagged=state.flagged)
         context.report(state, "done", "round completed", summary=summary)
-        return summary
+        return Attempt(summary)
 
     def abort_at_nodes(
         self, round_id: str, reason: str, *, only: set[str] | None = None
@@ -343,7 +443,7 @@ class RoundRunner:
         every consent it received.
         """
         t0 = time.monotonic()
-        answers, errors = fan_out(
+        answers, errors = fan_out_errors(
             {pid: context.peers[pid] for pid in state.partners},
             "propose",
             lambda pid, peer: self._take_answer(
@@ -351,9 +451,7 @@ class RoundRunner:
             ),
         )
         if errors:
-            raise RoundFailed(
-                "propose failed: " + "; ".join(f"{pid}: {why}" for pid, why in errors.items())
-            )
+            raise round_failure("propose", errors)
         refusals = []
         for pid in state.partners:
             signed_consent, consent = answers[pid]
@@ -501,6 +599,8 @@ class RoundRunner:
         reason: str,
         emit: Progress,
         cancelled: Cancellation | None = None,
+        *,
+        transient: bool = False,
     ) -> coordinator_pb2.RoundSummary:
         bound = log.bind(round_id=state.round_id)
         bound.warning("round ended without results", state=terminal, reason=reason)
@@ -525,6 +625,9 @@ class RoundRunner:
         by = cancelled if cancelled is not None and terminal == ABORTED else None
         if by is not None:
             details["cancelled_by"] = by.actor
+        if transient:
+            # Only unreachable or slow partners: a scheduled round is run again.
+            details["transient"] = True
         self.audit.append(
             "round.failed" if terminal != ABORTED else "round.aborted",
             actor=by.actor if by is not None else "coordinator",

@@ -25,12 +25,13 @@ from coordinator.certs import certificates
 from coordinator.config import CoordinatorConfig
 from coordinator.operators import OperatorGate, adopt_configured_operator
 from coordinator.rounds import RoundRunner
-from coordinator.schedule import next_run
+from coordinator.schedule import ScheduledRounds, next_run
 from coordinator.store import ABORTED, Store
 from kruispunt import transport
 from kruispunt.errors import UnknownRound
 from kruispunt.expiry import ExpiryReminder
 from kruispunt.hardening import disable_core_dumps
+from kruispunt.metrics import MetricsServer, RoundMetrics, serve_metrics
 from kruispunt.service import run_until_signalled
 from kruispunt.v1 import coordinator_pb2, coordinator_pb2_grpc
 
@@ -102,6 +103,11 @@ class CoordinatorServer:
     health: health.HealthServicer
     _stop: threading.Event
     _scheduler: threading.Thread
+    #: The scheduler's rounds, with their retries and notifications.
+    scheduled: ScheduledRounds
+    metrics: RoundMetrics
+    #: The Prometheus endpoint, when `[metrics]` configures one.
+    metrics_server: MetricsServer | None = None
 
     def stop(self, grace: float | None = GRACE_SECONDS) -> None:
         """Stop accepting calls; rounds in flight get `grace` seconds, then channels close."""
@@ -109,6 +115,8 @@ class CoordinatorServer:
         self._stop.set()
         self.server.stop(grace).wait()
         self._scheduler.join(timeout=5)
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
 
 
 INTERRUPTED = "coordinator restarted while the round was running"
@@ -148,6 +156,7 @@ def create_server(
     interrupted = abort_interrupted(store, audit, config.network, clock())
     adopt_configured_operator(config, store, audit)
     runner = RoundRunner(config, store, audit, now=clock)
+    metrics = _round_metrics(config, runner, audit, clock)
     if interrupted:
         # Tell the nodes too, so they drop keys and staged results now, not at their idle timeout.
         threading.Thread(
@@ -169,9 +178,11 @@ def create_server(
         admit=OperatorGate(store, audit, config.network),
     )
     stop = threading.Event()
+    scheduled = ScheduledRounds(runner, audit, config, stop)
+    metrics_server = serve_metrics(config.metrics, metrics) if config.metrics else None
     scheduler = threading.Thread(
         target=_schedule_loop,
-        args=(config, runner, clock, stop, scheduler_tick),
+        args=(config, runner, scheduled, clock, stop, scheduler_tick),
         name="scheduler",
         daemon=True,
     )
@@ -182,18 +193,55 @@ def create_server(
         port=port,
         schedules=[f"{s.purpose} @ {s.cron}" for s in config.schedules],
     )
-    return CoordinatorServer(server, port, runner, store, audit, health_servicer, stop, scheduler)
+    return CoordinatorServer(
+        server,
+        port,
+        runner,
+        store,
+        audit,
+        health_servicer,
+        stop,
+        scheduler,
+        scheduled,
+        metrics,
+        metrics_server,
+    )
+
+
+def _round_metrics(
+    config: CoordinatorConfig,
+    runner: RoundRunner,
+    audit: CoordinatorAudit,
+    clock: Callable[[], datetime],
+) -> RoundMetrics:
+    """The coordinator's metrics, fed by its audit log, its rounds' summaries and its
+    certificates (served only when `[metrics]` is configured)."""
+    metrics = RoundMetrics("coordinator")
+    audit.add_observer(metrics.observe_event)
+
+    def ended(summary: coordinator_pb2.RoundSummary) -> None:
+        for phase in summary.phases:
+            metrics.observe_phase(phase.phase, phase.seconds)
+        if summary.state == "completed":
+            # What `round show` tells the operator too: the records each partner matched.
+            metrics.count_points("matched", sum(p.set_size for p in summary.partners))
+
+    runner.on_end = ended
+    metrics.watch_certificates(lambda: certificates(config), clock)
+    return metrics
 
 
 def _schedule_loop(
     config: CoordinatorConfig,
     runner: RoundRunner,
+    scheduled: ScheduledRounds,
     clock: Callable[[], datetime],
     stop: threading.Event,
     tick: float,
 ) -> None:
-    """Start each scheduled purpose's round when its cron time comes (local time); retry
-    aborts that a partner missed; warn daily about certificates that expire within 30 days."""
+    """Start each scheduled purpose's round when its cron time comes (local time), with its
+    retries (`ScheduledRounds`); retry aborts that a partner missed; warn daily about
+    certificates that expire within 30 days."""
     reminder = ExpiryReminder()
     due = {s: next_run(s.cron, clock().astimezone()) for s in config.schedules}
     while not stop.wait(tick):
@@ -209,15 +257,7 @@ def _schedule_loop(
                 continue
             due[sched] = next_run(sched.cron, now)
             log.info("scheduled round starting", purpose=sched.purpose, cron=sched.cron)
-            try:
-                runner.run(
-                    sched.purpose,
-                    initiated_by="scheduler",
-                    access_point="scheduler",
-                    reason=f"schedule {sched.cron}",
-                )
-            except Exception:
-                log.exception("scheduled round could not start", purpose=sched.purpose)
+            scheduled.start(sched)
 
 
 def serve(config: CoordinatorConfig) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kruispunt.errors import ConfigError
+from kruispunt.metrics import MetricsConfig, load_metrics_config
 from kruispunt.tomlfile import read_toml, resolver, table
 
 CONFIG_NAME = "node.toml"
@@ -58,6 +59,10 @@ class PolicyConfig:
     purpose_version: int | None = None
     # A manifest valid longer than this would let a round's keys live that long.
     max_manifest_ttl_hours: float = DEFAULT_MAX_MANIFEST_TTL_HOURS
+    # When set, a set that grew or shrank by more than this percentage against this node's
+    # previous round of the purpose is refused: a truncated or doubled export is a mistake
+    # to look at, not to match.
+    max_set_change_percent: float | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class NodeConfig:
     idle_timeout_seconds: float = 1800.0
     # The X25519 key tag-key shares are sealed to; its public half is in the roster.
     agreement_key: Path = Path("signing/node.x25519")
+    #: The Prometheus endpoint (`[metrics]`); None: off.
+    metrics: MetricsConfig | None = None
 
 
 def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -161,6 +168,7 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
             purpose_version=(
                 _whole(raw, "purpose_version", where, least=1) if "purpose_version" in raw else None
             ),
+            max_set_change_percent=_percent(raw, "max_set_change_percent", where),
         )
     for purpose in policies:
         if purpose not in inputs:
@@ -186,6 +194,7 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
             strict_input=bool(node.get("strict_input", False)),
             idle_timeout_seconds=float(node.get("idle_timeout_seconds", 1800)),
             log_level=env.get("KRUISPUNT_LOG_LEVEL", str(node.get("log_level", "info"))),
+            metrics=load_metrics_config(data, src),
         )
     except KeyError as exc:
         raise ConfigError(f"{src}: [node] needs {exc.args[0]!r}") from None
@@ -221,6 +230,19 @@ def _hours(raw: Mapping[str, object], key: str, where: str, default: float) -> f
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigError(f"{where} {key} must be a number of hours, 0 or more")
+    return float(value)
+
+
+def _percent(raw: Mapping[str, object], key: str, where: str) -> float | None:
+    """An optional percentage above 0 (growth may exceed 100)."""
+    if key not in raw:
+        return None
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(
+            f"{where} {key} must be a percentage above 0 (e.g. 50: refuse a set half or one "
+            "and a half times the size of the previous round's)"
+        )
     return float(value)
 
 

@@ -4,7 +4,9 @@ Consent is bounded by the organisation's policy, never by what the coordinator a
 partner set is exactly the agreed one (or a listed subset: a smaller set lets a partner learn
 co-holders by elimination), the purpose may keep results no longer than the node allows, and
 rounds of one purpose come no closer together than the node allows (back-to-back rounds over
-slightly different sets let a coordinator difference them).
+slightly different sets let a coordinator difference them), and, when the policy says so, a
+set does not jump or drop by more than `max_set_change_percent` against the node's previous
+round of the purpose (a truncated or half-written export is refused, not matched).
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ import json
 import os
 import tempfile
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from kruispunt.errors import ConfigError
 from kruispunt.manifest import VerifiedManifest
-from psi_node.config import DISCLOSURE_RANK, NodeConfig
+from psi_node.config import DISCLOSURE_RANK, NodeConfig, PolicyConfig
+
+#: The `check` detail of a refusal by `set_change` (audit and metrics name it so).
+SET_CHANGE_CHECK = "max_set_change_percent"
 
 
 class ConsentHistory:
@@ -43,26 +49,88 @@ class ConsentHistory:
         with self._lock:
             data = self._read()
             data[purpose_id] = when.isoformat()
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".last-consent.")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            _write_json(self.path, data)
 
     def _read(self) -> dict[str, object]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            # A damaged file must not lift the limit: refuse until an operator looks.
-            raise ConfigError(
-                f"{self.path}: unreadable ({exc}); remove it after checking"
-            ) from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{self.path}: not a JSON object; remove it after checking")
-        return data
+        return _read_json(self.path)
+
+
+class SetSizeHistory:
+    """The set size this node consented with in its last round of each purpose
+    (state/set-sizes.json): what `max_set_change_percent` compares against. Only the
+    node's own sizes, kept on the node."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "set-sizes.json"
+        self._lock = threading.Lock()
+
+    def last(self, purpose_id: str) -> int | None:
+        """The set size of this node's last consented round of the purpose, if any."""
+        size = _read_json(self.path).get(purpose_id)
+        if size is None:
+            return None
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"{self.path}: {purpose_id!r} holds no set size; remove it")
+        return size
+
+    def record(self, purpose_id: str, size: int) -> None:
+        """Remember the set size of a consent, durably, before it is answered."""
+        with self._lock:
+            data = _read_json(self.path)
+            data[purpose_id] = size
+            _write_json(self.path, data)
+
+
+def _read_json(path: Path) -> dict[str, object]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        # A damaged file must not lift the limit: refuse until an operator looks.
+        raise ConfigError(f"{path}: unreadable ({exc}); remove it after checking") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a JSON object; remove it after checking")
+    return data
+
+
+def _write_json(path: Path, data: dict[str, object]) -> None:
+    """Replace `path` with `data`, durably: temp file, fsync, rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class SetChange:
+    """A set size change beyond the policy's limit: the reason sent, the numbers kept."""
+
+    #: For the signed refusal: the direction and the limit, never a size (a refusal carries
+    #: no set size, and the previous one with a percentage would give this one away).
+    reason: str
+    previous: int
+    size: int
+    percent: float
+
+
+def set_change(policy: PolicyConfig, previous: int | None, size: int) -> SetChange | None:
+    """The change of `size` against `previous` if it exceeds `max_set_change_percent`."""
+    limit = policy.max_set_change_percent
+    if limit is None or previous is None or previous < 1:
+        return None
+    percent = abs(size - previous) * 100 / previous
+    if percent <= limit:
+        return None
+    moved = "dropped" if size < previous else "grew"
+    reason = (
+        f"the set for {policy.purpose!r} {moved} by more than {limit:g} % against this "
+        f"node's previous round of the purpose ({SET_CHANGE_CHECK}): a truncated or "
+        "half-written export? This node's operator sees the sizes in its log"
+    )
+    return SetChange(reason, previous, size, round(percent, 1))
 
 
 def refusal_reason(

@@ -62,6 +62,11 @@ results = "results"        # result files, deleted when the purpose's retention 
 audit_log = "audit/node-audit.jsonl"
 state = "state"
 
+# A Prometheus endpoint (/metrics): rounds, phase times, points, refusals, certificate days.
+# Off unless set; loopback only, unless allow_remote = true (it has no authentication).
+# [metrics]
+# listen = "127.0.0.1:9464"
+
 # One [inputs.PURPOSE] and one [policy.PURPOSE] for every purpose this organisation
 # agreed to. Example (uncomment and adapt):
 #
@@ -80,6 +85,7 @@ state = "state"
 # max_set_size = 50000                  # required: refuse purposes that allow larger sets
 # max_retention_days = 90               # refuse purposes that keep results longer
 # min_round_interval_hours = 24         # refuse a round sooner than this after the last
+# max_set_change_percent = 50           # refuse a set half or 1.5x the last round's size
 # allowed_subsets = []                  # other exact partner sets accepted, e.g. [["gemeente"]]
 # purpose_version = 1                   # optional: only this version of the purpose
 """

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from google.protobuf.message import DecodeError
 
+from kruispunt import wire
 from kruispunt.audit import head_from_proto, head_to_proto, safe_reason
 from kruispunt.errors import (
     AttackRefused,
@@ -38,13 +39,20 @@ from kruispunt.errors import (
     UnknownRound,
 )
 from kruispunt.manifest import VerifiedManifest, is_round_id, sign_consent, verify_manifest
+from kruispunt.metrics import RoundMetrics
 from kruispunt.roster import Roster, load_accepted_roster
 from kruispunt.v1 import common_pb2, node_pb2
 from psi_node.audit import NodeAudit
 from psi_node.config import NodeConfig
 from psi_node.inputs import InputSpec, read_input
 from psi_node.modes import MODES, bilateral, network
-from psi_node.policy import ConsentHistory, refusal_reason
+from psi_node.policy import (
+    SET_CHANGE_CHECK,
+    ConsentHistory,
+    SetSizeHistory,
+    refusal_reason,
+    set_change,
+)
 from psi_node.pool import PointPool
 from psi_node.results import discard_staged, expired_results, published_results, stale_staged
 from psi_node.round_state import STAGED, NodeRound, require_phase
@@ -71,6 +79,7 @@ class RoundManager:
         now: Callable[[], datetime],
         idle_timeout: float = 1800.0,
         chunk_points: int = 4096,
+        metrics: RoundMetrics | None = None,
     ) -> None:
         self.config = config
         self.network = network
@@ -82,6 +91,8 @@ class RoundManager:
         self.now = now
         self.idle_timeout = idle_timeout
         self.chunk_points = chunk_points
+        #: Phase times and points processed (served when `[metrics]` is configured).
+        self.metrics = metrics or RoundMetrics("node")
         self._rounds: dict[str, NodeRound] = {}
         # Rounds aborted before their Propose was done here (an operator's cancel overtakes
         # a node still reading its input): that Propose must not start them afterwards.
@@ -91,6 +102,7 @@ class RoundManager:
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._seen = self._load_seen()
         self.history = ConsentHistory(config.state_dir)
+        self.set_sizes = SetSizeHistory(config.state_dir)
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -240,6 +252,22 @@ class RoundManager:
                 f"set of {size} records exceeds the purpose maximum {purpose.max_set_size}",
                 now,
             )
+        try:
+            previous = self.set_sizes.last(purpose.id)
+        except ConfigError as exc:
+            return self._refuse(verified, str(exc), now)
+        change = set_change(self.config.policies[purpose.id], previous, size)
+        if change is not None:
+            # The sizes stay here: this node's operator reads them, the coordinator does not.
+            log.warning(
+                "set size changed beyond the policy's limit",
+                round_id=round_id,
+                purpose=purpose.id,
+                set_size=change.size,
+                previous_set_size=change.previous,
+                change_percent=change.percent,
+            )
+            return self._refuse(verified, change.reason, now, check=SET_CHANGE_CHECK)
         unfit = mode.admits(verified, size) if mode.admits is not None else None
         if unfit is not None:
             return self._refuse(verified, unfit, now)
@@ -251,6 +279,7 @@ class RoundManager:
             state=mode.start(),
         )
         self.history.record(purpose.id, now)
+        self.set_sizes.record(purpose.id, size)
         consent = common_pb2.Consent(
             round_id=round_id,
             partner_id=self.config.partner_id,
@@ -315,10 +344,16 @@ class RoundManager:
         return roster
 
     def _refuse(
-        self, verified: VerifiedManifest, reason: str, now: datetime
+        self, verified: VerifiedManifest, reason: str, now: datetime, **details: object
     ) -> common_pb2.SignedConsent:
+        """A signed refusal with `reason`, audited with `details` (e.g. the check that refused)."""
         self.audit_event(
-            "consent.refused", verified.round_id, "E", reason=reason, purpose=verified.purpose.id
+            "consent.refused",
+            verified.round_id,
+            "E",
+            reason=reason,
+            purpose=verified.purpose.id,
+            **details,
         )
         log.warning("consent refused", round_id=verified.round_id, reason=reason)
         consent = common_pb2.Consent(
@@ -367,23 +402,25 @@ class RoundManager:
         self, round_id: str, consents: Iterable[common_pb2.SignedConsent]
     ) -> Iterator[network.Chunk]:
         """Network phase 1: this node's blinded points, chunk by chunk (`network.blind`)."""
-        return network.blind(self, round_id, consents)
+        return self.metrics.timed("blind", network.blind(self, round_id, consents), _points)
 
     def evaluate(
         self, round_id: str, origin: str, step: int, batches: Iterable[network.Chunk]
     ) -> Iterator[network.Chunk]:
         """Network phase 2: another partner's points under this node's key (`network.evaluate`)."""
-        return network.evaluate(self, round_id, origin, step, batches)
+        evaluated = network.evaluate(self, round_id, origin, step, batches)
+        return self.metrics.timed("evaluate", evaluated, _points)
 
     def finalize(self, round_id: str, batches: Iterable[network.Chunk]) -> Iterator[bytes]:
         """Network phase 3: own points back, answered with the signed tag commitment."""
-        return network.finalize(self, round_id, batches)
+        own = self.metrics.counted("finalize", batches, _points)
+        return self.metrics.timed("finalize", network.finalize(self, round_id, own))
 
     def reveal(
         self, round_id: str, roots: Mapping[str, bytes]
     ) -> Iterator[tuple[int, bytes, bytes]]:
         """Network phase 4: every partner's commitment in, tags and salts out (`network.reveal`)."""
-        return network.reveal(self, round_id, roots)
+        return self.metrics.timed("reveal", network.reveal(self, round_id, roots))
 
     def deliver(self, results: node_pb2.RoundResults) -> node_pb2.DeliveryReceipt:
         """Network results: stage what the coordinator found (`network.deliver`)."""
@@ -531,6 +568,11 @@ class RoundManager:
         """Abort every round in flight (shutdown)."""
         for rid in self.rounds_in_flight():
             self.abort(rid, "node shutting down")
+
+
+def _points(chunk: network.Chunk) -> int:
+    """How many points a chunk of a stream carries (the metrics count them)."""
+    return len(chunk[1]) // wire.POINT_BYTES
 
 
 def purge_expired_results(

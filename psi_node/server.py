@@ -28,6 +28,7 @@ from kruispunt.errors import (
 )
 from kruispunt.expiry import ExpiryReminder
 from kruispunt.hardening import disable_core_dumps
+from kruispunt.metrics import MetricsServer, RoundMetrics, serve_metrics
 from kruispunt.roster import load_agreement_key
 from kruispunt.service import run_until_signalled
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
@@ -227,6 +228,8 @@ class NodeServer:
     health: health.HealthServicer
     _stop: threading.Event
     _janitor: threading.Thread
+    #: The Prometheus endpoint, when `[metrics]` configures one.
+    metrics_server: MetricsServer | None = None
 
     def stop(self, grace: float | None = GRACE_SECONDS) -> None:
         """Refuse new calls, let calls in flight finish for `grace` seconds, abort rounds."""
@@ -237,6 +240,8 @@ class NodeServer:
         if self.owns_pool:
             self.pool.close()
         self._janitor.join(timeout=5)
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
 
 
 def create_server(
@@ -261,6 +266,10 @@ def create_server(
         config.coordinator_public_key, missing="no coordinator key (psi-node install-cert)"
     )
     audit = NodeAudit(config.audit_log, signing_key)
+    clock = now or (lambda: datetime.now(UTC))
+    metrics = RoundMetrics("node")
+    audit.add_observer(metrics.observe_event)
+    metrics.watch_certificates(lambda: certificates(config), clock)
     owns_pool = pool is None
     pool = pool or PointPool(config.workers)
     rounds = RoundManager(
@@ -271,8 +280,9 @@ def create_server(
         coordinator_key=coordinator_key,
         audit=audit,
         pool=pool,
-        now=now or (lambda: datetime.now(UTC)),
+        now=clock,
         idle_timeout=idle_timeout if idle_timeout is not None else config.idle_timeout_seconds,
+        metrics=metrics,
     )
     rounds.discard_stale()
     server, port, health_servicer = transport.start_secure_server(
@@ -305,8 +315,11 @@ def create_server(
 
     janitor = threading.Thread(target=housekeeping, name="node-housekeeping", daemon=True)
     janitor.start()
+    metrics_server = serve_metrics(config.metrics, metrics) if config.metrics else None
     log.info("node serving", partner=config.partner_id, network=identity.network, port=port)
-    return NodeServer(server, port, rounds, pool, owns_pool, health_servicer, stop, janitor)
+    return NodeServer(
+        server, port, rounds, pool, owns_pool, health_servicer, stop, janitor, metrics_server
+    )
 
 
 def serve(config: NodeConfig) -> int:

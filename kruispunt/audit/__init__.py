@@ -44,6 +44,8 @@ round.failed           both   a round ended in error (reason)
 round.aborted          both   an operator or shutdown aborted a round
 round.cancelled        coord  an operator cancelled a running round (who, why)
 round.cancel_refused   coord  a cancellation came while results were published
+round.retry            coord  a scheduled round that failed transiently runs again
+schedule.failed        coord  a scheduled round did not complete; notification sent
 operator.added         coord  a person was issued an operator certificate
 operator.renewed       coord  an operator's certificate was renewed
 operator.removed       coord  an operator was removed (certificates refused)

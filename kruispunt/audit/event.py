@@ -49,6 +49,8 @@ EVENTS: Final[Mapping[str, str]] = {
     "round.aborted": "an operator or shutdown aborted a round",
     "round.cancelled": "an operator cancelled a running round (who, why)",
     "round.cancel_refused": "a cancellation came while the round published its results",
+    "round.retry": "a scheduled round that failed transiently is run again (attempt, delay)",
+    "schedule.failed": "a scheduled round did not complete after its attempts; who is told",
     "operator.added": "a person was issued an operator certificate",
     "operator.renewed": "an operator's certificate was renewed",
     "operator.removed": "an operator was removed: their certificates are refused",

@@ -11,6 +11,7 @@ import abc
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
+import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -30,6 +31,8 @@ from kruispunt.audit.seal import seal
 
 __all__ = ["ChainedLog"]
 
+log = structlog.get_logger("kruispunt.audit")
+
 
 class ChainedLog(abc.ABC):
     """What both audit logs share: the signing key, the clock, the checks and the sealing.
@@ -47,6 +50,14 @@ class ChainedLog(abc.ABC):
             raise TypeError("the audit signing key must be an Ed25519 private key")
         self._key = signing_key
         self._now: Clock = now or utc_now
+        self._observers: list[Callable[[AuditEvent], None]] = []
+
+    def add_observer(self, observer: Callable[[AuditEvent], None]) -> None:
+        """Call `observer` with every event once it is stored (the metrics count from them).
+
+        An observer that raises is logged and ignored: counting never stops auditing.
+        """
+        self._observers.append(observer)
 
     @property
     def public_key(self) -> Ed25519PublicKey:
@@ -91,7 +102,13 @@ class ChainedLog(abc.ABC):
                 signing_key=self._key,
             )
 
-        return self._append_sealed(build)
+        sealed = self._append_sealed(build)
+        for observer in self._observers:
+            try:
+                observer(sealed)
+            except Exception:
+                log.exception("audit observer failed", audit_event=sealed.event)
+        return sealed
 
     @abc.abstractmethod
     def events(self, round_id: str | None = None) -> list[AuditEvent]:
