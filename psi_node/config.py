@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kruispunt.errors import ConfigError
+from kruispunt.identifiers import IdentifierKind
 from kruispunt.tomlfile import read_toml, resolver, table
+from psi_node.inputs import InputSpec
 
 CONFIG_NAME = "node.toml"
 DISCLOSURE_RANK = {"count": 0, "partners": 1}
@@ -34,6 +36,24 @@ class InputConfig:
     delimiter: str | None = None
     objection_column: str | None = None
     exclusion_file: Path | None = None
+    #: Headers deliberately not read (they look like an identifier part or objection flag).
+    ignore_columns: tuple[str, ...] = ()
+    #: Headers carried into the local result file (the partner's client number, ...).
+    result_columns: tuple[str, ...] = ()
+
+    def spec(self) -> InputSpec:
+        """The export as `psi_node.inputs.read_input` reads it."""
+        kind: IdentifierKind = "bsn" if self.kind == "bsn" else "address"  # loader checked it
+        return InputSpec(
+            path=self.path,
+            kind=kind,
+            columns=self.columns,
+            delimiter=self.delimiter,
+            objection_column=self.objection_column,
+            exclusion_file=self.exclusion_file,
+            ignore_columns=self.ignore_columns,
+            result_columns=self.result_columns,
+        )
 
 
 @dataclass(frozen=True)
@@ -114,6 +134,8 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
             delimiter=raw.get("delimiter"),
             objection_column=raw.get("objection_column"),
             exclusion_file=p(raw["exclusion_file"]) if raw.get("exclusion_file") else None,
+            ignore_columns=_names(raw, "ignore_columns", where),
+            result_columns=_names(raw, "result_columns", where),
         )
     policies: dict[str, PolicyConfig] = {}
     for purpose, raw in table(data, "policy", src, required=False).items():
@@ -215,6 +237,14 @@ def _whole(
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ConfigError(f"{where} {key} must be a whole number of at least {least}")
     return value
+
+
+def _names(raw: Mapping[str, object], key: str, where: str) -> tuple[str, ...]:
+    """A list of header names (ignore_columns, result_columns); empty when absent."""
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f'{where} {key} must be a list of header names, e.g. ["Klantnr"]')
+    return tuple(v.strip() for v in value)
 
 
 def _hours(raw: Mapping[str, object], key: str, where: str, default: float) -> float:

@@ -30,7 +30,7 @@ from kruispunt.roster import load_accepted_roster
 from kruispunt.tomlfile import read_toml
 from psi_node.audit import verify_file
 from psi_node.config import CONFIG_NAME, InputConfig, NodeConfig, PolicyConfig, load_node_config
-from psi_node.inputs import InputSpec, read_input
+from psi_node.inputs import read_input
 from psi_node.provision import roster_mismatches
 
 __all__ = ["run_doctor"]
@@ -215,16 +215,7 @@ def _input_check(
     """Read the purpose's export as a round would; report counts, never values."""
     name = f"input {purpose}"
     try:
-        found = read_input(
-            InputSpec(
-                path=spec.path,
-                kind=spec.kind,  # type: ignore[arg-type]  # the loader checked it
-                columns=spec.columns,
-                delimiter=spec.delimiter,
-                objection_column=spec.objection_column,
-                exclusion_file=spec.exclusion_file,
-            )
-        )
+        found = read_input(spec.spec())
     except KruispuntError as exc:
         return Check(name, FAIL, str(exc))
     except OSError as exc:

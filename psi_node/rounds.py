@@ -42,7 +42,7 @@ from kruispunt.roster import Roster, load_accepted_roster
 from kruispunt.v1 import common_pb2, node_pb2
 from psi_node.audit import NodeAudit
 from psi_node.config import NodeConfig
-from psi_node.inputs import InputSpec, read_input
+from psi_node.inputs import read_input
 from psi_node.modes import MODES, bilateral, network
 from psi_node.policy import ConsentHistory, refusal_reason
 from psi_node.pool import PointPool
@@ -217,15 +217,7 @@ class RoundManager:
         mode = MODES.get(purpose.mode)
         if mode is None:
             return self._refuse(verified, f"this node does not run {purpose.mode!r} rounds", now)
-        inp = self.config.inputs[purpose.id]
-        spec = InputSpec(
-            path=inp.path,
-            kind=inp.kind,  # type: ignore[arg-type]  # checked by the policy
-            columns=inp.columns,
-            delimiter=inp.delimiter,
-            objection_column=inp.objection_column,
-            exclusion_file=inp.exclusion_file,
-        )
+        spec = self.config.inputs[purpose.id].spec()
         try:
             inputs = read_input(spec, strict=self.config.strict_input)
         except (InputFileError, KruispuntError) as exc:
