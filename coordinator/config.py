@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kruispunt.errors import ConfigError
+from kruispunt.running import settings_digests
 from kruispunt.tomlfile import read_toml, resolver, table
 
 CONFIG_NAME = "coordinator.toml"
@@ -50,6 +51,14 @@ class CoordinatorConfig:
     schedules: tuple[Schedule, ...]
     log_level: str = "info"
     audit_key_separate: bool = True
+    #: Digest of coordinator.toml's settings as loaded (`kruispunt.running`).
+    sha256: str = ""
+    #: The same without [[schedule]], which a serving coordinator reads again on SIGHUP.
+    fixed_sha256: str = ""
+
+
+#: What a serving coordinator reads again on SIGHUP: its schedule.
+RELOADED: Mapping[str, tuple[str, ...] | None] = {"schedule": None}
 
 
 def load_coordinator_config(
@@ -84,6 +93,7 @@ def load_coordinator_config(
         raise ConfigError(f"{src}: [coordinator] needs 'network'") from None
     signing_key = p(sign.get("key", "signing/coordinator.ed25519"))
     signing_public_key = p(sign.get("public_key", "signing/coordinator.pub"))
+    whole, fixed = settings_digests(data, RELOADED)
     try:
         return CoordinatorConfig(
             directory=directory.resolve(),
@@ -112,6 +122,8 @@ def load_coordinator_config(
             chunk_points=int(rounds.get("chunk_points", 4096)),
             schedules=tuple(schedules),
             log_level=env.get("KRUISPUNT_LOG_LEVEL", str(main.get("log_level", "info"))),
+            sha256=whole,
+            fixed_sha256=fixed,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{src}: {exc}") from None

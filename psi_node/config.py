@@ -3,16 +3,24 @@
 The policy is the organisation's own word on what it takes part in: which
 purposes, under which legal basis, with which partners, and how much it lets
 the network disclose. A manifest that asks for more is refused.
+
+A serving node reads the policy and inputs again for every manifest (and on SIGHUP):
+an organisation that tightens its policy must not be held to the old one until a
+restart. What the process was started with (listen address, keys, paths, workers)
+stays until it is restarted; `NodeConfig.sha256` and `fixed_sha256` tell the two
+apart, so `psi-node doctor` can say which a file change needs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kruispunt.errors import ConfigError
 from kruispunt.identifiers import IdentifierKind
+from kruispunt.running import settings_digests
 from kruispunt.tomlfile import read_toml, resolver, table
 from psi_node.inputs import InputSpec
 
@@ -104,6 +112,33 @@ class NodeConfig:
     idle_timeout_seconds: float = 1800.0
     # The X25519 key tag-key shares are sealed to; its public half is in the roster.
     agreement_key: Path = Path("signing/node.x25519")
+    #: Digest of node.toml's settings as loaded (comments and layout do not count).
+    sha256: str = ""
+    #: The same, without what a serving node re-reads (`RELOADED`): a change here needs
+    #: a restart.
+    fixed_sha256: str = ""
+
+    def with_reloaded(self, fresh: NodeConfig) -> NodeConfig:
+        """This config with the policy and inputs of `fresh` (node.toml read again).
+
+        Everything else stays as the process started with it: a listen address or key
+        path cannot change under a running server.
+        """
+        return dataclasses.replace(
+            self,
+            inputs=fresh.inputs,
+            policies=fresh.policies,
+            strict_input=fresh.strict_input,
+            sha256=fresh.sha256,
+        )
+
+
+#: What a serving node reads again for every manifest: these tables, and [node] strict_input.
+RELOADED: Mapping[str, tuple[str, ...] | None] = {
+    "inputs": None,
+    "policy": None,
+    "node": ("strict_input",),
+}
 
 
 def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -187,6 +222,7 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
     for purpose in policies:
         if purpose not in inputs:
             raise ConfigError(f"{src}: [policy.{purpose}] has no [inputs.{purpose}] to read from")
+    whole, fixed = settings_digests(data, RELOADED)
     try:
         return NodeConfig(
             directory=directory.resolve(),
@@ -208,6 +244,8 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
             strict_input=bool(node.get("strict_input", False)),
             idle_timeout_seconds=float(node.get("idle_timeout_seconds", 1800)),
             log_level=env.get("KRUISPUNT_LOG_LEVEL", str(node.get("log_level", "info"))),
+            sha256=whole,
+            fixed_sha256=fixed,
         )
     except KeyError as exc:
         raise ConfigError(f"{src}: [node] needs {exc.args[0]!r}") from None

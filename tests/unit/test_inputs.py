@@ -210,7 +210,7 @@ class TestEveryColumnAccountedFor:
         """An exclusion list with an unread toevoeging would exclude too little: refused."""
         exclusions = write(tmp_path, "postcode;huisnummer;Toev\n1234AB;12;2\n", "excl.csv")
         path = write(tmp_path, "postcode;huisnummer\n1234AB;12\n")
-        with pytest.raises(inputs.UnreadColumns, match="excl.csv, line 1: column 3 'Toev'"):
+        with pytest.raises(inputs.UnreadColumns, match=r"excl\.csv, line 1: column 3 'Toev'"):
             read(path, "address", exclusion_file=exclusions)
 
 
