@@ -392,7 +392,7 @@ def _read_exclusions(spec: InputSpec, report: InputReport, *, strict: bool) -> f
             None,
             None,
             ignore_columns=spec.ignore_columns,
-            check_unread=True,
+            check_objection=False,
         )
         found = table.scan(sub, strict=strict, excluded=frozenset(), progress=None)
     report.exclusion_entries = len(found.records)
@@ -427,7 +427,7 @@ class _Table:
         *,
         ignore_columns: tuple[str, ...] = (),
         result_columns: tuple[str, ...] = (),
-        check_unread: bool = True,
+        check_objection: bool = True,
     ) -> None:
         self.path = path
         self.kind = kind
@@ -515,8 +515,7 @@ class _Table:
         if self.objection is not None:
             read.add(self.objection)
         unread = [i for i in range(self.ncols) if i not in read and names[i]]
-        if check_unread:
-            self._refuse_lookalikes(names, keys, unread, ignore, objection_column)
+        self._refuse_lookalikes(names, keys, unread, ignore, objection_column, check_objection)
         self.mapping = ColumnMapping(
             fields={f: names[i] for f, i in self.index.items() if i is not None},
             objection=None if self.objection is None else names[self.objection],
@@ -537,6 +536,7 @@ class _Table:
         unread: list[int],
         ignore: set[str],
         objection_column: str | None,
+        check_objection: bool,
     ) -> None:
         """Stop at unread headers that look like an identifier part or an objection flag.
 
@@ -550,7 +550,7 @@ class _Table:
             hint = next(
                 (f for f in FIELDS[self.kind] if LOOKALIKE_COLUMNS[f].search(keys[i])), None
             )
-            if hint is None and LOOKALIKE_OBJECTION.search(keys[i]):
+            if hint is None and check_objection and LOOKALIKE_OBJECTION.search(keys[i]):
                 hint = "objection"
             if hint is not None:
                 found.append((i, hint))

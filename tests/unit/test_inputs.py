@@ -213,6 +213,14 @@ class TestEveryColumnAccountedFor:
         with pytest.raises(inputs.UnreadColumns, match=r"excl\.csv, line 1: column 3 'Toev'"):
             read(path, "address", exclusion_file=exclusions)
 
+    def test_exclusion_file_has_no_objection_flag_to_read(self, tmp_path: Path) -> None:
+        """An exclusion list's Bezwaar-like column is not an objection flag: it is not read."""
+        exclusions = write(tmp_path, "bsn;reden bezwaar\n123456782;ja\n", "excl.csv")
+        path = write(tmp_path, "bsn\n123456782\n111222333\n")
+        found = read(path, exclusion_file=exclusions)
+        assert found.records == [b"bsn:111222333"]
+        assert found.report.excluded == 1
+
 
 class TestResultColumns:
     def test_result_columns_are_carried_in_export_order(self, tmp_path: Path) -> None:
