@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kruispunt.errors import ConfigError
 from kruispunt.metrics import MetricsConfig, load_metrics_config
+from kruispunt.running import settings_digests
 from kruispunt.tomlfile import read_toml, resolver, table
 
 CONFIG_NAME = "coordinator.toml"
@@ -73,6 +74,14 @@ class CoordinatorConfig:
     scheduler: SchedulerConfig = SchedulerConfig()
     #: The Prometheus endpoint (`[metrics]`); None: off.
     metrics: MetricsConfig | None = None
+    #: Digest of coordinator.toml's settings as loaded (`kruispunt.running`).
+    sha256: str = ""
+    #: The same without [[schedule]], which a serving coordinator reads again on SIGHUP.
+    fixed_sha256: str = ""
+
+
+#: What a serving coordinator reads again on SIGHUP: its schedule.
+RELOADED: Mapping[str, tuple[str, ...] | None] = {"schedule": None}
 
 
 def load_coordinator_config(
@@ -107,6 +116,7 @@ def load_coordinator_config(
         raise ConfigError(f"{src}: [coordinator] needs 'network'") from None
     signing_key = p(sign.get("key", "signing/coordinator.ed25519"))
     signing_public_key = p(sign.get("public_key", "signing/coordinator.pub"))
+    whole, fixed = settings_digests(data, RELOADED)
     try:
         return CoordinatorConfig(
             directory=directory.resolve(),
@@ -137,6 +147,8 @@ def load_coordinator_config(
             log_level=env.get("KRUISPUNT_LOG_LEVEL", str(main.get("log_level", "info"))),
             scheduler=_scheduler(table(data, "scheduler", src, required=False), src),
             metrics=load_metrics_config(data, src),
+            sha256=whole,
+            fixed_sha256=fixed,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{src}: {exc}") from None

@@ -70,6 +70,21 @@ def run_doctor(
         f"{len(config.schedules)} scheduled purpose(s)",
     )
     report.checks.append(doctor.check_private_directory("coordinator directory", config.directory))
+    report.checks.append(
+        doctor.check_running_config(
+            "running config",
+            config.directory,
+            CONFIG_NAME,
+            sha256=config.sha256,
+            fixed_sha256=config.fixed_sha256,
+            reloaded="the schedules",
+            reload_hint=(
+                "the next runs shown below are not the ones the server follows until "
+                "`systemctl reload psi-coordinator` (or `kill -HUP {pid}`)"
+            ),
+            restart_hint="systemctl restart psi-coordinator, or stop and start its serve",
+        )
+    )
     raw = read_toml(directory / CONFIG_NAME)
 
     ca_checks, ca = doctor.check_ca_certificate(

@@ -22,16 +22,17 @@ from grpc_health.v1 import health
 
 from coordinator.audit import CoordinatorAudit, open_audit
 from coordinator.certs import certificates
-from coordinator.config import CoordinatorConfig
+from coordinator.config import CoordinatorConfig, Schedule, load_coordinator_config
 from coordinator.operators import OperatorGate, adopt_configured_operator
 from coordinator.rounds import RoundRunner
 from coordinator.schedule import ScheduledRounds, next_run
 from coordinator.store import ABORTED, Store
 from kruispunt import transport
-from kruispunt.errors import UnknownRound
+from kruispunt.errors import ConfigError, UnknownRound
 from kruispunt.expiry import ExpiryReminder
 from kruispunt.hardening import disable_core_dumps
 from kruispunt.metrics import MetricsServer, RoundMetrics, serve_metrics
+from kruispunt.running import forget_running, record_running
 from kruispunt.service import run_until_signalled
 from kruispunt.v1 import coordinator_pb2, coordinator_pb2_grpc
 
@@ -105,6 +106,8 @@ class CoordinatorServer:
     _scheduler: threading.Thread
     #: The scheduler's rounds, with their retries and notifications.
     scheduled: ScheduledRounds
+    #: The schedules the scheduler follows; `reload` replaces them.
+    schedules: ScheduleBook
     metrics: RoundMetrics
     #: The Prometheus endpoint, when `[metrics]` configures one.
     metrics_server: MetricsServer | None = None
@@ -117,6 +120,61 @@ class CoordinatorServer:
         self._scheduler.join(timeout=5)
         if self.metrics_server is not None:
             self.metrics_server.stop()
+        forget_running(self.runner.config.directory)
+
+    def reload(self) -> None:
+        """Read coordinator.toml's [[schedule]] again (SIGHUP); the rest needs a restart.
+
+        A file that does not load is logged and the schedule in use kept.
+        """
+        try:
+            fresh = load_coordinator_config(self.runner.config.directory)
+        except ConfigError as exc:
+            log.error("coordinator.toml not reloaded", error=str(exc))
+            return
+        self.schedules.replace(fresh.schedules, sha256=fresh.sha256)
+        log.info(
+            "schedule reloaded", schedules=[f"{s.purpose} @ {s.cron}" for s in fresh.schedules]
+        )
+
+
+class ScheduleBook:
+    """The schedules a serving coordinator follows, replaced whole on reload.
+
+    Each replacement is recorded in serving.json (`kruispunt.running`), so
+    `psi-coordinator doctor` can say when the file holds a schedule not in effect.
+    """
+
+    def __init__(self, config: CoordinatorConfig, started_at: datetime) -> None:
+        self._lock = threading.Lock()
+        self._schedules = config.schedules
+        self._folder = config.directory
+        self._fixed_sha256 = config.fixed_sha256
+        self._started_at = started_at
+        self._record(config.sha256)
+
+    def current(self) -> tuple[Schedule, ...]:
+        """The schedules in effect now."""
+        with self._lock:
+            return self._schedules
+
+    def replace(self, schedules: tuple[Schedule, ...], *, sha256: str) -> None:
+        """Follow `schedules` from the scheduler's next tick on."""
+        with self._lock:
+            self._schedules = schedules
+        self._record(sha256)
+
+    def _record(self, sha256: str) -> None:
+        try:
+            record_running(
+                self._folder,
+                sha256=sha256,
+                fixed_sha256=self._fixed_sha256,
+                started_at=self._started_at,
+                loaded_at=datetime.now(UTC),
+            )
+        except OSError as exc:  # doctor then cannot compare; serving goes on
+            log.warning("cannot record the running config", error=exc.strerror)
 
 
 INTERRUPTED = "coordinator restarted while the round was running"
@@ -180,9 +238,10 @@ def create_server(
     stop = threading.Event()
     scheduled = ScheduledRounds(runner, audit, config, stop)
     metrics_server = serve_metrics(config.metrics, metrics) if config.metrics else None
+    book = ScheduleBook(config, clock())
     scheduler = threading.Thread(
         target=_schedule_loop,
-        args=(config, runner, scheduled, clock, stop, scheduler_tick),
+        args=(config, book, runner, scheduled, clock, stop, scheduler_tick),
         name="scheduler",
         daemon=True,
     )
@@ -203,6 +262,7 @@ def create_server(
         stop,
         scheduler,
         scheduled,
+        book,
         metrics,
         metrics_server,
     )
@@ -233,6 +293,7 @@ def _round_metrics(
 
 def _schedule_loop(
     config: CoordinatorConfig,
+    book: ScheduleBook,
     runner: RoundRunner,
     scheduled: ScheduledRounds,
     clock: Callable[[], datetime],
@@ -243,9 +304,13 @@ def _schedule_loop(
     retries (`ScheduledRounds`); retry aborts that a partner missed; warn daily about
     certificates that expire within 30 days."""
     reminder = ExpiryReminder()
-    due = {s: next_run(s.cron, clock().astimezone()) for s in config.schedules}
+    due = {s: next_run(s.cron, clock().astimezone()) for s in book.current()}
     while not stop.wait(tick):
         now = clock().astimezone()
+        # A reload (SIGHUP) replaced the schedules: new ones count from now, kept ones keep
+        # their next run, removed ones are dropped.
+        current = book.current()
+        due = {s: due[s] if s in due else next_run(s.cron, now) for s in current}
         try:
             runner.retry_aborts()
             for warning in reminder.warnings(certificates(config), now):
@@ -266,5 +331,7 @@ def serve(config: CoordinatorConfig) -> int:
     disable_core_dumps()
     srv = create_server(config)
     return run_until_signalled(
-        f"psi-coordinator {config.network}: admin service on port {srv.port}", srv.stop
+        f"psi-coordinator {config.network}: admin service on port {srv.port}",
+        srv.stop,
+        reload=srv.reload,
     )

@@ -42,6 +42,7 @@ from kruispunt.expiry import (
     moment_or_now,
 )
 from kruispunt.redact import looks_like_identifier
+from kruispunt.running import read_running
 
 __all__ = [
     "FAIL",
@@ -345,6 +346,45 @@ def check_private_key(
     if owner is not None:
         return Check(name, WARN, f"{path}: {owner}"), key
     return Check(name, OK, f"{path}: owner-only (mode {mode:04o})"), key
+
+
+def check_running_config(
+    name: str,
+    folder: Path,
+    file: str,
+    *,
+    sha256: str,
+    fixed_sha256: str,
+    reloaded: str,
+    reload_hint: str,
+    restart_hint: str,
+) -> Check:
+    """Whether the serving process runs `file` as it is now (`kruispunt.running`).
+
+    `sha256` and `fixed_sha256` are the file's digests now; `reloaded` says what the
+    server reads again by itself or on SIGHUP ("the policy and inputs"), `reload_hint`
+    how to make it read them now (it may name the pid as ``{pid}``), `restart_hint`
+    how to restart it.
+    """
+    running = read_running(folder)
+    if running is None or not running.alive:
+        return Check(name, OK, "no server running for this directory: nothing to compare")
+    who = f"the running server (pid {running.pid}, started {running.started_at})"
+    if running.fixed_sha256 != fixed_sha256:
+        return Check(
+            name,
+            WARN,
+            f"{file} changed in settings other than {reloaded} since {who} started: it uses "
+            f"the old ones until it is restarted ({restart_hint})",
+        )
+    if running.sha256 != sha256:
+        return Check(
+            name,
+            WARN,
+            f"{file} changed since {who} last read it at {running.loaded_at}: {reloaded} shown "
+            f"here are not in effect yet; {reload_hint.format(pid=running.pid)}",
+        )
+    return Check(name, OK, f"{who} runs {file} as it is now (read at {running.loaded_at})")
 
 
 def check_private_directory(name: str, path: Path) -> Check:

@@ -11,7 +11,9 @@ To add a subcommand, write its handler under the decorator.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import shlex
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,12 +29,20 @@ from kruispunt.cli import (
     operator_actor,
     run,
 )
-from kruispunt.errors import KruispuntError
-from kruispunt.identifiers import FIELDS, KINDS, IdentifierKind
+from kruispunt.errors import ConfigError, KruispuntError
+from kruispunt.identifiers import FIELDS, KINDS
 from kruispunt.logs import configure_logging
 from psi_node import present
-from psi_node.config import NodeConfig, load_node_config
-from psi_node.inputs import PROGRESS_EVERY, InputSpec, read_input
+from psi_node.config import CONFIG_NAME, NodeConfig, load_node_config
+from psi_node.inputs import (
+    DEFAULT_COLUMNS,
+    OBJECTION_FALSE,
+    OBJECTION_TRUE,
+    PROGRESS_EVERY,
+    InputSpec,
+    UnreadColumns,
+    read_input,
+)
 
 #: Exit status when the input (or the command line) cannot be used.
 EXIT_UNUSABLE = EXIT_USAGE
@@ -103,11 +113,47 @@ def _parse_delimiter(text: str) -> str:
     return value
 
 
+def _parse_names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected HEADER[,HEADER...]")
+    return names
+
+
+def _check_input_help() -> str:
+    """check-input's --help: both ways to call it, the default headers, objection values."""
+    defaults = "; ".join(f"{f}: {', '.join(names)}" for f, names in DEFAULT_COLUMNS.items())
+    truthy = ", ".join(sorted(OBJECTION_TRUE))
+    falsy = ", ".join(v or "(empty)" for v in sorted(OBJECTION_FALSE))
+    return (
+        "Read a CSV export as a round would and report how many rows are valid, invalid "
+        "(by line number and reason, never the value), duplicate, objected and excluded, "
+        "and which header each field is read from. Give the node directory and --purpose "
+        "to read the export exactly as node.toml [inputs.PURPOSE] configures it (flags "
+        "given as well override node.toml), or a FILE and --kind. Exit status 0 when the "
+        "file is usable, 2 when not. "
+        f"Headers read by default (case, spaces, dashes and underscores ignored): {defaults}. "
+        "A header no field reads that looks like an address part (Toev, Hlt, Letter, ...), a "
+        "second BSN or an objection flag (Bezwaar, ...) stops the check with the fix: map it "
+        "(--columns, --objection-column) or leave it out (--ignore-columns). "
+        f"Objection values meaning the person objected: {truthy}; meaning no objection: "
+        f"{falsy}; anything else makes the row invalid."
+    )
+
+
 @command(
     "check-input",
     "validate a client-list export and count what a round would use",
-    arg("file", type=Path, metavar="FILE", help="the CSV export (UTF-8)"),
-    arg("--kind", required=True, choices=KINDS, help="identifier kind of the file"),
+    arg(
+        "file",
+        type=Path,
+        metavar="FILE|DIR",
+        help="the CSV export (UTF-8), or the node directory with --purpose",
+    ),
+    arg("--purpose", metavar="PURPOSE", help="read DIR/node.toml [inputs.PURPOSE]"),
+    arg(
+        "--kind", choices=KINDS, help="identifier kind of the file (from node.toml with --purpose)"
+    ),
     arg(
         "--columns",
         type=_parse_columns,
@@ -123,48 +169,122 @@ def _parse_delimiter(text: str) -> str:
         help="field delimiter (default: sniffed from the header; 'tab' for a tab)",
     ),
     arg("--objection-column", metavar="HEADER", help="column marking objections"),
+    arg(
+        "--ignore-columns",
+        type=_parse_names,
+        default=(),
+        metavar="HEADER,...",
+        help="columns deliberately not read, though they look like an address part or objection",
+    ),
     arg("--exclusions", type=Path, metavar="FILE", help="CSV of identifiers that never leave"),
     arg("--strict", action="store_true", help="stop at the first invalid row"),
     arg("--json", action="store_true", help="print a JSON report on stdout"),
     takes_dir=False,
     json_flag=False,
-    description=(
-        "Read a CSV export as a round would and report how many rows are valid, invalid "
-        "(by line number and reason, never the value), duplicate, objected and excluded. "
-        "Exit status 0 when the file is usable, 2 when not."
-    ),
+    description=_check_input_help(),
 )
 def _check_input(args: argparse.Namespace) -> int:
-    kind: IdentifierKind = args.kind
-    unknown = sorted(set(args.columns) - set(FIELDS[kind]))
+    try:
+        spec, strict = _input_spec(args)
+    except KruispuntError as e:
+        present.input_failure(args.file, args.kind or "", str(e), as_json=args.json)
+        return EXIT_UNUSABLE
+    kind = spec.kind
+    unknown = sorted(set(spec.columns) - set(FIELDS[kind]))
     if unknown:
         present.input_failure(
-            args.file,
+            spec.path,
             kind,
             f"--columns: {', '.join(unknown)} is not a field of kind {kind}; "
             f"expected {', '.join(FIELDS[kind])}",
             as_json=args.json,
         )
         return EXIT_UNUSABLE
-    spec = InputSpec(
-        path=args.file,
-        kind=kind,
-        columns=args.columns,
-        delimiter=args.delimiter,
-        objection_column=args.objection_column,
-        exclusion_file=args.exclusions,
-    )
     progress = present.Progress(sys.stderr, every=PROGRESS_EVERY) if sys.stderr.isatty() else None
     try:
-        found = read_input(spec, strict=args.strict, progress=progress)
+        found = read_input(spec, strict=strict, progress=progress)
+    except UnreadColumns as e:
+        present.input_failure(
+            spec.path, kind, str(e), as_json=args.json, retry=_retry_command(args, spec, e)
+        )
+        return EXIT_UNUSABLE
     except KruispuntError as e:
-        present.input_failure(args.file, kind, str(e), as_json=args.json)
+        present.input_failure(spec.path, kind, str(e), as_json=args.json)
         return EXIT_UNUSABLE
     finally:
         if progress is not None:
             progress.clear()
-    present.input_report(found.report, args.exclusions, as_json=args.json)
+    present.input_report(found.report, spec.exclusion_file, as_json=args.json)
     return 0 if found.report.usable else EXIT_UNUSABLE
+
+
+def _input_spec(args: argparse.Namespace) -> tuple[InputSpec, bool]:
+    """The export to check and whether to stop at the first invalid row.
+
+    With --purpose, from DIR/node.toml; flags given on the command line override it, so a
+    mapping can be tried before it is written down.
+    """
+    if args.purpose is None:
+        if args.kind is None:
+            raise ConfigError(
+                "give --kind bsn|address with a FILE, or the node directory and --purpose "
+                "PURPOSE to read node.toml"
+            )
+        spec = InputSpec(
+            path=args.file,
+            kind=args.kind,
+            columns=args.columns,
+            delimiter=args.delimiter,
+            objection_column=args.objection_column,
+            exclusion_file=args.exclusions,
+            ignore_columns=args.ignore_columns,
+        )
+        return spec, args.strict
+    config = load_node_config(args.file, env=os.environ)
+    inp = config.inputs.get(args.purpose)
+    if inp is None:
+        known = ", ".join(sorted(config.inputs)) or "none"
+        raise ConfigError(
+            f"{args.file / CONFIG_NAME}: no [inputs.{args.purpose}] (configured: {known})"
+        )
+    base = inp.spec()
+    if args.kind is not None and args.kind != base.kind:
+        raise ConfigError(
+            f"--kind {args.kind}: [inputs.{args.purpose}] in {CONFIG_NAME} reads {base.kind}"
+        )
+    spec = dataclasses.replace(
+        base,
+        columns={**base.columns, **args.columns},
+        delimiter=args.delimiter or base.delimiter,
+        objection_column=args.objection_column or base.objection_column,
+        exclusion_file=args.exclusions or base.exclusion_file,
+        ignore_columns=(*base.ignore_columns, *args.ignore_columns),
+    )
+    return spec, args.strict or config.strict_input
+
+
+def _retry_command(args: argparse.Namespace, spec: InputSpec, error: UnreadColumns) -> str:
+    """The check-input command line with the mapping the error suggests (unread columns read)."""
+    words = ["psi-node", "check-input", str(args.file)]
+    if args.purpose is not None:
+        words += ["--purpose", args.purpose]
+    else:
+        words += ["--kind", spec.kind]
+    columns = {**args.columns, **error.columns}
+    if columns:
+        words += ["--columns", ",".join(f"{f}={h}" for f, h in columns.items())]
+    if args.delimiter is not None:
+        words += ["--delimiter", args.delimiter]
+    objection = args.objection_column or error.objection_column
+    if objection:
+        words += ["--objection-column", objection]
+    if args.ignore_columns:
+        words += ["--ignore-columns", ",".join(args.ignore_columns)]
+    if args.exclusions is not None:
+        words += ["--exclusions", str(args.exclusions)]
+    if args.strict:
+        words.append("--strict")
+    return shlex.join(words)
 
 
 # -- set-up, serving, audit, retention -------------------------------------------------------

@@ -3,17 +3,27 @@
 The policy is the organisation's own word on what it takes part in: which
 purposes, under which legal basis, with which partners, and how much it lets
 the network disclose. A manifest that asks for more is refused.
+
+A serving node reads the policy and inputs again for every manifest (and on SIGHUP):
+an organisation that tightens its policy must not be held to the old one until a
+restart. What the process was started with (listen address, keys, paths, workers)
+stays until it is restarted; `NodeConfig.sha256` and `fixed_sha256` tell the two
+apart, so `psi-node doctor` can say which a file change needs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kruispunt.errors import ConfigError
+from kruispunt.identifiers import IdentifierKind
 from kruispunt.metrics import MetricsConfig, load_metrics_config
+from kruispunt.running import settings_digests
 from kruispunt.tomlfile import read_toml, resolver, table
+from psi_node.inputs import InputSpec
 
 CONFIG_NAME = "node.toml"
 DISCLOSURE_RANK = {"count": 0, "partners": 1}
@@ -35,6 +45,24 @@ class InputConfig:
     delimiter: str | None = None
     objection_column: str | None = None
     exclusion_file: Path | None = None
+    #: Headers deliberately not read (they look like an identifier part or objection flag).
+    ignore_columns: tuple[str, ...] = ()
+    #: Headers carried into the local result file (the partner's client number, ...).
+    result_columns: tuple[str, ...] = ()
+
+    def spec(self) -> InputSpec:
+        """The export as `psi_node.inputs.read_input` reads it."""
+        kind: IdentifierKind = "bsn" if self.kind == "bsn" else "address"  # loader checked it
+        return InputSpec(
+            path=self.path,
+            kind=kind,
+            columns=self.columns,
+            delimiter=self.delimiter,
+            objection_column=self.objection_column,
+            exclusion_file=self.exclusion_file,
+            ignore_columns=self.ignore_columns,
+            result_columns=self.result_columns,
+        )
 
 
 @dataclass(frozen=True)
@@ -91,6 +119,33 @@ class NodeConfig:
     agreement_key: Path = Path("signing/node.x25519")
     #: The Prometheus endpoint (`[metrics]`); None: off.
     metrics: MetricsConfig | None = None
+    #: Digest of node.toml's settings as loaded (comments and layout do not count).
+    sha256: str = ""
+    #: The same, without what a serving node re-reads (`RELOADED`): a change here needs
+    #: a restart.
+    fixed_sha256: str = ""
+
+    def with_reloaded(self, fresh: NodeConfig) -> NodeConfig:
+        """This config with the policy and inputs of `fresh` (node.toml read again).
+
+        Everything else stays as the process started with it: a listen address or key
+        path cannot change under a running server.
+        """
+        return dataclasses.replace(
+            self,
+            inputs=fresh.inputs,
+            policies=fresh.policies,
+            strict_input=fresh.strict_input,
+            sha256=fresh.sha256,
+        )
+
+
+#: What a serving node reads again for every manifest: these tables, and [node] strict_input.
+RELOADED: Mapping[str, tuple[str, ...] | None] = {
+    "inputs": None,
+    "policy": None,
+    "node": ("strict_input",),
+}
 
 
 def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -121,6 +176,8 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
             delimiter=raw.get("delimiter"),
             objection_column=raw.get("objection_column"),
             exclusion_file=p(raw["exclusion_file"]) if raw.get("exclusion_file") else None,
+            ignore_columns=_names(raw, "ignore_columns", where),
+            result_columns=_names(raw, "result_columns", where),
         )
     policies: dict[str, PolicyConfig] = {}
     for purpose, raw in table(data, "policy", src, required=False).items():
@@ -173,6 +230,7 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
     for purpose in policies:
         if purpose not in inputs:
             raise ConfigError(f"{src}: [policy.{purpose}] has no [inputs.{purpose}] to read from")
+    whole, fixed = settings_digests(data, RELOADED)
     try:
         return NodeConfig(
             directory=directory.resolve(),
@@ -195,6 +253,8 @@ def load_node_config(directory: Path, *, env: Mapping[str, str] | None = None) -
             idle_timeout_seconds=float(node.get("idle_timeout_seconds", 1800)),
             log_level=env.get("KRUISPUNT_LOG_LEVEL", str(node.get("log_level", "info"))),
             metrics=load_metrics_config(data, src),
+            sha256=whole,
+            fixed_sha256=fixed,
         )
     except KeyError as exc:
         raise ConfigError(f"{src}: [node] needs {exc.args[0]!r}") from None
@@ -224,6 +284,14 @@ def _whole(
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ConfigError(f"{where} {key} must be a whole number of at least {least}")
     return value
+
+
+def _names(raw: Mapping[str, object], key: str, where: str) -> tuple[str, ...]:
+    """A list of header names (ignore_columns, result_columns); empty when absent."""
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f'{where} {key} must be a list of header names, e.g. ["Klantnr"]')
+    return tuple(v.strip() for v in value)
 
 
 def _hours(raw: Mapping[str, object], key: str, where: str, default: float) -> float:

@@ -16,6 +16,7 @@ this node's certificate, exactly as the coordinator's call would be answered.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +31,7 @@ from kruispunt.roster import load_accepted_roster
 from kruispunt.tomlfile import read_toml
 from psi_node.audit import verify_file
 from psi_node.config import CONFIG_NAME, InputConfig, NodeConfig, PolicyConfig, load_node_config
-from psi_node.inputs import InputSpec, read_input
+from psi_node.inputs import read_input
 from psi_node.provision import roster_mismatches
 
 __all__ = ["run_doctor"]
@@ -112,7 +113,9 @@ def run_doctor(
         policy = config.policies.get(purpose)
         spec = config.inputs.get(purpose)
         if spec is not None:
-            report.checks.append(_input_check(purpose, spec, policy, config.strict_input))
+            report.checks.append(
+                _input_check(purpose, spec, policy, config.strict_input, directory)
+            )
         report.checks.append(_policy_check(purpose, policy))
     if not config.inputs:
         report.add(
@@ -122,6 +125,21 @@ def run_doctor(
             "added",
         )
 
+    report.checks.append(
+        doctor.check_running_config(
+            "running config",
+            config.state_dir,
+            CONFIG_NAME,
+            sha256=config.sha256,
+            fixed_sha256=config.fixed_sha256,
+            reloaded="the policy and inputs",
+            reload_hint=(
+                "they take effect at the next round's manifest, or now with "
+                "`systemctl reload psi-node` (or `kill -HUP {pid}`)"
+            ),
+            restart_hint="systemctl restart psi-node, or stop and start psi-node serve",
+        )
+    )
     report.checks.append(doctor.check_writable_directory("results folder", config.results_dir))
     report.checks.append(doctor.check_writable_directory("state folder", config.state_dir))
     report.checks.append(_audit_check(config.audit_log, sign_key))
@@ -210,31 +228,27 @@ def _roster_check(config: NodeConfig, directory: Path) -> Check:
 
 
 def _input_check(
-    purpose: str, spec: InputConfig, policy: PolicyConfig | None, strict: bool
+    purpose: str, spec: InputConfig, policy: PolicyConfig | None, strict: bool, directory: Path
 ) -> Check:
-    """Read the purpose's export as a round would; report counts, never values."""
+    """Read the purpose's export as a round would; report the mapping and counts, never values."""
     name = f"input {purpose}"
+    # The command reads node.toml itself, so it works as printed, with the mapping configured.
+    hint = (
+        f"{shlex.join(['psi-node', 'check-input', str(directory), '--purpose', purpose])} "
+        "lists lines and reasons"
+    )
     try:
-        found = read_input(
-            InputSpec(
-                path=spec.path,
-                kind=spec.kind,  # type: ignore[arg-type]  # the loader checked it
-                columns=spec.columns,
-                delimiter=spec.delimiter,
-                objection_column=spec.objection_column,
-                exclusion_file=spec.exclusion_file,
-            )
-        )
+        found = read_input(spec.spec())
     except KruispuntError as exc:
-        return Check(name, FAIL, str(exc))
+        return Check(name, FAIL, f"{exc}; then {hint}")
     except OSError as exc:
         return Check(name, FAIL, f"{spec.path}: cannot read ({exc.strerror})")
     r = found.report
+    columns = f"; columns: {r.mapping.describe()}" if r.mapping is not None else ""
     counts = (
         f"{r.valid} usable of {_count(r.rows, 'row')} ({r.invalid} invalid, "
-        f"{r.duplicate} duplicate, {r.objected} objected, {r.excluded} excluded)"
+        f"{r.duplicate} duplicate, {r.objected} objected, {r.excluded} excluded){columns}"
     )
-    hint = f"psi-node check-input {spec.path} --kind {spec.kind} lists lines and reasons"
     if not r.usable:
         return Check(name, FAIL, f"{spec.path}: no usable rows: {counts}; {hint}")
     if strict and r.invalid:

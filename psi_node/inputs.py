@@ -12,8 +12,17 @@ why. What it accepts:
   unless configured.
 - Column names matched case-insensitively, ignoring surrounding spaces. A
   field's column is configured in ``InputSpec.columns`` (field -> header
-  name); unconfigured fields fall back to the usual names (``DEFAULT_COLUMNS``).
+  name); unconfigured fields fall back to the usual names (``DEFAULT_COLUMNS``,
+  compared ignoring case, spaces, dashes and underscores).
   "huisletter" and "toevoeging" may be absent when not configured.
+- Every column is accounted for: a header that no field reads but that looks
+  like an identifier part ("Toev", "Hlt", "Letter", a second BSN column) or
+  like an objection flag ("Bezwaar") while no objection column is configured
+  stops the read with the fix, unless it is listed in
+  ``InputSpec.ignore_columns``. An unread "Toev" merges "1234AB 12-2" with
+  "1234AB 12"; an unread "Bezwaar" sends the records of people who objected.
+- ``InputSpec.result_columns`` are carried along (the partner's own client or
+  dossier number), into the node's local result file only.
 - An optional objection column: a truthy value (``OBJECTION_TRUE``) means the
   person used their right to object. Objection is per identifier: if any row
   of an identifier is marked, none of its rows leaves the node, and all of
@@ -38,6 +47,9 @@ import contextlib
 import csv
 import io
 import itertools
+import json
+import re
+import shlex
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -53,8 +65,11 @@ from kruispunt.identifiers import (
     address_canonicalizer,
     canonical_bsn,
 )
+from kruispunt.redact import looks_like_identifier
 
-#: Header names each field is found under when InputSpec.columns does not name one.
+#: Header names each field is found under when InputSpec.columns does not name one
+#: (compared ignoring case, spaces, dashes, dots and underscores: "Huisnummer toevoeging"
+#: is "huisnummertoevoeging").
 DEFAULT_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "bsn": ("bsn", "burgerservicenummer"),
     "postcode": ("postcode",),
@@ -62,6 +77,17 @@ DEFAULT_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "huisletter": ("huisletter",),
     "toevoeging": ("toevoeging", "huisnummertoevoeging", "huisnummer_toevoeging", "huisnr_toev"),
 }
+#: What an unread header looks like when it holds a field (on the header's key: lower
+#: case, letters and digits only). Such a column must be mapped or explicitly ignored.
+LOOKALIKE_COLUMNS: Mapping[str, re.Pattern[str]] = {
+    "toevoeging": re.compile(r"toev|addition|^hnt$|^tv$"),
+    "huisletter": re.compile(r"letter|^hlt$|^hl$|^huisl$"),
+    "huisnummer": re.compile(r"^huisn|housenumber|^hnr$|^hn$|^nr$|^nummer$"),
+    "postcode": re.compile(r"postc|zip|^pc[0-9]?$"),
+    "bsn": re.compile(r"bsn|burgerservice|sofi"),
+}
+#: What an unread header looks like when it marks objections.
+LOOKALIKE_OBJECTION = re.compile(r"bezwaar|object|optout|verzet")
 #: Objection-column values meaning "this person objected" (compared lower-cased, stripped).
 OBJECTION_TRUE = frozenset({"1", "j", "ja", "y", "yes", "true", "waar", "x", "bezwaar"})
 #: Objection-column values meaning "no objection".
@@ -76,6 +102,99 @@ PROGRESS_EVERY = 1 << 16
 BLOCK_BYTES = 1 << 20
 
 _SNIFF_DELIMITERS = (";", ",", "\t", "|")
+_NOT_KEY = re.compile(r"[^0-9a-z]")
+
+
+def header_key(name: str) -> str:
+    """A header as default names are compared: lower case, letters and digits only."""
+    return _NOT_KEY.sub("", name.casefold())
+
+
+def shown_header(name: str) -> str | None:
+    """The header as an error may show it, or None when it looks like a record's value.
+
+    A file without a header line has its first record there: never echo that.
+    """
+    if len(name) > 40 or looks_like_identifier(name):
+        return None
+    return name
+
+
+class UnreadColumns(InputFileError):
+    """Headers no field reads that look like an identifier part or an objection flag.
+
+    The message names each column and gives the fix both as flags (`psi-node
+    check-input`) and as node.toml keys; `columns`, `objection_column` and `ignore`
+    hold the fix for a caller that builds a whole command from it.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        line: int,
+        names: list[str],
+        found: list[tuple[int, str]],
+        objection_column: str | None,
+    ) -> None:
+        self.columns: dict[str, str] = {}
+        self.objection_column: str | None = None
+        self.ignore: list[str] = []
+        described = []
+        for i, hint in found:
+            shown = shown_header(names[i])
+            label = f"column {i + 1}" + (f" {shown!r}" if shown is not None else "")
+            if hint == "objection":
+                why = (
+                    "looks like an objection flag, but another column is the objection column"
+                    if objection_column is not None
+                    else "looks like an objection flag, but no objection column is set: "
+                    "objections would be ignored"
+                )
+            else:
+                why = (
+                    f"looks like the {hint}, but no field reads it: records that differ "
+                    "only there would be merged or missed"
+                )
+            described.append(f"{label} {why}")
+            if shown is None:
+                continue
+            self.ignore.append(shown)
+            if hint == "objection":
+                if objection_column is None and self.objection_column is None:
+                    self.objection_column = shown
+            else:
+                self.columns.setdefault(hint, shown)
+        fixes = []
+        them = "it" if len(found) == 1 else "them"
+        if self.columns or self.objection_column:
+            flags, keys = [], []
+            if self.columns:
+                pairs = ",".join(f"{f}={h}" for f, h in self.columns.items())
+                flags.append(f"--columns {shlex.quote(pairs)}")
+                keys.append(
+                    "columns = { "
+                    + ", ".join(f"{f} = {json.dumps(h)}" for f, h in self.columns.items())
+                    + " }"
+                )
+            if self.objection_column:
+                flags.append(f"--objection-column {shlex.quote(self.objection_column)}")
+                keys.append(f"objection_column = {json.dumps(self.objection_column)}")
+            fixes.append(
+                f"read {them} with {' '.join(flags)} "
+                f"(node.toml [inputs.PURPOSE]: {'; '.join(keys)})"
+            )
+        if self.ignore:
+            fixes.append(
+                f"or, if {'it holds' if them == 'it' else 'they hold'} something else, leave "
+                f"{them} out with --ignore-columns "
+                f"{shlex.quote(','.join(self.ignore))} (node.toml: ignore_columns = "
+                f"{json.dumps(self.ignore, ensure_ascii=False)})"
+            )
+        else:
+            fixes.append("is the header line missing? The first line must name the columns")
+        super().__init__(
+            f"{path}, line {line}: " + "; ".join(described) + ". Fix: " + " ".join(fixes)
+        )
 
 
 @dataclass(frozen=True)
@@ -88,6 +207,48 @@ class InputSpec:
     delimiter: str | None = None
     objection_column: str | None = None
     exclusion_file: Path | None = None
+    #: Headers deliberately not read, though they look like an identifier part or objection.
+    ignore_columns: tuple[str, ...] = ()
+    #: Headers carried into the local result file next to the identifier (never sent).
+    result_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which header of the file each field, the objection flag and the result columns come from."""
+
+    #: field -> header, as spelled in the file, for every field found
+    fields: Mapping[str, str]
+    objection: str | None
+    result: tuple[str, ...]
+    #: headers in ignore_columns that the file has
+    ignored: tuple[str, ...]
+    #: every other header: read by nothing, and not like an identifier part
+    unread: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The mapping as JSON-ready data (header names only)."""
+        return {
+            "fields": dict(self.fields),
+            "objection_column": self.objection,
+            "result_columns": list(self.result),
+            "ignored": list(self.ignored),
+            "unread": list(self.unread),
+        }
+
+    def describe(self) -> str:
+        """One line: "postcode <- 'Postcode', huisnummer <- 'Huisnr'; objection <- ..."."""
+        parts = [", ".join(f"{f} <- {h!r}" for f, h in self.fields.items())]
+        parts.append(
+            f"objection <- {self.objection!r}" if self.objection else "no objection column"
+        )
+        if self.result:
+            parts.append("carried to results: " + ", ".join(map(repr, self.result)))
+        if self.ignored:
+            parts.append("ignored: " + ", ".join(map(repr, self.ignored)))
+        if self.unread:
+            parts.append("not read: " + ", ".join(map(repr, self.unread)))
+        return "; ".join(parts)
 
 
 @dataclass
@@ -108,6 +269,7 @@ class InputReport:
     exclusion_invalid: int = 0
     problems: list[tuple[int, str]] = field(default_factory=list)
     exclusion_problems: list[tuple[int, str]] = field(default_factory=list)
+    mapping: ColumnMapping | None = None
 
     @property
     def usable(self) -> bool:
@@ -125,6 +287,7 @@ class InputReport:
             "file": str(self.path),
             "kind": self.kind,
             "delimiter": self.delimiter,
+            "mapping": None if self.mapping is None else self.mapping.as_dict(),
             "usable": self.usable,
             "counts": {
                 "rows": self.rows,
@@ -176,8 +339,18 @@ def read_input(
     if spec.exclusion_file is not None:
         excluded = _read_exclusions(spec, report, strict=strict)
     with _open(spec.path) as f:
-        table = _Table(spec.path, f, spec.kind, spec.columns, spec.delimiter, spec.objection_column)
+        table = _Table(
+            spec.path,
+            f,
+            spec.kind,
+            spec.columns,
+            spec.delimiter,
+            spec.objection_column,
+            ignore_columns=spec.ignore_columns,
+            result_columns=spec.result_columns,
+        )
         report.delimiter = table.delimiter
+        report.mapping = table.mapping
         found = table.scan(report, strict=strict, excluded=excluded, progress=progress)
     records, lines, values = found.records, found.lines, found.values
     if found.objected_ids:
@@ -209,7 +382,18 @@ def _read_exclusions(spec: InputSpec, report: InputReport, *, strict: bool) -> f
     assert spec.exclusion_file is not None
     sub = InputReport(path=spec.exclusion_file, kind=spec.kind)
     with _open(spec.exclusion_file) as f:
-        table = _Table(spec.exclusion_file, f, spec.kind, spec.columns, None, None)
+        # Same identifier columns, and an unread "Toev" would exclude too little; the
+        # exclusion file has no objection flag and carries nothing to the results.
+        table = _Table(
+            spec.exclusion_file,
+            f,
+            spec.kind,
+            spec.columns,
+            None,
+            None,
+            ignore_columns=spec.ignore_columns,
+            check_objection=False,
+        )
         found = table.scan(sub, strict=strict, excluded=frozenset(), progress=None)
     report.exclusion_entries = len(found.records)
     report.exclusion_invalid = sub.invalid
@@ -240,6 +424,10 @@ class _Table:
         columns: Mapping[str, str],
         delimiter: str | None,
         objection_column: str | None,
+        *,
+        ignore_columns: tuple[str, ...] = (),
+        result_columns: tuple[str, ...] = (),
+        check_objection: bool = True,
     ) -> None:
         self.path = path
         self.kind = kind
@@ -264,6 +452,7 @@ class _Table:
                 f"{path}, line {self.header_line}: header cannot be parsed ({e})"
             ) from None
         header = [h.casefold() for h in names]
+        keys = [header_key(h) for h in names]
         self.ncols = len(header)
 
         unknown = sorted(set(columns) - set(FIELDS[kind]))
@@ -275,13 +464,19 @@ class _Table:
         self.index: dict[str, int | None] = {}
         for name in FIELDS[kind]:
             explicit = name in columns
-            wanted = (columns[name],) if explicit else DEFAULT_COLUMNS[name]
-            i = self._find(header, wanted, what=f"the column for {name}")
+            wanted: tuple[str, ...]
+            if explicit:
+                wanted = (columns[name],)
+                i = self._find(header, wanted, what=f"the column for {name}")
+            else:
+                wanted = DEFAULT_COLUMNS[name]
+                i = self._find(keys, tuple(map(header_key, wanted)), what=f"the column for {name}")
             if i is None and (explicit or name in REQUIRED_FIELDS[kind]):
                 # Never list the header: in a file without one, it is the first record.
                 raise InputFileError(
                     f"{path}, line {self.header_line}: missing required column "
-                    f"{wanted[0]!r} for {name} (map it with columns {name}=<header name>)"
+                    f"{wanted[0]!r} for {name} (map it with --columns {name}=HEADER, or "
+                    f'columns = {{ {name} = "HEADER" }} in node.toml [inputs.PURPOSE])'
                 )
             self.index[name] = i
         self.objection: int | None = None
@@ -293,9 +488,74 @@ class _Table:
                     f"{objection_column!r}"
                 )
         self.present = [i for i in self.index.values() if i is not None]
-        self.value_columns: tuple[str, ...] = tuple(names[i] for i in self.present)
+        by_index = {i: f for f, i in self.index.items() if i is not None}
+        self.results: list[int] = []
+        for wanted_result in result_columns:
+            i = self._find(header, (wanted_result,), what=f"result column {wanted_result!r}")
+            if i is None:
+                raise InputFileError(
+                    f"{path}, line {self.header_line}: missing result column "
+                    f"{wanted_result!r} (result_columns)"
+                )
+            if i in by_index:
+                raise ConfigError(
+                    f"result_columns: {wanted_result!r} is the {by_index[i]} column, which the "
+                    "results carry already"
+                )
+            if i not in self.results:
+                self.results.append(i)
+        ignore = {c.strip().casefold() for c in ignore_columns}
+        for i, read_as in by_index.items():
+            if header[i] in ignore:
+                raise ConfigError(
+                    f"ignore_columns: {names[i]!r} is read as the {read_as}; remove it from "
+                    "ignore_columns or map the field to another column"
+                )
+        read = {*self.present, *self.results}
+        if self.objection is not None:
+            read.add(self.objection)
+        unread = [i for i in range(self.ncols) if i not in read and names[i]]
+        self._refuse_lookalikes(names, keys, unread, ignore, objection_column, check_objection)
+        self.mapping = ColumnMapping(
+            fields={f: names[i] for f, i in self.index.items() if i is not None},
+            objection=None if self.objection is None else names[self.objection],
+            result=tuple(names[i] for i in self.results),
+            ignored=tuple(names[i] for i in unread if header[i] in ignore),
+            unread=tuple(names[i] for i in unread if header[i] not in ignore),
+        )
+        self.value_columns: tuple[str, ...] = tuple(
+            names[i] for i in [*self.present, *self.results]
+        )
         # A row must reach every column we read; shorter rows are invalid.
-        self.needed = max([*self.present, -1 if self.objection is None else self.objection]) + 1
+        self.needed = max([*read, -1]) + 1
+
+    def _refuse_lookalikes(
+        self,
+        names: list[str],
+        keys: list[str],
+        unread: list[int],
+        ignore: set[str],
+        objection_column: str | None,
+        check_objection: bool,
+    ) -> None:
+        """Stop at unread headers that look like an identifier part or an objection flag.
+
+        An unread toevoeging merges two households into one; an unread objection flag
+        sends the records of people who objected. Both must be a decision.
+        """
+        found: list[tuple[int, str]] = []
+        for i in unread:
+            if names[i].casefold() in ignore:
+                continue
+            hint = next(
+                (f for f in FIELDS[self.kind] if LOOKALIKE_COLUMNS[f].search(keys[i])), None
+            )
+            if hint is None and check_objection and LOOKALIKE_OBJECTION.search(keys[i]):
+                hint = "objection"
+            if hint is not None:
+                found.append((i, hint))
+        if found:
+            raise UnreadColumns(self.path, self.header_line, names, found, objection_column)
 
     def _find(self, header: list[str], wanted: tuple[str, ...], *, what: str) -> int | None:
         keys = {w.strip().casefold() for w in wanted}
@@ -346,15 +606,16 @@ class _Table:
         offset = self.offset
         problems = report.problems
         canon = self._canon()
-        if len(self.present) == 1:
-            only = self.present[0]
+        kept_columns = [*self.present, *self.results]
+        if len(kept_columns) == 1:
+            only = kept_columns[0]
 
             def one_value(row: list[str]) -> tuple[str, ...]:
                 return (row[only],)
 
             values_of: Callable[[list[str]], tuple[str, ...]] = one_value
         else:
-            values_of = cast(Callable[[list[str]], tuple[str, ...]], itemgetter(*self.present))
+            values_of = cast(Callable[[list[str]], tuple[str, ...]], itemgetter(*kept_columns))
         found = _Found(records=[], lines=[], values=[], objected_ids=set(), duplicates={})
         records, lines, values = found.records, found.lines, found.values
         objected_ids = found.objected_ids

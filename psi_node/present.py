@@ -118,22 +118,31 @@ def input_report(report: InputReport, exclusions: Path | None, *, as_json: bool)
         _print_report(report, exclusions, sys.stdout)
 
 
-def input_failure(file: Path, kind: str, message: str, *, as_json: bool) -> None:
-    """`check-input` could not read the file: the reason, on stdout as JSON or on stderr."""
+def input_failure(
+    file: Path, kind: str, message: str, *, as_json: bool, retry: str | None = None
+) -> None:
+    """`check-input` could not read the file: the reason, on stdout as JSON or on stderr.
+
+    `retry` is the command line that applies the fix the message suggests.
+    """
     if as_json:
         json.dump(
-            {"file": str(file), "kind": kind, "usable": False, "error": message},
+            {"file": str(file), "kind": kind, "usable": False, "error": message, "retry": retry},
             sys.stdout,
             indent=2,
         )
         sys.stdout.write("\n")
     else:
         print(f"psi-node check-input: error: {message}", file=sys.stderr)
+        if retry is not None:
+            print(f"try: {retry}", file=sys.stderr)
 
 
 def _print_report(report: InputReport, exclusions: Path | None, out: TextIO) -> None:
     delimiter = "tab" if report.delimiter == "\t" else repr(report.delimiter)
     print(f"{report.path}: kind {report.kind}, delimiter {delimiter}", file=out)
+    if report.mapping is not None:
+        print(f"columns: {report.mapping.describe()}", file=out)
     for label, n in (
         ("rows", report.rows),
         ("valid", report.valid),

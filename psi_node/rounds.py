@@ -43,8 +43,8 @@ from kruispunt.metrics import RoundMetrics
 from kruispunt.roster import Roster, load_accepted_roster
 from kruispunt.v1 import common_pb2, node_pb2
 from psi_node.audit import NodeAudit
-from psi_node.config import NodeConfig
-from psi_node.inputs import InputSpec, read_input
+from psi_node.config import NodeConfig, load_node_config
+from psi_node.inputs import read_input
 from psi_node.modes import MODES, bilateral, network
 from psi_node.policy import (
     SET_CHANGE_CHECK,
@@ -80,8 +80,10 @@ class RoundManager:
         idle_timeout: float = 1800.0,
         chunk_points: int = 4096,
         metrics: RoundMetrics | None = None,
+        on_reload: Callable[[NodeConfig], None] | None = None,
     ) -> None:
         self.config = config
+        self._on_reload = on_reload
         self.network = network
         self.signing_key = signing_key
         self.agreement_key = agreement_key
@@ -180,6 +182,25 @@ class RoundManager:
         with self._lock:
             return sorted(self._rounds)
 
+    def reload_config(self) -> NodeConfig:
+        """Read node.toml's policy and inputs again (every manifest, and on SIGHUP).
+
+        What the process started with (listen address, keys, paths) stays. Raises
+        ConfigError when the file does not load; the config in use is then unchanged,
+        but the next manifest is refused until the file loads again: a policy that
+        cannot be read is never taken to be the old one.
+        """
+        fresh = load_node_config(self.config.directory)
+        with self._lock:
+            changed = fresh.sha256 != self.config.sha256
+            self.config = self.config.with_reloaded(fresh)
+            config = self.config
+        if changed:
+            log.info("node.toml read again", policies=len(config.policies))
+        if self._on_reload is not None:
+            self._on_reload(config)
+        return config
+
     # -- propose ---------------------------------------------------------------------
 
     def propose(self, signed: common_pb2.SignedManifest) -> common_pb2.SignedConsent:
@@ -215,10 +236,17 @@ class RoundManager:
             **seen,
         )
         try:
+            # The policy in force is the file's, now: an edit takes effect at this round.
+            config = self.reload_config()
+        except ConfigError as exc:
+            return self._refuse(
+                verified, f"node.toml does not load, so no policy can be checked: {exc}", now
+            )
+        try:
             last = self.history.last(verified.purpose.id)
         except ConfigError as exc:
             return self._refuse(verified, str(exc), now)
-        reason = refusal_reason(self.config, verified, last_consent=last, now=now)
+        reason = refusal_reason(config, verified, last_consent=last, now=now)
         if reason is not None:
             return self._refuse(verified, reason, now)
         try:
@@ -229,17 +257,9 @@ class RoundManager:
         mode = MODES.get(purpose.mode)
         if mode is None:
             return self._refuse(verified, f"this node does not run {purpose.mode!r} rounds", now)
-        inp = self.config.inputs[purpose.id]
-        spec = InputSpec(
-            path=inp.path,
-            kind=inp.kind,  # type: ignore[arg-type]  # checked by the policy
-            columns=inp.columns,
-            delimiter=inp.delimiter,
-            objection_column=inp.objection_column,
-            exclusion_file=inp.exclusion_file,
-        )
+        spec = config.inputs[purpose.id].spec()
         try:
-            inputs = read_input(spec, strict=self.config.strict_input)
+            inputs = read_input(spec, strict=config.strict_input)
         except (InputFileError, KruispuntError) as exc:
             return self._refuse(verified, f"input unusable: {exc}", now)
         report = inputs.report

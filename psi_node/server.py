@@ -30,6 +30,7 @@ from kruispunt.expiry import ExpiryReminder
 from kruispunt.hardening import disable_core_dumps
 from kruispunt.metrics import MetricsServer, RoundMetrics, serve_metrics
 from kruispunt.roster import load_agreement_key
+from kruispunt.running import forget_running, record_running
 from kruispunt.service import run_until_signalled
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
 from psi_node.audit import NodeAudit
@@ -242,6 +243,17 @@ class NodeServer:
         self._janitor.join(timeout=5)
         if self.metrics_server is not None:
             self.metrics_server.stop()
+        forget_running(self.rounds.config.state_dir)
+
+    def reload(self) -> None:
+        """Read node.toml's policy and inputs now (SIGHUP); a file that does not load is
+        logged and the next manifest refused until it does."""
+        try:
+            self.rounds.reload_config()
+        except ConfigError as exc:
+            log.error("node.toml not reloaded", error=str(exc))
+        else:
+            log.info("node.toml reloaded on request")
 
 
 def create_server(
@@ -253,7 +265,12 @@ def create_server(
     idle_timeout: float | None = None,
     max_partners: int = 64,
 ) -> NodeServer:
-    """Build and start a node server from its config; returns it with the bound port."""
+    """Build and start a node server from its config; returns it with the bound port.
+
+    The server records what it runs with in state/serving.json (`kruispunt.running`),
+    again whenever it reads node.toml anew, so `psi-node doctor` can tell a file
+    change it has not picked up.
+    """
     cert = pki.load_certificate(config.tls_cert)
     identity = pki.identity_from_certificate(cert)
     if identity.role != "partner" or identity.name != config.partner_id:
@@ -272,6 +289,21 @@ def create_server(
     metrics.watch_certificates(lambda: certificates(config), clock)
     owns_pool = pool is None
     pool = pool or PointPool(config.workers)
+    clock = now or (lambda: datetime.now(UTC))
+    started_at = clock()
+
+    def recorded(current: NodeConfig) -> None:
+        try:
+            record_running(
+                current.state_dir,
+                sha256=current.sha256,
+                fixed_sha256=current.fixed_sha256,
+                started_at=started_at,
+                loaded_at=clock(),
+            )
+        except OSError as exc:  # doctor then cannot compare; serving goes on
+            log.warning("cannot record the running config", error=exc.strerror)
+
     rounds = RoundManager(
         config,
         network=identity.network,
@@ -283,8 +315,10 @@ def create_server(
         now=clock,
         idle_timeout=idle_timeout if idle_timeout is not None else config.idle_timeout_seconds,
         metrics=metrics,
+        on_reload=recorded,
     )
     rounds.discard_stale()
+    recorded(config)
     server, port, health_servicer = transport.start_secure_server(
         service=SERVICE,
         register=lambda srv: node_pb2_grpc.add_PsiNodeServicer_to_server(NodeServicer(rounds), srv),
@@ -328,5 +362,5 @@ def serve(config: NodeConfig) -> int:
     disable_core_dumps()
     node = create_server(config)
     return run_until_signalled(
-        f"psi-node {config.partner_id}: serving on port {node.port}", node.stop
+        f"psi-node {config.partner_id}: serving on port {node.port}", node.stop, reload=node.reload
     )

@@ -717,6 +717,11 @@ class TestSystemdUnits:
         assert ("WantedBy", "multi-user.target") in unit["Install"]
 
     @pytest.mark.parametrize("name", ["psi-node.service", "psi-coordinator.service"])
+    def test_unit_reloads_by_sighup(self, name):
+        """`systemctl reload` sends the server SIGHUP: it reads its config again, no restart."""
+        assert _values(_unit(name), "ExecReload") == ["/bin/kill -HUP $MAINPID"]
+
+    @pytest.mark.parametrize("name", ["psi-node.service", "psi-coordinator.service"])
     def test_unit_is_hardened(self, name):
         """No privileges, read-only system, private /tmp, IP and Unix sockets only, W^X, no core."""
         unit = _unit(name)

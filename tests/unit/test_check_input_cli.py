@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,113 @@ class TestCheckInput:
         """Without a subcommand psi-node prints its help and exits 2."""
         assert main([]) == 2
         assert "check-input" in capsys.readouterr().err
+
+
+def node_dir(tmp_path: Path, inputs_table: str, export: str) -> Path:
+    """A node directory with just enough node.toml for check-input: [node] and one input."""
+    (tmp_path / "export.csv").write_text(export, encoding="utf-8")
+    (tmp_path / "node.toml").write_text(
+        '[node]\npartner_id = "gemeente"\n[tls]\n[signing]\n\n[inputs.vs]\n'
+        'path = "export.csv"\nkind = "address"\n' + inputs_table,
+        encoding="utf-8",
+    )
+    return tmp_path
+
+
+WALKTHROUGH = (
+    "Postcode;Huisnr;Huisletter;Toev;Bezwaar;Klantnr\n1234AB;12;;2;;K1\n1234AB;12;;;ja;K2\n"
+)
+
+
+class TestCheckInputFromNodeToml:
+    def test_purpose_reads_the_mapping_from_node_toml(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """DIR --purpose reads [inputs.PURPOSE]: columns, objection, result columns, printed."""
+        directory = node_dir(
+            tmp_path,
+            'objection_column = "Bezwaar"\ncolumns = { toevoeging = "Toev" }\n'
+            'result_columns = ["Klantnr"]\n',
+            WALKTHROUGH,
+        )
+        assert main(["check-input", str(directory), "--purpose", "vs"]) == 0
+        out = capsys.readouterr().out
+        assert (
+            "columns: postcode <- 'Postcode', huisnummer <- 'Huisnr', huisletter <- "
+            "'Huisletter', toevoeging <- 'Toev'; objection <- 'Bezwaar'; carried to results: "
+            "'Klantnr'\n"
+        ) in out
+        assert "  valid               1\n" in out
+        assert "  objected            1\n" in out
+        code, report = run_json(capsys, str(directory), "--purpose", "vs")
+        assert code == 0
+        assert report["mapping"]["fields"]["toevoeging"] == "Toev"
+        assert report["mapping"]["result_columns"] == ["Klantnr"]
+
+    def test_unread_columns_print_a_command_that_works(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """Unmapped Toev and Bezwaar: exit 2, the real flags named, and a try: line that runs."""
+        path = tmp_path / "in.csv"
+        path.write_text(WALKTHROUGH, encoding="utf-8")
+        assert main(["check-input", str(path), "--kind", "address"]) == 2
+        err = capsys.readouterr().err
+        assert "column 4 'Toev' looks like the toevoeging" in err
+        assert "column 5 'Bezwaar' looks like an objection flag" in err
+        assert "columns bsn=" not in err
+        (retry,) = [line for line in err.splitlines() if line.startswith("try: ")]
+        argv = shlex.split(retry.removeprefix("try: "))
+        assert argv[:2] == ["psi-node", "check-input"]
+        assert "--columns" in argv
+        assert "--objection-column" in argv
+        assert main(argv[1:]) == 0
+        assert "toevoeging <- 'Toev'; objection <- 'Bezwaar'" in capsys.readouterr().out
+
+    def test_purpose_flags_override_node_toml(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """Flags with --purpose try a mapping before it is written into node.toml."""
+        directory = node_dir(tmp_path, 'objection_column = "Bezwaar"\n', WALKTHROUGH)
+        assert main(["check-input", str(directory), "--purpose", "vs"]) == 2
+        err = capsys.readouterr().err
+        assert (
+            f"try: psi-node check-input {directory} --purpose vs --columns toevoeging=Toev" in err
+        )
+        code, report = run_json(
+            capsys, str(directory), "--purpose", "vs", "--ignore-columns", "Toev"
+        )
+        # Ignored by decision, 12-2 and 12 are one address, and 12's objection covers both.
+        assert code == 2
+        assert report["counts"]["objected"] == 2
+        assert report["mapping"]["ignored"] == ["Toev"]
+        code, report = run_json(
+            capsys, str(directory), "--purpose", "vs", "--columns", "toevoeging=Toev"
+        )
+        assert code == 0
+        assert (report["counts"]["valid"], report["counts"]["objected"]) == (1, 1)
+
+    def test_unknown_purpose_and_missing_kind(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """An unconfigured purpose names those configured; a FILE without --kind says how."""
+        directory = node_dir(tmp_path, "", "bsn\n")
+        assert main(["check-input", str(directory), "--purpose", "other"]) == 2
+        assert "no [inputs.other] (configured: vs)" in capsys.readouterr().err
+        assert main(["check-input", str(directory / "export.csv")]) == 2
+        assert "give --kind bsn|address with a FILE" in capsys.readouterr().err
+
+    def test_help_lists_default_headers_and_objection_values(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """check-input --help names every default header and every objection value."""
+        assert main(["check-input", "--help"]) == 0
+        text = " ".join(capsys.readouterr().out.split())
+        for names in inputs.DEFAULT_COLUMNS.values():
+            for name in names:
+                assert name in text
+        for value in inputs.OBJECTION_TRUE | (inputs.OBJECTION_FALSE - {""}):
+            assert value in text
+        assert "--ignore-columns" in text
 
 
 class _Tty(io.StringIO):

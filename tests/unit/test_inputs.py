@@ -89,8 +89,8 @@ class TestSampleFiles:
         assert found.values[0] == ("5211 ab", "12-A", "", "")
 
     def test_without_objection_column_objections_are_ignored(self) -> None:
-        """The objection column counts only when configured; otherwise it is just a column."""
-        found = read(DATA / "partner_bsn.csv")
+        """The objection column counts only when configured; ignored explicitly, it is not read."""
+        found = read(DATA / "partner_bsn.csv", ignore_columns=("Bezwaar",))
         c = counts(found)
         assert c["objected"] == 0
         assert c["invalid"] == 3  # lines 5, 10 and 13; line 15's "misschien" is not read
@@ -108,6 +108,148 @@ class TestSampleFiles:
         for row in csv.reader(raw.splitlines(), delimiter=";"):
             if row and row[0].strip() and row[0] != "BSN":
                 assert row[0].strip() not in text
+
+
+class TestEveryColumnAccountedFor:
+    """A column that looks like an identifier part or objection flag is read or ignored."""
+
+    def test_unread_objection_flag_stops_with_the_fix(self) -> None:
+        """A Bezwaar column without objection_column is an error naming the flag to set."""
+        with pytest.raises(inputs.UnreadColumns) as info:
+            read(DATA / "partner_bsn.csv")
+        message = str(info.value)
+        assert "line 1: column 2 'Bezwaar' looks like an objection flag" in message
+        assert "--objection-column Bezwaar" in message
+        assert 'objection_column = "Bezwaar"' in message
+        assert "--ignore-columns Bezwaar" in message
+        assert info.value.objection_column == "Bezwaar"
+
+    @pytest.mark.parametrize(
+        ("header", "field"),
+        [
+            ("Toev", "toevoeging"),
+            ("toev", "toevoeging"),
+            ("Toevoeging_2", "toevoeging"),
+            ("Hlt", "huisletter"),
+            ("Letter", "huisletter"),
+            ("HNR", "huisnummer"),
+            ("PC6", "postcode"),
+        ],
+    )
+    def test_unread_address_part_stops_with_the_fix(
+        self, tmp_path: Path, header: str, field: str
+    ) -> None:
+        """An address-part header no field reads is an error whose fix maps it."""
+        path = write(tmp_path, f"Postcode;Huisnr;Huisletter;Huisnummertoevoeging;{header}\n"
+                               "1234AB;12;;;2\n")  # fmt: skip
+        if field == "huisletter":
+            path = write(tmp_path, f"Postcode;Huisnr;{header}\n1234AB;12;a\n")
+        if field == "toevoeging":
+            path = write(tmp_path, f"Postcode;Huisnr;Huisletter;{header}\n1234AB;12;;2\n")
+        with pytest.raises(inputs.UnreadColumns) as info:
+            read(path, "address")
+        assert f"{header!r} looks like the {field}" in str(info.value)
+        assert f"--ignore-columns {header}" in str(info.value)
+        if field in ("toevoeging", "huisletter"):
+            assert info.value.columns == {field: header}
+            assert f"--columns {field}={header}" in str(info.value)
+            mapped = read(path, "address", columns={field: header})
+            assert mapped.report.mapping is not None
+            assert mapped.report.mapping.fields[field] == header
+
+    def test_dutch_spellings_of_the_toevoeging_are_defaults(self, tmp_path: Path) -> None:
+        """'Huisnummer toevoeging' and 'HuisnrToev' are read as the toevoeging by default."""
+        for header in ("Huisnummer toevoeging", "HuisnrToev", "huisnummer-toevoeging"):
+            path = write(tmp_path, f"Postcode;Huisnr;{header}\n1234AB;12;2\n1234AB;12;\n")
+            found = read(path, "address")
+            assert found.records == [b"address:1234AB:12::2", b"address:1234AB:12::"]
+            assert found.report.mapping is not None
+            assert found.report.mapping.fields["toevoeging"] == header
+
+    def test_second_bsn_column_stops(self, tmp_path: Path) -> None:
+        """A BSN file with another BSN-like column (a partner's) must say which is read."""
+        path = write(tmp_path, "BSN;BSN partner\n123456782;111222333\n")
+        with pytest.raises(inputs.UnreadColumns, match="'BSN partner' looks like the bsn"):
+            read(path)
+        found = read(path, ignore_columns=("bsn partner",))
+        assert found.records == [b"bsn:123456782"]
+        assert found.report.mapping is not None
+        assert found.report.mapping.ignored == ("BSN partner",)
+
+    def test_ignoring_a_read_column_is_refused(self, tmp_path: Path) -> None:
+        """A column both read and ignored is a configuration error naming both."""
+        path = write(tmp_path, "bsn;x\n123456782;1\n")
+        with pytest.raises(ConfigError, match="ignore_columns: 'bsn' is read as the bsn"):
+            read(path, ignore_columns=("BSN",))
+
+    def test_header_that_looks_like_a_record_is_never_echoed(self, tmp_path: Path) -> None:
+        """A first line that is a record gets a column number, never its value."""
+        path = write(tmp_path, "postcode;huisnummer;1234AB toev\n1234AB;1;x\n")
+        with pytest.raises(inputs.UnreadColumns) as info:
+            read(path, "address")
+        assert "1234AB" not in str(info.value)
+        assert "column 3 looks like the toevoeging" in str(info.value)
+
+    def test_mapping_lists_every_column(self) -> None:
+        """The report names each field's header, the objection column and what is not read."""
+        found = read(DATA / "partner_bsn.csv", objection_column="Bezwaar")
+        mapping = found.report.mapping
+        assert mapping is not None
+        assert mapping.as_dict() == {
+            "fields": {"bsn": "BSN"},
+            "objection_column": "Bezwaar",
+            "result_columns": [],
+            "ignored": [],
+            "unread": ["Dossiernummer"],
+        }
+        assert mapping.describe() == (
+            "bsn <- 'BSN'; objection <- 'Bezwaar'; not read: 'Dossiernummer'"
+        )
+
+    def test_exclusion_file_columns_are_checked_too(self, tmp_path: Path) -> None:
+        """An exclusion list with an unread toevoeging would exclude too little: refused."""
+        exclusions = write(tmp_path, "postcode;huisnummer;Toev\n1234AB;12;2\n", "excl.csv")
+        path = write(tmp_path, "postcode;huisnummer\n1234AB;12\n")
+        with pytest.raises(inputs.UnreadColumns, match=r"excl\.csv, line 1: column 3 'Toev'"):
+            read(path, "address", exclusion_file=exclusions)
+
+    def test_exclusion_file_has_no_objection_flag_to_read(self, tmp_path: Path) -> None:
+        """An exclusion list's Bezwaar-like column is not an objection flag: it is not read."""
+        exclusions = write(tmp_path, "bsn;reden bezwaar\n123456782;ja\n", "excl.csv")
+        path = write(tmp_path, "bsn\n123456782\n111222333\n")
+        found = read(path, exclusion_file=exclusions)
+        assert found.records == [b"bsn:111222333"]
+        assert found.report.excluded == 1
+
+
+class TestResultColumns:
+    def test_result_columns_are_carried_in_export_order(self, tmp_path: Path) -> None:
+        """result_columns come after the identifier columns, from the kept row."""
+        path = write(tmp_path, "Klantnr;bsn;Dossier\nK-1;123456782;D1\nK-2;123456782;D2\n")
+        found = read(path, result_columns=("klantnr", "Dossier"))
+        assert found.columns == ("bsn", "Klantnr", "Dossier")
+        assert found.values == [("123456782", "K-1", "D1")]
+        assert found.report.mapping is not None
+        assert found.report.mapping.result == ("Klantnr", "Dossier")
+
+    def test_missing_result_column(self, tmp_path: Path) -> None:
+        """A configured result column must exist; the error names it."""
+        path = write(tmp_path, "bsn\n123456782\n")
+        with pytest.raises(InputFileError, match="missing result column 'klantnr'"):
+            read(path, result_columns=("klantnr",))
+
+    def test_result_column_that_is_the_identifier(self, tmp_path: Path) -> None:
+        """Carrying the identifier column itself is refused: it is in the results already."""
+        path = write(tmp_path, "bsn\n123456782\n")
+        with pytest.raises(ConfigError, match="'bsn' is the bsn column"):
+            read(path, result_columns=("bsn",))
+
+    def test_short_row_missing_a_result_column_is_invalid(self, tmp_path: Path) -> None:
+        """A row that does not reach a result column is invalid, as for identifier columns."""
+        path = write(tmp_path, "bsn;x;klantnr\n123456782\n111222333;;K\n")
+        found = read(path, result_columns=("klantnr",))
+        assert found.values == [("111222333", "K")]
+        assert found.report.problems == [(2, "row has 1 field, header has 3")]
 
 
 class TestFormats:
