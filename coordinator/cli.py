@@ -184,6 +184,53 @@ def cmd_partner_renew(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+REASON = arg("--reason", help="why (audited)")
+
+
+@command(
+    "partner deactivate",
+    "suspend a partner: no round asks it, its certificate is denied",
+    arg("id"),
+    REASON,
+)
+def cmd_partner_deactivate(args: argparse.Namespace) -> int:
+    from coordinator.membership import deactivate_partner
+
+    deactivate_partner(_config(args), args.id, actor=operator_actor(), reason=args.reason or "")
+    emit(present.partner_deactivated(args.id), as_json=args.json)
+    return EXIT_OK
+
+
+@command(
+    "partner reactivate",
+    "let a deactivated partner take part again",
+    arg("id"),
+    REASON,
+)
+def cmd_partner_reactivate(args: argparse.Namespace) -> int:
+    from coordinator.membership import reactivate_partner
+
+    reactivate_partner(_config(args), args.id, actor=operator_actor(), reason=args.reason or "")
+    emit(present.partner_reactivated(args.id), as_json=args.json)
+    return EXIT_OK
+
+
+@command(
+    "partner remove",
+    "take a partner out of the registry and deny its certificates forever",
+    arg("id"),
+    REASON,
+)
+def cmd_partner_remove(args: argparse.Namespace) -> int:
+    from coordinator.membership import remove_partner
+
+    fingerprint = remove_partner(
+        _config(args), args.id, actor=operator_actor(), reason=args.reason or ""
+    )
+    emit(present.partner_removed(args.id, fingerprint), as_json=args.json)
+    return EXIT_OK
+
+
 @command(
     "purpose add",
     "register or change a purpose from a TOML file",

@@ -186,7 +186,7 @@ def run_doctor(
 
 
 def _roster_check(config: CoordinatorConfig, directory: Path) -> Check:
-    """roster.toml exists and lists exactly the registry's active partners and keys."""
+    """roster.toml exists and lists exactly the registry's partners and keys."""
     name = "partner roster"
     path = roster_path(config)
     fix = f"psi-coordinator roster export {directory}, then every node accepts the new version"
@@ -534,15 +534,16 @@ def _reachability(
     active = [p for p in partners if p.active]
     if not active:
         return []
-    key_pem, cert_pem, ca_pem = tls
+    key_pem, cert_pem, _ca_pem = tls
 
     def probe(partner: Partner) -> doctor.Probe:
+        # As a round connects: only the registered certificate (transport.pinned_channel).
         return doctor.probe_health(
             partner.address,
             pki.Identity.partner(config.network, partner.id),
             key_pem=key_pem,
             cert_pem=cert_pem,
-            ca_pem=ca_pem,
+            ca_pem=partner.cert_pem.encode(),
             service=NODE_SERVICE,
         )
 
@@ -555,6 +556,16 @@ def _reachability(
             checks.append(Check(name, OK, f"{partner.address}: health SERVING over mTLS"))
         elif result.status is not None:
             checks.append(Check(name, FAIL, f"{partner.address}: node reports {result.status}"))
+        elif result.error is not None and "handshake failed" in result.error.lower():
+            checks.append(
+                Check(
+                    name,
+                    FAIL,
+                    f"{partner.address}: the node's certificate is not the registered one "
+                    f"({partner.cert_fingerprint[:16]}...): install the certificate of "
+                    "`partner renew` at the node and restart it",
+                )
+            )
         else:
             checks.append(Check(name, FAIL, f"{partner.address}: unreachable ({result.error})"))
     return checks

@@ -260,6 +260,33 @@ def partner_list(partners: Sequence[Partner]) -> Output:
     return Output(rows, text)
 
 
+def partner_deactivated(partner: str) -> Output:
+    """`partner deactivate`: the partner is not asked and its certificate is denied."""
+    return Output(
+        {"partner": partner, "active": False},
+        f"Partner {partner!r} deactivated: no round asks it and its certificate is denied. "
+        f"It stays in the roster; `psi-coordinator partner reactivate` brings it back.",
+    )
+
+
+def partner_reactivated(partner: str) -> Output:
+    """`partner reactivate`: the partner takes part again."""
+    return Output(
+        {"partner": partner, "active": True},
+        f"Partner {partner!r} reactivated: rounds of its purposes ask it again.",
+    )
+
+
+def partner_removed(partner: str, fingerprint: str) -> Output:
+    """`partner remove`: out of the registry, its certificate denied; the roster to export."""
+    return Output(
+        {"partner": partner, "denied_fingerprint": fingerprint},
+        f"Partner {partner!r} removed; its certificate {fingerprint[:16]}... is denied for good.\n"
+        f"Write the new roster (`psi-coordinator roster export`) for every node to accept: "
+        f"it leaves {partner!r} out.",
+    )
+
+
 def partner_renewed(partner: str, cert: Path) -> Output:
     """`partner renew`: the new certificate and how the partner installs it."""
     return Output(

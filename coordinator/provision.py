@@ -367,9 +367,11 @@ def roster_path(config: CoordinatorConfig) -> Path:
 def registry_roster(config: CoordinatorConfig, *, version: int) -> Roster:
     """The roster the registry describes now, numbered `version`; nothing is written.
 
-    Lists every active partner: its id, its name as organisation, its signing and
-    agreement keys and the SHA-256 fingerprint of its current certificate, with the
-    network name and the coordinator's manifest-signing key. ConfigError names a
+    Lists every registered partner, deactivated ones too (they stay members and keep
+    their keys; a removed partner is no longer registered): its id, its name as
+    organisation, its signing and agreement keys and the SHA-256 fingerprint of its
+    current certificate, with the network name, the coordinator's manifest-signing key
+    and the fingerprint of its TLS certificate (what every node pins). ConfigError names a
     partner registered without an agreement key, and the fix.
     """
     coordinator_key = signing.read_public_key(
@@ -377,7 +379,7 @@ def registry_roster(config: CoordinatorConfig, *, version: int) -> Roster:
     )
     store = Store(config.database, readonly=True)
     try:
-        partners = [p for p in store.partners() if p.active]
+        partners = store.partners()
     finally:
         store.close()
     entries = []
@@ -413,6 +415,10 @@ def registry_roster(config: CoordinatorConfig, *, version: int) -> Roster:
         version=version,
         coordinator_signing_key=signing.public_key_bytes(coordinator_key),
         partners=tuple(entries),
+        # Nodes admit only this coordinator certificate: a renewed one needs a new roster.
+        coordinator_tls_fingerprint=bytes.fromhex(
+            pki.fingerprint(pki.load_certificate(config.tls_cert))
+        ),
     )
 
 

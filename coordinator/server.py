@@ -23,6 +23,7 @@ from grpc_health.v1 import health
 from coordinator.audit import CoordinatorAudit, open_audit
 from coordinator.certs import certificates
 from coordinator.config import CoordinatorConfig
+from coordinator.membership import CertificateDenyList
 from coordinator.operators import OperatorGate, adopt_configured_operator
 from coordinator.rounds import RoundRunner
 from coordinator.schedule import next_run
@@ -167,6 +168,7 @@ def create_server(
         ca_path=config.tls_ca,
         listen=config.listen,
         admit=OperatorGate(store, audit, config.network),
+        deny=CertificateDenyList(store),
     )
     stop = threading.Event()
     scheduler = threading.Thread(

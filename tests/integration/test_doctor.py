@@ -632,7 +632,8 @@ class TestRenew:
             renew_partner(net.config, "zayaz")
 
     def test_renewed_coordinator_certificates_run_a_round(self, network_factory):
-        """The coordinator's own certificates renew for the same keys and still run a round."""
+        """The coordinator's own certificates renew for the same keys and still run a round,
+        once every node accepts the roster that pins the new certificate."""
         net = network_factory(PARTNERS, start=False, **SMALL)
         config = net.config
         old = pki.load_certificate(config.tls_cert)
@@ -641,6 +642,7 @@ class TestRenew:
         assert written == [config.tls_cert, config.operator_cert]
         new = pki.load_certificate(config.tls_cert)
         assert pki.fingerprint(new) != pki.fingerprint(old)
+        net.publish_roster()  # nodes admit only the pinned coordinator certificate
         for pid in PARTNERS:
             net.start_node(pid)
         net.start_coordinator()
