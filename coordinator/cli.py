@@ -71,7 +71,10 @@ def _fail(message: str) -> int:
     return EXIT_FAILED
 
 
-CA_KEY = arg("--ca-key", help="network CA key, if kept elsewhere (offline media)")
+CA_KEY = arg(
+    "--ca-key",
+    help="the network CA key (required; kept on offline media, init wrote DIR/ca-offline/ca.key)",
+)
 DAYS = arg("--days", type=int, default=pki.LEAF_VALIDITY_DAYS)
 PUBLIC_KEY = arg(
     "--public-key", help="audit public key (default: [audit] public_key, signing/audit.pub)"
@@ -87,11 +90,21 @@ PUBLIC_KEY = arg(
     arg("--network", required=True, help="network name (lowercase, e.g. denbosch)"),
     arg("--port", type=int, default=50050, help="admin service port on loopback"),
     arg("--operator", help="name of the first operator (default: your login name)"),
+    arg(
+        "--ca-key-dir",
+        help="folder for the CA key, e.g. on removable media (default: DIR/ca-offline)",
+    ),
 )
 def cmd_init(args: argparse.Namespace) -> int:
     from coordinator.provision import init_coordinator
 
-    res = init_coordinator(Path(args.dir), args.network, port=args.port, operator=args.operator)
+    res = init_coordinator(
+        Path(args.dir),
+        args.network,
+        port=args.port,
+        operator=args.operator,
+        ca_key_dir=Path(args.ca_key_dir) if args.ca_key_dir else None,
+    )
     emit(present.initialised(res, args.dir), as_json=args.json)
     return EXIT_OK
 

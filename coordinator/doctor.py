@@ -225,7 +225,8 @@ def _ca_key_check(config: CoordinatorConfig, ca: x509.Certificate | None, writte
         return Check(
             name,
             OK,
-            f"{path}: not on this machine (kept offline; pass --ca-key to partner add/renew)",
+            f"{path}: not on this machine (kept offline; pass --ca-key to partner add/renew, "
+            "operator add and renew)",
         )
     check, key = doctor.check_private_key(
         name, path, kind="tls", owner_of=config.directory, written=written
@@ -236,11 +237,12 @@ def _ca_key_check(config: CoordinatorConfig, ca: x509.Certificate | None, writte
         return Check(name, FAIL, f"{path}: does not match the CA certificate {config.tls_ca}")
     if check.status != OK:
         return check
+    # Nothing online needs it: every command that issues a certificate asks for --ca-key.
     return Check(
         name,
-        OK,
-        f"{check.detail}; matches the CA certificate (keep it offline when not registering "
-        "partners)",
+        WARN,
+        f"{check.detail}; matches the CA certificate, but it is still on this machine: move "
+        f"{path.parent} to offline media and pass --ca-key PATH when issuing certificates",
     )
 
 

@@ -190,7 +190,8 @@ def round_list(rows: Sequence[RoundRow]) -> Output:
 
 
 def initialised(res: InitResult, dir_arg: str) -> Output:
-    """`init`: where the new coordinator's files are and what to do next."""
+    """`init`: where the new coordinator's files are, how to move the CA key offline, next steps."""
+    ca_folder = res.ca_key.parent if res.ca_key is not None else "ca-offline"
     return Output(
         {
             "directory": str(res.directory),
@@ -199,10 +200,16 @@ def initialised(res: InitResult, dir_arg: str) -> Output:
             "signing_public_key": str(res.signing_public_key),
             "operator": res.operator,
             "operator_certificate": str(res.operator_cert or ""),
+            "ca_key": str(res.ca_key or ""),
         },
         f"Coordinator for network {res.network!r} created in {res.directory}\n"
         f"  configuration:        {res.config}\n"
-        f"  network CA:           {res.ca_cert}  (key: ca/ca.key - keep it offline)\n"
+        f"  network CA:           {res.ca_cert}\n"
+        f"  network CA key:       {res.ca_key}\n"
+        f"Move the CA key offline now: copy {ca_folder} to removable media (two copies, kept "
+        f"apart), check the copies, then delete it here (shred -u {res.ca_key}; rmdir "
+        f"{ca_folder}). Mount it only to issue certificates: partner add, partner renew, "
+        f"operator add and renew take it as --ca-key PATH.\n"
         f"  manifest signing key: {res.signing_public_key} (public half)\n"
         f"  first operator:       {res.operator} ({res.operator_cert}); give every other "
         f"person their own with `psi-coordinator operator add {dir_arg} NAME`\n"
@@ -302,7 +309,11 @@ def coordinator_renewed(paths: Sequence[Path]) -> Output:
     """`renew`: the coordinator's renewed certificates."""
     return Output(
         [str(p) for p in paths],
-        "Renewed: " + ", ".join(map(str, paths)) + "\nRestart `psi-coordinator serve`.",
+        "Renewed: "
+        + ", ".join(map(str, paths))
+        + "\nNodes admit only the coordinator certificate their roster pins: write the new "
+        "roster (`psi-coordinator roster export`), have every node accept it, then restart "
+        "`psi-coordinator serve`.",
     )
 
 

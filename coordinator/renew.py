@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from coordinator.audit import open_audit
+from coordinator.ca_key import load_ca_key
 from coordinator.config import CoordinatorConfig
 from coordinator.membership import deny_superseded
 from coordinator.operators import register_certificate
@@ -38,7 +39,7 @@ def renew_partner(
     csr_path: Path | None = None,
     days: int = pki.LEAF_VALIDITY_DAYS,
     now: datetime | None = None,
-    ca_key_path: Path | None = None,
+    ca_key_path: Path | None,
     actor: str = "operator",
 ) -> Path:
     """Re-issue a registered partner's certificate; returns the path of the new one.
@@ -59,7 +60,7 @@ def renew_partner(
                 f"partner {partner_id!r}: stored certificate does not parse"
             ) from None
         identity = pki.Identity.partner(config.network, partner_id)
-        ca_key = pki.load_tls_key(ca_key_path or config.ca_key)
+        ca_key = load_ca_key(config, ca_key_path, task="partner renew")
         ca_cert = pki.load_certificate(config.tls_ca)
         try:
             if csr_path is not None:
@@ -107,7 +108,7 @@ def renew_coordinator(
     *,
     days: int = pki.LEAF_VALIDITY_DAYS,
     now: datetime | None = None,
-    ca_key_path: Path | None = None,
+    ca_key_path: Path | None,
     actor: str = "operator",
 ) -> list[Path]:
     """Re-issue the coordinator's TLS and operator certificates for their existing keys.
@@ -119,7 +120,7 @@ def renew_coordinator(
     The renewed operator certificate is registered for its operator (the admin service
     admits registered certificates only), unless that operator was removed.
     """
-    ca_key = pki.load_tls_key(ca_key_path or config.ca_key)
+    ca_key = load_ca_key(config, ca_key_path, task="renew")
     ca_cert = pki.load_certificate(config.tls_ca)
     written: list[Path] = []
     details: dict[str, object] = {}

@@ -181,7 +181,9 @@ class TestSupersededIsDenied:
         """`partner renew` denies the old certificate: over mTLS it is PERMISSION_DENIED as
         superseded, while the renewed one only meets the role rule."""
         old = node_files(net, "gemeente")
-        issued = renew_partner(net.config, "gemeente", actor="operator:dave")
+        issued = renew_partner(
+            net.config, "gemeente", ca_key_path=net.ca_key, actor="operator:dave"
+        )
         answer = call_admin_as(net, *old)
         assert answer.startswith("PERMISSION_DENIED: kruispunt://testnet/partner/gemeente: ")
         assert "is denied: superseded by a renewal on" in answer

@@ -144,7 +144,7 @@ class TestCoordinatorPinsTheNode:
         the renewed one installed at the node is accepted."""
         assert net.run().state == "completed"
         old = pki.load_certificate(net.node_config("gemeente").tls_cert)
-        issued = renew_partner(net.config, "gemeente")
+        issued = renew_partner(net.config, "gemeente", ca_key_path=net.ca_key)
         assert pki.certificate_expires_in(old).days > 30  # still valid for the CA
         refused = net.run()
         assert refused.state == "failed"
@@ -184,7 +184,7 @@ class TestNodePinsTheCoordinator:
         """`renew` gives the coordinator a new certificate: nodes admit it only after they
         accept the roster that pins it, and from then on refuse the old one."""
         old_key, old_cert = coordinator_files
-        renew_coordinator(net.config)
+        renew_coordinator(net.config, ca_key_path=net.ca_key)
         new_cert = net.config.tls_cert.read_bytes()
         assert new_cert != old_cert
         assert health_as(net, "gemeente", old_key, new_cert).startswith("UNAUTHENTICATED")
