@@ -491,6 +491,19 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 @command(
+    "audit rotate-key",
+    "hand the audit log over to a new signing key (either key then verifies it)",
+    arg("--reason", help="why (audited in the handover)"),
+)
+def cmd_audit_rotate_key(args: argparse.Namespace) -> int:
+    from coordinator.audit_rotation import rotate_audit_key
+
+    done = rotate_audit_key(_config(args), actor=operator_actor(), reason=args.reason or "")
+    emit(present.audit_key_rotated(done), as_json=args.json)
+    return EXIT_OK
+
+
+@command(
     "audit export",
     "export events as JSON Lines or CSV",
     arg("--format", choices=("jsonl", "csv"), default="jsonl"),

@@ -22,6 +22,7 @@ from kruispunt.roster_text import roster_data, roster_lines
 from kruispunt.v1 import coordinator_pb2
 
 if TYPE_CHECKING:  # only the result types; the lifecycle imports this module for summary_dict
+    from coordinator.audit_rotation import AuditKeyRotation
     from coordinator.operators import IssuedOperator, OperatorStatus
     from coordinator.provision import InitResult
     from coordinator.report import ReportSummary
@@ -265,6 +266,24 @@ def partner_list(partners: Sequence[Partner]) -> Output:
     ]
     text = "\n".join(f"{p.id:<20} {p.address:<24} {p.name}" for p in partners) or "no partners"
     return Output(rows, text)
+
+
+def audit_key_rotated(done: AuditKeyRotation) -> Output:
+    """`audit rotate-key`: the handover, the new public key and the retired one."""
+    return Output(
+        {
+            "previous_key_id": done.previous_key_id,
+            "new_key_id": done.new_key_id,
+            "public_key": str(done.public_key),
+            "retired_public_key": str(done.retired_public_key),
+            "handover_seq": done.seq,
+        },
+        f"Audit log handed over at event {done.seq}: key {done.previous_key_id} -> "
+        f"{done.new_key_id}.\n"
+        f"  new public key:     {done.public_key} (give it to every privacy officer)\n"
+        f"  retired public key: {done.retired_public_key} (still verifies the whole log)\n"
+        f"Either key verifies every export; the retired key signs nothing more.",
+    )
 
 
 def partner_deactivated(partner: str) -> Output:

@@ -63,6 +63,7 @@ EVENTS: Final[Mapping[str, str]] = {
     "purpose.added": "a purpose was registered",
     "purpose.changed": "a purpose was changed",
     "operator.action": "any other operator action",
+    "audit.key_rotated": "the log was handed over to a new signing key (both keys named)",
     "attack.refused": "the node refused a message that fails authentication",
 }
 
