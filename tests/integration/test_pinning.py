@@ -14,6 +14,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from coordinator.doctor import run_doctor as coordinator_doctor
@@ -36,10 +37,9 @@ def net(network_factory) -> TestNetwork:
     return n
 
 
-def ca(net: TestNetwork) -> tuple[object, x509.Certificate]:
+def ca(net: TestNetwork) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     """The real network CA's key and certificate: every certificate below is CA-valid."""
-    config = net.config
-    return pki.load_tls_key(config.ca_key), pki.load_certificate(config.tls_ca)
+    return pki.load_tls_key(net.ca_key), pki.load_certificate(net.config.tls_ca)
 
 
 def reissue_node_certificate(net: TestNetwork, pid: str, *, new_key: bool) -> x509.Certificate:
@@ -53,7 +53,7 @@ def reissue_node_certificate(net: TestNetwork, pid: str, *, new_key: bool) -> x5
     else:
         key = pki.load_tls_key(config.tls_key)
     cert = pki.issue_for_key(
-        ca_key,  # type: ignore[arg-type]
+        ca_key,
         ca_cert,
         key.public_key(),
         Identity.partner(NETWORK, pid),
@@ -69,7 +69,7 @@ def coordinator_certificate(net: TestNetwork) -> tuple[bytes, bytes]:
     ca_key, ca_cert = ca(net)
     key = pki.generate_tls_key()
     cert = pki.issue_for_key(
-        ca_key,  # type: ignore[arg-type]
+        ca_key,
         ca_cert,
         key.public_key(),
         Identity.coordinator(NETWORK),
