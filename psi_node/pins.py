@@ -34,7 +34,7 @@ class CoordinatorPin:
         self._path = Path(state_dir) / ACCEPTED_ROSTER_FILE
         self._state_dir = Path(state_dir)
         self._lock = threading.Lock()
-        self._seen: tuple[int, int, int] | None = None
+        self._seen: tuple[int, int, int, int] | None = None
         self._roster: Roster | None = None
 
     def _current(self) -> Roster | None:
@@ -42,7 +42,7 @@ class CoordinatorPin:
             info = os.stat(self._path)
         except FileNotFoundError:
             return None
-        stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
         with self._lock:
             if stamp != self._seen:
                 self._roster = load_accepted_roster(self._state_dir)
