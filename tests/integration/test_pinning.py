@@ -11,11 +11,14 @@ passes only when it is refused.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from coordinator.doctor import run_doctor as coordinator_doctor
 from coordinator.renew import renew_coordinator, renew_partner
@@ -24,6 +27,7 @@ from kruispunt.doctor import FAIL, OK
 from kruispunt.pki import Identity
 from kruispunt.v1 import common_pb2, node_pb2_grpc
 from psi_node.provision import install_certificate
+from tests.support.certs import make_test_pki
 from tests.support.network import NETWORK, TestNetwork
 
 PARTNERS = ["gemeente", "woonbron"]
@@ -195,3 +199,61 @@ class TestNodePinsTheCoordinator:
         assert health_as(net, "gemeente", old_key, new_cert) == "SERVING"
         answer = health_as(net, "gemeente", old_key, old_cert)
         assert answer.startswith("UNAUTHENTICATED: kruispunt://testnet/coordinator")
+
+
+class TestPinnedChannel:
+    """`transport.pinned_channel` on its own, against a bare health server."""
+
+    @staticmethod
+    def serve(key: ec.EllipticCurvePrivateKey, cert: x509.Certificate, ca_pem: bytes) -> Any:
+        server = transport.make_server(transport.AuthInterceptor("test", {}))
+        health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+        creds = transport.server_credentials(
+            pki.private_key_pem(key), pki.certificate_pem(cert), ca_pem
+        )
+        port = transport.bind_secure_port(server, "127.0.0.1:0", creds)
+        server.start()
+        return server, port
+
+    @staticmethod
+    def check(port: int, peer: Identity, client: Any, pinned: x509.Certificate) -> str:
+        channel = transport.pinned_channel(
+            f"127.0.0.1:{port}",
+            peer,
+            key_pem=client.key_pem,
+            cert_pem=client.cert_pem,
+            pinned_pem=pki.certificate_pem(pinned),
+        )
+        try:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            return "SERVING"
+        except grpc.RpcError as exc:
+            return exc.code().name
+        finally:
+            channel.close()
+
+    def test_only_the_pinned_leaf_is_accepted(self, tmp_path):
+        """Pinned to one CA-valid leaf, the channel refuses a second one for the same name."""
+        test_pki = make_test_pki(tmp_path, network="test", partners=["a"])
+        a = test_pki.partner("a")
+        second = test_pki.issue(a.identity, file_stem="a-second")
+        server, port = self.serve(second.key, second.cert, test_pki.ca_pem)
+        try:
+            assert self.check(port, a.identity, test_pki.coordinator, second.cert) == "SERVING"
+            assert self.check(port, a.identity, test_pki.coordinator, a.cert) == "UNAVAILABLE"
+        finally:
+            server.stop(0)
+
+    def test_an_expired_pinned_leaf_is_refused(self, tmp_path):
+        """Pinning does not skip the dates: an expired registered certificate is refused."""
+        test_pki = make_test_pki(tmp_path, network="test", partners=["a"])
+        past = datetime.now(UTC) - timedelta(days=5)
+        ca_key, ca_cert = pki.create_ca("test", now=past - timedelta(days=10))
+        key = pki.generate_tls_key()
+        identity = Identity.partner("test", "a")
+        expired = pki.issue_for_key(ca_key, ca_cert, key.public_key(), identity, days=1, now=past)
+        server, port = self.serve(key, expired, test_pki.ca_pem)
+        try:
+            assert self.check(port, identity, test_pki.coordinator, expired) == "UNAVAILABLE"
+        finally:
+            server.stop(0)
