@@ -264,7 +264,11 @@ def partner_list(partners: Sequence[Partner]) -> Output:
         }
         for p in partners
     ]
-    text = "\n".join(f"{p.id:<20} {p.address:<24} {p.name}" for p in partners) or "no partners"
+    text = "\n".join(
+        f"{p.id:<20} {p.address:<24} {p.name}" + ("" if p.active else "  [deactivated]")
+        for p in partners
+    )
+    text = text or "no partners"
     return Output(rows, text)
 
 

@@ -111,6 +111,11 @@ class TestDeactivate:
         assert event.details["reason"] == "audit"
         # Still a member: the roster keeps it, so deactivating needs no new roster.
         assert export_roster(net.config)[1] == []
+        code, out, _err = cli(capsys, "partner", "list", net.coordinator_dir)
+        assert code == 0
+        (line,) = [row for row in out.splitlines() if row.startswith("woonbron")]
+        assert line.endswith("[deactivated]")
+        assert not any(row.endswith("[deactivated]") for row in out.splitlines() if row != line)
 
     def test_reactivate_restores_rounds(self, net, capsys, monkeypatch):
         """`partner reactivate` lifts the denial and the next round completes, audited."""
