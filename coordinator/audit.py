@@ -74,6 +74,8 @@ _SCHEMA: Final = (
     )
     """,
     f"CREATE INDEX IF NOT EXISTS {TABLE}_round ON {TABLE} (round_id, seq)",
+    # Every append looks up the newest key handover (`_check_key`): one index probe.
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_event ON {TABLE} (event, seq)",
     f"""
     CREATE TRIGGER IF NOT EXISTS {TABLE}_no_update BEFORE UPDATE ON {TABLE}
     BEGIN SELECT RAISE(ABORT, '{TABLE} is append-only'); END
@@ -99,6 +101,10 @@ _SELECT_ROUND: Final = (
     "ORDER BY seq"
 )
 _SELECT_HEAD: Final = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"
+_SELECT_LAST_HANDOVER: Final = (
+    "SELECT seq, details FROM audit_events WHERE event = 'audit.key_rotated' "
+    "ORDER BY seq DESC LIMIT 1"
+)
 
 
 class _UnreadableRowError(Exception):
@@ -233,7 +239,12 @@ def open_audit(config: CoordinatorConfig, *, now: Clock | None = None) -> Coordi
 
     ConfigError naming the file if the key cannot be read.
     """
-    return CoordinatorAudit(config.database, signing.load_signing_key(config.audit_key), now=now)
+    return CoordinatorAudit(
+        config.database,
+        signing.load_signing_key(config.audit_key),
+        now=now,
+        key_path=config.audit_key,
+    )
 
 
 class CoordinatorAudit(ChainedLog):
@@ -241,6 +252,9 @@ class CoordinatorAudit(ChainedLog):
 
     Thread-safe (one connection behind a lock) and safe across processes
     (`BEGIN IMMEDIATE` around read-head-then-insert). `now` injects the clock.
+    Before every append it checks that it holds the key the newest handover names
+    (another process may have rotated it: `coordinator.audit_rotation`); with
+    `key_path` it then reloads the key from there, else it refuses to append.
     """
 
     def __init__(
@@ -249,9 +263,11 @@ class CoordinatorAudit(ChainedLog):
         signing_key: Ed25519PrivateKey,
         *,
         now: Clock | None = None,
+        key_path: Path | None = None,
     ) -> None:
         super().__init__(signing_key, now)
         self._path = Path(db_path)
+        self._key_path = key_path
         self._lock = threading.Lock()
         try:
             self._conn = sqlite3.connect(
@@ -285,6 +301,7 @@ class CoordinatorAudit(ChainedLog):
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
+                self._check_key()
                 row = self._conn.execute(_SELECT_HEAD).fetchone()
                 sealed = build(None if row is None else ChainHead(int(row[0]), str(row[1])))
                 self._conn.execute(_INSERT, _event_to_row(sealed))
@@ -293,6 +310,33 @@ class CoordinatorAudit(ChainedLog):
                 self._conn.execute("ROLLBACK")
                 raise
         return sealed
+
+    def _check_key(self) -> None:
+        """Hold the key the newest handover names, reloading it from `key_path` if need be.
+
+        An event signed by a key the chain has handed over from would be refused by
+        every verifier: better no event than one that breaks the chain.
+        """
+        row = self._conn.execute(_SELECT_LAST_HANDOVER).fetchone()
+        if row is None:
+            return
+        try:
+            wanted = str(json.loads(str(row[1]))["new_key_id"])
+        except (ValueError, KeyError, TypeError):
+            raise AuditChainBroken("key handover details do not parse", int(row[0])) from None
+        if signing.key_id(self.public_key) == wanted:
+            return
+        if self._key_path is not None:
+            key = signing.load_signing_key(self._key_path)
+            if signing.key_id(key.public_key()) == wanted:
+                self.adopt_key(key)
+                return
+        raise ConfigError(
+            f"{self._path}: the audit log was handed over to key {wanted} at event {row[0]}, "
+            f"but this process holds key {signing.key_id(self.public_key)}"
+            + (f" and {self._key_path} another" if self._key_path is not None else "")
+            + "; finish the rotation with `psi-coordinator audit rotate-key` and restart"
+        )
 
     def events(self, round_id: str | None = None) -> list[AuditEvent]:
         """Return the stored events in chain order, optionally only one round's.

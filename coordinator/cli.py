@@ -102,7 +102,10 @@ def _fail(message: str) -> int:
     return EXIT_FAILED
 
 
-CA_KEY = arg("--ca-key", help="network CA key, if kept elsewhere (offline media)")
+CA_KEY = arg(
+    "--ca-key",
+    help="the network CA key (required; kept on offline media, init wrote DIR/ca-offline/ca.key)",
+)
 DAYS = arg("--days", type=int, default=pki.LEAF_VALIDITY_DAYS)
 PUBLIC_KEY = arg(
     "--public-key", help="audit public key (default: [audit] public_key, signing/audit.pub)"
@@ -127,11 +130,21 @@ PUBLIC_KEY = arg(
         type=label("operator name"),
         help="name of the first operator (default: your login name)",
     ),
+    arg(
+        "--ca-key-dir",
+        help="folder for the CA key, e.g. on removable media (default: DIR/ca-offline)",
+    ),
 )
 def cmd_init(args: argparse.Namespace) -> int:
     from coordinator.provision import init_coordinator
 
-    res = init_coordinator(Path(args.dir), args.network, port=args.port, operator=args.operator)
+    res = init_coordinator(
+        Path(args.dir),
+        args.network,
+        port=args.port,
+        operator=args.operator,
+        ca_key_dir=Path(args.ca_key_dir) if args.ca_key_dir else None,
+    )
     emit(present.initialised(res, args.dir), as_json=args.json)
     return EXIT_OK
 
@@ -219,6 +232,53 @@ def cmd_partner_renew(args: argparse.Namespace) -> int:
         actor=operator_actor(),
     )
     emit(present.partner_renewed(args.id, cert), as_json=args.json)
+    return EXIT_OK
+
+
+REASON = arg("--reason", help="why (audited)")
+
+
+@command(
+    "partner deactivate",
+    "suspend a partner: no round asks it, its certificate is denied",
+    arg("id", type=label("partner id"), help="partner id"),
+    REASON,
+)
+def cmd_partner_deactivate(args: argparse.Namespace) -> int:
+    from coordinator.membership import deactivate_partner
+
+    deactivate_partner(_config(args), args.id, actor=operator_actor(), reason=args.reason or "")
+    emit(present.partner_deactivated(args.id), as_json=args.json)
+    return EXIT_OK
+
+
+@command(
+    "partner reactivate",
+    "let a deactivated partner take part again",
+    arg("id", type=label("partner id"), help="partner id"),
+    REASON,
+)
+def cmd_partner_reactivate(args: argparse.Namespace) -> int:
+    from coordinator.membership import reactivate_partner
+
+    reactivate_partner(_config(args), args.id, actor=operator_actor(), reason=args.reason or "")
+    emit(present.partner_reactivated(args.id), as_json=args.json)
+    return EXIT_OK
+
+
+@command(
+    "partner remove",
+    "take a partner out of the registry and deny its certificates forever",
+    arg("id", type=label("partner id"), help="partner id"),
+    REASON,
+)
+def cmd_partner_remove(args: argparse.Namespace) -> int:
+    from coordinator.membership import remove_partner
+
+    fingerprint = remove_partner(
+        _config(args), args.id, actor=operator_actor(), reason=args.reason or ""
+    )
+    emit(present.partner_removed(args.id, fingerprint), as_json=args.json)
     return EXIT_OK
 
 
@@ -559,6 +619,19 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     report = verify_database(config.database, signing.read_public_key(key_path))
     emit(present.Output(report.as_dict(), report.describe()), as_json=args.json)
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+@command(
+    "audit rotate-key",
+    "hand the audit log over to a new signing key (either key then verifies it)",
+    arg("--reason", help="why (audited in the handover)"),
+)
+def cmd_audit_rotate_key(args: argparse.Namespace) -> int:
+    from coordinator.audit_rotation import rotate_audit_key
+
+    done = rotate_audit_key(_config(args), actor=operator_actor(), reason=args.reason or "")
+    emit(present.audit_key_rotated(done), as_json=args.json)
+    return EXIT_OK
 
 
 @command(

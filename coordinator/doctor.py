@@ -202,7 +202,7 @@ def run_doctor(
 
 
 def _roster_check(config: CoordinatorConfig, directory: Path) -> Check:
-    """roster.toml exists and lists exactly the registry's active partners and keys."""
+    """roster.toml exists and lists exactly the registry's partners and keys."""
     name = "partner roster"
     path = roster_path(config)
     fix = f"psi-coordinator roster export {directory}, then every node accepts the new version"
@@ -241,7 +241,8 @@ def _ca_key_check(config: CoordinatorConfig, ca: x509.Certificate | None, writte
         return Check(
             name,
             OK,
-            f"{path}: not on this machine (kept offline; pass --ca-key to partner add/renew)",
+            f"{path}: not on this machine (kept offline; pass --ca-key to partner add/renew, "
+            "operator add and renew)",
         )
     check, key = doctor.check_private_key(
         name, path, kind="tls", owner_of=config.directory, written=written
@@ -252,11 +253,12 @@ def _ca_key_check(config: CoordinatorConfig, ca: x509.Certificate | None, writte
         return Check(name, FAIL, f"{path}: does not match the CA certificate {config.tls_ca}")
     if check.status != OK:
         return check
+    # Nothing online needs it: every command that issues a certificate asks for --ca-key.
     return Check(
         name,
-        OK,
-        f"{check.detail}; matches the CA certificate (keep it offline when not registering "
-        "partners)",
+        WARN,
+        f"{check.detail}; matches the CA certificate, but it is still on this machine: move "
+        f"{path.parent} to offline media and pass --ca-key PATH when issuing certificates",
     )
 
 
@@ -550,15 +552,16 @@ def _reachability(
     active = [p for p in partners if p.active]
     if not active:
         return []
-    key_pem, cert_pem, ca_pem = tls
+    key_pem, cert_pem, _ca_pem = tls
 
     def probe(partner: Partner) -> doctor.Probe:
+        # As a round connects: only the registered certificate (transport.pinned_channel).
         return doctor.probe_health(
             partner.address,
             pki.Identity.partner(config.network, partner.id),
             key_pem=key_pem,
             cert_pem=cert_pem,
-            ca_pem=ca_pem,
+            ca_pem=partner.cert_pem.encode(),
             service=NODE_SERVICE,
         )
 
@@ -571,6 +574,16 @@ def _reachability(
             checks.append(Check(name, OK, f"{partner.address}: health SERVING over mTLS"))
         elif result.status is not None:
             checks.append(Check(name, FAIL, f"{partner.address}: node reports {result.status}"))
+        elif result.error is not None and "handshake failed" in result.error.lower():
+            checks.append(
+                Check(
+                    name,
+                    FAIL,
+                    f"{partner.address}: the node's certificate is not the registered one "
+                    f"({partner.cert_fingerprint[:16]}...): install the certificate of "
+                    "`partner renew` at the node and restart it",
+                )
+            )
         else:
             checks.append(Check(name, FAIL, f"{partner.address}: unreachable ({result.error})"))
     return checks

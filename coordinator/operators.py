@@ -28,6 +28,7 @@ from pathlib import Path
 from cryptography import x509
 
 from coordinator.audit import CoordinatorAudit, open_audit
+from coordinator.ca_key import load_ca_key
 from coordinator.config import CoordinatorConfig
 from coordinator.store import OperatorCert, Store
 from kruispunt import pki
@@ -157,7 +158,7 @@ def issue_operator(
     *,
     actor: str,
     out: Path | None = None,
-    ca_key_path: Path | None = None,
+    ca_key_path: Path | None,
     days: int = pki.LEAF_VALIDITY_DAYS,
     now: datetime | None = None,
 ) -> IssuedOperator:
@@ -183,7 +184,7 @@ def issue_operator(
                 f"{key_path}: a key is already there; move it aside (or name another folder "
                 "with --out) - a key is never overwritten"
             )
-        ca_key = pki.load_tls_key(ca_key_path or config.ca_key)
+        ca_key = load_ca_key(config, ca_key_path, task="operator add")
         ca_cert = pki.load_certificate(config.tls_ca)
         key = pki.generate_tls_key()
         try:

@@ -22,6 +22,7 @@ from kruispunt.roster_text import roster_data, roster_lines
 from kruispunt.v1 import coordinator_pb2
 
 if TYPE_CHECKING:  # only the result types; the lifecycle imports this module for summary_dict
+    from coordinator.audit_rotation import AuditKeyRotation
     from coordinator.operators import IssuedOperator, OperatorStatus
     from coordinator.provision import InitResult
     from coordinator.report import ReportSummary
@@ -196,7 +197,8 @@ def round_list(rows: Sequence[RoundRow]) -> Output:
 
 
 def initialised(res: InitResult, dir_arg: str) -> Output:
-    """`init`: where the new coordinator's files are and what to do next."""
+    """`init`: where the new coordinator's files are, how to move the CA key offline, next steps."""
+    ca_folder = res.ca_key.parent if res.ca_key is not None else "ca-offline"
     return Output(
         {
             "directory": str(res.directory),
@@ -205,10 +207,16 @@ def initialised(res: InitResult, dir_arg: str) -> Output:
             "signing_public_key": str(res.signing_public_key),
             "operator": res.operator,
             "operator_certificate": str(res.operator_cert or ""),
+            "ca_key": str(res.ca_key or ""),
         },
         f"Coordinator for network {res.network!r} created in {res.directory}\n"
         f"  configuration:        {res.config}\n"
-        f"  network CA:           {res.ca_cert}  (key: ca/ca.key - keep it offline)\n"
+        f"  network CA:           {res.ca_cert}\n"
+        f"  network CA key:       {res.ca_key}\n"
+        f"Move the CA key offline now: copy {ca_folder} to removable media (two copies, kept "
+        f"apart), check the copies, then delete it here (shred -u {res.ca_key}; rmdir "
+        f"{ca_folder}). Mount it only to issue certificates: partner add, partner renew, "
+        f"operator add and renew take it as --ca-key PATH.\n"
         f"  manifest signing key: {res.signing_public_key} (public half)\n"
         f"  first operator:       {res.operator} ({res.operator_cert}); give every other "
         f"person their own with `psi-coordinator operator add {dir_arg} NAME`\n"
@@ -263,11 +271,56 @@ def partner_list(partners: Sequence[Partner]) -> Output:
         for p in partners
     ]
     text = table(
-        ("PARTNER", "ADDRESS", "ORGANISATION"),
-        [(p.id, p.address, p.name) for p in partners],
+        ("PARTNER", "ADDRESS", "ORGANISATION", "STATUS"),
+        [(p.id, p.address, p.name, "active" if p.active else "deactivated") for p in partners],
         empty="no partners",
     )
     return Output(rows, text)
+
+
+def audit_key_rotated(done: AuditKeyRotation) -> Output:
+    """`audit rotate-key`: the handover, the new public key and the retired one."""
+    return Output(
+        {
+            "previous_key_id": done.previous_key_id,
+            "new_key_id": done.new_key_id,
+            "public_key": str(done.public_key),
+            "retired_public_key": str(done.retired_public_key),
+            "handover_seq": done.seq,
+        },
+        f"Audit log handed over at event {done.seq}: key {done.previous_key_id} -> "
+        f"{done.new_key_id}.\n"
+        f"  new public key:     {done.public_key} (give it to every privacy officer)\n"
+        f"  retired public key: {done.retired_public_key} (still verifies the whole log)\n"
+        f"Either key verifies every export; the retired key signs nothing more.",
+    )
+
+
+def partner_deactivated(partner: str) -> Output:
+    """`partner deactivate`: the partner is not asked and its certificate is denied."""
+    return Output(
+        {"partner": partner, "active": False},
+        f"Partner {partner!r} deactivated: no round asks it and its certificate is denied. "
+        f"It stays in the roster; `psi-coordinator partner reactivate` brings it back.",
+    )
+
+
+def partner_reactivated(partner: str) -> Output:
+    """`partner reactivate`: the partner takes part again."""
+    return Output(
+        {"partner": partner, "active": True},
+        f"Partner {partner!r} reactivated: rounds of its purposes ask it again.",
+    )
+
+
+def partner_removed(partner: str, fingerprint: str) -> Output:
+    """`partner remove`: out of the registry, its certificate denied; the roster to export."""
+    return Output(
+        {"partner": partner, "denied_fingerprint": fingerprint},
+        f"Partner {partner!r} removed; its certificate {fingerprint[:16]}... is denied for good.\n"
+        f"Write the new roster (`psi-coordinator roster export`) for every node to accept: "
+        f"it leaves {partner!r} out.",
+    )
 
 
 def partner_renewed(partner: str, cert: Path) -> Output:
@@ -285,7 +338,11 @@ def coordinator_renewed(paths: Sequence[Path]) -> Output:
     """`renew`: the coordinator's renewed certificates."""
     return Output(
         [str(p) for p in paths],
-        "Renewed: " + ", ".join(map(str, paths)) + "\nRestart `psi-coordinator serve`.",
+        "Renewed: "
+        + ", ".join(map(str, paths))
+        + "\nNodes admit only the coordinator certificate their roster pins: write the new "
+        "roster (`psi-coordinator roster export`), have every node accept it, then restart "
+        "`psi-coordinator serve`.",
     )
 
 

@@ -1,6 +1,7 @@
 """Setting up a coordinator and registering partners (the CSR flow).
 
-`init` makes the network CA, the coordinator's TLS certificate, its Ed25519
+`init` makes the network CA (its key in a folder of its own, to be moved offline:
+`coordinator.ca_key`), the coordinator's TLS certificate, its Ed25519
 manifest signing key and a separate Ed25519 audit signing key, the first personal
 operator certificate (the installing user's, registered like every other,
 `coordinator.operators`), the database and a commented coordinator.toml.
@@ -20,6 +21,7 @@ from pathlib import Path
 from cryptography import x509
 
 from coordinator.audit import CoordinatorAudit, open_audit
+from coordinator.ca_key import OFFLINE_CA_DIR, OFFLINE_CA_KEY, load_ca_key
 from coordinator.config import (
     AUDIT_KEY,
     AUDIT_PUBLIC_KEY,
@@ -64,10 +66,11 @@ log_level = "info"
 key = "tls/coordinator.key"
 cert = "tls/coordinator.crt"
 ca = "ca/ca.crt"
-# The network CA's private key signs partner certificates (`partner add`). Keep it
-# offline when not registering partners: move it to removable media and point
-# --ca-key at it when needed.
-ca_key = "ca/ca.key"
+# The network CA's private key is not read by the serving coordinator. init wrote it to
+# {ca_key}; move that folder to offline media. Commands that issue certificates
+# (partner add, partner renew, operator add, renew) take it as --ca-key PATH. `doctor`
+# warns while a key is still at ca_key below.
+ca_key = "{ca_key}"
 
 [signing]
 # Ed25519 key that signs every round manifest.
@@ -127,6 +130,8 @@ class InitResult:
     audit_public_key: Path
     operator: str = ""
     operator_cert: Path | None = None
+    #: Where init wrote the CA key: move it (its folder) to offline media.
+    ca_key: Path | None = None
 
 
 def init_coordinator(
@@ -136,8 +141,12 @@ def init_coordinator(
     port: int = 50050,
     operator: str | None = None,
     now: datetime | None = None,
+    ca_key_dir: Path | None = None,
 ) -> InitResult:
     """Create a new coordinator directory; refuses to touch an existing one.
+
+    The CA key goes to `ca_key_dir` (default DIR/ca-offline), a folder of its own that
+    the operator moves to offline media; an existing key there is never overwritten.
 
     The first operator certificate is `operator`'s, by default the installing user's
     (`kruispunt.login`: SUDO_USER, the session's or the account's login name).
@@ -153,11 +162,16 @@ def init_coordinator(
         ) from None
     if (directory / CONFIG_NAME).exists():
         raise ConfigError(f"{directory}: already holds a coordinator ({CONFIG_NAME} exists)")
+    key_dir = ca_key_dir if ca_key_dir is not None else directory / OFFLINE_CA_DIR
+    ca_key_path = key_dir / OFFLINE_CA_KEY
+    if ca_key_path.exists():
+        raise ConfigError(f"{ca_key_path}: a CA key is already there; a key is never overwritten")
     for sub in ("ca", "tls", "signing", "operator", "partners"):
         (directory / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
     directory.chmod(0o700)
+    key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     ca_key, ca_cert = pki.create_ca(network, now=now)
-    pki.write_private_key(directory / "ca/ca.key", ca_key)
+    pki.write_private_key(ca_key_path, ca_key)
     pki.write_pem(directory / "ca/ca.crt", ca_cert)
     issued = {}
     for sub, ident in (
@@ -179,7 +193,13 @@ def init_coordinator(
     pki.write_pem(directory / AUDIT_PUBLIC_KEY, signing.public_key_pem(audit_key.public_key()))
     config_path = directory / CONFIG_NAME
     config_path.write_text(
-        CONFIG_TEMPLATE.format(network=network, port=port, operator=operator), encoding="utf-8"
+        CONFIG_TEMPLATE.format(
+            network=network,
+            port=port,
+            operator=operator,
+            ca_key=_relative_or_absolute(ca_key_path, directory),
+        ),
+        encoding="utf-8",
     )
     config = load_coordinator_config(directory)
     store = Store(config.database)
@@ -214,7 +234,16 @@ def init_coordinator(
         directory / AUDIT_PUBLIC_KEY,
         operator,
         config.operator_cert,
+        ca_key_path,
     )
+
+
+def _relative_or_absolute(path: Path, directory: Path) -> str:
+    """`path` as coordinator.toml writes it: relative to `directory` when inside it."""
+    try:
+        return str(path.resolve().relative_to(directory.resolve()))
+    except ValueError:
+        return str(path.resolve())
 
 
 def add_partner(
@@ -226,7 +255,7 @@ def add_partner(
     csr_path: Path,
     signing_key_path: Path,
     agreement_key_path: Path,
-    ca_key_path: Path | None = None,
+    ca_key_path: Path | None,
     actor: str = "operator",
     now: datetime | None = None,
 ) -> Path:
@@ -234,7 +263,8 @@ def add_partner(
 
     `signing_key_path` and `agreement_key_path` are the public key files `psi-node init`
     wrote (signing/node.pub, signing/node.x25519.pub). A key another registered partner
-    already has is refused: the roster could not tell the two apart.
+    already has is refused: the roster could not tell the two apart. `ca_key_path` is
+    the offline CA key the operator names (`--ca-key`); None is refused, naming the option.
     """
     if not ID_RE.match(partner_id):
         raise ConfigError(
@@ -249,7 +279,7 @@ def add_partner(
     )
     agreement_key = read_agreement_public_key(agreement_key_path)
     signing_raw = signing.public_key_bytes(partner_key)
-    ca_key = pki.load_tls_key(ca_key_path or config.ca_key)
+    ca_key = load_ca_key(config, ca_key_path, task="partner add")
     ca_cert = pki.load_certificate(config.tls_ca)
     try:
         cert = pki.issue_certificate(ca_key, ca_cert, csr, identity, now=now)
@@ -421,9 +451,11 @@ def roster_path(config: CoordinatorConfig) -> Path:
 def registry_roster(config: CoordinatorConfig, *, version: int) -> Roster:
     """The roster the registry describes now, numbered `version`; nothing is written.
 
-    Lists every active partner: its id, its name as organisation, its signing and
-    agreement keys and the SHA-256 fingerprint of its current certificate, with the
-    network name and the coordinator's manifest-signing key. ConfigError names a
+    Lists every registered partner, deactivated ones too (they stay members and keep
+    their keys; a removed partner is no longer registered): its id, its name as
+    organisation, its signing and agreement keys and the SHA-256 fingerprint of its
+    current certificate, with the network name, the coordinator's manifest-signing key
+    and the fingerprint of its TLS certificate (what every node pins). ConfigError names a
     partner registered without an agreement key, and the fix.
     """
     coordinator_key = signing.read_public_key(
@@ -431,7 +463,7 @@ def registry_roster(config: CoordinatorConfig, *, version: int) -> Roster:
     )
     store = Store(config.database, readonly=True)
     try:
-        partners = [p for p in store.partners() if p.active]
+        partners = store.partners()
     finally:
         store.close()
     entries = []
@@ -467,6 +499,10 @@ def registry_roster(config: CoordinatorConfig, *, version: int) -> Roster:
         version=version,
         coordinator_signing_key=signing.public_key_bytes(coordinator_key),
         partners=tuple(entries),
+        # Nodes admit only this coordinator certificate: a renewed one needs a new roster.
+        coordinator_tls_fingerprint=bytes.fromhex(
+            pki.fingerprint(pki.load_certificate(config.tls_cert))
+        ),
     )
 
 

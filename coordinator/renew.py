@@ -5,9 +5,11 @@ coordinator has that public key in the stored certificate: nothing to send) or, 
 a key rotation, from a new CSR the partner made with its new key. Either way the
 partner installs the result with `psi-node install-cert` and restarts its node.
 
-There is no revocation list in this network: the previous certificate stays valid
-until its own expiry. Renew early enough that the overlap is harmless, and treat a
-compromised partner key as an incident (see docs/deployment.md).
+A renewal supersedes the previous certificate at once, though the CA's signature on
+it stays valid until its own expiry: the coordinator connects to a node only with the
+certificate in the registry (`kruispunt.transport.pinned_channel`) and puts the old
+fingerprint on its deny-list (`coordinator.membership`); nodes admit only the
+coordinator certificate their roster pins (`psi_node.pins`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from coordinator.audit import open_audit
+from coordinator.ca_key import load_ca_key
 from coordinator.config import CoordinatorConfig
+from coordinator.membership import deny_superseded
 from coordinator.operators import register_certificate
 from coordinator.store import Store
 from kruispunt import pki
@@ -35,7 +39,7 @@ def renew_partner(
     csr_path: Path | None = None,
     days: int = pki.LEAF_VALIDITY_DAYS,
     now: datetime | None = None,
-    ca_key_path: Path | None = None,
+    ca_key_path: Path | None,
     actor: str = "operator",
 ) -> Path:
     """Re-issue a registered partner's certificate; returns the path of the new one.
@@ -56,7 +60,7 @@ def renew_partner(
                 f"partner {partner_id!r}: stored certificate does not parse"
             ) from None
         identity = pki.Identity.partner(config.network, partner_id)
-        ca_key = pki.load_tls_key(ca_key_path or config.ca_key)
+        ca_key = load_ca_key(config, ca_key_path, task="partner renew")
         ca_cert = pki.load_certificate(config.tls_ca)
         try:
             if csr_path is not None:
@@ -75,6 +79,9 @@ def renew_partner(
         store.update_partner_cert(
             partner_id, pki.certificate_pem(cert).decode(), pki.fingerprint(cert)
         )
+        # The old certificate stays CA-valid until it expires: deny it now, so it is
+        # never admitted again (the rounds' pinned channels already refuse it).
+        deny_superseded(store, identity, pki.fingerprint(old), actor=actor, now=now)
     finally:
         store.close()
     out = config.directory / "partners" / f"{partner_id}.crt"
@@ -101,17 +108,19 @@ def renew_coordinator(
     *,
     days: int = pki.LEAF_VALIDITY_DAYS,
     now: datetime | None = None,
-    ca_key_path: Path | None = None,
+    ca_key_path: Path | None,
     actor: str = "operator",
 ) -> list[Path]:
     """Re-issue the coordinator's TLS and operator certificates for their existing keys.
 
     Returns the paths written. A running coordinator reads its certificate at start:
-    restart it afterwards. Nodes need nothing: they trust the CA, not this certificate.
+    restart it afterwards. Nodes admit only the coordinator certificate their roster pins
+    (`psi_node.pins`): export the roster and have every node accept it, and from then on
+    they refuse the old certificate.
     The renewed operator certificate is registered for its operator (the admin service
     admits registered certificates only), unless that operator was removed.
     """
-    ca_key = pki.load_tls_key(ca_key_path or config.ca_key)
+    ca_key = load_ca_key(config, ca_key_path, task="renew")
     ca_cert = pki.load_certificate(config.tls_ca)
     written: list[Path] = []
     details: dict[str, object] = {}

@@ -541,7 +541,9 @@ class RoundRunner:
         for pid in purpose.partners:
             partner = self.store.partner(pid)
             if partner is None or not partner.active:
-                msg = f"purpose {purpose.id!r} names partner {pid!r}, which is not registered"
+                # A deactivated partner is never asked: no channel is opened to it.
+                state = "is not registered" if partner is None else "is deactivated"
+                msg = f"purpose {purpose.id!r} names partner {pid!r}, which {state}"
                 self._operator_error(actor, access_point, msg)
                 raise ConfigError(msg)
             found.append(partner)
@@ -580,13 +582,14 @@ class RoundRunner:
 
     def _connect(self, partner: Partner, calls: RoundCalls | None = None) -> Peer:
         """A channel to `partner`'s node; one of the round's `calls` if given (cancellable)."""
-        key, cert, ca = self._tls
-        channel = transport.secure_channel(
+        key, cert, _ca = self._tls
+        # Only the certificate in the registry: a renewed one supersedes the old at once.
+        channel = transport.pinned_channel(
             partner.address,
             Identity.partner(self.config.network, partner.id),
             key_pem=key,
             cert_pem=cert,
-            ca_pem=ca,
+            pinned_pem=partner.cert_pem.encode(),
         )
         calling = calls.channel(channel) if calls is not None else channel
         return Peer(partner, channel, node_pb2_grpc.PsiNodeStub(calling))

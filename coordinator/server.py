@@ -23,6 +23,7 @@ from grpc_health.v1 import health
 from coordinator.audit import CoordinatorAudit, open_audit
 from coordinator.certs import certificates
 from coordinator.config import CoordinatorConfig, Schedule, load_coordinator_config
+from coordinator.membership import CertificateDenyList
 from coordinator.operators import OperatorGate, adopt_configured_operator
 from coordinator.rounds import RoundRunner
 from coordinator.schedule import ScheduledRounds, next_run
@@ -234,6 +235,7 @@ def create_server(
         ca_path=config.tls_ca,
         listen=config.listen,
         admit=OperatorGate(store, audit, config.network),
+        deny=CertificateDenyList(store),
     )
     stop = threading.Event()
     scheduled = ScheduledRounds(runner, audit, config, stop)

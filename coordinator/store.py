@@ -88,6 +88,13 @@ CREATE TABLE IF NOT EXISTS operators (
     removed_by TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS operators_by_name ON operators (name, added_at);
+CREATE TABLE IF NOT EXISTS denied_certificates (
+    cert_fingerprint TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    denied_at TEXT NOT NULL,
+    denied_by TEXT NOT NULL
+);
 """
 
 # The columns _partner reads, in its order. agreement_key came later (the roster): a
@@ -322,6 +329,55 @@ class Store:
         with self._lock:
             rows = self._db.execute(self._select_partners + " ORDER BY id").fetchall()
         return [_partner(r) for r in rows]
+
+    def set_partner_active(self, partner_id: str, active: bool) -> None:
+        """Mark a registered partner active or deactivated; ConfigError if not registered."""
+        with self._tx() as db:
+            cur = db.execute("UPDATE partners SET active=? WHERE id=?", (int(active), partner_id))
+            if cur.rowcount != 1:
+                raise ConfigError(f"partner {partner_id!r} is not registered")
+
+    def delete_partner(self, partner_id: str) -> None:
+        """Take a partner out of the registry (its history stays in rounds and the audit log)."""
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM partners WHERE id=?", (partner_id,))
+            if cur.rowcount != 1:
+                raise ConfigError(f"partner {partner_id!r} is not registered")
+
+    # -- the deny-list -----------------------------------------------------------------
+
+    def deny_certificate(
+        self, fingerprint: str, identity: str, reason: str, denied_at: str, denied_by: str
+    ) -> None:
+        """Deny the certificate `fingerprint` for good; denying it again keeps the first entry."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO denied_certificates (cert_fingerprint, identity, reason, "
+                "denied_at, denied_by) VALUES (?,?,?,?,?)",
+                (fingerprint, identity, reason, denied_at, denied_by),
+            )
+
+    def denied_certificate(self, fingerprint: str) -> tuple[str, str] | None:
+        """(identity, reason) if the certificate `fingerprint` is denied, else None."""
+        with self._lock:
+            if not self._has_table("denied_certificates"):
+                return None  # a read-only store of a database made before the deny-list
+            row = self._db.execute(
+                "SELECT identity, reason FROM denied_certificates WHERE cert_fingerprint=?",
+                (fingerprint,),
+            ).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
+    def denied_certificates(self) -> list[tuple[str, str, str, str, str]]:
+        """Every denied certificate: (fingerprint, identity, reason, denied_at, denied_by)."""
+        with self._lock:
+            if not self._has_table("denied_certificates"):
+                return []
+            rows = self._db.execute(
+                "SELECT cert_fingerprint, identity, reason, denied_at, denied_by "
+                "FROM denied_certificates ORDER BY denied_at, cert_fingerprint"
+            ).fetchall()
+        return [(str(a), str(b), str(c), str(d), str(e)) for a, b, c, d, e in rows]
 
     # -- operators ---------------------------------------------------------------------
 

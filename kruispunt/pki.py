@@ -80,8 +80,10 @@ __all__ = [
 URI_SCHEME = "kruispunt"
 DNS_SUFFIX = "kruispunt.internal"
 CA_VALIDITY_DAYS = 3650
-# 397 days: the longest validity browsers accept; a yearly renewal with a month's slack.
-LEAF_VALIDITY_DAYS = 397
+# 90 days: a certificate that leaks stops working within a quarter even if nobody notices,
+# and renewal becomes routine (the 30-day warning of kruispunt.expiry leaves two months of
+# use, one month to renew), as ACME made it for the web.
+LEAF_VALIDITY_DAYS = 90
 # Backdate notBefore a little so a peer whose clock runs slightly behind accepts a fresh cert.
 _CLOCK_SKEW = dt.timedelta(minutes=5)
 _CA_COMMON_NAME = "Kruispunt network CA"

@@ -14,6 +14,7 @@ The file::
     network = "wijk-noord"
     version = 3
     coordinator_signing_key = "<64 lowercase hex digits: raw Ed25519 key>"
+    coordinator_tls_fingerprint = "<64 hex: SHA-256 of the coordinator's TLS certificate>"
 
     [[partner]]
     id = "gemeente"
@@ -29,6 +30,8 @@ The digest (`roster_digest`) is SHA-256 over a canonical binary encoding of the
     str(network) u64(version) coordinator_signing_key[32] u32(partner count)
     for each partner, sorted by id:
         str(id) str(organisation) signing_key[32] agreement_key[32] tls_fingerprint[32]
+    if the roster pins the coordinator's certificate:
+        "coordinator_tls_fingerprint" 0x00 coordinator_tls_fingerprint[32]
 
 where ``str(s)`` is a u32 big-endian byte length followed by the NFC-normalised UTF-8
 text and every integer is big-endian. Why the parsed form: partners edit, re-indent,
@@ -39,8 +42,11 @@ different rosters to encode alike (no quoting, escaping or separator rules to ge
 wrong), and it does not depend on how one TOML writer formats strings. Every field is
 in it, so any change of meaning (a key, a fingerprint, an organisation's name, the
 version) changes the digest. The label keeps the digest from ever equalling a hash
-computed for another purpose. Note that ``sha256sum roster.toml`` is therefore not the
-digest: print it with `roster_digest` (or `Roster.digest_hex`).
+computed for another purpose. The coordinator's fingerprint came later and is appended
+only when present, so a roster without it keeps the digest it always had; with it, the
+labelled tail cannot be mistaken for a partner (the partner count comes first). Note
+that ``sha256sum roster.toml`` is therefore not the digest: print it with
+`roster_digest` (or `Roster.digest_hex`).
 """
 
 from __future__ import annotations
@@ -107,6 +113,9 @@ _SHORT_HEX = 16
 
 _HEX64_RE = re.compile(r"[0-9a-f]{64}")
 _TOP_FIELDS = ("network", "version", "coordinator_signing_key", "partner")
+# Optional top-level fields: a roster written before certificates were pinned lacks them.
+_OPTIONAL_TOP_FIELDS = ("coordinator_tls_fingerprint",)
+_COORDINATOR_TLS_LABEL = b"coordinator_tls_fingerprint"
 _PARTNER_FIELDS = ("id", "organisation", "signing_key", "agreement_key", "tls_fingerprint")
 
 # The u-coordinates (RFC 7748, little-endian) of every point of small order on Curve25519
@@ -198,6 +207,9 @@ class Roster:
     version: int
     coordinator_signing_key: bytes
     partners: tuple[RosterPartner, ...]
+    #: SHA-256 of the coordinator's TLS certificate: the only coordinator certificate a node
+    #: admits (None in a roster written before certificates were pinned: the CA decides).
+    coordinator_tls_fingerprint: bytes | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "partners", tuple(sorted(self.partners, key=lambda p: p.id)))
@@ -255,6 +267,8 @@ def _canonical_encoding(roster: Roster) -> bytes:
             p.agreement_key,
             p.tls_fingerprint,
         ]
+    if roster.coordinator_tls_fingerprint is not None:
+        parts += [_COORDINATOR_TLS_LABEL, b"\x00", roster.coordinator_tls_fingerprint]
     return b"".join(parts)
 
 
@@ -304,11 +318,13 @@ def _organisation(value: Any, where: str) -> str:
     return name
 
 
-def _check_fields(data: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
+def _check_fields(
+    data: Mapping[str, Any], known: tuple[str, ...], where: str, optional: tuple[str, ...] = ()
+) -> None:
     missing = [k for k in known if k not in data]
     if missing:
         raise ConfigError(f"{where}: missing field(s): {', '.join(missing)}")
-    unknown = sorted(set(data) - set(known))
+    unknown = sorted(set(data) - set(known) - set(optional))
     if unknown:
         raise ConfigError(f"{where}: unknown field(s): {', '.join(unknown)}")
 
@@ -341,7 +357,7 @@ def _partner(data: Any, network: str, where: str) -> RosterPartner:
 
 
 def _from_dict(data: Mapping[str, Any], source: str) -> Roster:
-    _check_fields(data, _TOP_FIELDS, source)
+    _check_fields(data, _TOP_FIELDS, source, _OPTIONAL_TOP_FIELDS)
     network = data["network"]
     if not isinstance(network, str):
         raise ConfigError(f"{source}: network must be a string")
@@ -377,11 +393,22 @@ def _from_dict(data: Mapping[str, Any], source: str) -> Roster:
         partners.append(p)
     if len(partners) < 2:
         raise ConfigError(f"{source}: a roster lists at least two partners")
+    coordinator_tls: bytes | None = None
+    if "coordinator_tls_fingerprint" in data:
+        coordinator_tls = _hex32(
+            data["coordinator_tls_fingerprint"], source, "coordinator_tls_fingerprint"
+        )
+        for p in partners:
+            if p.tls_fingerprint == coordinator_tls:
+                raise ConfigError(
+                    f"{source}: coordinator_tls_fingerprint is partner {p.id!r}'s tls_fingerprint"
+                )
     return Roster(
         network=network,
         version=version,
         coordinator_signing_key=coordinator,
         partners=tuple(partners),
+        coordinator_tls_fingerprint=coordinator_tls,
     )
 
 
@@ -452,6 +479,8 @@ def render_roster(roster: Roster) -> str:
         f"version = {roster.version}",
         f'coordinator_signing_key = "{roster.coordinator_signing_key.hex()}"',
     ]
+    if roster.coordinator_tls_fingerprint is not None:
+        lines.append(f'coordinator_tls_fingerprint = "{roster.coordinator_tls_fingerprint.hex()}"')
     for p in roster.partners:
         lines += [
             "",
@@ -471,6 +500,10 @@ def render_roster(roster: Roster) -> str:
 
 def _short(raw: bytes) -> str:
     return raw.hex()[:_SHORT_HEX]
+
+
+def _fingerprint_short(raw: bytes | None) -> str:
+    return "none (not pinned)" if raw is None else f"{_short(raw)}…"
 
 
 def _describe(p: RosterPartner) -> str:
@@ -500,6 +533,12 @@ def diff_rosters(old: Roster | None, new: Roster) -> list[str]:
         out.append(
             "coordinator signing key changed: "
             f"{_short(old.coordinator_signing_key)}… -> {_short(new.coordinator_signing_key)}…"
+        )
+    if old.coordinator_tls_fingerprint != new.coordinator_tls_fingerprint:
+        out.append(
+            "coordinator TLS fingerprint changed: "
+            f"{_fingerprint_short(old.coordinator_tls_fingerprint)} -> "
+            f"{_fingerprint_short(new.coordinator_tls_fingerprint)}"
         )
     before = {p.id: p for p in old.partners}
     after = {p.id: p for p in new.partners}

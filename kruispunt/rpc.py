@@ -33,7 +33,14 @@ def peer_error(exc: grpc.RpcError) -> PeerError:
     """The PeerError for one gRPC error, its message worded for an operator."""
     code = exc.code() if hasattr(exc, "code") else None
     raw = exc.details() if hasattr(exc, "details") else str(exc)
-    if code == grpc.StatusCode.UNAVAILABLE:
+    if code == grpc.StatusCode.UNAVAILABLE and "handshake failed" in str(raw).lower():
+        # The peer answered but its certificate is not one we accept: not a network fault.
+        code = grpc.StatusCode.UNAUTHENTICATED
+        message = (
+            "refused at the TLS handshake: its certificate is not the one registered (pinned) "
+            f"for it, or not from the network CA (UNAUTHENTICATED: {raw})"
+        )
+    elif code == grpc.StatusCode.UNAVAILABLE:
         message = f"unreachable (UNAVAILABLE: {raw})"
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
         message = "did not answer within the phase deadline (DEADLINE_EXCEEDED)"

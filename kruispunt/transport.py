@@ -44,11 +44,13 @@ __all__ = [
     "SERVER_OPTIONS",
     "Admit",
     "AuthInterceptor",
+    "Deny",
     "authenticated_as",
     "bind_secure_port",
     "channel_credentials",
     "current_peer",
     "make_server",
+    "pinned_channel",
     "secure_channel",
     "server_credentials",
 ]
@@ -88,6 +90,9 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 #: A server's own check of an authenticated caller: given its identity and its certificate's
 #: SHA-256 fingerprint, the reason it may not call (UNAUTHENTICATED), or None to let it in.
 Admit = Callable[[Identity, str], str | None]
+#: A server's deny-list: given an authenticated caller's identity and certificate fingerprint,
+#: why that certificate is denied (PERMISSION_DENIED), or None. Checked before any role rule.
+Deny = Callable[[Identity, str], str | None]
 
 _log = structlog.get_logger("kruispunt.transport")
 _current_peer: contextvars.ContextVar[Identity | None] = contextvars.ContextVar(
@@ -135,6 +140,28 @@ def secure_channel(
     merged[_OPTION_TARGET_NAME] = peer.server_name
     return grpc.secure_channel(
         address, channel_credentials(key_pem, cert_pem, ca_pem), options=list(merged.items())
+    )
+
+
+def pinned_channel(
+    address: str,
+    peer: Identity,
+    *,
+    key_pem: bytes,
+    cert_pem: bytes,
+    pinned_pem: bytes,
+    options: Sequence[tuple[str, Any]] = (),
+) -> grpc.Channel:
+    """A mutual-TLS channel to `address` that accepts only the one certificate `pinned_pem`.
+
+    The pinned leaf is the channel's only trust anchor (gRPC verifies partial chains), so
+    another certificate for the same identity fails the handshake even though the
+    network CA issued it: a superseded one after a renewal, or one issued in error. The
+    caller pins the certificate it registered itself (the coordinator's registry).
+    The handshake still checks the leaf's dates and the identity's server name.
+    """
+    return secure_channel(
+        address, peer, key_pem=key_pem, cert_pem=cert_pem, ca_pem=pinned_pem, options=options
     )
 
 
@@ -226,7 +253,9 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
     member of `network`, unless `rules` says otherwise.
 
     Before the handler runs: no certificate, an unparsable one, no Kruispunt identity
-    or another network -> UNAUTHENTICATED; a role not allowed -> PERMISSION_DENIED;
+    or another network -> UNAUTHENTICATED; a certificate on the deny-list (`deny`: a removed
+    or deactivated partner's, a superseded one) -> PERMISSION_DENIED naming the identity
+    and the reason; a role not allowed -> PERMISSION_DENIED;
     then `admit`, if given, sees the caller and its certificate's fingerprint and may
     refuse it (UNAUTHENTICATED with its reason): the coordinator refuses an operator
     certificate it did not register or whose operator was removed.
@@ -243,10 +272,12 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
         *,
         logger: Any = None,
         admit: Admit | None = None,
+        deny: Deny | None = None,
     ) -> None:
         Identity.coordinator(network)  # validates the network name
         self._network = network
         self._admit = admit
+        self._deny = deny
         parsed: dict[str, frozenset[Role]] = {HEALTH_SERVICE_PREFIX: frozenset(Role)}
         for prefix, roles in rules.items():
             if not prefix.startswith("/"):
@@ -361,6 +392,17 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc shi
         try:
             peer, cert_fingerprint = self._identify(context)
             roles = self.allowed_roles(method)
+            if self._deny is not None:
+                try:
+                    denied = self._deny(peer, cert_fingerprint)
+                except Exception:  # fail closed, as for admission
+                    self._log.exception("rpc deny-list check failed", method=method)
+                    denied = "the server cannot check its deny-list now"
+                if denied is not None:
+                    raise _AccessDeniedError(
+                        grpc.StatusCode.PERMISSION_DENIED,
+                        f"{peer.uri}: certificate {cert_fingerprint[:16]}... is denied: {denied}",
+                    )
             if roles is None:
                 raise _AccessDeniedError(
                     grpc.StatusCode.PERMISSION_DENIED, "method is not open to callers"
@@ -489,15 +531,16 @@ def start_secure_server(
     listen: str,
     max_workers: int = 16,
     admit: Admit | None = None,
+    deny: Deny | None = None,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Start a server for one of our services behind the AuthInterceptor, with health checks.
 
     `register` adds the service's servicer; only `roles` may call `service`, and only
-    callers `admit` lets in (every one, without it). The TLS
+    callers `admit` lets in (every one, without it), and no certificate `deny` lists. The TLS
     key is loaded through `pki.load_tls_key` (owner-only, no symlink). Returns the
     server, the bound port and the health servicer (SERVING for `service` and "").
     """
-    interceptor = AuthInterceptor(network, {f"/{service}/": list(roles)}, admit=admit)
+    interceptor = AuthInterceptor(network, {f"/{service}/": list(roles)}, admit=admit, deny=deny)
     server = make_server(interceptor, max_workers=max_workers)
     register(server)
     health_servicer = health.HealthServicer()

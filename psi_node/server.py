@@ -36,6 +36,7 @@ from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
 from psi_node.audit import NodeAudit
 from psi_node.certs import certificates
 from psi_node.config import NodeConfig
+from psi_node.pins import CoordinatorPin
 from psi_node.pool import PointPool
 from psi_node.rounds import RoundManager
 
@@ -328,6 +329,7 @@ def create_server(
         cert_path=config.tls_cert,
         ca_path=config.tls_ca,
         listen=config.listen,
+        admit=CoordinatorPin(config.state_dir),
         # Every partner's set streams through this node at once during evaluation.
         max_workers=max(16, 2 * max_partners),
     )

@@ -65,7 +65,9 @@ def main() -> int:
     with LocalNetwork(root, SPEC) as net:
         say("1. Coordinator: network CA, signing key, database")
         net.init_coordinator()
+        say(f"   CA key on a stand-in for offline media: {net.ca_key}")
         say("2. Partners: keys and CSR at the partner, certificate from the coordinator")
+        say("   (partner add --ca-key: the CA key is asked for explicitly)")
         for partner in SPEC.partners:
             net.add_partner(partner)
             say(

@@ -11,6 +11,7 @@ the package; its modules each have one job:
 - `codec`: canonical encoding and the JSON Lines / CSV export codecs;
 - `seal`: hashing an event onto the chain and signing it;
 - `verify`: chain and signature verification (`VerifyReport`);
+- `handover`: a chain handed from one signing key to the next, either key verifying it;
 - `store`: `ChainedLog`, the base of the SQLite and JSON Lines stores;
 - `heads`: chain heads as a manifest, a consent and a receipt carry them;
 - `witness`: verifying the coordinator's and the nodes' logs against each other.
@@ -88,10 +89,17 @@ from kruispunt.audit.event import (
     utc_now,
 )
 from kruispunt.audit.guard import check_no_identifiers, safe_reason
+from kruispunt.audit.handover import (
+    HANDOVER_EVENT,
+    Handover,
+    handover_details,
+    read_handover,
+    trusted_keys,
+)
 from kruispunt.audit.heads import head_from_proto, head_to_proto
 from kruispunt.audit.seal import AUDIT_CONTEXT, compute_hash, seal
 from kruispunt.audit.store import ChainedLog
-from kruispunt.audit.verify import VerifyReport, verify_events, verify_excerpt
+from kruispunt.audit.verify import PublicKeys, VerifyReport, verify_events, verify_excerpt
 
 __all__ = [
     "AUDIT_CONTEXT",
@@ -99,12 +107,15 @@ __all__ = [
     "EVENTS",
     "FIELDS",
     "GENESIS_HASH",
+    "HANDOVER_EVENT",
     "NODE_REQUIRED_DETAILS",
     "AuditEvent",
     "ChainHead",
     "ChainedLog",
     "Clock",
     "ExportFormat",
+    "Handover",
+    "PublicKeys",
     "VerifyReport",
     "canonical_bytes",
     "check_no_identifiers",
@@ -117,13 +128,16 @@ __all__ = [
     "event_to_dict",
     "event_to_json",
     "format_time",
+    "handover_details",
     "head_from_proto",
     "head_to_proto",
     "iter_rounds",
     "load_csv",
     "load_jsonl",
+    "read_handover",
     "safe_reason",
     "seal",
+    "trusted_keys",
     "utc_now",
     "verify_events",
     "verify_excerpt",

@@ -56,12 +56,17 @@ EVENTS: Final[Mapping[str, str]] = {
     "operator.removed": "an operator was removed: their certificates are refused",
     "access.refused": "the admin service refused an unregistered or removed operator",
     "partner.added": "a partner was registered",
+    "partner.renewed": "a partner's certificate was renewed: the old one is denied",
+    "partner.deactivated": "a partner was suspended: not asked, its certificate denied",
+    "partner.reactivated": "a deactivated partner may take part again",
+    "partner.removed": "a partner left the registry: its certificates are denied for good",
     "roster.exported": "the coordinator wrote a new version of the partner roster",
     "roster.accepted": "the node's operator accepted a partner roster by its digest",
     "purpose.added": "a purpose was registered",
     "purpose.changed": "a purpose was changed",
     "purpose.retired": "a purpose was taken out of use (who, why): no round of it runs again",
     "operator.action": "any other operator action",
+    "audit.key_rotated": "the log was handed over to a new signing key (both keys named)",
     "attack.refused": "the node refused a message that fails authentication",
 }
 

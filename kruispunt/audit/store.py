@@ -27,6 +27,7 @@ from kruispunt.audit.event import (
     utc_now,
 )
 from kruispunt.audit.guard import check_no_identifiers
+from kruispunt.audit.handover import HANDOVER_EVENT, handover_details
 from kruispunt.audit.seal import seal
 
 __all__ = ["ChainedLog"]
@@ -108,6 +109,54 @@ class ChainedLog(abc.ABC):
                 observer(sealed)
             except Exception:
                 log.exception("audit observer failed", audit_event=sealed.event)
+        return sealed
+
+    def adopt_key(self, key: Ed25519PrivateKey) -> None:
+        """Sign from now on with `key`: the one a handover made elsewhere named (the store
+        checks that it is)."""
+        if not isinstance(key, Ed25519PrivateKey):
+            raise TypeError("the audit signing key must be an Ed25519 private key")
+        self._key = key
+
+    def rotate_key(
+        self,
+        new_key: Ed25519PrivateKey,
+        *,
+        actor: str,
+        on_behalf_of: str,
+        access_point: str,
+        reason: str = "",
+    ) -> AuditEvent:
+        """Hand the chain over to `new_key` (`kruispunt.audit.handover`); returns the handover.
+
+        The handover is sealed by the current key and endorsed by `new_key`; every later
+        event is signed by `new_key`, and verifiers refuse the old key after it.
+        """
+        if not isinstance(new_key, Ed25519PrivateKey):
+            raise TypeError("the new audit signing key must be an Ed25519 private key")
+        if new_key.public_key() == self.public_key:
+            raise ValueError("the new audit key is the current one")
+        check_no_identifiers({"reason": reason})
+
+        def build(head: ChainHead | None) -> AuditEvent:
+            prev_hash = GENESIS_HASH if head is None else head.hash
+            return seal(
+                seq=1 if head is None else head.seq + 1,
+                prev_hash=prev_hash,
+                time=self._now(),
+                event=HANDOVER_EVENT,
+                actor=actor,
+                on_behalf_of=on_behalf_of,
+                access_point=access_point,
+                action="U",
+                basis="",
+                round_id="",
+                details=handover_details(prev_hash, self.public_key, new_key, reason),
+                signing_key=self._key,
+            )
+
+        sealed = self._append_sealed(build)
+        self._key = new_key
         return sealed
 
     @abc.abstractmethod

@@ -14,7 +14,7 @@ from coordinator.admin_client import AdminClient
 from coordinator.operators import issue_operator
 from kruispunt.rpc import PeerError
 from psi_node.rounds import ABORTED_BEFORE
-from tests.support.network import TestNetwork
+from tests.support.network import TestNetwork, offline_ca_key
 
 PARTNERS = ["gemeente", "woonbron", "schuldhulp"]
 #: How fast a cancellation must end a hung round (the node would hang for far longer).
@@ -89,7 +89,7 @@ def client_for(net: TestNetwork, operator: str) -> AdminClient:
     config = net.config
     folder = config.directory / "operators" / operator
     if not (folder / "operator.crt").exists():
-        issue_operator(config, operator, actor="operator:test")
+        issue_operator(config, operator, actor="operator:test", ca_key_path=offline_ca_key(config))
     served = dataclasses.replace(config, listen=f"127.0.0.1:{net.coordinator.port}")
     return AdminClient(served, key=folder / "operator.key", cert=folder / "operator.crt")
 
@@ -215,7 +215,7 @@ class TestCancelCommand:
     def test_round_cancel_cli_as_the_sudo_user(self, net, monkeypatch, capsys):
         """`round cancel` run as alice (SUDO_USER) uses her certificate, ends the hung round
         and says it is aborted; the audit names her."""
-        issue_operator(net.config, "alice", actor="operator:test")
+        issue_operator(net.config, "alice", actor="operator:test", ca_key_path=net.ca_key)
         monkeypatch.setenv("KRUISPUNT_COORDINATOR_LISTEN", f"127.0.0.1:{net.coordinator.port}")
         monkeypatch.setenv("SUDO_USER", "alice")
         hang = Hang(net, "gemeente", "blind")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import stat
 import sys
 from pathlib import Path
 
 import pytest
 
 from coordinator import cli as coordinator_cli
+from kruispunt import pki
 from psi_node import cli as node_cli
 
 BIN = Path(sys.executable).parent
@@ -147,6 +149,8 @@ class TestSetupCommands:
                         str(tmp_path / pid / "signing/node.pub"),
                         "--agreement-key",
                         str(tmp_path / pid / "signing/node.x25519.pub"),
+                        "--ca-key",
+                        str(coord / "ca-offline/ca.key"),
                     ]
                 )
                 == 0
@@ -190,6 +194,8 @@ class TestSetupCommands:
                 str(tmp_path / "aa/signing/node.pub"),
                 "--agreement-key",
                 str(tmp_path / "aa/signing/node.x25519.pub"),
+                "--ca-key",
+                str(coord / "ca-offline/ca.key"),
             ]
         )
         assert code == 1
@@ -278,3 +284,105 @@ class TestDoctorCommands:
         code, out, _ = run_cli(coordinator_cli.main, ["doctor", served.coordinator_dir], capsys)
         assert code == 1
         assert "woonbron" in out
+
+
+class TestOfflineCaKey:
+    """`init` puts the CA key apart; every command that issues a certificate asks for it."""
+
+    @pytest.fixture
+    def coord(self, tmp_path, capsys):
+        coord = tmp_path / "coord"
+        assert coordinator_cli.main(["init", str(coord), "--network", "net"]) == 0
+        out = capsys.readouterr().out
+        assert f"network CA key:       {coord.resolve() / 'ca-offline/ca.key'}" in out
+        assert "Move the CA key offline now" in out
+        assert node_cli.main(["init", str(tmp_path / "aa"), "--partner", "aa", "--name", "A"]) == 0
+        capsys.readouterr()
+        return coord
+
+    def add(self, coord, tmp_path, *extra):
+        return coordinator_cli.main(
+            [
+                "partner",
+                "add",
+                str(coord),
+                "aa",
+                "--name",
+                "A",
+                "--address",
+                "127.0.0.1:9",
+                "--csr",
+                str(tmp_path / "aa/tls/node.csr"),
+                "--signing-key",
+                str(tmp_path / "aa/signing/node.pub"),
+                "--agreement-key",
+                str(tmp_path / "aa/signing/node.x25519.pub"),
+                *extra,
+            ]
+        )
+
+    def test_init_writes_the_ca_key_to_its_own_folder(self, coord):
+        """The CA key is in DIR/ca-offline (0700 folder, 0600 key), not next to ca.crt."""
+        key = coord / "ca-offline/ca.key"
+        assert key.is_file()
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
+        assert not (coord / "ca/ca.key").exists()
+
+    def test_init_can_write_it_to_removable_media(self, tmp_path, capsys):
+        """--ca-key-dir puts the key where the operator says, e.g. a mounted stick."""
+        stick = tmp_path / "stick"
+        code = coordinator_cli.main(
+            ["init", str(tmp_path / "c"), "--network", "net", "--ca-key-dir", str(stick)]
+        )
+        assert code == 0
+        assert (stick / "ca.key").is_file()
+        assert not (tmp_path / "c/ca-offline").exists()
+
+    def test_partner_add_without_ca_key_names_the_option(self, coord, tmp_path, capsys):
+        """No --ca-key: exit 1, naming the option and where init wrote the key; nothing issued."""
+        assert self.add(coord, tmp_path) == 1
+        err = capsys.readouterr().err
+        assert "partner add needs the network CA key: pass --ca-key PATH" in err
+        assert "Traceback" not in err
+        assert not (coord / "partners/aa.crt").exists()
+
+    def test_partner_add_with_a_missing_file_says_so(self, coord, tmp_path, capsys):
+        """--ca-key naming no file: exit 1, the path and the likely cause."""
+        assert self.add(coord, tmp_path, "--ca-key", str(tmp_path / "nothing.key")) == 1
+        assert "nothing.key: no CA key there (--ca-key)" in capsys.readouterr().err
+
+    def test_partner_add_with_another_key_is_refused(self, coord, tmp_path, capsys):
+        """--ca-key naming a key that is not the network CA's: refused, naming the CA file."""
+        other = tmp_path / "other.key"
+        pki.write_private_key(other, pki.generate_tls_key())
+        assert self.add(coord, tmp_path, "--ca-key", str(other)) == 1
+        err = capsys.readouterr().err
+        assert "other.key: not the key of the network CA" in err
+        assert not (coord / "partners/aa.crt").exists()
+
+    def test_partner_add_with_the_ca_key_issues(self, coord, tmp_path, capsys):
+        """With the right --ca-key the partner is registered."""
+        assert self.add(coord, tmp_path, "--ca-key", str(coord / "ca-offline/ca.key")) == 0
+        assert (coord / "partners/aa.crt").is_file()
+
+    @pytest.mark.parametrize(
+        ("argv", "task"),
+        [
+            (["operator", "add", "{coord}", "alice"], "operator add"),
+            (["renew", "{coord}"], "renew"),
+        ],
+    )
+    def test_other_issuing_commands_ask_for_it_too(self, coord, capsys, argv, task):
+        """operator add and renew without --ca-key fail the same clear way."""
+        code = coordinator_cli.main([a.format(coord=coord) for a in argv])
+        assert code == 1
+        assert f"{task} needs the network CA key: pass --ca-key PATH" in capsys.readouterr().err
+
+    def test_partner_renew_asks_for_it(self, coord, tmp_path, capsys):
+        """partner renew without --ca-key fails the same clear way."""
+        assert self.add(coord, tmp_path, "--ca-key", str(coord / "ca-offline/ca.key")) == 0
+        capsys.readouterr()
+        assert coordinator_cli.main(["partner", "renew", str(coord), "aa"]) == 1
+        err = capsys.readouterr().err
+        assert "partner renew needs the network CA key: pass --ca-key PATH" in err

@@ -443,12 +443,23 @@ class TestNodeDoctor:
 
 
 class TestCoordinatorDoctor:
-    def test_fresh_coordinator_passes(self, net):
-        """A coordinator after init and partner add has no failures and no warnings."""
+    def test_fresh_coordinator_passes(self, net, tmp_path):
+        """A coordinator after init, partner add and moving the CA key offline (as init
+        says) has no failures and no warnings."""
+        net.config.ca_key.rename(tmp_path / "ca.key")
         report = coordinator_doctor(net.coordinator_dir, check_partners=False)
         assert report.ok, report.render()
         assert all(c.status == OK for c in report.checks), report.render()
         assert "partner woonbron certificate expiry" in statuses(report)
+
+    def test_ca_key_still_online_is_a_warning(self, net):
+        """Right after init the CA key is in DIR/ca-offline: a warning that says to move it."""
+        check = coordinator_doctor(net.coordinator_dir, check_partners=False).by_name("CA key")
+        assert check.status == WARN
+        assert "matches the CA certificate, but it is still on this machine" in check.detail
+        assert f"move {net.coordinator_dir.resolve() / 'ca-offline'} to offline media" in (
+            check.detail
+        )
 
     def test_offline_ca_key_is_fine(self, net, tmp_path):
         """With the CA key moved to removable media the coordinator is still healthy."""
@@ -574,7 +585,7 @@ class TestRenew:
         net.add_purpose()
         node_dir = net.node_dirs["gemeente"]
         old = pki.load_certificate(node_dir / "tls/node.crt")
-        issued = renew_partner(net.config, "gemeente", days=90)
+        issued = renew_partner(net.config, "gemeente", ca_key_path=net.ca_key, days=90)
         net.stop_node("gemeente")
         install_certificate(
             node_dir,
@@ -609,7 +620,7 @@ class TestRenew:
         new_key = pki.generate_tls_key()
         csr = tmp_path / "gemeente.csr"
         pki.write_pem(csr, pki.create_csr_for_name(new_key, "gemeente"))
-        issued = renew_partner(net.config, "gemeente", csr_path=csr)
+        issued = renew_partner(net.config, "gemeente", ca_key_path=net.ca_key, csr_path=csr)
         net.stop_node("gemeente")
         (node_dir / "tls/node.key").unlink()
         pki.write_private_key(node_dir / "tls/node.key", new_key)
@@ -638,24 +649,26 @@ class TestRenew:
         pki.write_pem(csr, pki.create_csr_for_name(pki.generate_tls_key(), "woonbron"))
         before = (net.coordinator_dir / "partners/gemeente.crt").read_bytes()
         with pytest.raises(ConfigError, match="CN does not match"):
-            renew_partner(net.config, "gemeente", csr_path=csr)
+            renew_partner(net.config, "gemeente", ca_key_path=net.ca_key, csr_path=csr)
         assert (net.coordinator_dir / "partners/gemeente.crt").read_bytes() == before
 
     def test_unknown_partner_is_refused(self, net):
         """Renewing a partner that is not registered is a ConfigError."""
         with pytest.raises(ConfigError, match="not registered"):
-            renew_partner(net.config, "zayaz")
+            renew_partner(net.config, "zayaz", ca_key_path=net.ca_key)
 
     def test_renewed_coordinator_certificates_run_a_round(self, network_factory):
-        """The coordinator's own certificates renew for the same keys and still run a round."""
+        """The coordinator's own certificates renew for the same keys and still run a round,
+        once every node accepts the roster that pins the new certificate."""
         net = network_factory(PARTNERS, start=False, **SMALL)
         config = net.config
         old = pki.load_certificate(config.tls_cert)
         later = datetime.now(UTC) + timedelta(minutes=1)
-        written = renew_coordinator(config, days=60, now=later)
+        written = renew_coordinator(config, ca_key_path=net.ca_key, days=60, now=later)
         assert written == [config.tls_cert, config.operator_cert]
         new = pki.load_certificate(config.tls_cert)
         assert pki.fingerprint(new) != pki.fingerprint(old)
+        net.publish_roster()  # nodes admit only the pinned coordinator certificate
         for pid in PARTNERS:
             net.start_node(pid)
         net.start_coordinator()

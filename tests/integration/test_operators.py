@@ -56,7 +56,16 @@ class TestOperatorAdd:
     def test_add_issues_a_personal_certificate_and_registers_it(self, served, capsys):
         """`operator add` writes the person's own key (0600) and a certificate naming them
         (URI SAN kruispunt://testnet/operator/alice), registered and audited."""
-        code, out, err = cli(capsys, "operator", "add", served.coordinator_dir, "alice", "--json")
+        code, out, err = cli(
+            capsys,
+            "operator",
+            "add",
+            served.coordinator_dir,
+            "alice",
+            "--ca-key",
+            served.ca_key,
+            "--json",
+        )
         assert code == 0, err
         data = json.loads(out)
         folder = served.coordinator_dir / "operators" / "alice"
@@ -78,7 +87,15 @@ class TestOperatorAdd:
         """`--out` puts the key and certificate into another folder, created owner-only."""
         out_dir = tmp_path / "kees-keys"
         code, out, err = cli(
-            capsys, "operator", "add", served.coordinator_dir, "kees", "--out", out_dir
+            capsys,
+            "operator",
+            "add",
+            served.coordinator_dir,
+            "kees",
+            "--ca-key",
+            served.ca_key,
+            "--out",
+            out_dir,
         )
         assert code == 0, err
         assert str(out_dir / "operator.key") in out
@@ -89,7 +106,9 @@ class TestOperatorAdd:
     @pytest.mark.parametrize("name", ["Alice", "a_b", "a-", "x" * 64])
     def test_a_name_no_certificate_can_carry_is_refused_clearly(self, served, capsys, name):
         """An operator name that is not one DNS label is refused naming the rule."""
-        code, out, err = cli(capsys, "operator", "add", served.coordinator_dir, name)
+        code, out, err = cli(
+            capsys, "operator", "add", served.coordinator_dir, name, "--ca-key", served.ca_key
+        )
         assert code == 2
         assert f"argument name: {name!r} is not a valid operator name" in err
         assert "lowercase letters, digits and hyphens" in err
@@ -97,8 +116,21 @@ class TestOperatorAdd:
 
     def test_an_active_operator_is_not_issued_a_second_certificate(self, served, capsys):
         """A second `operator add` for the same person is refused; remove them first."""
-        assert cli(capsys, "operator", "add", served.coordinator_dir, "alice")[0] == 0
-        code, _out, err = cli(capsys, "operator", "add", served.coordinator_dir, "alice")
+        assert (
+            cli(
+                capsys,
+                "operator",
+                "add",
+                served.coordinator_dir,
+                "alice",
+                "--ca-key",
+                served.ca_key,
+            )[0]
+            == 0
+        )
+        code, _out, err = cli(
+            capsys, "operator", "add", served.coordinator_dir, "alice", "--ca-key", served.ca_key
+        )
         assert code == 1
         assert "already holds a certificate" in err
         assert "operator remove" in err
@@ -108,7 +140,18 @@ class TestAttribution:
     def test_round_run_is_the_persons_by_name(self, served, capsys, monkeypatch):
         """alice runs a round with her own certificate: the round row, round.created and the
         report name operator:alice and her reason at the top."""
-        assert cli(capsys, "operator", "add", served.coordinator_dir, "alice")[0] == 0
+        assert (
+            cli(
+                capsys,
+                "operator",
+                "add",
+                served.coordinator_dir,
+                "alice",
+                "--ca-key",
+                served.ca_key,
+            )[0]
+            == 0
+        )
         as_person(monkeypatch, "alice")
         code, out, err = cli(
             capsys,
@@ -191,7 +234,20 @@ class TestAttribution:
     ):
         """KRUISPUNT_OPERATOR_DIR points the CLI at the person's own folder."""
         keys = tmp_path / "kees"
-        assert cli(capsys, "operator", "add", served.coordinator_dir, "kees", "--out", keys)[0] == 0
+        assert (
+            cli(
+                capsys,
+                "operator",
+                "add",
+                served.coordinator_dir,
+                "kees",
+                "--ca-key",
+                served.ca_key,
+                "--out",
+                keys,
+            )[0]
+            == 0
+        )
         as_person(monkeypatch, "kees")
         monkeypatch.setenv("KRUISPUNT_OPERATOR_DIR", str(keys))
         code, out, err = cli(
@@ -213,7 +269,18 @@ class TestOperatorRemove:
         """After `operator remove`, the admin service refuses the person's certificate at
         once (UNAUTHENTICATED, audited); other operators go on."""
         for name in ("alice", "bob"):
-            assert cli(capsys, "operator", "add", served.coordinator_dir, name)[0] == 0
+            assert (
+                cli(
+                    capsys,
+                    "operator",
+                    "add",
+                    served.coordinator_dir,
+                    name,
+                    "--ca-key",
+                    served.ca_key,
+                )[0]
+                == 0
+            )
         folder = served.coordinator_dir / "operators" / "alice"
         kept = {p.name: p.read_bytes() for p in folder.iterdir()}
         as_person(monkeypatch, "alice")
@@ -278,7 +345,18 @@ class TestOperatorRemove:
         code, _out, err = cli(capsys, "operator", "remove", served.coordinator_dir, "nobody")
         assert code == 1
         assert "no operator 'nobody'" in err
-        assert cli(capsys, "operator", "add", served.coordinator_dir, "alice")[0] == 0
+        assert (
+            cli(
+                capsys,
+                "operator",
+                "add",
+                served.coordinator_dir,
+                "alice",
+                "--ca-key",
+                served.ca_key,
+            )[0]
+            == 0
+        )
         assert cli(capsys, "operator", "remove", served.coordinator_dir, "alice")[0] == 0
         code, _out, err = cli(capsys, "operator", "remove", served.coordinator_dir, "alice")
         assert code == 1
@@ -286,11 +364,33 @@ class TestOperatorRemove:
 
     def test_a_removed_operator_can_be_issued_a_new_certificate(self, served, capsys, monkeypatch):
         """A person removed and added again gets a new certificate; the old stays refused."""
-        assert cli(capsys, "operator", "add", served.coordinator_dir, "alice")[0] == 0
+        assert (
+            cli(
+                capsys,
+                "operator",
+                "add",
+                served.coordinator_dir,
+                "alice",
+                "--ca-key",
+                served.ca_key,
+            )[0]
+            == 0
+        )
         folder = served.coordinator_dir / "operators" / "alice"
         old = (folder / "operator.crt").read_bytes()
         assert cli(capsys, "operator", "remove", served.coordinator_dir, "alice")[0] == 0
-        assert cli(capsys, "operator", "add", served.coordinator_dir, "alice")[0] == 0
+        assert (
+            cli(
+                capsys,
+                "operator",
+                "add",
+                served.coordinator_dir,
+                "alice",
+                "--ca-key",
+                served.ca_key,
+            )[0]
+            == 0
+        )
         assert (folder / "operator.crt").read_bytes() != old
         as_person(monkeypatch, "alice")
         assert cli(capsys, "round", "run", served.coordinator_dir, "vroegsignalering")[0] == 0
@@ -305,7 +405,18 @@ class TestOperatorList:
         """`operator list` names every operator, who added and who removed them."""
         as_person(monkeypatch, "bob")
         for name in ("alice", "kees"):
-            assert cli(capsys, "operator", "add", served.coordinator_dir, name)[0] == 0
+            assert (
+                cli(
+                    capsys,
+                    "operator",
+                    "add",
+                    served.coordinator_dir,
+                    name,
+                    "--ca-key",
+                    served.ca_key,
+                )[0]
+                == 0
+            )
         assert cli(capsys, "operator", "remove", served.coordinator_dir, "kees")[0] == 0
         code, out, _err = cli(capsys, "operator", "list", served.coordinator_dir, "--json")
         assert code == 0
@@ -352,7 +463,7 @@ class TestFirstOperator:
         """`renew` re-issues the first operator's certificate and registers the new one."""
         config = served.config
         before = pki.fingerprint(pki.load_certificate(config.operator_cert))
-        renew_coordinator(config, actor="operator:test")
+        renew_coordinator(config, ca_key_path=served.ca_key, actor="operator:test")
         after = pki.fingerprint(pki.load_certificate(config.operator_cert))
         assert after != before
         store = served.coordinator.store
@@ -394,7 +505,18 @@ def test_operators_folder_is_listed_in_help() -> None:
 class TestDoctor:
     def test_doctor_names_the_active_operators(self, served, capsys):
         """The doctor lists who may use the admin service."""
-        assert cli(capsys, "operator", "add", served.coordinator_dir, "alice")[0] == 0
+        assert (
+            cli(
+                capsys,
+                "operator",
+                "add",
+                served.coordinator_dir,
+                "alice",
+                "--ca-key",
+                served.ca_key,
+            )[0]
+            == 0
+        )
         check = run_doctor(served.coordinator_dir, check_partners=False).by_name("operators")
         first = pki.identity_from_certificate(pki.load_certificate(served.config.operator_cert))
         assert check.status == OK
@@ -403,7 +525,18 @@ class TestDoctor:
     def test_doctor_warns_when_inits_certificate_is_refused(self, served, capsys):
         """With init's operator removed, the doctor warns that its certificate is refused."""
         first = pki.identity_from_certificate(pki.load_certificate(served.config.operator_cert))
-        assert cli(capsys, "operator", "add", served.coordinator_dir, "alice")[0] == 0
+        assert (
+            cli(
+                capsys,
+                "operator",
+                "add",
+                served.coordinator_dir,
+                "alice",
+                "--ca-key",
+                served.ca_key,
+            )[0]
+            == 0
+        )
         assert cli(capsys, "operator", "remove", served.coordinator_dir, first.name)[0] == 0
         report = run_doctor(served.coordinator_dir, check_partners=False)
         check = report.by_name("operators")

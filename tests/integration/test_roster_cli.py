@@ -48,6 +48,8 @@ def join_by_cli(net: TestNetwork, pid: str, capsys) -> None:
             res.signing_public_key,
             "--agreement-key",
             res.agreement_public_key,
+            "--ca-key",
+            net.ca_key,
         ],
         capsys,
     )

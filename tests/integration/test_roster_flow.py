@@ -167,7 +167,7 @@ class TestExportAndAccept:
     def test_renewed_certificate_bumps_the_version(self, net):
         """A renewal changes the TLS fingerprint, so the next export is a new version."""
         before = load_roster(roster_path(net.config))
-        renew_partner(net.config, "woonbron", days=90)
+        renew_partner(net.config, "woonbron", ca_key_path=net.ca_key, days=90)
         roster, changes = export_roster(net.config)
         assert roster.version == 2
         assert any(c.startswith("partner woonbron: TLS fingerprint changed") for c in changes)
@@ -293,6 +293,7 @@ class TestExportRefuses:
                 csr_path=res.csr,
                 signing_key_path=res.signing_public_key,
                 agreement_key_path=net.node_dirs["gemeente"] / "signing/node.x25519.pub",
+                ca_key_path=net.ca_key,
             )
 
     def test_unreadable_agreement_key_file_names_it(self, net, tmp_path):
@@ -309,6 +310,7 @@ class TestExportRefuses:
                 csr_path=res.csr,
                 signing_key_path=res.signing_public_key,
                 agreement_key_path=bad,
+                ca_key_path=net.ca_key,
             )
         assert "zayaz" not in registry_roster(net.config, version=1).ids
 
@@ -324,6 +326,7 @@ class TestExportRefuses:
                 csr_path=res.csr,
                 signing_key_path=res.signing_public_key,
                 agreement_key_path=res.agreement_public_key,
+                ca_key_path=net.ca_key,
             )
         assert not (net.coordinator_dir / "partners/zayaz.crt").exists()
 
@@ -350,7 +353,7 @@ class TestDoctors:
     def test_node_doctor_fails_when_its_certificate_is_not_the_listed_one(self, net):
         """A renewed certificate installed without a new roster fails, naming the fingerprint."""
         node_dir = net.node_dirs["gemeente"]
-        issued = renew_partner(net.config, "gemeente", days=90)
+        issued = renew_partner(net.config, "gemeente", ca_key_path=net.ca_key, days=90)
         install_certificate(
             node_dir,
             cert_path=issued,

@@ -41,7 +41,7 @@ class TestOperatorProcesses:
         net.add_purpose()
         d = net.coordinator_dir
 
-        added = run(net, "bob", "operator", "add", d, "alice", "--json")
+        added = run(net, "bob", "operator", "add", d, "alice", "--ca-key", net.ca_key, "--json")
         assert added.returncode == 0, added.stderr
         assert Path(json.loads(added.stdout)["certificate"]).is_file()
 

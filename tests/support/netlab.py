@@ -573,8 +573,14 @@ class LocalNetwork:
             )
         return dict(exported)
 
+    @property
+    def ca_key(self) -> Path:
+        """The network CA key, on the lab's stand-in for offline media (init --ca-key-dir)."""
+        return self.root / "offline-media" / "ca.key"
+
     def init_coordinator(self) -> None:
-        """`psi-coordinator init`: network CA, signing key, database, admin port on loopback."""
+        """`psi-coordinator init`: network CA (its key on the stand-in for offline media),
+        signing key, database, admin port on loopback."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.admin_port = free_port()
         self.cli(
@@ -585,6 +591,8 @@ class LocalNetwork:
             self.spec.network,
             "--port",
             str(self.admin_port),
+            "--ca-key-dir",
+            str(self.ca_key.parent),
         )
         if self.spec.phase_timeout_seconds is not None:
             self.configure_rounds(phase_timeout_seconds=self.spec.phase_timeout_seconds)
@@ -638,6 +646,8 @@ class LocalNetwork:
             str(node / "signing/node.pub"),
             "--agreement-key",
             str(node / "signing/node.x25519.pub"),
+            "--ca-key",
+            str(self.ca_key),
         )
         self.cli(
             "psi-node",

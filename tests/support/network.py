@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coordinator.ca_key import OFFLINE_CA_DIR, OFFLINE_CA_KEY
 from coordinator.config import CoordinatorConfig, load_coordinator_config
 from coordinator.provision import (
     add_partner,
@@ -55,6 +56,11 @@ class TestNetwork:
     @property
     def config(self) -> CoordinatorConfig:
         return load_coordinator_config(self.coordinator_dir)
+
+    @property
+    def ca_key(self) -> Path:
+        """The network CA key init wrote (ca-offline/ca.key), for --ca-key."""
+        return offline_ca_key(self.config)
 
     def node_config(self, pid: str) -> NodeConfig:
         return load_node_config(self.node_dirs[pid], env={"KRUISPUNT_NODE_LISTEN": "127.0.0.1:0"})
@@ -123,6 +129,11 @@ class TestNetwork:
             self.coordinator = None
 
 
+def offline_ca_key(config: CoordinatorConfig) -> Path:
+    """Where `init` wrote the network CA key (what operators pass as --ca-key)."""
+    return config.directory / OFFLINE_CA_DIR / OFFLINE_CA_KEY
+
+
 def enroll_node(config: CoordinatorConfig, node_dir: Path, pid: str) -> None:
     """A partner's node in `node_dir`: init, partner add with its three files, install-cert.
 
@@ -138,6 +149,7 @@ def enroll_node(config: CoordinatorConfig, node_dir: Path, pid: str) -> None:
         csr_path=res.csr,
         signing_key_path=res.signing_public_key,
         agreement_key_path=res.agreement_public_key,
+        ca_key_path=offline_ca_key(config),
     )
     install_certificate(
         node_dir,

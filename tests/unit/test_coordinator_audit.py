@@ -141,6 +141,7 @@ class TestSchema:
             "partners",
             TABLE,
             f"{TABLE}_round",
+            f"{TABLE}_event",
             f"{TABLE}_no_update",
             f"{TABLE}_no_delete",
         }

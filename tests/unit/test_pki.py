@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kruispunt import pki
+from kruispunt import expiry, pki
 from kruispunt.errors import ConfigError, KruispuntError
 from kruispunt.pki import CertificateIdentityError, CsrRejected, Identity, Role
 
@@ -232,11 +232,15 @@ class TestIssuance:
         assert pki.identity_from_certificate(cert) == identity
 
     def test_leaf_validity(self, ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate]) -> None:
-        """A leaf is valid for 397 days from `now` by default."""
+        """A leaf is valid for 90 days from `now` by default, inside the 30-day warning at 60."""
         cert = _leaf(ca, Identity.coordinator("test"))
-        assert cert.not_valid_after_utc == NOW + dt.timedelta(days=397)
-        assert pki.certificate_expires_in(cert, NOW) == dt.timedelta(days=397)
-        assert pki.certificate_expires_in(cert, NOW + dt.timedelta(days=400)) < dt.timedelta(0)
+        assert pki.LEAF_VALIDITY_DAYS == 90
+        assert cert.not_valid_after_utc == NOW + dt.timedelta(days=90)
+        assert pki.certificate_expires_in(cert, NOW) == dt.timedelta(days=90)
+        assert pki.certificate_expires_in(cert, NOW + dt.timedelta(days=91)) < dt.timedelta(0)
+        warn_from = NOW + dt.timedelta(days=90 - expiry.EXPIRY_WARN_DAYS)
+        assert expiry.expiry_warnings({"leaf": cert}, warn_from - dt.timedelta(days=1)) == []
+        assert len(expiry.expiry_warnings({"leaf": cert}, warn_from + dt.timedelta(days=1))) == 1
 
     def test_leaf_capped_at_ca_expiry(
         self, ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate]

@@ -748,3 +748,51 @@ class TestAgreementKeys:
         assert len(raw) == roster.AGREEMENT_KEY_BYTES
         with pytest.raises(TypeError):
             roster.agreement_public_bytes(signing.generate_signing_key())  # type: ignore[arg-type]
+
+
+class TestCoordinatorFingerprint:
+    """The coordinator's TLS fingerprint: optional, in the digest only when present."""
+
+    PINNED = dataclasses.replace(BASE, coordinator_tls_fingerprint=bytes(range(32)))
+
+    def test_absent_keeps_the_old_digest(self) -> None:
+        """A roster without it has the digest it always had (the documented construction)."""
+        assert BASE.coordinator_tls_fingerprint is None
+        assert roster.parse_roster(roster_toml()).digest == expected_digest(BASE)
+
+    def test_present_is_appended_with_its_label(self) -> None:
+        """With it, the digest covers the labelled fingerprint after the partners."""
+        tail = b"coordinator_tls_fingerprint\x00" + bytes(range(32))
+        base = b"kruispunt/roster/v1\x00" + _encode_str(BASE.network)
+        base += struct.pack(">Q", BASE.version) + BASE.coordinator_signing_key
+        base += struct.pack(">I", len(BASE.partners))
+        for p in BASE.partners:
+            base += _encode_str(p.id) + _encode_str(p.organisation)
+            base += p.signing_key + p.agreement_key + p.tls_fingerprint
+        assert self.PINNED.digest == hashlib.sha256(base + tail).digest()
+        assert self.PINNED.digest != BASE.digest
+
+    def test_render_and_parse_round_trip(self) -> None:
+        """render_roster writes it; parse_roster reads it back, digest and all."""
+        text = roster.render_roster(self.PINNED)
+        assert f'coordinator_tls_fingerprint = "{bytes(range(32)).hex()}"' in text
+        assert roster.parse_roster(text) == self.PINNED
+
+    def test_bad_hex_is_refused_by_field(self, tmp_path: Path) -> None:
+        """A malformed fingerprint names the field and the reason."""
+        message = refused(tmp_path, roster_toml(top={"coordinator_tls_fingerprint": '"abc"'}))
+        assert "coordinator_tls_fingerprint must be 64 lowercase hex digits" in message
+
+    def test_a_partners_fingerprint_is_refused(self, tmp_path: Path) -> None:
+        """The coordinator cannot share a certificate with a partner."""
+        shared = f'"{BASE.partners[0].tls_fingerprint.hex()}"'
+        message = refused(tmp_path, roster_toml(top={"coordinator_tls_fingerprint": shared}))
+        assert "coordinator_tls_fingerprint is partner" in message
+
+    def test_diff_names_the_change(self) -> None:
+        """Accepting a roster that pins a new coordinator certificate shows the change."""
+        newer = dataclasses.replace(self.PINNED, version=2)
+        assert any(
+            line.startswith("coordinator TLS fingerprint changed: none (not pinned) -> 00010203")
+            for line in roster.diff_rosters(BASE, newer)
+        )

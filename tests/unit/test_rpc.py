@@ -31,6 +31,19 @@ class TestWording:
         assert err.status == grpc.StatusCode.UNAVAILABLE
         assert err.details == "connection refused"
 
+    def test_refused_handshake_is_not_a_network_fault(self) -> None:
+        """A TLS handshake the pinned certificate failed is UNAUTHENTICATED, worded as such."""
+        raw = (
+            "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: "
+            "Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL"
+        )
+        err = peer_error(StatusError(grpc.StatusCode.UNAVAILABLE, raw))
+        assert str(err).startswith(
+            "refused at the TLS handshake: its certificate is not the one registered (pinned)"
+        )
+        assert err.status == grpc.StatusCode.UNAUTHENTICATED
+        assert err.details == raw
+
     def test_missed_deadline(self) -> None:
         """A peer that did not answer in time is said to have missed the phase deadline."""
         err = peer_error(StatusError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
