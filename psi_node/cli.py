@@ -361,7 +361,7 @@ def _purge(args: argparse.Namespace) -> int:
 
     from kruispunt import signing
     from psi_node.audit import NodeAudit
-    from psi_node.rounds import purge_expired_results
+    from psi_node.deletions import purge_expired_results
 
     config = _node_config(args)
     audit = NodeAudit(config.audit_log, signing.load_signing_key(config.signing_key))

@@ -214,6 +214,11 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
             "BilateralResult", request.round_id, lambda: self.rounds.bilateral_result(request)
         )
 
+    def Deletions(  # noqa: N802
+        self, request: node_pb2.DeletionsRequest, context: grpc.ServicerContext
+    ) -> node_pb2.DeletionReceipts:
+        return self.rounds.deletions(request.after_seq)
+
 
 @dataclass
 class NodeServer:
