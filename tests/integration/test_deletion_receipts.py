@@ -1,0 +1,311 @@
+"""Deletion receipts on real networks: signed at the node, collected at the next contact.
+
+Real node and coordinator servers over real mTLS, real result files, the real SQLite
+database and audit logs. One clock (injected into every server) moves past the
+retention period; the node's housekeeping purge deletes and signs; the next round's
+first contact hands the receipt over.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from coordinator.deletions import FORGED, NOT_DELIVERED, OTHER_RESULTS, OUT_OF_ORDER
+from coordinator.provision import roster_path
+from kruispunt import signing
+from kruispunt.deletion import Deletion, sign_deletion, verify_deletion
+from kruispunt.errors import SignatureInvalid
+from kruispunt.roster import load_roster
+from kruispunt.v1 import node_pb2
+from psi_node.deletions import RECEIPTS_FILE
+from tests.support.network import TestNetwork
+
+PARTNERS = ["gemeente", "woonbron", "schuldhulp"]
+RETENTION_DAYS = 3
+
+
+class Clock:
+    """A clock every server of the network reads; tests move it forward."""
+
+    def __init__(self) -> None:
+        self._offset = timedelta()
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return datetime.now(UTC) + self._offset
+
+    def advance(self, delta: timedelta) -> None:
+        with self._lock:
+            self._offset += delta
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def net(network_factory, clock) -> TestNetwork:
+    """Three partners on one injected clock, a purpose keeping results three days."""
+    n = network_factory(PARTNERS, per_partner=20, overlaps={2: 4, 3: 2}, start=False)
+    for pid in PARTNERS:
+        n.start_node(pid, now=clock)
+    n.start_coordinator(now=clock)
+    n.add_purpose(result_retention_days=RETENTION_DAYS)
+    return n
+
+
+def receipts_events(net: TestNetwork, event: str, round_id: str | None = None) -> list:
+    assert net.coordinator is not None
+    return [e for e in net.coordinator.audit.events(round_id) if e.event == event]
+
+
+def after_retention(net: TestNetwork, clock: Clock) -> None:
+    """Move past the retention period and run every node's housekeeping purge."""
+    clock.advance(timedelta(days=RETENTION_DAYS, hours=1))
+    for pid in PARTNERS:
+        assert net.nodes[pid].rounds.purge_results(), pid
+
+
+def roster_key(net: TestNetwork, pid: str):
+    """A partner's signing key from the roster every node accepted."""
+    return load_roster(roster_path(net.config)).partner(pid).signing_public_key
+
+
+def book_lines(net: TestNetwork, pid: str) -> list[dict]:
+    path = net.node_config(pid).state_dir / RECEIPTS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def write_book(net: TestNetwork, pid: str, lines: list[dict]) -> None:
+    path = net.node_config(pid).state_dir / RECEIPTS_FILE
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+class TestCollection:
+    def test_a_node_that_has_not_deleted_reports_nothing(self, net):
+        """Before retention ends no node hands over a receipt, and the coordinator has none."""
+        first = net.run()
+        assert first.state == "completed", first.reason
+        assert net.run().state == "completed"
+        for pid in PARTNERS:
+            assert net.nodes[pid].rounds.deletions(0).receipts == []
+        assert net.coordinator.store.deletions(first.round_id) == []
+        assert receipts_events(net, "deletion.received") == []
+        assert receipts_events(net, "deletion.refused") == []
+
+    def test_receipt_arrives_at_the_next_contact_after_retention(self, net, clock):
+        """Deleted at retention's end, signed and logged at the node; taken at the next round."""
+        first = net.run()
+        assert first.state == "completed", first.reason
+        after_retention(net, clock)
+        # Deleted and logged at every node, with the receipt kept there...
+        for pid in PARTNERS:
+            results = net.node_dirs[pid] / "results"
+            assert not (results / f"{first.round_id}.csv").exists()
+            (deleted,) = [
+                e
+                for e in net.nodes[pid].rounds.audit.events(round_id=first.round_id)
+                if e.event == "results.deleted"
+            ]
+            (line,) = book_lines(net, pid)
+            assert line["seq"] == deleted.seq
+        # ...but the coordinator has heard nothing yet.
+        assert net.coordinator.store.deletions(first.round_id) == []
+        second = net.run()
+        assert second.state == "completed", second.reason
+        stored = net.coordinator.store.deletions(first.round_id)
+        assert [d.partner_id for d in stored] == sorted(PARTNERS)
+        received = receipts_events(net, "deletion.received", first.round_id)
+        assert sorted(e.details["partner"] for e in received) == sorted(PARTNERS)
+        delivered = {
+            e.details["partner"]: e.details["result_sha256"]
+            for e in receipts_events(net, "results.delivered", first.round_id)
+        }
+        for event in received:
+            pid = event.details["partner"]
+            (node_event,) = [
+                e
+                for e in net.nodes[pid].rounds.audit.events(round_id=first.round_id)
+                if e.event == "results.deleted"
+            ]
+            # The digest of exactly what was delivered; the node's head is its own event.
+            assert event.details["result_sha256"] == delivered[pid]
+            assert event.details["node_head"] == node_event.head.as_details()
+            assert event.details["deleted_at"] == node_event.details["deleted_at"]
+            row = net.coordinator.store.deletion(first.round_id, pid)
+            key = roster_key(net, pid)
+            checked = verify_deletion(
+                node_pb2.SignedDeletionReceipt(receipt=row.receipt, signature=row.signature),
+                key,
+                network=net.config.network,
+                partner_id=pid,
+            )
+            assert checked.seq == node_event.seq
+        assert net.coordinator.audit.verify().ok
+        # Asked again at the round after: nothing new, nothing twice.
+        assert net.run().state == "completed"
+        assert len(receipts_events(net, "deletion.received")) == len(PARTNERS)
+        assert receipts_events(net, "deletion.refused") == []
+
+    def test_a_node_that_cannot_answer_hands_its_receipt_over_later(self, net, clock):
+        """A node that cannot answer at one contact hands its receipt over at the next; the
+        round goes on either way."""
+        first = net.run()
+        assert first.state == "completed", first.reason
+        after_retention(net, clock)
+        original = net.nodes["woonbron"].rounds.deletions
+
+        def broken(after_seq: int) -> node_pb2.DeletionReceipts:
+            raise OSError("disk unreadable")
+
+        net.nodes["woonbron"].rounds.deletions = broken  # type: ignore[method-assign]
+        assert net.run().state == "completed"  # collecting never fails a round
+        assert [d.partner_id for d in net.coordinator.store.deletions(first.round_id)] == [
+            "gemeente",
+            "schuldhulp",
+        ]
+        net.nodes["woonbron"].rounds.deletions = original  # type: ignore[method-assign]
+        assert net.run().state == "completed"
+        assert len(net.coordinator.store.deletions(first.round_id)) == 3
+
+
+class TestRefused:
+    def test_a_receipt_signed_with_another_key_is_refused(self, net, clock):
+        """A receipt not signed by the partner's roster key is refused, audited, never stored."""
+        first = net.run()
+        assert first.state == "completed", first.reason
+        after_retention(net, clock)
+        (line,) = book_lines(net, "gemeente")
+        signed = node_pb2.SignedDeletionReceipt(
+            receipt=bytes.fromhex(line["receipt"]), signature=bytes.fromhex(line["signature"])
+        )
+        forged = sign_deletion(
+            signing.generate_signing_key(),
+            verify_deletion(
+                signed,
+                roster_key(net, "gemeente"),
+                network=net.config.network,
+                partner_id="gemeente",
+            ),
+        )
+        line["signature"] = forged.signature.hex()
+        write_book(net, "gemeente", [line])
+        assert net.run().state == "completed"
+        assert net.coordinator.store.deletion(first.round_id, "gemeente") is None
+        (refused,) = receipts_events(net, "deletion.refused")
+        assert refused.details == {"partner": "gemeente", "reason": FORGED}
+        assert refused.round_id == ""  # an unverified round id is never recorded
+        assert {e.details["partner"] for e in receipts_events(net, "deletion.received")} == {
+            "woonbron",
+            "schuldhulp",
+        }
+
+    def test_another_partners_receipt_is_refused(self, net, clock):
+        """Woonbron's genuine receipt handed over by gemeente's node is refused as forged."""
+        first = net.run()
+        assert first.state == "completed", first.reason
+        after_retention(net, clock)
+        write_book(net, "gemeente", book_lines(net, "woonbron"))
+        assert net.run().state == "completed"
+        assert net.coordinator.store.deletion(first.round_id, "gemeente") is None
+        (refused,) = receipts_events(net, "deletion.refused")
+        assert refused.details["reason"] == FORGED
+
+    def test_a_replayed_receipt_is_refused(self, net, clock):
+        """A receipt handed over again under a new number is refused; one row stays."""
+        first = net.run()
+        assert first.state == "completed", first.reason
+        after_retention(net, clock)
+        assert net.run().state == "completed"
+        (line,) = book_lines(net, "gemeente")
+        # The number in the book is the node's; the signed receipt keeps its own.
+        write_book(net, "gemeente", [line, {**line, "seq": line["seq"] + 1000}])
+        assert net.run().state == "completed"
+        (refused,) = receipts_events(net, "deletion.refused")
+        assert refused.details["reason"] == OUT_OF_ORDER
+        assert refused.round_id == first.round_id
+        assert len(net.coordinator.store.deletions(first.round_id)) == 3
+
+    def test_a_receipt_for_results_never_delivered_is_refused(self, net, clock):
+        """A genuine signature over a round without results for that partner is refused."""
+        (net.node_dirs["woonbron"] / "input.csv").rename(net.node_dirs["woonbron"] / "gone.csv")
+        refused_round = net.run()
+        assert refused_round.state == "refused"
+        (net.node_dirs["woonbron"] / "gone.csv").rename(net.node_dirs["woonbron"] / "input.csv")
+        config = net.node_config("gemeente")
+        key = signing.load_signing_key(config.signing_key)
+        head = net.nodes["gemeente"].rounds.audit.head()
+        assert head is not None
+        moment = datetime.now(UTC).replace(microsecond=0)
+        fake = Deletion(
+            network=net.config.network,
+            round_id=refused_round.round_id,
+            partner_id="gemeente",
+            deleted_at=moment,
+            delete_after=moment,
+            result_sha256=bytes(32),
+            flagged_count=0,
+            files=2,
+            node_head=head,
+        )
+        net.nodes["gemeente"].rounds.receipts.keep(head.seq, sign_deletion(key, fake))
+        assert net.run().state == "completed"
+        (refused,) = receipts_events(net, "deletion.refused")
+        assert refused.details["reason"] == NOT_DELIVERED
+        assert net.coordinator.store.deletions(refused_round.round_id) == []
+
+    def test_a_receipt_for_other_results_is_refused(self, net, clock):
+        """A receipt whose digest is not the one delivered is refused."""
+        first = net.run()
+        assert first.state == "completed", first.reason
+        config = net.node_config("gemeente")
+        key = signing.load_signing_key(config.signing_key)
+        head = net.nodes["gemeente"].rounds.audit.head()
+        assert head is not None
+        moment = datetime.now(UTC).replace(microsecond=0)
+        other = Deletion(
+            network=net.config.network,
+            round_id=first.round_id,
+            partner_id="gemeente",
+            deleted_at=moment,
+            delete_after=moment,
+            result_sha256=b"\x01" * 32,
+            flagged_count=0,
+            files=2,
+            node_head=head,
+        )
+        net.nodes["gemeente"].rounds.receipts.keep(head.seq, sign_deletion(key, other))
+        assert net.run().state == "completed"
+        (refused,) = receipts_events(net, "deletion.refused")
+        assert refused.details["reason"] == OTHER_RESULTS
+        assert net.coordinator.store.deletion(first.round_id, "gemeente") is None
+
+
+class TestReceiptSignature:
+    def test_a_receipt_verifies_only_for_its_network_and_partner(self, net, clock):
+        """The same signed receipt fails for another network or another partner id."""
+        first = net.run()
+        assert first.state == "completed", first.reason
+        after_retention(net, clock)
+        (line,) = book_lines(net, "gemeente")
+        signed = node_pb2.SignedDeletionReceipt(
+            receipt=bytes.fromhex(line["receipt"]), signature=bytes.fromhex(line["signature"])
+        )
+        key = roster_key(net, "gemeente")
+        assert verify_deletion(signed, key, network=net.config.network, partner_id="gemeente")
+        with pytest.raises(SignatureInvalid):
+            verify_deletion(signed, key, network="othernet", partner_id="gemeente")
+        with pytest.raises(SignatureInvalid):
+            verify_deletion(signed, key, network=net.config.network, partner_id="woonbron")
+        tampered = node_pb2.SignedDeletionReceipt(
+            receipt=signed.receipt[:-1] + bytes([signed.receipt[-1] ^ 1]),
+            signature=signed.signature,
+        )
+        with pytest.raises(SignatureInvalid):
+            verify_deletion(tampered, key, network=net.config.network, partner_id="gemeente")
