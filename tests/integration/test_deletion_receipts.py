@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from coordinator import cli as coordinator_cli
 from coordinator.deletions import FORGED, NOT_DELIVERED, OTHER_RESULTS, OUT_OF_ORDER
 from coordinator.provision import roster_path
 from kruispunt import signing
@@ -21,6 +23,7 @@ from kruispunt.deletion import Deletion, sign_deletion, verify_deletion
 from kruispunt.errors import SignatureInvalid
 from kruispunt.roster import load_roster
 from kruispunt.v1 import node_pb2
+from psi_node import cli as node_cli
 from psi_node.deletions import RECEIPTS_FILE
 from tests.support.network import TestNetwork
 
@@ -309,3 +312,108 @@ class TestReceiptSignature:
         )
         with pytest.raises(SignatureInvalid):
             verify_deletion(tampered, key, network=net.config.network, partner_id="gemeente")
+
+
+def verify_at(net: TestNetwork, pid: str, tmp_path: Path, capsys) -> tuple[int, dict]:
+    """The officer's `audit verify-network` at `pid`, on a fresh export of the coordinator."""
+    out = tmp_path / f"coordinator-{len(list(tmp_path.iterdir()))}.jsonl"
+    argv = ["audit", "export", str(net.coordinator_dir), "--out", str(out)]
+    assert coordinator_cli.main(argv) == 0
+    capsys.readouterr()
+    status = node_cli.main(
+        [
+            "audit",
+            "verify-network",
+            str(net.node_dirs[pid]),
+            "--json",
+            "--coordinator-export",
+            str(out),
+            "--coordinator-key",
+            str(net.config.audit_public_key),
+        ]
+    )
+    return status, json.loads(capsys.readouterr().out)
+
+
+class TestVerifyNetwork:
+    def test_receipted_deletions_verify(self, net, clock, tmp_path, capsys):
+        """Deletions the coordinator received agree with the node's log: verified, none due."""
+        assert net.run().state == "completed"
+        after_retention(net, clock)
+        assert net.run().state == "completed"
+        status, result = verify_at(net, "woonbron", tmp_path, capsys)
+        assert result["problems"] == []
+        assert status == 0
+        assert result["deletions_pending"] == 0
+
+    def test_a_deletion_not_yet_collected_is_pending_not_a_problem(
+        self, net, clock, tmp_path, capsys
+    ):
+        """Deleted since the coordinator last heard from the node: counted, not a problem."""
+        assert net.run().state == "completed"
+        after_retention(net, clock)
+        status, result = verify_at(net, "woonbron", tmp_path, capsys)
+        assert result["problems"] == []
+        assert status == 0
+        assert result["deletions_pending"] == 1
+
+    def test_a_node_deletion_the_coordinator_never_received_is_caught(
+        self, net, clock, tmp_path, capsys
+    ):
+        """The node logged a deletion, the coordinator heard from it since and has no receipt."""
+        first = net.run()
+        assert first.state == "completed"
+        after_retention(net, clock)
+        (net.node_config("woonbron").state_dir / RECEIPTS_FILE).unlink()
+        assert net.run().state == "completed"
+        status, result = verify_at(net, "woonbron", tmp_path, capsys)
+        assert status == 1
+        problem = result["first_problem"]
+        assert (problem["kind"], problem["where"], problem["field"]) == (
+            "round",
+            first.round_id,
+            "deleted",
+        )
+        assert problem["coordinator"] is None
+        (deleted,) = [
+            e
+            for e in net.nodes["woonbron"].rounds.audit.events(round_id=first.round_id)
+            if e.event == "results.deleted"
+        ]
+        assert problem["node"] == {
+            "result_sha256": deleted.details["result_sha256"],
+            "deleted_at": deleted.details["deleted_at"],
+        }
+
+    def test_a_coordinator_deletion_the_node_never_logged_is_caught(self, net, tmp_path, capsys):
+        """A deletion.received the coordinator wrote itself (its own key) for results the node
+        still holds is named as a disagreement on deletions."""
+        first = net.run()
+        assert first.state == "completed"
+        (delivered,) = [
+            e
+            for e in receipts_events(net, "results.delivered", first.round_id)
+            if e.details["partner"] == "woonbron"
+        ]
+        claim = {
+            "result_sha256": delivered.details["result_sha256"],
+            "deleted_at": "2026-12-01T00:00:00+00:00",
+        }
+        net.coordinator.audit.append(
+            "deletion.received",
+            actor="coordinator",
+            on_behalf_of="woonbron",
+            access_point="coordinator",
+            action="C",
+            round_id=first.round_id,
+            details={"partner": "woonbron", **claim},
+        )
+        status, result = verify_at(net, "woonbron", tmp_path, capsys)
+        assert status == 1
+        problem = result["first_problem"]
+        assert (problem["where"], problem["field"], problem["node"], problem["coordinator"]) == (
+            first.round_id,
+            "deleted",
+            None,
+            claim,
+        )
