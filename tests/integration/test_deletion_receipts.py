@@ -9,7 +9,8 @@ first contact hands the receipt over.
 from __future__ import annotations
 
 import json
-import threading
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,25 +27,10 @@ from kruispunt.v1 import node_pb2
 from psi_node import cli as node_cli
 from psi_node.deletions import RECEIPTS_FILE
 from tests.support.network import TestNetwork
+from tests.support.report_pages import report
+from tests.support.retention import RETENTION_DAYS, Clock, after_retention, clocked_network
 
 PARTNERS = ["gemeente", "woonbron", "schuldhulp"]
-RETENTION_DAYS = 3
-
-
-class Clock:
-    """A clock every server of the network reads; tests move it forward."""
-
-    def __init__(self) -> None:
-        self._offset = timedelta()
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return datetime.now(UTC) + self._offset
-
-    def advance(self, delta: timedelta) -> None:
-        with self._lock:
-            self._offset += delta
 
 
 @pytest.fixture
@@ -55,24 +41,12 @@ def clock() -> Clock:
 @pytest.fixture
 def net(network_factory, clock) -> TestNetwork:
     """Three partners on one injected clock, a purpose keeping results three days."""
-    n = network_factory(PARTNERS, per_partner=20, overlaps={2: 4, 3: 2}, start=False)
-    for pid in PARTNERS:
-        n.start_node(pid, now=clock)
-    n.start_coordinator(now=clock)
-    n.add_purpose(result_retention_days=RETENTION_DAYS)
-    return n
+    return clocked_network(network_factory, PARTNERS, clock)
 
 
 def receipts_events(net: TestNetwork, event: str, round_id: str | None = None) -> list:
     assert net.coordinator is not None
     return [e for e in net.coordinator.audit.events(round_id) if e.event == event]
-
-
-def after_retention(net: TestNetwork, clock: Clock) -> None:
-    """Move past the retention period and run every node's housekeeping purge."""
-    clock.advance(timedelta(days=RETENTION_DAYS, hours=1))
-    for pid in PARTNERS:
-        assert net.nodes[pid].rounds.purge_results(), pid
 
 
 def roster_key(net: TestNetwork, pid: str):
@@ -417,3 +391,72 @@ class TestVerifyNetwork:
             None,
             claim,
         )
+
+
+class TestReport:
+    def test_report_shows_deleted_on_a_date_and_still_due(self, net, clock, tmp_path):
+        """The first round's page: deleted on the receipt's date for every partner; the
+        second's: still due by delivery plus retention. Operator, reason, heads on top."""
+        first = net.run(reason="weekly signalling")
+        assert first.state == "completed"
+        after_retention(net, clock)
+        second = net.run(reason="next week")
+        assert second.state == "completed"
+        _summary, _markup, page = report(net, first.round_id, tmp_path / "first.html")
+        deleted = page.table("Deletion per partner")
+        for pid in PARTNERS:
+            receipt = net.coordinator.store.deletion(first.round_id, pid)
+            day = datetime.fromisoformat(receipt.deleted_at).strftime("%Y-%m-%d")
+            assert deleted[pid][0] == f"deleted on {day}", pid
+            assert deleted[pid][1].startswith("signed receipt verified; node audit head seq ")
+        summary, _markup, page = report(net, second.round_id, tmp_path / "second.html")
+        assert summary.verified
+        due = page.table("Deletion per partner")
+        (delivered,) = [
+            e
+            for e in receipts_events(net, "results.delivered", second.round_id)
+            if e.details["partner"] == "woonbron"
+        ]
+        when = datetime.fromisoformat(delivered.time.replace("Z", "+00:00"))
+        expected = (when + timedelta(days=RETENTION_DAYS)).strftime("%Y-%m-%d")
+        assert due["woonbron"][0] == f"still due by {expected}"
+        # Who started the round and why, before any section.
+        header = page.text[: page.text.index("Audit log: OK")]
+        assert "Initiated by operator:test" in header
+        assert "Reason given next week" in header
+        heads = page.table("Audit heads per partner")
+        consent = net.coordinator.store.consents(second.round_id)
+        assert len(consent) == 3
+        for pid in PARTNERS:
+            assert heads[pid][0].startswith("seq ")
+            assert heads[pid][0].endswith("on this log")
+            assert heads[pid][1].startswith("seq ")  # node head in its consent
+            assert heads[pid][2].startswith("seq ")  # node head in its delivery receipt
+            assert heads[pid][3] == "—"  # nothing deleted yet
+
+    def test_an_overdue_deletion_is_a_warning(self, net, tmp_path):
+        """Past the deadline without a receipt: OVERDUE on the page and in the warnings."""
+        first = net.run()
+        assert first.state == "completed"
+        later = datetime.now(UTC) + timedelta(days=RETENTION_DAYS + 1)
+        summary, _markup, page = report(net, first.round_id, tmp_path / "r.html", now=later)
+        assert page.table("Deletion per partner")["gemeente"][0].startswith("OVERDUE: due by ")
+        assert any(
+            w.startswith("gemeente: results were due for deletion by") for w in summary.warnings
+        )
+
+    def test_a_tampered_stored_receipt_is_invalid_on_the_page(self, net, clock, tmp_path):
+        """A stored receipt whose signature no longer verifies shows INVALID, never deleted."""
+        first = net.run()
+        assert first.state == "completed"
+        after_retention(net, clock)
+        assert net.run().state == "completed"
+        with closing(sqlite3.connect(net.config.database)) as db:
+            db.execute(
+                "UPDATE deletion_receipts SET signature = zeroblob(64) WHERE partner_id = ?",
+                ("woonbron",),
+            )
+            db.commit()
+        summary, _markup, page = report(net, first.round_id, tmp_path / "r.html")
+        assert page.table("Deletion per partner")["woonbron"][0] == "receipt INVALID"
+        assert "deletion receipt of woonbron is INVALID" in " ".join(summary.warnings)
