@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return EXIT_UNUSABLE
+    if func is not _serve:
+        # A command's output is stdout (--json is parsed); its log lines go to stderr.
+        configure_logging(level="warning", stream=sys.stderr)
     try:
         return func(args)
     except KruispuntError as exc:
