@@ -39,6 +39,7 @@ log = structlog.get_logger("psi_node.deletions")
 #: The file in the node's state folder that keeps its signed deletion receipts.
 RECEIPTS_FILE: Final = "deletion-receipts.jsonl"
 RETENTION_ENDED: Final = "retention period ended"
+PURGE_LOCK: Final = "purge.lock"
 
 
 class ReceiptBook:
@@ -112,19 +113,51 @@ def purge_expired_results(
     """Delete published results past their retention date; audit and sign each deletion.
 
     Returns the files deleted. The signing key and the network are read from the node's
-    files when not given (the CLI's purge). A round whose files another process deleted
-    first is left to that process's receipt: one deletion, one receipt.
+    files when not given (the CLI's purge). Purges take turns (a lock file in the state
+    folder), so a round deleted by the serving node and the CLI at once gets one receipt.
     """
-    expired = [e for e in expired_results(config.results_dir, now) if is_round_id(e[0])]
-    if not expired:
+    if not _expired(config, now):
         return []
     key = signing_key or signing.load_signing_key(config.signing_key)
     name = network or node_network(config)
+    with _purging(config.state_dir):
+        return _purge(config, audit, now, actor=actor, key=key, network=name)
+
+
+def _expired(config: NodeConfig, now: datetime) -> list[tuple[str, Path, Path]]:
+    return [e for e in expired_results(config.results_dir, now) if is_round_id(e[0])]
+
+
+@contextmanager
+def _purging(state_dir: Path) -> Iterator[None]:
+    """One purge at a time (the serving node's and the CLI's): one deletion, one receipt."""
+    try:
+        fd = os.open(state_dir / PURGE_LOCK, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"{state_dir / PURGE_LOCK}: cannot open ({exc.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _purge(
+    config: NodeConfig,
+    audit: NodeAudit,
+    now: datetime,
+    *,
+    actor: str,
+    key: Ed25519PrivateKey,
+    network: str,
+) -> list[Path]:
+    """Under the purge lock: delete, audit and sign each expired round's results."""
     book = ReceiptBook(config.state_dir)
     # Receipts carry whole seconds: the node's log records the very same moment.
     moment = now.replace(microsecond=0)
     deleted: list[Path] = []
-    for round_id, csv_path, meta_path in expired:
+    # Listed again under the lock: what another purge deleted meanwhile is gone.
+    for round_id, csv_path, meta_path in _expired(config, now):
         try:
             facts = _facts(csv_path, meta_path)
         except (OSError, ValueError, KeyError, TypeError):
@@ -153,7 +186,7 @@ def purge_expired_results(
             details=details,
         )
         deletion = Deletion(
-            network=name,
+            network=network,
             round_id=round_id,
             partner_id=config.partner_id,
             deleted_at=moment,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ from kruispunt.errors import SignatureInvalid
 from kruispunt.roster import load_roster
 from kruispunt.v1 import node_pb2
 from psi_node import cli as node_cli
-from psi_node.deletions import RECEIPTS_FILE
+from psi_node.deletions import RECEIPTS_FILE, purge_expired_results
 from tests.support.network import TestNetwork
 from tests.support.report_pages import report
 from tests.support.retention import RETENTION_DAYS, Clock, after_retention, clocked_network
@@ -150,6 +151,65 @@ class TestCollection:
         net.nodes["woonbron"].rounds.deletions = original  # type: ignore[method-assign]
         assert net.run().state == "completed"
         assert len(net.coordinator.store.deletions(first.round_id)) == 3
+
+
+class TestPurge:
+    def test_two_purges_at_once_sign_one_receipt(self, net, clock):
+        """The serving node's purge and the CLI's at the same moment: one deletion event and
+        one receipt per node, the files gone."""
+        first = net.run()
+        assert first.state == "completed", first.reason
+        clock.advance(timedelta(days=RETENTION_DAYS, hours=1))
+        pid = "gemeente"
+        rounds = net.nodes[pid].rounds
+        config = net.node_config(pid)
+        start = threading.Barrier(2)
+        deleted: list[list[Path]] = []
+
+        def purge(actor: str) -> None:
+            start.wait()
+            deleted.append(purge_expired_results(config, rounds.audit, clock(), actor=actor))
+
+        threads = [threading.Thread(target=purge, args=(a,)) for a in ("psi-node", "cli")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert sorted(len(d) for d in deleted) == [0, 2]
+        events = [e for e in rounds.audit.events(round_id=first.round_id)]
+        assert [e.event for e in events].count("results.deleted") == 1
+        assert len(book_lines(net, pid)) == 1
+
+    def test_two_party_results_are_receipted_at_both_nodes(self, network_factory, clock):
+        """A two-party round: the client's records file and the server's metadata-only
+        result are each deleted and receipted under the digest their delivery reported."""
+        net = network_factory(
+            ["gemeente", "woonbron"],
+            per_partner=20,
+            overlaps={2: 5},
+            bilateral_roles={"gemeente": "client", "woonbron": "server"},
+            start=False,
+        )
+        for pid in net.partners:
+            net.start_node(pid, now=clock)
+        net.start_coordinator(now=clock)
+        net.add_purpose(
+            mode="bilateral",
+            bilateral={"client_partner": "gemeente", "server_partner": "woonbron"},
+            result_retention_days=RETENTION_DAYS,
+        )
+        first = net.run()
+        assert first.state == "completed", first.reason
+        after_retention(net, clock)
+        assert net.run().state == "completed"
+        assert receipts_events(net, "deletion.refused") == []
+        received = {
+            e.details["partner"]: e.details
+            for e in receipts_events(net, "deletion.received", first.round_id)
+        }
+        assert set(received) == {"gemeente", "woonbron"}
+        assert received["gemeente"]["files"] == 2  # the records file and its metadata
+        assert received["woonbron"]["files"] == 1  # the server learns no records
 
 
 class TestRefused:
