@@ -5,7 +5,9 @@ manifest, every stored consent checked against the partner's registered key
 and this round's manifest, set sizes against the previous completed round of
 the same purpose (the probing signal DESIGN.md asks for), the round's audit
 rows (read as text, so a tampered row still shows) and the verdict on the
-whole audit chain. The database holds no identifiers, so neither does this.
+whole audit chain; per partner, its deletion receipt checked against its
+registered key (or the date its results are due), and the audit heads each side
+kept of the other's log. The database holds no identifiers, so neither does this.
 """
 
 from __future__ import annotations

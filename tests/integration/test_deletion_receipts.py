@@ -28,7 +28,7 @@ from kruispunt.v1 import node_pb2
 from psi_node import cli as node_cli
 from psi_node.deletions import RECEIPTS_FILE, purge_expired_results
 from tests.support.network import TestNetwork
-from tests.support.report_pages import report
+from tests.support.report_pages import report, tamper
 from tests.support.retention import RETENTION_DAYS, Clock, after_retention, clocked_network
 
 PARTNERS = ["gemeente", "woonbron", "schuldhulp"]
@@ -520,3 +520,24 @@ class TestReport:
         summary, _markup, page = report(net, first.round_id, tmp_path / "r.html")
         assert page.table("Deletion per partner")["woonbron"][0] == "receipt INVALID"
         assert "deletion receipt of woonbron is INVALID" in " ".join(summary.warnings)
+
+    def test_a_witnessed_head_missing_from_the_log_is_shown(self, net, tmp_path):
+        """The coordinator's log cut off before the head the partners signed back: the page
+        marks every head NOT on this log and says so at the top."""
+        first = net.run()
+        assert first.state == "completed"
+        (consent, *_rest) = receipts_events(net, "consent.given", first.round_id)
+        seq = consent.details["witnessed_head"]["seq"]
+        tamper(
+            net,
+            "DELETE FROM audit_events WHERE seq >= ?",
+            seq,
+            trigger="audit_events_no_delete",
+        )
+        summary, _markup, page = report(net, first.round_id, tmp_path / "r.html")
+        heads = page.table("Audit heads per partner")
+        for pid in PARTNERS:
+            assert heads[pid][0].endswith("NOT on this log: cut off or rewritten"), pid
+        assert any(
+            f"signed coordinator audit head {seq} in its consent" in w for w in summary.warnings
+        )
