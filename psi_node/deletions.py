@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -153,8 +153,8 @@ def _purge(
 ) -> list[Path]:
     """Under the purge lock: delete, audit and sign each expired round's results."""
     book = ReceiptBook(config.state_dir)
-    # Receipts carry whole seconds: the node's log records the very same moment.
-    moment = now.replace(microsecond=0)
+    # Receipts carry whole seconds in UTC: the node's log records the very same moment.
+    moment = now.astimezone(UTC).replace(microsecond=0)
     deleted: list[Path] = []
     # Listed again under the lock: what another purge deleted meanwhile is gone.
     for round_id, csv_path, meta_path in _expired(config, now):
@@ -209,7 +209,7 @@ def _facts(csv_path: Path, meta_path: Path) -> tuple[bytes, int, datetime]:
     """
     body = meta_path.read_bytes()
     meta = json.loads(body)
-    delete_after = datetime.fromisoformat(meta["delete_after"])
+    delete_after = datetime.fromisoformat(meta["delete_after"]).astimezone(UTC)
     flagged = meta.get("flagged_count", 0)
     flagged = flagged if isinstance(flagged, int) and flagged >= 0 else 0
     salt = meta.get("result_digest_salt")

@@ -12,7 +12,7 @@ import json
 import sqlite3
 import threading
 from contextlib import closing
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -379,6 +379,26 @@ class TestVerifyNetwork:
         assert result["problems"] == []
         assert status == 0
         assert result["deletions_pending"] == 0
+
+    def test_a_purge_on_local_time_agrees(self, net, clock, tmp_path, capsys):
+        """A purge given local time (UTC+1) logs and signs the same UTC moment: verified."""
+        first = net.run()
+        assert first.state == "completed"
+        clock.advance(timedelta(days=RETENTION_DAYS, hours=1))
+        local = clock().astimezone(timezone(timedelta(hours=1)))
+        config = net.node_config("woonbron")
+        audit = net.nodes["woonbron"].rounds.audit
+        assert purge_expired_results(config, audit, local, actor="psi-node purge")
+        assert net.run().state == "completed"
+        status, result = verify_at(net, "woonbron", tmp_path, capsys)
+        assert result["problems"] == []
+        assert status == 0
+        (received,) = [
+            e
+            for e in receipts_events(net, "deletion.received", first.round_id)
+            if e.details["partner"] == "woonbron"
+        ]
+        assert received.details["deleted_at"].endswith("+00:00")
 
     def test_a_deletion_not_yet_collected_is_pending_not_a_problem(
         self, net, clock, tmp_path, capsys
