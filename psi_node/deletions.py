@@ -32,7 +32,13 @@ from psi_node.audit import NodeAudit
 from psi_node.config import NodeConfig
 from psi_node.results import expired_results, result_digest
 
-__all__ = ["RECEIPTS_FILE", "ReceiptBook", "node_network", "purge_expired_results"]
+__all__ = [
+    "RECEIPTS_FILE",
+    "ReceiptBook",
+    "node_network",
+    "purge_expired_results",
+    "sign_missing_receipts",
+]
 
 log = structlog.get_logger("psi_node.deletions")
 
@@ -58,30 +64,46 @@ class ReceiptBook:
             os.write(fd, (line + "\n").encode("ascii"))
             os.fsync(fd)
 
+    def numbers(self) -> set[int]:
+        """The numbers of every receipt kept."""
+        return {self._number(raw, n) for n, raw in enumerate(self._lines(), 1)}
+
     def after(self, seq: int) -> list[node_pb2.SignedDeletionReceipt]:
         """The receipts numbered above `seq`, oldest first; ConfigError names a bad line."""
-        if not self.path.exists():
-            return []
         out: list[tuple[int, node_pb2.SignedDeletionReceipt]] = []
-        with self._locked(os.O_RDONLY) as fd:
-            data = b""
-            while chunk := os.read(fd, 1 << 16):
-                data += chunk
-        for number, raw in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        for number, raw in enumerate(self._lines(), 1):
+            n = self._number(raw, number)
+            if n <= seq:
+                continue
             try:
                 item = json.loads(raw)
-                n = int(item["seq"])
                 signed = node_pb2.SignedDeletionReceipt(
                     receipt=bytes.fromhex(item["receipt"]),
                     signature=bytes.fromhex(item["signature"]),
                 )
             except (ValueError, KeyError, TypeError):
-                raise ConfigError(
-                    f"{self.path}, line {number}: not a deletion receipt (edited or torn)"
-                ) from None
-            if n > seq:
-                out.append((n, signed))
+                raise self._damaged(number) from None
+            out.append((n, signed))
         return [signed for _n, signed in sorted(out, key=lambda item: item[0])]
+
+    def _lines(self) -> list[str]:
+        if not self.path.exists():
+            return []
+        with self._locked(os.O_RDONLY) as fd:
+            data = b""
+            while chunk := os.read(fd, 1 << 16):
+                data += chunk
+        return data.decode("utf-8", "replace").splitlines()
+
+    def _number(self, raw: str, line: int) -> int:
+        try:
+            item = json.loads(raw)
+            return int(item["seq"])
+        except (ValueError, KeyError, TypeError):
+            raise self._damaged(line) from None
+
+    def _damaged(self, line: int) -> ConfigError:
+        return ConfigError(f"{self.path}, line {line}: not a deletion receipt (edited or torn)")
 
     @contextmanager
     def _locked(self, flags: int) -> Iterator[int]:
@@ -199,6 +221,42 @@ def _purge(
         book.keep(event.seq, sign_deletion(key, deletion))
         log.info("results deleted", round_id=round_id, reason=RETENTION_ENDED, receipt=event.seq)
     return deleted
+
+
+def sign_missing_receipts(
+    config: NodeConfig, audit: NodeAudit, *, signing_key: Ed25519PrivateKey, network: str
+) -> list[int]:
+    """Sign the receipt of every logged deletion that has none; returns their numbers.
+
+    A node stopped between logging a deletion and keeping its receipt would otherwise
+    never hand it over: the log holds everything the receipt says, and its event is the
+    receipt's head. A deletion logged before receipts existed says too little to sign.
+    """
+    book = ReceiptBook(config.state_dir)
+    kept = book.numbers()
+    signed: list[int] = []
+    for event in audit.events():
+        if event.event != "results.deleted" or event.seq in kept:
+            continue
+        d = event.details
+        try:
+            deletion = Deletion(
+                network=network,
+                round_id=event.round_id,
+                partner_id=config.partner_id,
+                deleted_at=datetime.fromisoformat(d["deleted_at"]).astimezone(UTC),
+                delete_after=datetime.fromisoformat(d["delete_after"]).astimezone(UTC),
+                result_sha256=bytes.fromhex(d["result_sha256"]),
+                flagged_count=int(d["flagged_count"]),
+                files=int(d["files"]),
+                node_head=event.head,
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+        book.keep(event.seq, sign_deletion(signing_key, deletion))
+        log.warning("deletion receipt signed from the audit log", round_id=event.round_id)
+        signed.append(event.seq)
+    return signed
 
 
 def _facts(csv_path: Path, meta_path: Path) -> tuple[bytes, int, datetime]:

@@ -42,7 +42,7 @@ from kruispunt.roster import Roster, load_accepted_roster
 from kruispunt.v1 import common_pb2, node_pb2
 from psi_node.audit import NodeAudit
 from psi_node.config import NodeConfig
-from psi_node.deletions import ReceiptBook, purge_expired_results
+from psi_node.deletions import ReceiptBook, purge_expired_results, sign_missing_receipts
 from psi_node.inputs import InputSpec, read_input
 from psi_node.modes import MODES, bilateral, network
 from psi_node.policy import ConsentHistory, refusal_reason
@@ -534,6 +534,12 @@ class RoundManager:
             actor="psi-node",
             signing_key=self.signing_key,
             network=self.network,
+        )
+
+    def sign_missing_receipts(self) -> list[int]:
+        """At start: sign the receipt of any logged deletion left without one (a crash)."""
+        return sign_missing_receipts(
+            self.config, self.audit, signing_key=self.signing_key, network=self.network
         )
 
     def deletions(self, after_seq: int) -> node_pb2.DeletionReceipts:

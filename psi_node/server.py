@@ -280,6 +280,7 @@ def create_server(
         idle_timeout=idle_timeout if idle_timeout is not None else config.idle_timeout_seconds,
     )
     rounds.discard_stale()
+    rounds.sign_missing_receipts()
     server, port, health_servicer = transport.start_secure_server(
         service=SERVICE,
         register=lambda srv: node_pb2_grpc.add_PsiNodeServicer_to_server(NodeServicer(rounds), srv),

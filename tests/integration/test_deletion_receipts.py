@@ -180,6 +180,21 @@ class TestPurge:
         assert [e.event for e in events].count("results.deleted") == 1
         assert len(book_lines(net, pid)) == 1
 
+    def test_a_receipt_lost_in_a_crash_is_signed_again_at_start(self, net, clock):
+        """Deleted and logged, but the receipt never kept (a crash between the two): the
+        restarted node signs it from its log, and the next round takes it."""
+        first = net.run()
+        assert first.state == "completed", first.reason
+        after_retention(net, clock)
+        (kept,) = book_lines(net, "woonbron")
+        (net.node_config("woonbron").state_dir / RECEIPTS_FILE).unlink()
+        net.stop_node("woonbron")
+        net.start_node("woonbron", now=clock)
+        assert book_lines(net, "woonbron") == [kept]  # Ed25519 signs deterministically
+        assert net.run().state == "completed"
+        assert net.coordinator.store.deletion(first.round_id, "woonbron") is not None
+        assert receipts_events(net, "deletion.refused") == []
+
     def test_two_party_results_are_receipted_at_both_nodes(self, network_factory, clock):
         """A two-party round: the client's records file and the server's metadata-only
         result are each deleted and receipted under the digest their delivery reported."""
