@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from coordinator.audit import CoordinatorAudit
 from coordinator.config import CoordinatorConfig
+from coordinator.deletions import Collected, take_receipts
 from coordinator.modes import bilateral, network
 from coordinator.present import summary_dict
 from coordinator.provision import roster_path
@@ -345,6 +346,7 @@ class RoundRunner:
         context = RoundContext(self.config, self.store, self.audit, peers, emit=emit, cancel=cancel)
         context.report(state, "propose", f"round {round_id} for {purpose.id}: asking consent")
         try:
+            self._collect_deletions(context, state)
             self._propose(context, state, signed)
             mode.run(context, state)
         except RoundFailed as exc:
@@ -429,6 +431,41 @@ class RoundRunner:
             finally:
                 peer.channel.close()
         return confirmed
+
+    # -- deletion receipts ------------------------------------------------------------------
+
+    def _collect_deletions(self, context: RoundContext, state: RoundState) -> None:
+        """Take every partner's outstanding deletion receipts (`coordinator.deletions`).
+
+        The first contact of every round; a partner that cannot answer is asked again at
+        the next one, and the round goes on either way.
+        """
+        timeout = min(10.0, self.config.phase_timeout_seconds)
+
+        def ask(pid: str, peer: Peer) -> Collected:
+            after = self.store.last_deletion_seq(pid)
+            answer = peer.stub.Deletions(
+                node_pb2.DeletionsRequest(after_seq=after), timeout=timeout
+            )
+            return take_receipts(
+                self.store,
+                self.audit,
+                network=self.config.network,
+                partner=pid,
+                key=state.roster.partner(pid).signing_public_key,
+                answer=answer,
+                after_seq=after,
+                now=self.now(),
+            )
+
+        _, missed = fan_out({pid: context.peers[pid] for pid in state.partners}, "deletions", ask)
+        for pid, why in missed.items():
+            log.warning(
+                "deletion receipts not collected; asked again at the next contact",
+                round_id=state.round_id,
+                partner=pid,
+                reason=why,
+            )
 
     # -- consent ----------------------------------------------------------------------------
 

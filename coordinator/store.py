@@ -1,8 +1,8 @@
 """The coordinator's SQLite database: partners, operators, purposes, rounds, aggregates.
 
 Only what may persist is stored: registry data (partners, and the operators' personal
-certificates the admin service admits), purposes, signed manifests and
-consents (no identifiers in either), and per-round aggregates (set sizes,
+certificates the admin service admits), purposes, signed manifests,
+consents and deletion receipts (no identifiers in any), and per-round aggregates (set sizes,
 flagged counts, the overlap histogram, phase timings). Tags never reach it.
 The audit log lives in the same file, in its own table (`coordinator.audit`).
 """
@@ -95,6 +95,16 @@ CREATE TABLE IF NOT EXISTS denied_certificates (
     denied_at TEXT NOT NULL,
     denied_by TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS deletion_receipts (
+    round_id TEXT NOT NULL,
+    partner_id TEXT NOT NULL,
+    node_seq INTEGER NOT NULL,
+    deleted_at TEXT NOT NULL,
+    receipt BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (round_id, partner_id)
+);
 """
 
 # The columns _partner reads, in its order. agreement_key came later (the roster): a
@@ -119,6 +129,11 @@ _SELECT_ROUNDS = (
 _SELECT_OPERATORS = (
     "SELECT name, cert_fingerprint, cert_pem, not_after, added_at, added_by, removed_at, "
     "removed_by FROM operators"
+)
+
+_SELECT_DELETIONS = (
+    "SELECT round_id, partner_id, node_seq, deleted_at, receipt, signature, received_at "
+    "FROM deletion_receipts"
 )
 
 # Round states; "running" rounds found at start-up were interrupted and become "aborted".
@@ -203,6 +218,19 @@ class Retirement:
     retired_at: str
     retired_by: str
     reason: str
+
+
+@dataclass(frozen=True)
+class DeletionRow:
+    """A partner's signed deletion receipt for one round, as stored."""
+
+    round_id: str
+    partner_id: str
+    node_seq: int
+    deleted_at: str
+    receipt: bytes
+    signature: bytes
+    received_at: str
 
 
 @dataclass(frozen=True)
@@ -580,6 +608,51 @@ class Store:
             ).fetchall()
         return [(r[0], bool(r[1]), r[2], r[3], r[4]) for r in rows]
 
+    # -- deletion receipts ---------------------------------------------------------------
+
+    def record_deletion(
+        self,
+        round_id: str,
+        partner_id: str,
+        node_seq: int,
+        deleted_at: str,
+        receipt: bytes,
+        signature: bytes,
+        received_at: str,
+    ) -> bool:
+        """Keep a partner's signed deletion receipt; False if one for the round is kept."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO deletion_receipts VALUES (?,?,?,?,?,?,?)",
+                (round_id, partner_id, node_seq, deleted_at, receipt, signature, received_at),
+            )
+            return cur.rowcount == 1
+
+    def deletion(self, round_id: str, partner_id: str) -> DeletionRow | None:
+        """The deletion receipt a partner gave for a round, if any."""
+        rows = [d for d in self.deletions(round_id) if d.partner_id == partner_id]
+        return rows[0] if rows else None
+
+    def deletions(self, round_id: str) -> list[DeletionRow]:
+        """The deletion receipts of a round, by partner."""
+        with self._lock:
+            if not self._has_table("deletion_receipts"):  # read-only, older database
+                return []
+            rows = self._db.execute(
+                _SELECT_DELETIONS + " WHERE round_id=? ORDER BY partner_id", (round_id,)
+            ).fetchall()
+        return [_deletion(r) for r in rows]
+
+    def last_deletion_seq(self, partner_id: str) -> int:
+        """The node audit seq of the newest deletion receipt kept from a partner (0: none)."""
+        with self._lock:
+            if not self._has_table("deletion_receipts"):
+                return 0
+            row = self._db.execute(
+                "SELECT max(node_seq) FROM deletion_receipts WHERE partner_id=?", (partner_id,)
+            ).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
     def round(self, round_id: str) -> RoundRow | None:
         with self._lock:
             row = self._db.execute(
@@ -629,6 +702,18 @@ def _operator(row: tuple[Any, ...]) -> OperatorCert:
         added_by=row[5],
         removed_at=row[6],
         removed_by=row[7],
+    )
+
+
+def _deletion(row: tuple[Any, ...]) -> DeletionRow:
+    return DeletionRow(
+        round_id=row[0],
+        partner_id=row[1],
+        node_seq=int(row[2]),
+        deleted_at=row[3],
+        receipt=bytes(row[4]),
+        signature=bytes(row[5]),
+        received_at=row[6],
     )
 
 

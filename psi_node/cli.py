@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "func", None) is None:
             parser.print_help(sys.stderr)
             return EXIT_UNUSABLE
+        if args.func is not _serve:
+            # A command's output is stdout (--json is parsed); its log lines go to stderr.
+            configure_logging(level="warning", stream=sys.stderr)
         return EXIT_OK
 
     return run(parser, argv, before=before)
@@ -501,7 +504,7 @@ def _purge(args: argparse.Namespace) -> int:
 
     from kruispunt import signing
     from psi_node.audit import NodeAudit
-    from psi_node.rounds import purge_expired_results
+    from psi_node.deletions import purge_expired_results
 
     config = _node_config(args)
     audit = NodeAudit(config.audit_log, signing.load_signing_key(config.signing_key))

@@ -44,6 +44,7 @@ from kruispunt.roster import Roster, load_accepted_roster
 from kruispunt.v1 import common_pb2, node_pb2
 from psi_node.audit import NodeAudit
 from psi_node.config import NodeConfig, load_node_config
+from psi_node.deletions import ReceiptBook, purge_expired_results, sign_missing_receipts
 from psi_node.inputs import read_input
 from psi_node.modes import MODES, bilateral, network
 from psi_node.policy import (
@@ -54,7 +55,7 @@ from psi_node.policy import (
     set_change,
 )
 from psi_node.pool import PointPool
-from psi_node.results import discard_staged, expired_results, published_results, stale_staged
+from psi_node.results import discard_staged, published_results, stale_staged
 from psi_node.round_state import STAGED, NodeRound, require_phase
 
 log = structlog.get_logger("psi_node.rounds")
@@ -105,6 +106,7 @@ class RoundManager:
         self._seen = self._load_seen()
         self.history = ConsentHistory(config.state_dir)
         self.set_sizes = SetSizeHistory(config.state_dir)
+        self.receipts = ReceiptBook(config.state_dir)
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -581,8 +583,25 @@ class RoundManager:
         return idle + expired
 
     def purge_results(self) -> list[Path]:
-        """Delete result files whose retention has ended; each deletion is audited."""
-        return purge_expired_results(self.config, self.audit, self.now(), actor="psi-node")
+        """Delete result files whose retention has ended; each deletion is audited and signed."""
+        return purge_expired_results(
+            self.config,
+            self.audit,
+            self.now(),
+            actor="psi-node",
+            signing_key=self.signing_key,
+            network=self.network,
+        )
+
+    def sign_missing_receipts(self) -> list[int]:
+        """At start: sign the receipt of any logged deletion left without one (a crash)."""
+        return sign_missing_receipts(
+            self.config, self.audit, signing_key=self.signing_key, network=self.network
+        )
+
+    def deletions(self, after_seq: int) -> node_pb2.DeletionReceipts:
+        """The signed deletion receipts after the one the coordinator holds (`after_seq`)."""
+        return node_pb2.DeletionReceipts(receipts=self.receipts.after(after_seq))
 
     def close(self) -> None:
         """Abort every round in flight (shutdown)."""
@@ -593,28 +612,3 @@ class RoundManager:
 def _points(chunk: network.Chunk) -> int:
     """How many points a chunk of a stream carries (the metrics count them)."""
     return len(chunk[1]) // wire.POINT_BYTES
-
-
-def purge_expired_results(
-    config: NodeConfig, audit: NodeAudit, now: datetime, *, actor: str
-) -> list[Path]:
-    """Delete published results past their retention date and audit each deletion."""
-    deleted = []
-    for round_id, csv_path, meta_path in expired_results(config.results_dir, now):
-        for path in (csv_path, meta_path):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                continue
-            deleted.append(path)
-        audit.append(
-            "results.deleted",
-            actor=actor,
-            on_behalf_of=config.partner_id,
-            access_point="node",
-            action="D",
-            round_id=round_id,
-            details={"reason": "retention period ended", "path": str(csv_path)},
-        )
-        log.info("results deleted", round_id=round_id, reason="retention period ended")
-    return deleted

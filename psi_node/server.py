@@ -217,6 +217,11 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
             "BilateralResult", request.round_id, lambda: self.rounds.bilateral_result(request)
         )
 
+    def Deletions(  # noqa: N802
+        self, request: node_pb2.DeletionsRequest, context: grpc.ServicerContext
+    ) -> node_pb2.DeletionReceipts:
+        return self.rounds.deletions(request.after_seq)
+
 
 @dataclass
 class NodeServer:
@@ -320,6 +325,7 @@ def create_server(
     )
     rounds.discard_stale()
     recorded(config)
+    rounds.sign_missing_receipts()
     server, port, health_servicer = transport.start_secure_server(
         service=SERVICE,
         register=lambda srv: node_pb2_grpc.add_PsiNodeServicer_to_server(NodeServicer(rounds), srv),

@@ -7,7 +7,8 @@ still verifies against its registered key and is bound to this round's
 manifest, the set sizes with their change since the previous completed round
 of the same purpose (the probing signal DESIGN.md asks for), flagged counts,
 the overlap histogram, phase timings, the round's audit events and whether
-the whole audit chain verifies.
+the whole audit chain verifies; and per partner, deleted on a date (its signed
+deletion receipt) or still due by one, and the audit heads each side kept.
 
 `gather` reads the database, `html` renders the page (its stylesheet is
 `report.css`, package data), `write` puts the two together and writes the
@@ -18,7 +19,9 @@ from coordinator.report.gather import (
     GROWTH_WARNING,
     NEAR_MAX_WARNING,
     ConsentCheck,
+    DeletionStatus,
     EventRow,
+    HeadsRow,
     PartnerSizes,
     RoundReport,
     build_report,
@@ -30,7 +33,9 @@ __all__ = [
     "GROWTH_WARNING",
     "NEAR_MAX_WARNING",
     "ConsentCheck",
+    "DeletionStatus",
     "EventRow",
+    "HeadsRow",
     "PartnerSizes",
     "ReportSummary",
     "RoundReport",

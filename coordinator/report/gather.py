@@ -5,7 +5,9 @@ manifest, every stored consent checked against the partner's registered key
 and this round's manifest, set sizes against the previous completed round of
 the same purpose (the probing signal DESIGN.md asks for), the round's audit
 rows (read as text, so a tampered row still shows) and the verdict on the
-whole audit chain. The database holds no identifiers, so neither does this.
+whole audit chain; per partner, its deletion receipt checked against its
+registered key (or the date its results are due), and the audit heads each side
+kept of the other's log. The database holds no identifiers, so neither does this.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from coordinator.audit import TABLE, verify_database
 from coordinator.config import CoordinatorConfig
 from coordinator.store import COMPLETED, RoundRow, Store
 from kruispunt import signing
-from kruispunt.audit import VerifyReport
+from kruispunt.audit import ChainHead, VerifyReport, head_from_proto
+from kruispunt.deletion import verify_deletion
 from kruispunt.errors import ConfigError, KruispuntError, UnknownRound
 from kruispunt.manifest import verify_consent
 from kruispunt.purpose import Purpose
-from kruispunt.v1 import common_pb2
+from kruispunt.v1 import common_pb2, node_pb2
 
 __all__ = [
     "GROWTH_WARNING",
@@ -39,7 +42,9 @@ __all__ = [
     "NO_ANSWER",
     "VERIFIED",
     "ConsentCheck",
+    "DeletionStatus",
     "EventRow",
+    "HeadsRow",
     "PartnerSizes",
     "RoundReport",
     "build_report",
@@ -72,6 +77,41 @@ class ConsentCheck:
     decided_at: str
     set_size: int | None
     problem: str = ""
+    #: The coordinator's audit head the partner signed back in its consent (from the
+    #: manifest), and the partner's own head once it logged its answer.
+    coordinator_head: ChainHead | None = None
+    node_head: ChainHead | None = None
+
+
+@dataclass(frozen=True)
+class DeletionStatus:
+    """Whether a partner that received results has deleted them, by its signed receipt."""
+
+    partner_id: str
+    delivered: bool  # results were delivered to it in this round
+    deleted_at: datetime | None  # from a receipt that verifies; None: none received
+    due_by: datetime | None  # delivery plus the purpose's retention
+    received_at: str = ""
+    node_head: ChainHead | None = None
+    problem: str = ""  # the stored receipt does not verify
+
+    def overdue(self, now: datetime) -> bool:
+        """True once the deadline passed without a receipt that verifies."""
+        return self.deleted_at is None and self.due_by is not None and now > self.due_by
+
+
+@dataclass(frozen=True)
+class HeadsRow:
+    """The audit heads kept between the coordinator and one partner in this round."""
+
+    partner_id: str
+    #: The coordinator head the partner signed in its consent, and whether this
+    #: coordinator's log still holds it (False: cut off or rewritten from there on).
+    coordinator_head: ChainHead | None
+    on_chain: bool | None
+    consent_node_head: ChainHead | None
+    delivery_node_head: ChainHead | None
+    deletion_node_head: ChainHead | None
 
 
 @dataclass(frozen=True)
@@ -140,6 +180,10 @@ class RoundReport:
     #: Who cancelled the round and why ("round.cancelled"); empty if nobody did.
     cancelled_by: str = ""
     cancel_reason: str = ""
+    #: Per partner of the round: deleted (by a verified receipt), still due, or none due.
+    deletions: tuple[DeletionStatus, ...] = ()
+    #: Per partner: the heads each side kept of the other's audit log.
+    heads: tuple[HeadsRow, ...] = ()
 
     @property
     def consents_ok(self) -> bool:
@@ -179,12 +223,17 @@ def build_report(
         consents = _check_consents(store, row, partners, digest)
         previous = _previous_completed(store, row)
         sizes = _sizes(row, purpose, consents, previous)
+        network = manifest.network if manifest is not None and manifest.network else config.network
+        deliveries = _deliveries(config.database, round_id)
+        deletions = _deletions(store, row, network, partners, deliveries, purpose)
     finally:
         store.close()
     audit = verify_database(config.database, public_key)
     events = _round_events(config.database, round_id)
     created = _event_details(config.database, round_id, "round.created")
     cancelled = _event_details(config.database, round_id, "round.cancelled")
+    heads = _heads(config.database, consents, deliveries, deletions)
+    generated = now if now is not None else datetime.now(UTC)
 
     if not audit.ok:
         warnings.insert(0, f"audit log BROKEN at event seq {audit.first_bad_seq}: {audit.reason}")
@@ -193,10 +242,24 @@ def build_report(
             warnings.append(f"consent of {c.partner_id} is INVALID: {c.problem}")
     for s in sizes:
         warnings.extend(f"{s.partner_id}: {w}" for w in s.warnings)
+    for h in heads:
+        if h.on_chain is False and h.coordinator_head is not None:
+            warnings.append(
+                f"{h.partner_id} signed coordinator audit head {h.coordinator_head.seq} in its "
+                "consent, and this audit log does not hold it: cut off or rewritten"
+            )
+    for d in deletions:
+        if d.problem:
+            warnings.append(f"deletion receipt of {d.partner_id} is INVALID: {d.problem}")
+        elif d.overdue(generated) and d.due_by is not None:
+            warnings.append(
+                f"{d.partner_id}: results were due for deletion by "
+                f"{d.due_by.astimezone(UTC):%Y-%m-%d} and no deletion receipt has arrived"
+            )
     summary = row.summary
     return RoundReport(
         round=row,
-        network=manifest.network if manifest is not None and manifest.network else config.network,
+        network=network,
         manifest=manifest,
         manifest_sha256=digest.hex(),
         purpose=purpose,
@@ -212,10 +275,12 @@ def build_report(
         audit=audit,
         audit_key_id=signing.key_id(public_key),
         warnings=tuple(warnings),
-        generated_at=now if now is not None else datetime.now(UTC),
+        generated_at=generated,
         started_reason=_text(created[1].get("reason")) if created else "",
         cancelled_by=cancelled[0] if cancelled else "",
         cancel_reason=_text(cancelled[1].get("reason")) if cancelled else "",
+        deletions=tuple(deletions),
+        heads=tuple(heads),
     )
 
 
@@ -293,9 +358,127 @@ def _check_consents(
                 consent.legal_basis,
                 unix_time(consent.decided_at_unix),
                 int(consent.set_size) if consent.granted else None,
+                coordinator_head=head_from_proto(consent.coordinator_audit_head),
+                node_head=head_from_proto(consent.node_audit_head),
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """A `results.delivered` event of the round: when, and the node head it recorded."""
+
+    time: datetime | None
+    node_head: ChainHead | None
+
+
+def _deliveries(db_path: Path, round_id: str) -> dict[str, _Delivery]:
+    """Per partner, the round's `results.delivered` event (read like `_round_events`)."""
+    out: dict[str, _Delivery] = {}
+    for when, details in _events_of(db_path, round_id, "results.delivered"):
+        partner = details.get("partner")
+        if isinstance(partner, str):
+            out[partner] = _Delivery(
+                parse_time(when), ChainHead.from_details(details.get("node_head"))
+            )
+    return out
+
+
+def _deletions(
+    store: Store,
+    row: RoundRow,
+    network: str,
+    partners: Sequence[str],
+    deliveries: Mapping[str, _Delivery],
+    purpose: Purpose | None,
+) -> list[DeletionStatus]:
+    """Per partner: its stored deletion receipt checked against its registered key, or the
+    deadline by which one is due (delivery plus the purpose's retention)."""
+    stored = {d.partner_id: d for d in store.deletions(row.id)}
+    out: list[DeletionStatus] = []
+    for pid in list(partners) + sorted(set(deliveries) - set(partners)):
+        delivery = deliveries.get(pid)
+        due = (
+            delivery.time + timedelta(days=purpose.result_retention_days)
+            if delivery is not None and delivery.time is not None and purpose is not None
+            else None
+        )
+        receipt = stored.get(pid)
+        if receipt is None:
+            out.append(DeletionStatus(pid, delivery is not None, None, due))
+            continue
+        partner = store.partner(pid)
+        problem = ""
+        try:
+            if partner is None:
+                raise ValueError("partner is not registered (no key to verify with)")
+            deletion = verify_deletion(
+                node_pb2.SignedDeletionReceipt(
+                    receipt=receipt.receipt, signature=receipt.signature
+                ),
+                signing.load_public_key(partner.signing_key),
+                network=network,
+                partner_id=pid,
+            )
+            if deletion.round_id != row.id:
+                raise ValueError("the receipt is for another round")
+        except (KruispuntError, ValueError) as exc:
+            problem = str(exc)
+        if problem:
+            out.append(DeletionStatus(pid, delivery is not None, None, due, problem=problem))
+            continue
+        out.append(
+            DeletionStatus(
+                pid,
+                delivery is not None,
+                deletion.deleted_at,
+                due,
+                received_at=receipt.received_at,
+                node_head=deletion.node_head,
+            )
+        )
+    return out
+
+
+def _heads(
+    db_path: Path,
+    consents: Sequence[ConsentCheck],
+    deliveries: Mapping[str, _Delivery],
+    deletions: Sequence[DeletionStatus],
+) -> list[HeadsRow]:
+    """Per partner, the heads each side kept; a signed coordinator head checked on the log."""
+    deleted = {d.partner_id: d.node_head for d in deletions}
+    out: list[HeadsRow] = []
+    for c in consents:
+        if c.status == NO_ANSWER:
+            continue
+        head = c.coordinator_head
+        delivery = deliveries.get(c.partner_id)
+        out.append(
+            HeadsRow(
+                c.partner_id,
+                head,
+                None if head is None else _hash_at(db_path, head.seq) == head.hash,
+                c.node_head,
+                delivery.node_head if delivery is not None else None,
+                deleted.get(c.partner_id),
+            )
+        )
+    return out
+
+
+def _hash_at(db_path: Path, seq: int) -> str | None:
+    """The hash of the coordinator's audit event `seq`, if the log holds one."""
+    uri = db_path.resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        row = conn.execute("SELECT hash FROM audit_events WHERE seq = ?", (seq,)).fetchone()
+    except sqlite3.OperationalError:  # no audit table at all
+        row = None
+    finally:
+        conn.close()
+    return str(row[0]) if row is not None else None
 
 
 def _previous_completed(store: Store, row: RoundRow) -> RoundRow | None:
@@ -396,6 +579,35 @@ def _round_events(db_path: Path, round_id: str) -> list[EventRow]:
         )
         for r in rows
     ]
+
+
+def _events_of(db_path: Path, round_id: str, event: str) -> list[tuple[str, Mapping[str, object]]]:
+    """The time and details of each of the round's `event`s, oldest first."""
+    uri = db_path.resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
+        ).fetchone()
+        rows = (
+            conn.execute(
+                "SELECT time, details FROM audit_events WHERE round_id = ? AND event = ? "
+                "ORDER BY seq",
+                (round_id, event),
+            ).fetchall()
+            if exists is not None
+            else []
+        )
+    finally:
+        conn.close()
+    out: list[tuple[str, Mapping[str, object]]] = []
+    for when, raw in rows:
+        try:
+            details = json.loads(str(raw))
+        except json.JSONDecodeError:
+            details = {}
+        out.append((str(when), details if isinstance(details, dict) else {}))
+    return out
 
 
 def _event_details(

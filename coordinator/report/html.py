@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Final
@@ -24,6 +24,7 @@ from coordinator.report.gather import (
     parse_time,
     unix_time,
 )
+from kruispunt.audit import ChainHead
 
 __all__ = ["render_html", "stylesheet"]
 
@@ -108,6 +109,8 @@ def render_html(report: RoundReport) -> str:
         _section_header(report),
         _section_audit_status(report),
         _section_attention(report),
+        _section_deletions(report),
+        _section_heads(report),
         _section_legal(report),
         _section_consents(report),
         _section_sizes(report),
@@ -211,6 +214,122 @@ def _section_attention(report: RoundReport) -> str:
         '<section class="attention"><h2>Attention</h2>'
         f'<p>{_e(len(report.warnings))} warning(s):</p><ul class="warnings">{items}</ul>'
         "</section>"
+    )
+
+
+def _day(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def _section_deletions(report: RoundReport) -> str:
+    """Per partner: deleted on a date (its signed receipt verifies), or still due by one."""
+    rows = []
+    classes = []
+    for d in report.deletions:
+        if not d.delivered and d.deleted_at is None and not d.problem:
+            status = '<span class="muted">no results delivered: nothing to delete</span>'
+            evidence = '<span class="muted">—</span>'
+            cls = ""
+        elif d.problem:
+            status = _badge("receipt INVALID", "bad")
+            evidence = f'<span class="reason">{_e(d.problem)}</span>'
+            cls = "bad-row"
+        elif d.deleted_at is not None:
+            status = _badge(f"deleted on {_day(d.deleted_at)}", "ok")
+            head = d.node_head
+            evidence = "signed receipt verified" + (
+                f"; node audit head <code>{_e(_head_text(head))}</code>" if head else ""
+            )
+            if d.received_at:
+                evidence += f'<br><span class="muted small">received {_e(_when(d.received_at))}'
+                evidence += "</span>"
+            cls = ""
+        elif d.due_by is not None and d.overdue(report.generated_at):
+            status = _badge(f"OVERDUE: due by {_day(d.due_by)}", "bad")
+            evidence = "no deletion receipt received"
+            cls = "bad-row"
+        else:
+            due = f"still due by {_day(d.due_by)}" if d.due_by is not None else "still due"
+            status = _badge(due, "warn")
+            evidence = '<span class="muted">no deletion receipt yet (retention running)</span>'
+            cls = ""
+        rows.append([f"<code>{_e(d.partner_id)}</code>", status, evidence])
+        classes.append(cls)
+    if not rows:
+        return ""
+    retention = (
+        f"{_e(report.purpose.result_retention_days)} days"
+        if report.purpose is not None
+        else "the purpose's retention"
+    )
+    return (
+        '<section id="deletions"><h2>Deletion of results (bewaartermijn)</h2>'
+        f"<p>Each partner deletes its results {retention} after delivery and signs a "
+        "deletion receipt, which the coordinator collects at its next contact and checks "
+        "against the partner's registered key.</p>"
+        + _table(
+            "Deletion per partner",
+            ["Partner", "Deletion", "Evidence"],
+            rows,
+            row_classes=classes,
+            css_class="wide",
+        )
+        + "</section>"
+    )
+
+
+def _head_text(head: ChainHead | None) -> str:
+    return "—" if head is None else f"seq {head.seq} · {head.hash[:16]}…"
+
+
+def _section_heads(report: RoundReport) -> str:
+    """The heads each side kept of the other's log: the coordinator's, signed back in each
+    consent and checked on this log; each node's, from its consent and receipts."""
+    if not report.heads:
+        return ""
+    rows = []
+    classes = []
+    for h in report.heads:
+        if h.coordinator_head is None:
+            coord = '<span class="muted">none signed</span>'
+        else:
+            mark = (
+                _badge("on this log", "ok")
+                if h.on_chain
+                else _badge("NOT on this log: cut off or rewritten", "bad")
+            )
+            coord = f"<code>{_e(_head_text(h.coordinator_head))}</code> {mark}"
+        cells = [
+            f"<code>{_e(h.partner_id)}</code>",
+            coord,
+            *(
+                f"<code>{_e(_head_text(head))}</code>"
+                if head is not None
+                else '<span class="muted">—</span>'
+                for head in (h.consent_node_head, h.delivery_node_head, h.deletion_node_head)
+            ),
+        ]
+        rows.append(cells)
+        classes.append("bad-row" if h.on_chain is False else "")
+    return (
+        '<section id="heads"><h2>Witnessed audit heads</h2>'
+        "<p>Each side keeps the other's audit chain head, so neither log can later be cut "
+        "off or rewritten unseen (<code>psi-node audit verify-network</code> checks them "
+        "against the nodes' logs).</p>"
+        + _table(
+            "Audit heads per partner",
+            [
+                "Partner",
+                "Coordinator head signed in its consent",
+                "Node head in its consent",
+                "Node head in its delivery receipt",
+                "Node head in its deletion receipt",
+            ],
+            rows,
+            row_classes=classes,
+            css_class="wide",
+        )
+        + "</section>"
     )
 
 

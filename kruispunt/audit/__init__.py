@@ -39,7 +39,9 @@ tally.summary          coord  flagged count and overlap histogram
 results.delivered      coord  a partner's results were delivered
 results.received       node   the node received and staged its results
 results.written        node   the node wrote its results file
-results.deleted        node   a results file was deleted (retention)
+results.deleted        node   a results file was deleted (retention; receipt signed)
+deletion.received      coord  a node's signed deletion receipt, verified and stored
+deletion.refused       coord  a deletion receipt refused (forged, replayed, other)
 round.completed        coord  a round ended with results everywhere
 round.failed           both   a round ended in error (reason)
 round.aborted          both   an operator or shutdown aborted a round

@@ -44,6 +44,8 @@ EVENTS: Final[Mapping[str, str]] = {
     "results.received": "the node received and staged its results",
     "results.written": "the node wrote its results file",
     "results.deleted": "a results file was deleted",
+    "deletion.received": "the coordinator received and verified a node's deletion receipt",
+    "deletion.refused": "a deletion receipt was refused (forged, replayed, never delivered)",
     "round.completed": "a round ended with results everywhere",
     "round.failed": "a round ended in error",
     "round.aborted": "an operator or shutdown aborted a round",
@@ -187,6 +189,8 @@ COORDINATOR_REQUIRED_DETAILS: Final[Mapping[str, Mapping[str, type]]] = {
     "consent.refused": {"partner": str, "reason": str},
     "set_sizes": {"set_sizes": dict},
     "results.delivered": {"partner": str, "flagged_count": int},
+    "deletion.received": {"partner": str, "result_sha256": str, "deleted_at": str},
+    "deletion.refused": {"partner": str, "reason": str},
     "roster.exported": {"version": int, "digest": str},
 }
 

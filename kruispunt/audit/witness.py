@@ -16,6 +16,15 @@ the accepted roster. `verify_network` checks, and lists every problem in this or
    about it (`FIELDS`): manifest hash, purpose version, partners, threshold, consent,
    set size, records sent, flagged count, delivered result hash, deletions.
 
+Deletions: a node's ``results.deleted`` (with the digest and time it signed in its
+receipt) must match the coordinator's ``deletion.received`` of that round and partner,
+and the receipt's node head lies on the node's chain (check 3). A deletion of results
+the node never wrote always disagrees; so does a deletion the coordinator records and the
+node's log lacks. A deletion the node logged after every head the coordinator has
+recorded of it is not yet due at the coordinator (its receipt goes at the next contact):
+it is counted as pending, not as a problem. Once the coordinator records a later head of
+that node and still has no receipt, it disagrees.
+
 A head witnessed by nobody cannot be checked: events after the last head a node
 kept (the end of the newest round) are only held to the per-round comparison.
 """
@@ -48,6 +57,8 @@ FIELDS: Final = (
 )
 
 _MANIFEST_FIELDS: Final = ("manifest_sha256", "purpose_version", "partners", "threshold")
+# A node view's note of the seq of its results.deleted event (never compared itself).
+_DELETED_SEQ: Final = "deleted_seq"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +117,8 @@ class WitnessReport:
     node_heads: int
     rounds: int
     problems: tuple[Problem, ...] = field(default_factory=tuple)
+    #: Deletions nodes logged after the last head of theirs the coordinator recorded.
+    pending_deletions: int = 0
 
     @property
     def ok(self) -> bool:
@@ -120,6 +133,7 @@ class WitnessReport:
             "witnessed_heads_checked": self.witnessed_heads,
             "node_heads_checked": self.node_heads,
             "rounds_compared": self.rounds,
+            "deletions_pending": self.pending_deletions,
             "first_problem": self.problems[0].as_dict() if self.problems else None,
             "problems": [p.as_dict() for p in self.problems],
         }
@@ -132,6 +146,11 @@ class WitnessReport:
             f"{self.node_heads} node head(s) recorded by the coordinator, checked"
         )
         lines.append(f"{self.rounds} round(s) compared")
+        if self.pending_deletions:
+            lines.append(
+                f"{self.pending_deletions} deletion(s) logged by a node since its last contact "
+                "with the coordinator: its receipt goes at the next contact"
+            )
         if self.ok:
             lines.append("VERIFIED: the logs are intact and agree")
         else:
@@ -189,6 +208,8 @@ def verify_network(
     by_partner = {node.partner: node for node in nodes}
     node_hashes = {node.partner: {e.seq: e.hash for e in node.events} for node in nodes}
     recorded = 0
+    # The newest node head the coordinator recorded, per partner: what it has heard since.
+    heard: dict[str, int] = {}
     for event in coordinator_events:
         partner = event.details.get("partner")
         if not isinstance(partner, str) or partner not in by_partner:
@@ -197,6 +218,7 @@ def verify_network(
         if head is None:
             continue
         recorded += 1
+        heard[partner] = max(heard.get(partner, 0), head.seq)
         name = by_partner[partner].name
         problem = _head_problem(head, node_hashes[partner], name)
         if problem:
@@ -213,14 +235,25 @@ def verify_network(
             )
 
     compared: set[str] = set()
+    pending = 0
     coord_views = _coordinator_views(coordinator_events)
     for node in nodes:
         mine = _node_views(node.events)
         theirs = coord_views.get(node.partner, {})
         for round_id in dict.fromkeys([*mine, *theirs]):
             compared.add(round_id)
-            ours = mine.get(round_id, {})
+            ours = dict(mine.get(round_id, {}))
             other = theirs.get(round_id, {})
+            seq = ours.pop(_DELETED_SEQ, None)
+            if (
+                isinstance(seq, int)
+                and "deleted" not in other
+                and "delivered" in ours
+                and heard.get(node.partner, 0) < seq
+            ):
+                # Deleted since the coordinator last heard from this node: not yet due there.
+                ours.pop("deleted")
+                pending += 1
             # What the manifest said is compared where the node saw the manifest at all: a
             # node the coordinator never reached has nothing to say about it.
             names = FIELDS if "manifest_sha256" in ours else FIELDS[len(_MANIFEST_FIELDS) :]
@@ -236,7 +269,9 @@ def verify_network(
                             detail=f"{node.name} and the coordinator log disagree",
                         )
                     )
-    return WitnessReport(chains, witnessed, recorded, len(compared), tuple(problems))
+    return WitnessReport(
+        chains, witnessed, recorded, len(compared), tuple(problems), pending_deletions=pending
+    )
 
 
 def _chain_problem(name: str, report: VerifyReport) -> Problem:
@@ -308,13 +343,28 @@ def _node_views(events: Iterable[AuditEvent]) -> dict[str, dict[str, object]]:
             view.pop("flagged_count", None)
             view.pop("delivered", None)
         elif event.event == "results.deleted":
-            view["deleted"] = True
+            receipt = _deletion(d)
+            if receipt is None:
+                view["deleted"] = True  # logged before deletions were receipted
+            else:
+                view["deleted"] = receipt
+                view[_DELETED_SEQ] = event.seq
     for view in views.values():
         # A deletion of results the node never wrote is a disagreement with the
-        # coordinator's record; one of written results is what retention asks.
-        if view.get("deleted") and "delivered" in view:
+        # coordinator's record. One of written results is what retention asks: compared
+        # with the coordinator's receipt, if the node signed one (a deletion logged
+        # before receipts existed has none to compare).
+        if view.get("deleted") is True and "delivered" in view:
             view.pop("deleted")
     return {rid: view for rid, view in views.items() if view}
+
+
+def _deletion(details: Mapping[str, object]) -> dict[str, object] | None:
+    """What a deletion receipt says, as both logs record it; None if the event has none."""
+    digest, when = details.get("result_sha256"), details.get("deleted_at")
+    if not isinstance(digest, str) or not isinstance(when, str):
+        return None
+    return {"result_sha256": digest, "deleted_at": when}
 
 
 def _coordinator_views(
@@ -358,6 +408,8 @@ def _coordinator_views(
             v = view(partner, event.round_id)
             v["flagged_count"] = _count(d.get("flagged_count"))
             v["delivered"] = d.get("result_sha256")
+        elif event.event == "deletion.received":
+            view(partner, event.round_id)["deleted"] = _deletion(d)
     for partner_views in views.values():
         for round_id, v in partner_views.items():
             for name, value in created.get(round_id, {}).items():

@@ -265,3 +265,107 @@ class BilateralExchange(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["response", b"response", "response_signature", b"response_signature", "round_id", b"round_id", "server_set_size", b"server_set_size", "setup", b"setup", "setup_signature", b"setup_signature"]) -> None: ...
 
 global___BilateralExchange = BilateralExchange
+
+@typing.final
+class DeletionReceipt(google.protobuf.message.Message):
+    """What a node signs when it deleted a round's results at the end of their retention:
+    counts and digests only, never an identifier (kruispunt.deletion).
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    NETWORK_FIELD_NUMBER: builtins.int
+    ROUND_ID_FIELD_NUMBER: builtins.int
+    PARTNER_ID_FIELD_NUMBER: builtins.int
+    DELETED_AT_UNIX_FIELD_NUMBER: builtins.int
+    DELETE_AFTER_UNIX_FIELD_NUMBER: builtins.int
+    RESULT_SHA256_FIELD_NUMBER: builtins.int
+    FLAGGED_COUNT_FIELD_NUMBER: builtins.int
+    FILES_FIELD_NUMBER: builtins.int
+    NODE_AUDIT_HEAD_FIELD_NUMBER: builtins.int
+    network: builtins.str
+    round_id: builtins.str
+    partner_id: builtins.str
+    deleted_at_unix: builtins.int
+    delete_after_unix: builtins.int
+    """the retention deadline the results carried"""
+    result_sha256: builtins.bytes
+    """the digest of the results, as delivery reported it"""
+    flagged_count: builtins.int
+    files: builtins.int
+    """result files removed"""
+    @property
+    def node_audit_head(self) -> kruispunt.v1.common_pb2.AuditHead:
+        """The node's own audit head: its results.deleted event of this round. The receipts of a
+        node are numbered by it (strictly increasing), and it must lie on the node's chain.
+        """
+
+    def __init__(
+        self,
+        *,
+        network: builtins.str = ...,
+        round_id: builtins.str = ...,
+        partner_id: builtins.str = ...,
+        deleted_at_unix: builtins.int = ...,
+        delete_after_unix: builtins.int = ...,
+        result_sha256: builtins.bytes = ...,
+        flagged_count: builtins.int = ...,
+        files: builtins.int = ...,
+        node_audit_head: kruispunt.v1.common_pb2.AuditHead | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["node_audit_head", b"node_audit_head"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["delete_after_unix", b"delete_after_unix", "deleted_at_unix", b"deleted_at_unix", "files", b"files", "flagged_count", b"flagged_count", "network", b"network", "node_audit_head", b"node_audit_head", "partner_id", b"partner_id", "result_sha256", b"result_sha256", "round_id", b"round_id"]) -> None: ...
+
+global___DeletionReceipt = DeletionReceipt
+
+@typing.final
+class SignedDeletionReceipt(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RECEIPT_FIELD_NUMBER: builtins.int
+    SIGNATURE_FIELD_NUMBER: builtins.int
+    receipt: builtins.bytes
+    """serialized DeletionReceipt"""
+    signature: builtins.bytes
+    """Ed25519 by the node's signing key"""
+    def __init__(
+        self,
+        *,
+        receipt: builtins.bytes = ...,
+        signature: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["receipt", b"receipt", "signature", b"signature"]) -> None: ...
+
+global___SignedDeletionReceipt = SignedDeletionReceipt
+
+@typing.final
+class DeletionsRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    AFTER_SEQ_FIELD_NUMBER: builtins.int
+    after_seq: builtins.int
+    """The node audit seq of the newest receipt the coordinator holds from this node (0: none)."""
+    def __init__(
+        self,
+        *,
+        after_seq: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["after_seq", b"after_seq"]) -> None: ...
+
+global___DeletionsRequest = DeletionsRequest
+
+@typing.final
+class DeletionReceipts(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RECEIPTS_FIELD_NUMBER: builtins.int
+    @property
+    def receipts(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___SignedDeletionReceipt]: ...
+    def __init__(
+        self,
+        *,
+        receipts: collections.abc.Iterable[global___SignedDeletionReceipt] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["receipts", b"receipts"]) -> None: ...
+
+global___DeletionReceipts = DeletionReceipts

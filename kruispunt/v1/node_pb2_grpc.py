@@ -95,6 +95,11 @@ class PsiNodeStub(object):
                 request_serializer=kruispunt_dot_v1_dot_node__pb2.BilateralExchange.SerializeToString,
                 response_deserializer=kruispunt_dot_v1_dot_node__pb2.DeliveryReceipt.FromString,
                 _registered_method=True)
+        self.Deletions = channel.unary_unary(
+                '/kruispunt.v1.PsiNode/Deletions',
+                request_serializer=kruispunt_dot_v1_dot_node__pb2.DeletionsRequest.SerializeToString,
+                response_deserializer=kruispunt_dot_v1_dot_node__pb2.DeletionReceipts.FromString,
+                _registered_method=True)
 
 
 class PsiNodeServicer(object):
@@ -188,6 +193,14 @@ class PsiNodeServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Deletions(self, request, context):
+        """The deletion receipts this node signed after the one the coordinator already holds,
+        oldest first: asked at every contact, so a deletion reaches the coordinator's record.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PsiNodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -250,6 +263,11 @@ def add_PsiNodeServicer_to_server(servicer, server):
                     servicer.BilateralResult,
                     request_deserializer=kruispunt_dot_v1_dot_node__pb2.BilateralExchange.FromString,
                     response_serializer=kruispunt_dot_v1_dot_node__pb2.DeliveryReceipt.SerializeToString,
+            ),
+            'Deletions': grpc.unary_unary_rpc_method_handler(
+                    servicer.Deletions,
+                    request_deserializer=kruispunt_dot_v1_dot_node__pb2.DeletionsRequest.FromString,
+                    response_serializer=kruispunt_dot_v1_dot_node__pb2.DeletionReceipts.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -576,6 +594,33 @@ class PsiNode(object):
             '/kruispunt.v1.PsiNode/BilateralResult',
             kruispunt_dot_v1_dot_node__pb2.BilateralExchange.SerializeToString,
             kruispunt_dot_v1_dot_node__pb2.DeliveryReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Deletions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kruispunt.v1.PsiNode/Deletions',
+            kruispunt_dot_v1_dot_node__pb2.DeletionsRequest.SerializeToString,
+            kruispunt_dot_v1_dot_node__pb2.DeletionReceipts.FromString,
             options,
             channel_credentials,
             insecure,

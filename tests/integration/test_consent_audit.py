@@ -14,7 +14,7 @@ from kruispunt.manifest import sign_manifest, verify_consent
 from kruispunt.purpose import Purpose
 from kruispunt.v1 import common_pb2
 from psi_node import cli as node_cli
-from psi_node.rounds import purge_expired_results
+from psi_node.deletions import purge_expired_results
 from tests.support.setup_files import LEGAL_BASIS
 
 PARTNERS = ["gemeente", "woonbron", "schuldhulp"]

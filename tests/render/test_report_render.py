@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from kruispunt.v1 import node_pb2
 from tests.support.report_pages import (
     PARTNERS,
     Page,
@@ -14,6 +15,50 @@ from tests.support.report_pages import (
     tamper,
     three_rounds,
 )
+from tests.support.retention import Clock, after_retention, clocked_network
+
+# The report forbids scripts (its CSP); this page of the test's own loads it in a frame
+# (same origin under --allow-file-access-from-files) and writes down, per selector,
+# where Chromium laid the element out and whether it is visible.
+PROBE = """<!DOCTYPE html><html><head><meta charset="utf-8"><script>
+function probe() {
+  const d = document.getElementById('f').contentDocument;
+  const out = [];
+  for (const sel of SELECTORS) {
+    d.querySelectorAll(sel).forEach(function (el) {
+      const r = el.getBoundingClientRect();
+      out.push([sel, Math.round(r.top), Math.round(r.width), Math.round(r.height),
+                el.checkVisibility({visibilityProperty: true, opacityProperty: true}),
+                el.textContent.replace(/\\s+/g, ' ').trim()].join('\\t'));
+    });
+  }
+  document.getElementById('out').textContent = out.join('\\n');
+}
+</script></head><body>
+<iframe id="f" src="PAGE" onload="probe()" style="width:1200px;height:3000px"></iframe>
+<pre id="out"></pre></body></html>
+"""
+
+
+def layout(chromium, page: Path, selectors: list[str], user_data: Path) -> list[tuple]:
+    """(selector, top, width, height, visible, text) of every element Chromium laid out."""
+    probe = page.with_name("probe.html")
+    probe.write_text(
+        PROBE.replace("SELECTORS", repr(selectors)).replace("PAGE", page.name), encoding="utf-8"
+    )
+    dom = chromium(
+        "--allow-file-access-from-files",
+        "--dump-dom",
+        probe.resolve().as_uri(),
+        user_data=user_data,
+    ).stdout
+    start = dom.index('<pre id="out">') + len('<pre id="out">')
+    body = dom[start : dom.index("</pre>", start)]
+    rows = []
+    for line in body.splitlines():
+        sel, top, width, height, visible, text = line.split("\t")
+        rows.append((sel, int(top), int(width), int(height), visible == "true", text))
+    return rows
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -68,3 +113,60 @@ class TestRenderedInChromium:
         )
         broken = dom.text.index(f"Audit log: BROKEN at event seq {seq}")
         assert broken < dom.text.index("Purpose and legal basis")
+
+    def test_operator_heads_and_deletions_are_visible_on_top(
+        self, network_factory, tmp_path, chromium
+    ):
+        """Chromium lays out, above the purpose: who started the round and why, deleted on a
+        date for the partners whose receipt arrived, still due by a date for the one whose
+        did not, and every partner's witnessed heads."""
+        clock = Clock()
+        net = clocked_network(network_factory, PARTNERS, clock)
+        first = net.run(reason="weekly signalling")
+        assert first.state == "completed"
+        after_retention(net, clock)
+        rounds = net.nodes["zayaz"].rounds
+
+        def unreachable(after_seq: int) -> node_pb2.DeletionReceipts:
+            raise OSError("disk unreadable")
+
+        rounds.deletions = unreachable  # type: ignore[method-assign]
+        assert net.run().state == "completed"
+        summary, _markup, _page = report(net, first.round_id, tmp_path / "r.html")
+        shot = tmp_path / "deletions.png"
+        url = summary.path.resolve().as_uri()
+        chromium(f"--screenshot={shot}", "--window-size=1200,1800", url, user_data=tmp_path / "u1")
+        assert png_size(shot) == (1200, 1800)
+        assert shot.stat().st_size > 50_000
+        seen = layout(
+            chromium,
+            summary.path,
+            ["header dt", "header dd", "#deletions td .badge", "#heads td", "#legal h2"],
+            tmp_path / "u2",
+        )
+        for sel, _top, width, height, visible, text in seen:
+            assert visible, (sel, text)
+            assert width > 0, (sel, text)
+            assert height > 0, (sel, text)
+        legal_top = next(top for sel, top, *_rest in seen if sel == "#legal h2")
+        above = [(sel, text) for sel, top, *_rest, text in seen if top < legal_top]
+        header = dict(
+            zip(
+                [t for s_, t in above if s_ == "header dt"],
+                [t for s_, t in above if s_ == "header dd"],
+                strict=True,
+            )
+        )
+        assert header["Initiated by"] == "operator:test"
+        assert header["Reason given"] == "weekly signalling"
+        badges = [text for sel, text in above if sel == "#deletions td .badge"]
+        deleted = [b for b in badges if b.startswith("deleted on ")]
+        due = [b for b in badges if b.startswith("still due by ")]
+        assert len(deleted) == 2, badges
+        assert len(due) == 1, badges
+        store = net.coordinator.store
+        assert {d.partner_id for d in store.deletions(first.round_id)} == {"gemeente", "woonbron"}
+        heads = [text for sel, text in above if sel == "#heads td"]
+        for pid in PARTNERS:
+            assert pid in heads
+        assert sum(1 for t in heads if t.endswith("on this log")) == len(PARTNERS)

@@ -8,8 +8,9 @@ same functions the CLIs call. Servers are real gRPC servers with real mTLS on
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,10 @@ class TestNetwork:
     def node_config(self, pid: str) -> NodeConfig:
         return load_node_config(self.node_dirs[pid], env={"KRUISPUNT_NODE_LISTEN": "127.0.0.1:0"})
 
-    def start_node(self, pid: str) -> NodeServer:
-        server = create_node(self.node_config(pid), pool=self.pool, housekeeping_seconds=3600)
+    def start_node(self, pid: str, *, now: Callable[[], datetime] | None = None) -> NodeServer:
+        server = create_node(
+            self.node_config(pid), pool=self.pool, housekeeping_seconds=3600, now=now
+        )
         self.nodes[pid] = server
         update_partner_address(self.config, pid, f"127.0.0.1:{server.port}")
         return server
@@ -74,11 +77,11 @@ class TestNetwork:
     def stop_node(self, pid: str) -> None:
         self.nodes.pop(pid).stop(grace=0)
 
-    def start_coordinator(self) -> CoordinatorServer:
+    def start_coordinator(self, *, now: Callable[[], datetime] | None = None) -> CoordinatorServer:
         config = load_coordinator_config(
             self.coordinator_dir, env={"KRUISPUNT_COORDINATOR_LISTEN": "127.0.0.1:0"}
         )
-        self.coordinator = create_coordinator(config)
+        self.coordinator = create_coordinator(config, now=now)
         return self.coordinator
 
     def publish_roster(self) -> Roster:

@@ -204,3 +204,58 @@ class TestRefusals:
         )
         report = check(coord, node)
         assert report.ok, report.describe()
+
+
+DELETED = {"result_sha256": "cd" * 32, "deleted_at": "2026-02-02T09:00:00+00:00"}
+
+
+def deleted_at_node(node: Chain) -> AuditEvent:
+    """Node `aa` deletes the round's results and logs what its receipt says."""
+    return node.add("results.deleted", reason="retention period ended", files=2, **DELETED)
+
+
+class TestDeletions:
+    def test_a_received_receipt_agrees(self):
+        """The coordinator's deletion.received matching the node's deletion verifies."""
+        coord, node = a_round()
+        event = deleted_at_node(node)
+        coord.add("deletion.received", partner="aa", node_head=event.head.as_details(), **DELETED)
+        report = check(coord, node)
+        assert report.problems == ()
+        assert report.pending_deletions == 0
+
+    def test_a_deletion_after_the_last_contact_is_pending(self):
+        """Deleted after the newest node head the coordinator holds: pending, no problem."""
+        coord, node = a_round()
+        deleted_at_node(node)
+        report = check(coord, node)
+        assert report.ok
+        assert report.pending_deletions == 1
+        assert "1 deletion(s) logged by a node since its last contact" in report.describe()
+
+    def test_a_deletion_missing_after_a_later_contact_disagrees(self):
+        """The coordinator heard from the node after its deletion and has no receipt."""
+        coord, node = a_round()
+        deleted_at_node(node)
+        node.add("consent.given", round_id="r20260203T090000-0000abcd", set_size=10)
+        assert node.head is not None
+        coord.add(
+            "consent.given",
+            round_id="r20260203T090000-0000abcd",
+            partner="aa",
+            set_size=10,
+            node_head=node.head.as_details(),
+        )
+        report = check(coord, node)
+        deleted = [p for p in report.problems if p.field == "deleted"]
+        assert [(p.where, p.node, p.coordinator) for p in deleted] == [(ROUND, DELETED, None)]
+        assert report.pending_deletions == 0
+
+    def test_a_receipt_of_another_time_disagrees(self):
+        """A receipt whose deletion time is not the node's is named, both values shown."""
+        coord, node = a_round()
+        event = deleted_at_node(node)
+        other = {**DELETED, "deleted_at": "2026-01-06T09:00:00+00:00"}
+        coord.add("deletion.received", partner="aa", node_head=event.head.as_details(), **other)
+        (problem,) = check(coord, node).problems
+        assert (problem.field, problem.node, problem.coordinator) == ("deleted", DELETED, other)
