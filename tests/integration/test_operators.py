@@ -43,6 +43,13 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, st
     return code, out.out, out.err
 
 
+def add_operator(
+    capsys: pytest.CaptureFixture[str], net: TestNetwork, name: str, *more: object
+) -> tuple[int, str, str]:
+    """`psi-coordinator operator add DIR NAME --ca-key ...`, with the network's offline CA key."""
+    return cli(capsys, "operator", "add", net.coordinator_dir, name, "--ca-key", net.ca_key, *more)
+
+
 def as_person(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """Run the next CLI calls as `name` under sudo (SUDO_USER)."""
     monkeypatch.setenv("SUDO_USER", name)
@@ -56,16 +63,7 @@ class TestOperatorAdd:
     def test_add_issues_a_personal_certificate_and_registers_it(self, served, capsys):
         """`operator add` writes the person's own key (0600) and a certificate naming them
         (URI SAN kruispunt://testnet/operator/alice), registered and audited."""
-        code, out, err = cli(
-            capsys,
-            "operator",
-            "add",
-            served.coordinator_dir,
-            "alice",
-            "--ca-key",
-            served.ca_key,
-            "--json",
-        )
+        code, out, err = add_operator(capsys, served, "alice", "--json")
         assert code == 0, err
         data = json.loads(out)
         folder = served.coordinator_dir / "operators" / "alice"
@@ -86,17 +84,7 @@ class TestOperatorAdd:
     def test_add_into_a_folder_the_command_names(self, served, capsys, tmp_path):
         """`--out` puts the key and certificate into another folder, created owner-only."""
         out_dir = tmp_path / "kees-keys"
-        code, out, err = cli(
-            capsys,
-            "operator",
-            "add",
-            served.coordinator_dir,
-            "kees",
-            "--ca-key",
-            served.ca_key,
-            "--out",
-            out_dir,
-        )
+        code, out, err = add_operator(capsys, served, "kees", "--out", out_dir)
         assert code == 0, err
         assert str(out_dir / "operator.key") in out
         assert (out_dir / "operator.key").stat().st_mode & 0o777 == 0o600
@@ -106,9 +94,7 @@ class TestOperatorAdd:
     @pytest.mark.parametrize("name", ["Alice", "a_b", "a-", "x" * 64])
     def test_a_name_no_certificate_can_carry_is_refused_clearly(self, served, capsys, name):
         """An operator name that is not one DNS label is refused naming the rule."""
-        code, out, err = cli(
-            capsys, "operator", "add", served.coordinator_dir, name, "--ca-key", served.ca_key
-        )
+        code, out, err = add_operator(capsys, served, name)
         assert code == 2
         assert f"argument name: {name!r} is not a valid operator name" in err
         assert "lowercase letters, digits and hyphens" in err
@@ -116,21 +102,8 @@ class TestOperatorAdd:
 
     def test_an_active_operator_is_not_issued_a_second_certificate(self, served, capsys):
         """A second `operator add` for the same person is refused; remove them first."""
-        assert (
-            cli(
-                capsys,
-                "operator",
-                "add",
-                served.coordinator_dir,
-                "alice",
-                "--ca-key",
-                served.ca_key,
-            )[0]
-            == 0
-        )
-        code, _out, err = cli(
-            capsys, "operator", "add", served.coordinator_dir, "alice", "--ca-key", served.ca_key
-        )
+        assert add_operator(capsys, served, "alice")[0] == 0
+        code, _out, err = add_operator(capsys, served, "alice")
         assert code == 1
         assert "already holds a certificate" in err
         assert "operator remove" in err
@@ -140,18 +113,7 @@ class TestAttribution:
     def test_round_run_is_the_persons_by_name(self, served, capsys, monkeypatch):
         """alice runs a round with her own certificate: the round row, round.created and the
         report name operator:alice and her reason at the top."""
-        assert (
-            cli(
-                capsys,
-                "operator",
-                "add",
-                served.coordinator_dir,
-                "alice",
-                "--ca-key",
-                served.ca_key,
-            )[0]
-            == 0
-        )
+        assert add_operator(capsys, served, "alice")[0] == 0
         as_person(monkeypatch, "alice")
         code, out, err = cli(
             capsys,
@@ -234,20 +196,7 @@ class TestAttribution:
     ):
         """KRUISPUNT_OPERATOR_DIR points the CLI at the person's own folder."""
         keys = tmp_path / "kees"
-        assert (
-            cli(
-                capsys,
-                "operator",
-                "add",
-                served.coordinator_dir,
-                "kees",
-                "--ca-key",
-                served.ca_key,
-                "--out",
-                keys,
-            )[0]
-            == 0
-        )
+        assert add_operator(capsys, served, "kees", "--out", keys)[0] == 0
         as_person(monkeypatch, "kees")
         monkeypatch.setenv("KRUISPUNT_OPERATOR_DIR", str(keys))
         code, out, err = cli(
@@ -269,18 +218,7 @@ class TestOperatorRemove:
         """After `operator remove`, the admin service refuses the person's certificate at
         once (UNAUTHENTICATED, audited); other operators go on."""
         for name in ("alice", "bob"):
-            assert (
-                cli(
-                    capsys,
-                    "operator",
-                    "add",
-                    served.coordinator_dir,
-                    name,
-                    "--ca-key",
-                    served.ca_key,
-                )[0]
-                == 0
-            )
+            assert add_operator(capsys, served, name)[0] == 0
         folder = served.coordinator_dir / "operators" / "alice"
         kept = {p.name: p.read_bytes() for p in folder.iterdir()}
         as_person(monkeypatch, "alice")
@@ -345,18 +283,7 @@ class TestOperatorRemove:
         code, _out, err = cli(capsys, "operator", "remove", served.coordinator_dir, "nobody")
         assert code == 1
         assert "no operator 'nobody'" in err
-        assert (
-            cli(
-                capsys,
-                "operator",
-                "add",
-                served.coordinator_dir,
-                "alice",
-                "--ca-key",
-                served.ca_key,
-            )[0]
-            == 0
-        )
+        assert add_operator(capsys, served, "alice")[0] == 0
         assert cli(capsys, "operator", "remove", served.coordinator_dir, "alice")[0] == 0
         code, _out, err = cli(capsys, "operator", "remove", served.coordinator_dir, "alice")
         assert code == 1
@@ -364,33 +291,11 @@ class TestOperatorRemove:
 
     def test_a_removed_operator_can_be_issued_a_new_certificate(self, served, capsys, monkeypatch):
         """A person removed and added again gets a new certificate; the old stays refused."""
-        assert (
-            cli(
-                capsys,
-                "operator",
-                "add",
-                served.coordinator_dir,
-                "alice",
-                "--ca-key",
-                served.ca_key,
-            )[0]
-            == 0
-        )
+        assert add_operator(capsys, served, "alice")[0] == 0
         folder = served.coordinator_dir / "operators" / "alice"
         old = (folder / "operator.crt").read_bytes()
         assert cli(capsys, "operator", "remove", served.coordinator_dir, "alice")[0] == 0
-        assert (
-            cli(
-                capsys,
-                "operator",
-                "add",
-                served.coordinator_dir,
-                "alice",
-                "--ca-key",
-                served.ca_key,
-            )[0]
-            == 0
-        )
+        assert add_operator(capsys, served, "alice")[0] == 0
         assert (folder / "operator.crt").read_bytes() != old
         as_person(monkeypatch, "alice")
         assert cli(capsys, "round", "run", served.coordinator_dir, "vroegsignalering")[0] == 0
@@ -405,18 +310,7 @@ class TestOperatorList:
         """`operator list` names every operator, who added and who removed them."""
         as_person(monkeypatch, "bob")
         for name in ("alice", "kees"):
-            assert (
-                cli(
-                    capsys,
-                    "operator",
-                    "add",
-                    served.coordinator_dir,
-                    name,
-                    "--ca-key",
-                    served.ca_key,
-                )[0]
-                == 0
-            )
+            assert add_operator(capsys, served, name)[0] == 0
         assert cli(capsys, "operator", "remove", served.coordinator_dir, "kees")[0] == 0
         code, out, _err = cli(capsys, "operator", "list", served.coordinator_dir, "--json")
         assert code == 0
@@ -505,18 +399,7 @@ def test_operators_folder_is_listed_in_help() -> None:
 class TestDoctor:
     def test_doctor_names_the_active_operators(self, served, capsys):
         """The doctor lists who may use the admin service."""
-        assert (
-            cli(
-                capsys,
-                "operator",
-                "add",
-                served.coordinator_dir,
-                "alice",
-                "--ca-key",
-                served.ca_key,
-            )[0]
-            == 0
-        )
+        assert add_operator(capsys, served, "alice")[0] == 0
         check = run_doctor(served.coordinator_dir, check_partners=False).by_name("operators")
         first = pki.identity_from_certificate(pki.load_certificate(served.config.operator_cert))
         assert check.status == OK
@@ -525,18 +408,7 @@ class TestDoctor:
     def test_doctor_warns_when_inits_certificate_is_refused(self, served, capsys):
         """With init's operator removed, the doctor warns that its certificate is refused."""
         first = pki.identity_from_certificate(pki.load_certificate(served.config.operator_cert))
-        assert (
-            cli(
-                capsys,
-                "operator",
-                "add",
-                served.coordinator_dir,
-                "alice",
-                "--ca-key",
-                served.ca_key,
-            )[0]
-            == 0
-        )
+        assert add_operator(capsys, served, "alice")[0] == 0
         assert cli(capsys, "operator", "remove", served.coordinator_dir, first.name)[0] == 0
         report = run_doctor(served.coordinator_dir, check_partners=False)
         check = report.by_name("operators")
