@@ -69,47 +69,38 @@ def deactivate_partner(
     config: CoordinatorConfig, partner_id: str, *, actor: str, reason: str = ""
 ) -> None:
     """Suspend a partner: no round asks it, and the admin server denies its certificate."""
-    _identity(config, partner_id)
-    store = Store(config.database)
-    try:
-        partner = store.partner(partner_id)
-        if partner is None:
-            raise ConfigError(f"partner {partner_id!r} is not registered")
-        if not partner.active:
-            raise ConfigError(f"partner {partner_id!r} is already deactivated")
-        store.set_partner_active(partner_id, False)
-    finally:
-        store.close()
-    _audit(
-        config,
-        _DEACTIVATED,
-        actor,
-        {
-            "partner": partner_id,
-            "cert_fingerprint": partner.cert_fingerprint,
-            "reason": safe_reason(reason),
-        },
-    )
+    _set_active(config, partner_id, False, actor=actor, reason=reason)
 
 
 def reactivate_partner(
     config: CoordinatorConfig, partner_id: str, *, actor: str, reason: str = ""
 ) -> None:
     """Let a deactivated partner take part again, with the certificate it had."""
+    _set_active(config, partner_id, True, actor=actor, reason=reason)
+
+
+def _set_active(
+    config: CoordinatorConfig, partner_id: str, active: bool, *, actor: str, reason: str
+) -> None:
+    """Deactivate or reactivate, audited; ConfigError when unknown or already so."""
     _identity(config, partner_id)
     store = Store(config.database)
     try:
         partner = store.partner(partner_id)
         if partner is None:
             raise ConfigError(f"partner {partner_id!r} is not registered")
-        if partner.active:
-            raise ConfigError(f"partner {partner_id!r} is active; nothing to reactivate")
-        store.set_partner_active(partner_id, True)
+        if partner.active == active:
+            raise ConfigError(
+                f"partner {partner_id!r} is active; nothing to reactivate"
+                if active
+                else f"partner {partner_id!r} is already deactivated"
+            )
+        store.set_partner_active(partner_id, active)
     finally:
         store.close()
     _audit(
         config,
-        _REACTIVATED,
+        _REACTIVATED if active else _DEACTIVATED,
         actor,
         {
             "partner": partner_id,
