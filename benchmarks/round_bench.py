@@ -12,7 +12,7 @@ efficiency ideal / wall, where
     ideal = (mults x per-mult cost + hashes x per-hash cost) / cores
 
 with both per-operation costs measured in this run, on this machine, through
-psi_node.pool.PointPool with the nodes' thread count.
+psi_node.oprf on the native core's thread pool with the nodes' thread count.
 
 Next to the efficiency: what the defences against an active coordinator cost
 (hop digests and signatures, forwarded consents, the partners' tag key, keyed
@@ -66,7 +66,6 @@ from benchmarks.security_cost import (
 )
 from coordinator.config import load_coordinator_config
 from psi_node import oprf
-from psi_node.pool import PointPool
 from tests.support.netlab import (
     LocalNetwork,
     NetlabError,
@@ -149,8 +148,8 @@ class CpuMeter:
     """How many cores processes other than ours kept busy since the meter started.
 
     Ours: this process and all its descendants -- the servers it started,
-    their pool workers, its own PointPool workers (under a forkserver) and
-    the CLI calls it has reaped. On a shared machine this is the noise figure
+    their group-work threads, the calibration's own threads and the CLI calls it
+    has reaped. On a shared machine this is the noise figure
     of every measurement.
     """
 
@@ -212,16 +211,16 @@ def cost_model(set_sizes: Sequence[int]) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Calibration:
-    """What one group operation costs one core on this machine, measured through PointPool."""
+    """What one group operation costs one core on this machine, measured through psi_node.oprf."""
 
     cores: int
     mult_seconds: float
-    """Per-core seconds per scalar multiplication while a PointPool keeps every core
-    busy (one worker per core), as the nodes of a round do."""
+    """Per-core seconds per scalar multiplication while the thread pool keeps every core
+    busy (one thread per core), as the nodes of a round do."""
     hash_seconds: float
     """The same per hash-to-group (expand_message_xmd + the ristretto255 map)."""
     mult_seconds_one_worker: float
-    """A one-worker PointPool on an otherwise idle machine (shows how the cores scale)."""
+    """A one-thread pool on an otherwise idle machine (shows how the cores scale)."""
     hash_seconds_one_worker: float
     others_cores: float
     """Cores other processes kept busy while calibrating."""
@@ -232,20 +231,24 @@ class Calibration:
 
 
 def _time_pool(workers: int, sample: list[bytes], reps: int) -> tuple[float, float]:
-    """Per-core (mult, hash) seconds through a PointPool(workers): the best of reps."""
+    """Per-core (mult, hash) seconds on a `workers`-thread pool: the best of reps."""
     key = oprf.random_scalar()
     hash_t, mult_t = [], []
-    with PointPool(workers) as pool:
-        for _ in range(2):  # start every worker and warm it up
-            pool.scalar_mult(key, pool.hash_to_group(sample[: pool.per_chunk * workers]))
+    before = oprf.workers()
+    oprf.set_workers(workers)
+    try:
+        for _ in range(2):  # start every thread and warm it up
+            oprf.scalar_mult(key, oprf.hash_to_group(sample[: 2048 * workers]))
         for _ in range(reps):
             t0 = time.perf_counter()
-            points = pool.hash_to_group(sample)
+            points = oprf.hash_to_group(sample)
             t1 = time.perf_counter()
-            pool.scalar_mult(key, points)
+            oprf.scalar_mult(key, points)
             t2 = time.perf_counter()
             hash_t.append(t1 - t0)
             mult_t.append(t2 - t1)
+    finally:
+        oprf.set_workers(before)
     # Wall time per operation x busy workers = what one operation costs one core.
     return min(mult_t) / len(sample) * workers, min(hash_t) / len(sample) * workers
 
@@ -253,10 +256,10 @@ def _time_pool(workers: int, sample: list[bytes], reps: int) -> tuple[float, flo
 def calibrate(
     inputs: Sequence[bytes], reps: int = 3, *, wait_quiet: float = 0.0, attempts: int = 3
 ) -> Calibration:
-    """Time hash-to-group and scalar multiplication through psi_node.pool.PointPool.
+    """Time hash-to-group and scalar multiplication through psi_node.oprf's thread pool.
 
     The cost the ideal uses is measured with every core busy -- a pool with
-    one worker per core, the nodes' own code path with its task dispatch --
+    one thread per core, the nodes' own code path with its task dispatch --
     so whatever cores lose to each other (shared caches, SMT siblings on a VM)
     is in the cost and not counted against the round. A one-worker pool is
     timed too, for reference. The best of `reps` is kept: the least disturbed

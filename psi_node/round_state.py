@@ -25,7 +25,6 @@ from kruispunt.roster import Roster
 from kruispunt.v1 import common_pb2
 from psi_node.config import NodeConfig
 from psi_node.inputs import InputSet
-from psi_node.pool import PointPool
 from psi_node.results import StagedResult, commit_results
 
 # The phases every round passes at a node, whatever its mode: consent first, staged
@@ -106,7 +105,6 @@ class RoundContext(Protocol):
     """What a mode's calls use of the node; `psi_node.rounds.RoundManager` provides it."""
 
     config: NodeConfig
-    pool: PointPool
     #: Points per blinded chunk a node streams.
     chunk_points: int
     now: Callable[[], datetime]

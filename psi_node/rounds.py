@@ -45,7 +45,6 @@ from psi_node.config import NodeConfig
 from psi_node.inputs import InputSpec, read_input
 from psi_node.modes import MODES, bilateral, network
 from psi_node.policy import ConsentHistory, refusal_reason
-from psi_node.pool import PointPool
 from psi_node.results import discard_staged, expired_results, published_results, stale_staged
 from psi_node.round_state import STAGED, NodeRound, require_phase
 
@@ -67,7 +66,6 @@ class RoundManager:
         agreement_key: X25519PrivateKey,
         coordinator_key: Ed25519PublicKey,
         audit: NodeAudit,
-        pool: PointPool,
         now: Callable[[], datetime],
         idle_timeout: float = 1800.0,
         chunk_points: int = 4096,
@@ -78,7 +76,6 @@ class RoundManager:
         self.agreement_key = agreement_key
         self._coordinator_key = coordinator_key
         self.audit = audit
-        self.pool = pool
         self.now = now
         self.idle_timeout = idle_timeout
         self.chunk_points = chunk_points

@@ -7,6 +7,7 @@ SIGTERM/SIGINT, then stops gracefully, aborting rounds in flight.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,10 +32,10 @@ from kruispunt.hardening import disable_core_dumps
 from kruispunt.roster import load_agreement_key
 from kruispunt.service import run_until_signalled
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
+from psi_node import oprf
 from psi_node.audit import NodeAudit
 from psi_node.certs import certificates
 from psi_node.config import NodeConfig
-from psi_node.pool import PointPool
 from psi_node.rounds import RoundManager
 
 log = structlog.get_logger("psi_node.server")
@@ -215,6 +216,13 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
         )
 
 
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not every platform has sched_getaffinity
+        return os.cpu_count() or 1
+
+
 @dataclass
 class NodeServer:
     """A running node: the gRPC server, its round manager and background housekeeping."""
@@ -222,8 +230,6 @@ class NodeServer:
     server: grpc.Server
     port: int
     rounds: RoundManager
-    pool: PointPool
-    owns_pool: bool
     health: health.HealthServicer
     _stop: threading.Event
     _janitor: threading.Thread
@@ -234,8 +240,6 @@ class NodeServer:
         self._stop.set()
         self.server.stop(grace).wait()
         self.rounds.close()
-        if self.owns_pool:
-            self.pool.close()
         self._janitor.join(timeout=5)
 
 
@@ -243,7 +247,6 @@ def create_server(
     config: NodeConfig,
     *,
     now: Callable[[], datetime] | None = None,
-    pool: PointPool | None = None,
     housekeeping_seconds: float = 60.0,
     idle_timeout: float | None = None,
     max_partners: int = 64,
@@ -261,8 +264,9 @@ def create_server(
         config.coordinator_public_key, missing="no coordinator key (psi-node install-cert)"
     )
     audit = NodeAudit(config.audit_log, signing_key)
-    owns_pool = pool is None
-    pool = pool or PointPool(config.workers)
+    # One thread pool runs the group work of every round (kruispunt.native); `workers`
+    # sizes it, the CPU count by default.
+    oprf.set_workers(config.workers or _cpu_count())
     rounds = RoundManager(
         config,
         network=identity.network,
@@ -270,7 +274,6 @@ def create_server(
         agreement_key=load_agreement_key(config.agreement_key),
         coordinator_key=coordinator_key,
         audit=audit,
-        pool=pool,
         now=now or (lambda: datetime.now(UTC)),
         idle_timeout=idle_timeout if idle_timeout is not None else config.idle_timeout_seconds,
     )
@@ -306,7 +309,7 @@ def create_server(
     janitor = threading.Thread(target=housekeeping, name="node-housekeeping", daemon=True)
     janitor.start()
     log.info("node serving", partner=config.partner_id, network=identity.network, port=port)
-    return NodeServer(server, port, rounds, pool, owns_pool, health_servicer, stop, janitor)
+    return NodeServer(server, port, rounds, health_servicer, stop, janitor)
 
 
 def serve(config: NodeConfig) -> int:

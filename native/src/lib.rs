@@ -44,7 +44,9 @@ const MAX_INPUT: usize = 0xFFFF;
 // --- the shared thread pool ---------------------------------------------------------
 
 struct Parallelism {
-    pool: Arc<rayon::ThreadPool>,
+    /// Built on first use, so that sizing the pool before any work starts no extra threads.
+    pool: Option<Arc<rayon::ThreadPool>>,
+    threads: usize,
     chunk: usize,
 }
 
@@ -52,7 +54,7 @@ fn parallelism() -> &'static RwLock<Parallelism> {
     static CELL: OnceLock<RwLock<Parallelism>> = OnceLock::new();
     CELL.get_or_init(|| {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        RwLock::new(Parallelism { pool: Arc::new(build_pool(threads)), chunk: DEFAULT_CHUNK })
+        RwLock::new(Parallelism { pool: None, threads, chunk: DEFAULT_CHUNK })
     })
 }
 
@@ -65,8 +67,16 @@ fn build_pool(threads: usize) -> rayon::ThreadPool {
 }
 
 fn current() -> (Arc<rayon::ThreadPool>, usize) {
-    let guard = parallelism().read().unwrap_or_else(|e| e.into_inner());
-    (guard.pool.clone(), guard.chunk)
+    {
+        let guard = parallelism().read().unwrap_or_else(|e| e.into_inner());
+        if let Some(pool) = &guard.pool {
+            return (pool.clone(), guard.chunk);
+        }
+    }
+    let mut guard = parallelism().write().unwrap_or_else(|e| e.into_inner());
+    let threads = guard.threads;
+    let pool = guard.pool.get_or_insert_with(|| Arc::new(build_pool(threads))).clone();
+    (pool, guard.chunk)
 }
 
 /// Run `work(chunk)` on the shared pool with the GIL released.
@@ -76,6 +86,8 @@ fn run<T: Send>(py: Python<'_>, work: impl FnOnce(usize) -> T + Send) -> T {
 }
 
 /// Size the shared pool: `threads` worker threads, `chunk_points` points per task.
+///
+/// Work already running finishes on the pool it started on.
 #[pyfunction]
 #[pyo3(signature = (threads, chunk_points = DEFAULT_CHUNK))]
 fn set_threads(threads: usize, chunk_points: usize) -> PyResult<()> {
@@ -83,8 +95,9 @@ fn set_threads(threads: usize, chunk_points: usize) -> PyResult<()> {
         return Err(PyValueError::new_err("threads and chunk_points must be positive"));
     }
     let mut guard = parallelism().write().unwrap_or_else(|e| e.into_inner());
-    if guard.pool.current_num_threads() != threads {
-        guard.pool = Arc::new(build_pool(threads));
+    if guard.threads != threads {
+        guard.threads = threads;
+        guard.pool = None;
     }
     guard.chunk = chunk_points;
     Ok(())
@@ -93,7 +106,7 @@ fn set_threads(threads: usize, chunk_points: usize) -> PyResult<()> {
 /// How many threads the shared pool runs.
 #[pyfunction]
 fn threads() -> usize {
-    current().0.current_num_threads()
+    parallelism().read().unwrap_or_else(|e| e.into_inner()).threads
 }
 
 /// The arithmetic backend curve25519-dalek runs on this CPU: "avx512ifma", "avx2" or "serial".
