@@ -18,7 +18,7 @@ import hmac
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -40,10 +40,12 @@ from kruispunt.errors import (
 from kruispunt.manifest import VerifiedManifest, is_round_id, sign_consent, verify_manifest
 from kruispunt.roster import Roster, load_accepted_roster
 from kruispunt.v1 import common_pb2, node_pb2
+from psi_node import oprf
 from psi_node.audit import NodeAudit
 from psi_node.config import NodeConfig
 from psi_node.inputs import InputSpec, read_input
 from psi_node.modes import MODES, bilateral, network
+from psi_node.oprf import RoundKey
 from psi_node.policy import ConsentHistory, refusal_reason
 from psi_node.results import discard_staged, expired_results, published_results, stale_staged
 from psi_node.round_state import STAGED, NodeRound, require_phase
@@ -160,6 +162,14 @@ class RoundManager:
         The coordinator records it: a node log later cut off before it is caught.
         """
         return head_to_proto(self.audit.head())
+
+    def blind_chunk(self, records: Sequence[bytes], key: RoundKey) -> bytes:
+        """Step 1 for one chunk of this node's records: r * HashToGroup(x), packed.
+
+        On the shared thread pool (`oprf.set_workers`); one seam per node, so that a
+        test can make one node of an in-process network a corrupt origin.
+        """
+        return oprf.blind_inputs(records, key)
 
     def rounds_in_flight(self) -> list[str]:
         with self._lock:

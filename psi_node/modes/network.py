@@ -137,7 +137,7 @@ def blind(
     digests = []
     with rnd.lock:
         for offset in range(0, len(records), size):
-            packed = oprf.blind_inputs(records[offset : offset + size], state.key)
+            packed = rounds.blind_chunk(records[offset : offset + size], state.key)
             digests.append(hops.chunk_digest(round_id, me, 0, offset // size, packed))
             rnd.last_activity = time.monotonic()
             yield offset, packed, b""
