@@ -2,6 +2,7 @@
 
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
+use zeroize::Zeroize;
 
 /// A canonical ristretto255 encoding (RFC 9496, section 4.3.2).
 pub const POINT_BYTES: usize = 32;
@@ -37,8 +38,10 @@ pub fn decode_all(packed: &[u8]) -> Result<Vec<RistrettoPoint>, InvalidPoint> {
 /// doubled points batch (dalek's `double_and_compress_batch`), so each point is
 /// multiplied by scalar / 2 and doubled while encoding: 2 * (scalar / 2) * P = scalar * P.
 pub fn mult_and_encode(scalar: &Scalar, points: &[RistrettoPoint], out: &mut Vec<u8>) {
-    let half = scalar * Scalar::from(2u8).invert();
+    let mut half = scalar * Scalar::from(2u8).invert();
     let products: Vec<RistrettoPoint> = points.iter().map(|p| half * p).collect();
+    // scalar / 2 is as secret as the scalar itself.
+    half.zeroize();
     for encoded in RistrettoPoint::double_and_compress_batch(&products) {
         out.extend_from_slice(encoded.as_bytes());
     }
