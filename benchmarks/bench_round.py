@@ -67,8 +67,10 @@ class TestNetworkRound:
         assert set(m.processes) == {"p01", "p02", "coordinator"}
         assert all(c.peak_rss_mib > 10 for c in m.processes.values())
         assert m.processes["p01"].cpu_seconds > 0
-        assert m.processes["p01"].processes >= 2  # the node and its pool's worker(s)
-        assert m.processes["p01"].tree_peak_rss_mib > m.processes["p01"].peak_rss_mib
+        # The node alone: its group work runs on its own threads (the native core), so its
+        # tree is itself (with the libsodium process pool it was four processes).
+        assert m.processes["p01"].processes == 1
+        assert m.processes["p01"].tree_peak_rss_mib == m.processes["p01"].peak_rss_mib
         assert {"propose", "blind", "evaluate", "finalize", "reveal", "tally", "deliver"} <= set(
             m.phases
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,8 @@ from kruispunt import commitments, hops, signing, tagkey
 from kruispunt.commitments import Commitment
 from kruispunt.manifest import CONSENT_CONTEXT
 from kruispunt.wire import POINT_BYTES, TAG_BYTES
+from psi_node import oprf
 from psi_node.modes import network as node_network
-from psi_node.pool import PointPool
 from tests.support.network import TestNetwork, build_network
 
 
@@ -214,13 +214,13 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> _Calls:
     monkeypatch.setattr(Commitment, "with_salts", classmethod(counting_with_salts))
     monkeypatch.setattr(Commitment, "proof", counting_proof)
 
-    keyed = PointPool.unblind_and_keyed_tag
+    keyed = oprf.unblind_and_keyed_tag
 
-    def counting_keyed(self: PointPool, inputs: Any, *args: Any) -> bytes:
+    def counting_keyed(inputs: Any, *args: Any) -> bytes:
         seen.add("keyed_tags", len(inputs))
-        return keyed(self, inputs, *args)
+        return keyed(inputs, *args)
 
-    monkeypatch.setattr(PointPool, "unblind_and_keyed_tag", counting_keyed)
+    monkeypatch.setattr(oprf, "unblind_and_keyed_tag", counting_keyed)
     return seen
 
 
@@ -236,20 +236,13 @@ def _count_calls(
     monkeypatch.setattr(module, name, counting)
 
 
-@pytest.fixture(scope="module")
-def pool() -> Iterator[PointPool]:
-    with PointPool(1) as shared:
-        yield shared
-
-
 @pytest.mark.parametrize("n", [2, 5])
-def test_counts_match_a_real_round(n: int, calls: _Calls, pool: PointPool, tmp_path: Path) -> None:
+def test_counts_match_a_real_round(n: int, calls: _Calls, tmp_path: Path) -> None:
     """Every count of the model equals what an in-process round of n partners did."""
     partners = [f"p{i + 1:02d}" for i in range(n)]
     net: TestNetwork = build_network(
         tmp_path, partners, per_partner=40, overlaps={2: 6, n: 3} if n > 2 else {2: 8}
     )
-    net.pool = pool
     try:
         for pid in partners:
             net.start_node(pid)

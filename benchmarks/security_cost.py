@@ -19,7 +19,7 @@ sealed shares, `TagKeyContribution.new`, `open_share`, `derive_tag_key`,
 `Commitment.build`, `Commitment.with_salts`, `verify_root`, and an inclusion proof's
 making (`Commitment.proof` + encode) and checking (decode + `verify_inclusion`). The
 best of a few repetitions is kept. These timings run on one core of a machine whose
-other core may be idle; `contention` (the point pool's per-core multiplication cost
+other core may be idle; `contention` (the thread pool's per-core multiplication cost
 with every core busy over its cost with one worker, from the same run's calibration,
 at least 1) scales them to the busy machine the round ran on.
 

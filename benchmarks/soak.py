@@ -5,7 +5,7 @@ and started as separate processes with mutual TLS on loopback
 (`tests/support/netlab.py`). Rounds then run one after another with
 `psi-coordinator round run --json`; after each, every process's resident
 memory (VmRSS) and open file descriptors (/proc/PID/fd) are read, for the
-server process and for its tree (a node's forkserver and pool workers), with
+server process and for its tree (a node's threads; it starts no worker processes), with
 its thread count. Every round's flagged counts are checked against the
 planted ground truth; a wrong count stops the soak.
 

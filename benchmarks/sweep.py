@@ -156,7 +156,7 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
         ]
         doc["points"] = [p for p in base["points"] if (p["n"], p["m"]) not in again]
         doc["skipped"] = [p for p in base["skipped"] if (p["n"], p["m"]) not in again]
-    rb.progress(f"sweep: {len(points)} points; calibrating the point pool")
+    rb.progress(f"sweep: {len(points)} points; calibrating the thread pool")
     from tests.support.synthetic import make_network
 
     sample = make_network(["a"], rb.CALIBRATION_POINTS, {}, seed=args.seed, kind=args.kind).ids["a"]

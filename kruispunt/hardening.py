@@ -4,7 +4,8 @@ A node holds its round keys (`k_i`, `r_i`) and its citizens' canonical
 identifiers in memory; the coordinator holds a round's blinded tags. A core
 dump would write all of that to disk, where no wipe reaches it. So both
 servers call `disable_core_dumps()` first thing in `serve()`, before any key
-is loaded, and the node's pool workers call it again when they start.
+is loaded. The node's group work runs on threads of the same process (the
+native core's pool), so the one call covers every key.
 
 Two locks, because each misses a case the other catches:
 
@@ -16,11 +17,8 @@ Two locks, because each misses a case the other catches:
 - PR_SET_DUMPABLE 0 (Linux) makes the kernel skip the dump whatever the
   pattern (`fs.suid_dumpable` only applies when credentials change or a
   set-user-ID program runs, which servers never do). It is inherited
-  across fork but reset to 1 by execve, which is why the pool workers,
-  forked from a freshly executed forkserver, set it again. The forkserver
-  and multiprocessing's resource tracker stay dumpable, under RLIMIT_CORE
-  0: they hold no key (scalars go from the node to a worker over pipes
-  that the forkserver only hands on).
+  across fork but reset to 1 by execve; a node starts no other process that
+  holds a key.
 
 PR_SET_DUMPABLE 0 also takes the process out of reach of other processes of
 the same user without CAP_SYS_PTRACE: no ptrace attach (gdb, py-spy), no

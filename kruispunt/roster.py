@@ -68,11 +68,10 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
-from kruispunt import pki
+from kruispunt import native, pki
 from kruispunt.errors import ConfigError
 from kruispunt.pki import Identity
 from kruispunt.purpose import ID_RE
-from kruispunt.sodium import libsodium
 
 __all__ = [
     "ACCEPTED_ROSTER_FILE",
@@ -162,9 +161,10 @@ def check_signing_public_key(raw: bytes) -> bytes:
         raise TypeError(f"signing key must be bytes, not {type(raw).__name__}")
     if len(raw) != SIGNING_KEY_BYTES:
         raise ValueError(f"signing key must be {SIGNING_KEY_BYTES} bytes, not {len(raw)}")
-    # cryptography accepts any 32 bytes here; libsodium also refuses non-canonical
-    # encodings, points off the curve and points of small order.
-    if libsodium.crypto_core_ed25519_is_valid_point(raw) != 1:
+    # cryptography accepts any 32 bytes here; the native core also refuses non-canonical
+    # encodings, points off the curve, of small order or outside the prime-order subgroup
+    # (libsodium's crypto_core_ed25519_is_valid_point; tests/unit/test_native.py compares).
+    if not native.ed25519_is_valid_point(raw):
         raise ValueError("signing key is not a valid Ed25519 public key")
     return raw
 

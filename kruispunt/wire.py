@@ -8,26 +8,16 @@ points but holds no key, reject malformed points before they reach a node.
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Iterator
 
+from kruispunt import native
 from kruispunt.errors import InvalidPoint, ProtocolError
-from kruispunt.sodium import libsodium as _libsodium
 
 POINT_BYTES = 32
 """A canonical ristretto255 encoding (RFC 9496, section 4.3.2)."""
 
 TAG_BYTES = 16
 """A round tag: RFC 9497 Finalize output truncated to 128 bits."""
-
-# Bound to libsodium (bundled by rbcl) directly: rbcl's wrapper costs a type
-# check and an allocation per point, and the coordinator checks every relayed
-# point of every partner at every step.
-_is_valid_point = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)(
-    ("crypto_core_ristretto255_is_valid_point", _libsodium)
-)
-
-_IDENTITY = bytes(POINT_BYTES)
 
 
 def check_packed(data: bytes, item: int) -> int:
@@ -64,19 +54,13 @@ def validate_points(packed: bytes) -> int:
     """
     if len(packed) % POINT_BYTES:
         raise InvalidPoint()
-    # RFC 9496, section 4.3.1 refuses encodings >= p, so any with bit 255 set;
-    # the libsodium that rbcl bundles (1.0.18) ignores that bit.
-    if max(packed[POINT_BYTES - 1 :: POINT_BYTES], default=0) & 0x80:
-        raise InvalidPoint()
-    # A private copy gives one stable address for libsodium to read from.
-    buffer = ctypes.create_string_buffer(bytes(packed), len(packed))
-    base = ctypes.addressof(buffer)
-    good = 1
-    for start in range(0, len(packed), POINT_BYTES):
-        good &= _is_valid_point(base + start)
-        # libsodium accepts the identity (all zeros) as a valid encoding;
-        # it is never a legitimate blinded point, so refuse it here.
-        good &= packed[start : start + POINT_BYTES] != _IDENTITY
-    if not good:
-        raise InvalidPoint()
-    return len(packed) // POINT_BYTES
+    # The native core decodes strictly by RFC 9496, section 4.3.1 (an encoding >= p, so
+    # any with bit 255 set, is refused) and refuses the identity, which is never a
+    # legitimate blinded point; it checks in parallel with the GIL released.
+    try:
+        return native.validate_points(packed if isinstance(packed, bytes) else bytes(packed))
+    except native.InvalidPoint:
+        pass
+    # Raised outside the handler: one opaque error with nothing chained on, the
+    # one the gRPC edge maps to a status.
+    raise InvalidPoint()

@@ -1,23 +1,20 @@
-"""ristretto255 and the OPRF steps of RFC 9497 (mode 0, suite ristretto255-SHA512).
+"""ristretto255 and the OPRF steps of RFC 9497 (suite ristretto255-SHA512).
 
-This is the only module that touches group elements and scalars; the round
-logic calls a handful of functions from it, as pyca/cryptography's recipes
-call into `hazmat`. All group arithmetic is libsodium's, reached through the
-library that rbcl bundles; nothing here does arithmetic on curve points.
+This is the only module of the node that touches group elements and scalars; the
+round logic calls a handful of functions from it, as pyca/cryptography's recipes
+call into `hazmat`. The arithmetic is `kruispunt.native`, the Rust core in
+`native/` (curve25519-dalek): packed batches, the GIL released, in parallel on one
+shared thread pool that `set_workers` sizes (the node's `workers` setting). Its
+decoding is strict RFC 9496: non-canonical encodings, bit 255 included, and the
+identity are refused.
 
-Batches are packed: `bytes` of 32-byte points (or 16-byte tags) laid end to
-end, in input order.
+Batches are packed: `bytes` of 32-byte points (or 16-byte tags) laid end to end,
+in input order.
 
-Why libsodium is called through our own ctypes prototypes rather than rbcl's
-wrappers. Not for speed: best of 25 runs of 2,048 points, the direct calls
-did 16,800-17,100 scalar multiplications/s against 16,600-16,700 for the
-wrappers, since ~60 us of each call is libsodium's own work. The reason is
-key hygiene: rbcl's wrappers accept only immutable `bytes`, so every key
-would pass through copies nobody can overwrite, while the direct calls read
-scalars from ctypes buffers that RoundKey and every batch function zero with
-sodium_memzero when done. They also write into one output buffer per batch.
-The RFC 9497 vector tests check these bindings byte for byte. Parallelism is
-`psi_node.pool`'s job.
+Keys live in Rust memory (`native.Secret`), zeroed when wiped and when dropped;
+they never cross into another process (there are no worker processes, and a
+Secret refuses pickling). A scalar given as bytes is copied into a Secret for the
+call and dropped after it.
 
 Mapping to the protocol (DESIGN.md, "The matching round"):
 
@@ -25,17 +22,18 @@ Mapping to the protocol (DESIGN.md, "The matching round"):
 * node j, step 2: `evaluate(key, packed)`, that is `B <- k_j * B`;
 * node i, step 3: `unblind_and_tag(inputs, key, packed)`, that is
   `T = (k_i * r_i^-1) * B` and tag = `Finalize(x, T)[:16]`.
+
+The verifiable mode (RFC 9497 VOPRF, mode 1) adds batched DLEQ proofs that an
+evaluation used the key behind a public key: `prove_evaluation`,
+`verify_evaluation`, and per chunk `evaluate_and_prove` / `verify_chunks`.
 """
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
 from collections.abc import Sequence
 
-from kruispunt import tagkey
+from kruispunt import native, tagkey
 from kruispunt.errors import InvalidPoint, ProtocolError
-from kruispunt.sodium import libsodium as _libsodium
 from kruispunt.wire import POINT_BYTES, TAG_BYTES
 
 __all__ = [
@@ -43,14 +41,19 @@ __all__ = [
     "HASH_TO_GROUP_DST",
     "OUTPUT_BYTES",
     "POINT_BYTES",
+    "PROOF_BYTES",
     "SCALAR_BYTES",
     "TAG_BYTES",
+    "VOPRF_CONTEXT_STRING",
+    "VOPRF_HASH_TO_GROUP_DST",
     "RoundKey",
     "Scalar",
+    "backend",
     "blind_inputs",
     "blind_rfc",
     "check_scalar",
     "evaluate",
+    "evaluate_and_prove",
     "evaluate_rfc",
     "expand_message_xmd",
     "finalize",
@@ -59,52 +62,58 @@ __all__ = [
     "hash_to_group",
     "mult_and_finalize",
     "mult_and_keyed_tags",
+    "prove_evaluation",
+    "public_key",
     "random_scalar",
     "scalar_mult",
+    "set_workers",
     "unblind_and_keyed_tag",
     "unblind_and_tag",
+    "verify_chunks",
+    "verify_evaluation",
+    "workers",
 ]
 
 SCALAR_BYTES = 32
 OUTPUT_BYTES = 64
 """Nh for SHA-512: the length of an RFC 9497 Finalize output."""
+PROOF_BYTES: int = native.PROOF_BYTES
+"""A batched DLEQ proof: SerializeScalar(c) || SerializeScalar(s) (RFC 9497, section 2.2)."""
 
 # RFC 9497, section 3.1: contextString = "OPRFV1-" || I2OSP(mode, 1) || "-" || identifier,
 # mode 0x00 (OPRF), identifier "ristretto255-SHA512" (section 4.1).
 CONTEXT_STRING = b"OPRFV1-\x00-ristretto255-SHA512"
 # RFC 9497, section 4.1: HashToGroup uses DST = "HashToGroup-" || contextString.
 HASH_TO_GROUP_DST = b"HashToGroup-" + CONTEXT_STRING
+# Mode 0x01 (VOPRF): the DLEQ proofs hash under this context (sections 2.2.1, 3.1).
+VOPRF_CONTEXT_STRING = b"OPRFV1-\x01-ristretto255-SHA512"
+VOPRF_HASH_TO_GROUP_DST = b"HashToGroup-" + VOPRF_CONTEXT_STRING
 
 Scalar = bytes | bytearray | memoryview
 """A 32-byte little-endian scalar, canonical (below the group order) and non-zero."""
 
-_FINALIZE_LABEL = b"Finalize"
-_SHA512_BLOCK = 128  # s_in_bytes of SHA-512 (RFC 9380, section 5.3.1)
-_SHA512_OUT = 64  # b_in_bytes of SHA-512
-_UNIFORM_BYTES = 64  # what crypto_core_ristretto255_from_hash consumes
 
-_ScalarBuffer = ctypes.c_char * SCALAR_BYTES
+# --- the thread pool ------------------------------------------------------------------
 
-# ctypes prototypes over the libsodium that rbcl bundles. Every pointer is a
-# c_void_p so that a Python int (buffer address + offset) can be passed
-# without building a ctypes object per point.
-_P = ctypes.c_void_p
-_INT = ctypes.c_int
-_scalarmult = ctypes.CFUNCTYPE(_INT, _P, _P, _P)(("crypto_scalarmult_ristretto255", _libsodium))
-_from_hash = ctypes.CFUNCTYPE(_INT, _P, _P)(("crypto_core_ristretto255_from_hash", _libsodium))
-_scalar_random = ctypes.CFUNCTYPE(None, _P)(("crypto_core_ristretto255_scalar_random", _libsodium))
-_scalar_reduce = ctypes.CFUNCTYPE(None, _P, _P)(
-    ("crypto_core_ristretto255_scalar_reduce", _libsodium)
-)
-_scalar_invert = ctypes.CFUNCTYPE(_INT, _P, _P)(
-    ("crypto_core_ristretto255_scalar_invert", _libsodium)
-)
-_scalar_mul = ctypes.CFUNCTYPE(None, _P, _P, _P)(
-    ("crypto_core_ristretto255_scalar_mul", _libsodium)
-)
-_memzero = ctypes.CFUNCTYPE(None, _P, ctypes.c_size_t)(("sodium_memzero", _libsodium))
-_memcmp = ctypes.CFUNCTYPE(_INT, _P, _P, ctypes.c_size_t)(("sodium_memcmp", _libsodium))
-_is_zero = ctypes.CFUNCTYPE(_INT, _P, ctypes.c_size_t)(("sodium_is_zero", _libsodium))
+
+def set_workers(workers: int, chunk_points: int = 512) -> None:
+    """Run the group work on `workers` threads, `chunk_points` points per task.
+
+    One pool serves the whole process; a node sizes it from its `workers` setting.
+    """
+    if workers < 1 or chunk_points < 1:
+        raise ValueError("workers and chunk_points must be positive")
+    native.set_threads(workers, chunk_points)
+
+
+def workers() -> int:
+    """How many threads the group work runs on."""
+    return native.threads()
+
+
+def backend() -> str:
+    """The arithmetic backend on this CPU: "avx512ifma", "avx2" or "serial"."""
+    return native.backend()
 
 
 # --- hash to group ---------------------------------------------------------------
@@ -112,160 +121,111 @@ _is_zero = ctypes.CFUNCTYPE(_INT, _P, ctypes.c_size_t)(("sodium_is_zero", _libso
 
 def expand_message_xmd(msg: bytes, dst: bytes, len_in_bytes: int) -> bytes:
     """Return `len_in_bytes` uniform bytes: RFC 9380, section 5.3.1, with H = SHA-512."""
-    ell = -(-len_in_bytes // _SHA512_OUT)
-    if len_in_bytes < 0 or ell > 255 or len_in_bytes > 65535 or len(dst) > 255:
+    if len_in_bytes < 0:
         raise ValueError("expand_message_xmd parameters out of range")
-    dst_prime = dst + bytes([len(dst)])
-    msg_prime = bytes(_SHA512_BLOCK) + msg + len_in_bytes.to_bytes(2, "big") + b"\x00" + dst_prime
-    b_0 = hashlib.sha512(msg_prime).digest()
-    b_i = hashlib.sha512(b_0 + b"\x01" + dst_prime).digest()
-    uniform = [b_i]
-    for i in range(2, ell + 1):
-        mixed = bytes(x ^ y for x, y in zip(b_0, b_i, strict=True))
-        b_i = hashlib.sha512(mixed + bytes([i]) + dst_prime).digest()
-        uniform.append(b_i)
-    return b"".join(uniform)[:len_in_bytes]
+    return native.expand_message_xmd(msg, dst, len_in_bytes)
 
 
-# expand_message_xmd(x, HASH_TO_GROUP_DST, 64) has ell = 1, so it is two SHA-512
-# calls; the first always starts with the same 128-byte Z_pad block, absorbed
-# once here and copied per input. test_oprf checks this against the general form.
-_H2G_DST_PRIME = HASH_TO_GROUP_DST + bytes([len(HASH_TO_GROUP_DST)])
-_H2G_MSG_SUFFIX = _UNIFORM_BYTES.to_bytes(2, "big") + b"\x00" + _H2G_DST_PRIME
-_H2G_B1_SUFFIX = b"\x01" + _H2G_DST_PRIME
-_H2G_ZPAD = hashlib.sha512(bytes(_SHA512_BLOCK))
-
-
-def _uniform_bytes(x: bytes) -> bytes:
-    state = _H2G_ZPAD.copy()
-    state.update(x)
-    state.update(_H2G_MSG_SUFFIX)
-    return hashlib.sha512(state.digest() + _H2G_B1_SUFFIX).digest()
-
-
-def hash_to_group(inputs: Sequence[bytes]) -> bytes:
+def hash_to_group(inputs: Sequence[bytes], dst: bytes = HASH_TO_GROUP_DST) -> bytes:
     """Return HashToGroup(x) for every input, packed.
 
     RFC 9497, section 4.1: hash_to_ristretto255 of RFC 9380 (appendix B), that
     is expand_message_xmd with SHA-512 to 64 bytes, then the one-way map of
-    RFC 9496, section 4.3.4 (libsodium's crypto_core_ristretto255_from_hash).
+    RFC 9496, section 4.3.4.
     """
-    out = ctypes.create_string_buffer(len(inputs) * POINT_BYTES)
-    base = ctypes.addressof(out)
-    for i, x in enumerate(inputs):
-        _from_hash(base + i * POINT_BYTES, _uniform_bytes(x))
-    return out.raw
+    return native.hash_to_group(inputs, dst)
 
 
 # --- scalars and round keys -------------------------------------------------------
 
 
-def _load_scalar(scalar: Scalar) -> ctypes.Array[ctypes.c_char]:
-    """Copy a scalar into a fresh ctypes buffer after checking it; the caller wipes it."""
+def _secret(scalar: Scalar) -> native.Secret:
+    """A Secret holding a checked copy of `scalar`; dropped (and zeroed) by the caller's end."""
     if not isinstance(scalar, bytes | bytearray | memoryview):
         raise TypeError("scalar must be bytes, bytearray or memoryview")
-    view = memoryview(scalar).cast("B")
-    if view.nbytes != SCALAR_BYTES:
-        raise ValueError(f"scalar must be {SCALAR_BYTES} bytes")
-    buf = _ScalarBuffer.from_buffer_copy(view)
-    if not _scalar_is_canonical_nonzero(buf):
-        _memzero(buf, SCALAR_BYTES)
-        raise ValueError("scalar must be canonical and non-zero")
-    return buf
-
-
-def _scalar_is_canonical_nonzero(buf: ctypes.Array[ctypes.c_char]) -> bool:
-    # Canonical means s < group order, i.e. reducing s leaves it unchanged.
-    # libsodium's scalarmult would otherwise silently drop bit 255.
-    wide = (ctypes.c_char * (2 * SCALAR_BYTES))()
-    reduced = _ScalarBuffer()
-    ctypes.memmove(wide, buf, SCALAR_BYTES)
-    _scalar_reduce(reduced, wide)
-    canonical: bool = _memcmp(reduced, buf, SCALAR_BYTES) == 0
-    nonzero: bool = _is_zero(buf, SCALAR_BYTES) == 0
-    _memzero(wide, 2 * SCALAR_BYTES)
-    _memzero(reduced, SCALAR_BYTES)
-    return canonical and nonzero
+    return native.Secret(scalar)
 
 
 def check_scalar(scalar: Scalar) -> None:
     """Raise TypeError or ValueError unless `scalar` is 32 bytes, canonical and non-zero."""
-    _memzero(_load_scalar(scalar), SCALAR_BYTES)
+    _secret(scalar).wipe()
 
 
 def random_scalar() -> bytes:
-    """Return a uniformly random non-zero scalar (libsodium's CSPRNG)."""
-    buf = _ScalarBuffer()
-    _scalar_random(buf)
+    """Return a uniformly random non-zero scalar (the operating system's CSPRNG)."""
+    secret = native.Secret.random()
     try:
-        return buf.raw
+        return bytes(memoryview(secret))
     finally:
-        _memzero(buf, SCALAR_BYTES)
+        secret.wipe()
+
+
+def public_key(scalar: Scalar) -> bytes:
+    """The encoding of scalar * G (RFC 9497's pkS for the key `scalar`)."""
+    return _secret(scalar).public_key()
 
 
 class RoundKey:
     """One node's secrets for one round: key k, blinding r and unblinding k * r^-1.
 
-    The scalars live in ctypes buffers that `wipe()` overwrites with zeros
-    (sodium_memzero). The properties hand out read-only views of those
-    buffers, not copies, so a wipe reaches every view. What Python cannot
-    promise: `bytes` made from a view (`bytes(key.key)`) and scalars given to
-    the constructor are immutable copies we cannot overwrite; the memory is
-    not locked, so it may be swapped out; a core dump holds it. Keep such
-    copies short-lived. Round keys refuse to be pickled, so they never cross
-    into another process by accident.
+    The scalars live in Rust memory (`native.Secret`) that `wipe()` overwrites with
+    zeros, as does dropping the key. The properties hand out read-only views of
+    that memory, not copies, so a wipe reaches every view. What Python cannot
+    promise: `bytes` made from a view (`bytes(key.key)`) and scalars given to the
+    constructor are immutable copies we cannot overwrite; the memory is not
+    locked, so it may be swapped out; a core dump holds it. Keep such copies
+    short-lived. Round keys refuse to be pickled, so they never cross into
+    another process by accident.
     """
 
     __slots__ = ("_blind", "_key", "_unblind", "_wiped")
 
     def __init__(self, key: Scalar, blind: Scalar) -> None:
         """Hold the given key and blinding (use `generate()` for a fresh pair)."""
-        self._key = _load_scalar(key)
+        self._key = _secret(key)
         try:
-            self._blind = _load_scalar(blind)
+            self._blind = _secret(blind)
         except (TypeError, ValueError):
-            _memzero(self._key, SCALAR_BYTES)
+            self._key.wipe()
             raise
-        inverse = _ScalarBuffer()
         # r is non-zero (checked above), so the inverse exists.
-        _scalar_invert(inverse, self._blind)
-        self._unblind = _ScalarBuffer()
-        _scalar_mul(self._unblind, self._key, inverse)
-        _memzero(inverse, SCALAR_BYTES)
+        self._unblind = self._key.multiply(self._blind.invert())
         self._wiped = False
 
     @classmethod
     def generate(cls) -> RoundKey:
         """Return a round key with fresh random k and r."""
-        key = _ScalarBuffer()
-        blind = _ScalarBuffer()
-        _scalar_random(key)
-        _scalar_random(blind)
+        key, blind = native.Secret.random(), native.Secret.random()
         try:
             return cls(memoryview(key), memoryview(blind))
         finally:
-            _memzero(key, SCALAR_BYTES)
-            _memzero(blind, SCALAR_BYTES)
+            key.wipe()
+            blind.wipe()
 
-    def _secret(self, buf: ctypes.Array[ctypes.c_char]) -> memoryview:
+    def _use(self, secret: native.Secret) -> native.Secret:
         if self._wiped:
             raise ValueError("round key has been wiped")
-        return memoryview(buf).cast("B").toreadonly()
+        return secret
 
     @property
     def key(self) -> memoryview:
         """k: this node's evaluation key (read-only view, zeroed by `wipe()`)."""
-        return self._secret(self._key)
+        return memoryview(self._use(self._key))
 
     @property
     def blind_factor(self) -> memoryview:
         """r: this node's blinding of its own points (read-only view)."""
-        return self._secret(self._blind)
+        return memoryview(self._use(self._blind))
 
     @property
     def unblind_factor(self) -> memoryview:
         """k * r^-1: turns this node's blinded points, once every other key is applied, into K*P."""
-        return self._secret(self._unblind)
+        return memoryview(self._use(self._unblind))
+
+    @property
+    def public_key(self) -> bytes:
+        """k * G: what a DLEQ proof of this node's evaluations is checked against."""
+        return self._use(self._key).public_key()
 
     @property
     def wiped(self) -> bool:
@@ -274,8 +234,8 @@ class RoundKey:
 
     def wipe(self) -> None:
         """Overwrite k, r and k * r^-1 with zeros; the key is unusable afterwards."""
-        for buf in (self._key, self._blind, self._unblind):
-            _memzero(buf, SCALAR_BYTES)
+        for secret in (self._key, self._blind, self._unblind):
+            secret.wipe()
         self._wiped = True
 
     def __enter__(self) -> RoundKey:
@@ -291,34 +251,24 @@ class RoundKey:
         raise TypeError("round keys are not picklable")
 
 
-# --- batch operations (what the pool runs per chunk) ------------------------------
+# --- batch operations ---------------------------------------------------------------
 
 
-def _packed_points(packed: bytes) -> tuple[ctypes.Array[ctypes.c_char], int]:
+def _points(packed: bytes | bytearray | memoryview) -> bytes:
+    """`packed` as bytes, or InvalidPoint if it is not a whole number of points."""
     if len(packed) % POINT_BYTES:
         raise InvalidPoint()
-    # RFC 9496, section 4.3.1: an encoding >= p is non-canonical, and any with
-    # bit 255 set is. The libsodium that rbcl bundles (1.0.18) ignores that bit
-    # and would accept a second encoding of every point, so refuse it here.
-    if max(packed[POINT_BYTES - 1 :: POINT_BYTES], default=0) & 0x80:
-        raise InvalidPoint()
-    return ctypes.create_string_buffer(bytes(packed), len(packed)), len(packed) // POINT_BYTES
+    return packed if isinstance(packed, bytes) else bytes(packed)
 
 
-def _mult_into(scalar: ctypes.Array[ctypes.c_char], packed: bytes) -> bytes:
-    src, count = _packed_points(packed)
-    out = ctypes.create_string_buffer(count * POINT_BYTES)
-    src_base, out_base = ctypes.addressof(src), ctypes.addressof(out)
-    failed = 0
-    for offset in range(0, count * POINT_BYTES, POINT_BYTES):
-        # -1 when the input is not a canonical encoding or the product is the
-        # identity; with a non-zero scalar in a prime-order group the latter
-        # means the input was the identity. Both are exactly what RFC 9497's
-        # DeserializeElement rejects (section 2.1).
-        failed |= _scalarmult(out_base + offset, scalar, src_base + offset)
-    if failed:
-        raise InvalidPoint()
-    return out.raw
+def _mult(secret: native.Secret, packed: bytes) -> bytes:
+    try:
+        return native.scalar_mult(secret, _points(packed))
+    except native.InvalidPoint:
+        pass
+    # Raised outside the handler: one opaque error with nothing chained on, the
+    # one the gRPC edge maps to a status.
+    raise InvalidPoint()
 
 
 def scalar_mult(scalar: Scalar, packed: bytes) -> bytes:
@@ -328,59 +278,44 @@ def scalar_mult(scalar: Scalar, packed: bytes) -> bytes:
     defect, including a length that is not a whole number of points, raises
     one opaque InvalidPoint that names neither the point nor its position.
     """
-    buf = _load_scalar(scalar)
-    try:
-        return _mult_into(buf, packed)
-    finally:
-        _memzero(buf, SCALAR_BYTES)
+    return _mult(_secret(scalar), packed)
 
 
-def hash_and_mult(inputs: Sequence[bytes], scalar: Scalar) -> bytes:
+def hash_and_mult(inputs: Sequence[bytes], scalar: Scalar, dst: bytes = HASH_TO_GROUP_DST) -> bytes:
     """Return scalar * HashToGroup(x) for every input, packed (RFC 9497 Blind with a given r)."""
-    buf = _load_scalar(scalar)
-    out = ctypes.create_string_buffer(len(inputs) * POINT_BYTES)
-    base = ctypes.addressof(out)
-    point = ctypes.create_string_buffer(POINT_BYTES)
-    failed = 0
+    return native.hash_and_mult(inputs, dst, _secret(scalar))
+
+
+def _outputs(inputs: Sequence[bytes], secret: native.Secret, packed: bytes) -> bytes:
+    """RFC 9497 Finalize(x, secret * B), 64 bytes each, packed."""
+    if len(packed) != len(inputs) * POINT_BYTES:
+        raise ProtocolError("point count does not match the number of inputs")
     try:
-        for i, x in enumerate(inputs):
-            _from_hash(point, _uniform_bytes(x))
-            # Fails only if HashToGroup(x) is the identity (probability ~2^-252),
-            # which RFC 9497 Blind also rejects.
-            failed |= _scalarmult(base + i * POINT_BYTES, buf, point)
-    finally:
-        _memzero(buf, SCALAR_BYTES)
-    if failed:
-        raise InvalidPoint()
-    return out.raw
+        return native.mult_and_finalize(inputs, secret, _points(packed))
+    except native.InvalidPoint:
+        pass
+    # Raised outside the handler: one opaque error with nothing chained on, the
+    # one the gRPC edge maps to a status.
+    raise InvalidPoint()
 
 
-def _finalize_one(x: bytes, unblinded: bytes) -> bytes:
-    # RFC 9497, section 3.3.1, Finalize:
-    # Hash(I2OSP(len(input), 2) || input || I2OSP(len(unblindedElement), 2) ||
-    #      unblindedElement || "Finalize")
-    if len(x) > 0xFFFF:
-        raise ValueError("OPRF input longer than 65535 bytes")
-    return hashlib.sha512(
-        len(x).to_bytes(2, "big") + x + POINT_BYTES.to_bytes(2, "big") + unblinded + _FINALIZE_LABEL
-    ).digest()
+def _truncated(outputs: bytes) -> bytes:
+    view = memoryview(outputs)
+    return b"".join(view[i : i + TAG_BYTES] for i in range(0, len(outputs), OUTPUT_BYTES))
 
 
 def finalize(inputs: Sequence[bytes], packed_unblinded: bytes) -> bytes:
     """Return the 16-byte tag Finalize(x, T)[:16] for every input x and its unblinded T, packed."""
     if len(packed_unblinded) != len(inputs) * POINT_BYTES:
         raise ProtocolError("point count does not match the number of inputs")
-    return b"".join(
-        _finalize_one(x, packed_unblinded[i * POINT_BYTES : (i + 1) * POINT_BYTES])[:TAG_BYTES]
-        for i, x in enumerate(inputs)
-    )
+    return _truncated(native.finalize(inputs, bytes(packed_unblinded)))
 
 
 def mult_and_finalize(inputs: Sequence[bytes], scalar: Scalar, packed: bytes) -> bytes:
     """Return the tags Finalize(x, scalar * B)[:16] for every input x and its point B, packed."""
     if len(packed) != len(inputs) * POINT_BYTES:
         raise ProtocolError("point count does not match the number of inputs")
-    return finalize(inputs, scalar_mult(scalar, packed))
+    return _truncated(_outputs(inputs, _secret(scalar), packed))
 
 
 def mult_and_keyed_tags(
@@ -394,12 +329,7 @@ def mult_and_keyed_tags(
     """
     if len(packed) != len(inputs) * POINT_BYTES:
         raise ProtocolError("point count does not match the number of inputs")
-    unblinded = scalar_mult(scalar, packed)
-    outputs = b"".join(
-        _finalize_one(x, unblinded[i * POINT_BYTES : (i + 1) * POINT_BYTES])
-        for i, x in enumerate(inputs)
-    )
-    return tagkey.keyed_tags(tag_key, outputs)
+    return tagkey.keyed_tags(tag_key, _outputs(inputs, _secret(scalar), packed))
 
 
 # --- round-level steps (DESIGN.md, "The matching round") --------------------------
@@ -407,32 +337,97 @@ def mult_and_keyed_tags(
 
 def blind_inputs(inputs: Sequence[bytes], key: RoundKey) -> bytes:
     """Step 1: B = r * HashToGroup(x) for every own input, packed in input order."""
-    return hash_and_mult(inputs, key.blind_factor)
+    return native.hash_and_mult(inputs, HASH_TO_GROUP_DST, key._use(key._blind))
 
 
 def evaluate(key: RoundKey, packed: bytes) -> bytes:
     """Step 2: B <- k * B for every point of another partner's batch, order kept."""
-    return scalar_mult(key.key, packed)
+    return _mult(key._use(key._key), packed)
 
 
 def unblind_and_tag(inputs: Sequence[bytes], key: RoundKey, packed: bytes) -> bytes:
     """Step 3, one key: tags Finalize(x, (k * r^-1) * B)[:16] (the RFC 9497 shape)."""
-    return mult_and_finalize(inputs, key.unblind_factor, packed)
+    return _truncated(_outputs(inputs, key._use(key._unblind), packed))
 
 
 def unblind_and_keyed_tag(
     inputs: Sequence[bytes], key: RoundKey, packed: bytes, tag_key: bytes
 ) -> bytes:
     """Step 3 of a round: keyed tags of Finalize(x, (k * r^-1) * B), every key applied."""
-    return mult_and_keyed_tags(inputs, key.unblind_factor, packed, tag_key)
+    return tagkey.keyed_tags(tag_key, _outputs(inputs, key._use(key._unblind), packed))
+
+
+# --- DLEQ proofs (RFC 9497, section 2.2, mode 1) -------------------------------------
+
+
+def prove_evaluation(
+    key: Scalar | RoundKey, blinded: bytes, evaluated: bytes, r: Scalar | None = None
+) -> bytes:
+    """One batched DLEQ proof that `evaluated` is k * `blinded`, for k behind k * G.
+
+    RFC 9497, section 2.2.1, GenerateProof with A = G, B = k * G, C = blinded,
+    D = evaluated, under the VOPRF context. `r` fixes the proof's randomness (the
+    RFC's vectors do); None draws it fresh, as every real proof must.
+    """
+    secret = key._use(key._key) if isinstance(key, RoundKey) else _secret(key)
+    randomness = None if r is None else _secret(r)
+    try:
+        return native.dleq_prove(
+            secret, _points(blinded), _points(evaluated), VOPRF_CONTEXT_STRING, randomness
+        )
+    except native.InvalidPoint:
+        pass
+    # Raised outside the handler: one opaque error with nothing chained on, the
+    # one the gRPC edge maps to a status.
+    raise InvalidPoint()
+
+
+def verify_evaluation(public: bytes, blinded: bytes, evaluated: bytes, proof: bytes) -> bool:
+    """Whether `proof` shows `evaluated` = k * `blinded` for the k of `public` (section 2.2.2)."""
+    return native.dleq_verify(
+        bytes(public), bytes(blinded), bytes(evaluated), bytes(proof), VOPRF_CONTEXT_STRING
+    )
+
+
+def evaluate_and_prove(
+    key: RoundKey, packed: bytes, chunk_points: int
+) -> tuple[bytes, list[bytes]]:
+    """Step 2 with proofs: k * B for every point, and one DLEQ proof per chunk of points."""
+    try:
+        return native.evaluate_and_prove(
+            key._use(key._key), _points(packed), VOPRF_CONTEXT_STRING, chunk_points
+        )
+    except native.InvalidPoint:
+        pass
+    # Raised outside the handler: one opaque error with nothing chained on, the
+    # one the gRPC edge maps to a status.
+    raise InvalidPoint()
+
+
+def verify_chunks(
+    public: bytes, blinded: bytes, evaluated: bytes, proofs: Sequence[bytes], chunk_points: int
+) -> bool:
+    """Whether every chunk of `evaluated` carries a valid proof against `blinded`'s chunk."""
+    return native.dleq_verify_chunks(
+        bytes(public),
+        bytes(blinded),
+        bytes(evaluated),
+        [bytes(p) for p in proofs],
+        VOPRF_CONTEXT_STRING,
+        chunk_points,
+    )
 
 
 # --- RFC 9497 single-key OPRF (mode 0), the shape of the published vectors --------
 
 
-def blind_rfc(input_: bytes, blind: Scalar) -> bytes:
-    """RFC 9497, section 3.3.1, Blind with a given blind scalar: the BlindedElement."""
-    return hash_and_mult([input_], blind)
+def blind_rfc(input_: bytes, blind: Scalar, dst: bytes = HASH_TO_GROUP_DST) -> bytes:
+    """RFC 9497, section 3.3.1, Blind with a given blind scalar: the BlindedElement.
+
+    `dst` is the mode's HashToGroup DST (mode 0's by default, VOPRF_HASH_TO_GROUP_DST
+    for mode 1).
+    """
+    return hash_and_mult([input_], blind, dst)
 
 
 def evaluate_rfc(sk: Scalar, blinded_element: bytes) -> bytes:
@@ -446,12 +441,4 @@ def finalize_rfc(input_: bytes, blind: Scalar, evaluated_element: bytes) -> byte
     """RFC 9497, section 3.3.1, Finalize: the 64-byte Output for one input."""
     if len(evaluated_element) != POINT_BYTES:
         raise InvalidPoint()
-    inverse = _ScalarBuffer()
-    blind_buf = _load_scalar(blind)
-    try:
-        _scalar_invert(inverse, blind_buf)
-        unblinded = _mult_into(inverse, evaluated_element)
-    finally:
-        _memzero(inverse, SCALAR_BYTES)
-        _memzero(blind_buf, SCALAR_BYTES)
-    return _finalize_one(input_, unblinded)
+    return _outputs([input_], _secret(blind).invert(), evaluated_element)

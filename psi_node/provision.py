@@ -43,7 +43,7 @@ name = "{name}"
 # The only inbound connection is the coordinator's; open this port for its address only.
 listen = "0.0.0.0:{port}"
 log_level = "info"
-# workers = 2              # processes for the elliptic-curve work (default: CPU count)
+# workers = 2              # threads for the elliptic-curve work (default: CPU count)
 # strict_input = false     # true: refuse a round when any input row is invalid
 # idle_timeout_seconds = 1800  # drop a round's keys when the coordinator goes silent this long
 

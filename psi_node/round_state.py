@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +25,7 @@ from kruispunt.roster import Roster
 from kruispunt.v1 import common_pb2
 from psi_node.config import NodeConfig
 from psi_node.inputs import InputSet
-from psi_node.pool import PointPool
+from psi_node.oprf import RoundKey
 from psi_node.results import StagedResult, commit_results
 
 # The phases every round passes at a node, whatever its mode: consent first, staged
@@ -106,7 +106,6 @@ class RoundContext(Protocol):
     """What a mode's calls use of the node; `psi_node.rounds.RoundManager` provides it."""
 
     config: NodeConfig
-    pool: PointPool
     #: Points per blinded chunk a node streams.
     chunk_points: int
     now: Callable[[], datetime]
@@ -129,4 +128,8 @@ class RoundContext(Protocol):
 
     def audit_head(self) -> common_pb2.AuditHead:
         """The head of the node's audit log now, as a receipt or consent carries it."""
+        ...
+
+    def blind_chunk(self, records: Sequence[bytes], key: RoundKey) -> bytes:
+        """Step 1 for one chunk of this node's records: r * HashToGroup(x), packed."""
         ...

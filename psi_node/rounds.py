@@ -18,7 +18,7 @@ import hmac
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -42,11 +42,13 @@ from kruispunt.manifest import VerifiedManifest, is_round_id, sign_consent, veri
 from kruispunt.metrics import RoundMetrics
 from kruispunt.roster import Roster, load_accepted_roster
 from kruispunt.v1 import common_pb2, node_pb2
+from psi_node import oprf
 from psi_node.audit import NodeAudit
 from psi_node.config import NodeConfig, load_node_config
 from psi_node.deletions import ReceiptBook, purge_expired_results, sign_missing_receipts
 from psi_node.inputs import read_input
 from psi_node.modes import MODES, bilateral, network
+from psi_node.oprf import RoundKey
 from psi_node.policy import (
     SET_CHANGE_CHECK,
     ConsentHistory,
@@ -54,7 +56,6 @@ from psi_node.policy import (
     refusal_reason,
     set_change,
 )
-from psi_node.pool import PointPool
 from psi_node.results import discard_staged, published_results, stale_staged
 from psi_node.round_state import STAGED, NodeRound, require_phase
 
@@ -76,7 +77,6 @@ class RoundManager:
         agreement_key: X25519PrivateKey,
         coordinator_key: Ed25519PublicKey,
         audit: NodeAudit,
-        pool: PointPool,
         now: Callable[[], datetime],
         idle_timeout: float = 1800.0,
         chunk_points: int = 4096,
@@ -90,7 +90,6 @@ class RoundManager:
         self.agreement_key = agreement_key
         self._coordinator_key = coordinator_key
         self.audit = audit
-        self.pool = pool
         self.now = now
         self.idle_timeout = idle_timeout
         self.chunk_points = chunk_points
@@ -179,6 +178,14 @@ class RoundManager:
         The coordinator records it: a node log later cut off before it is caught.
         """
         return head_to_proto(self.audit.head())
+
+    def blind_chunk(self, records: Sequence[bytes], key: RoundKey) -> bytes:
+        """Step 1 for one chunk of this node's records: r * HashToGroup(x), packed.
+
+        On the shared thread pool (`oprf.set_workers`); one seam per node, so that a
+        test can make one node of an in-process network a corrupt origin.
+        """
+        return oprf.blind_inputs(records, key)
 
     def rounds_in_flight(self) -> list[str]:
         with self._lock:

@@ -7,6 +7,7 @@ SIGTERM/SIGINT, then stops gracefully, aborting rounds in flight.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,11 +34,11 @@ from kruispunt.roster import load_agreement_key
 from kruispunt.running import forget_running, record_running
 from kruispunt.service import run_until_signalled
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
+from psi_node import oprf
 from psi_node.audit import NodeAudit
 from psi_node.certs import certificates
 from psi_node.config import NodeConfig
 from psi_node.pins import CoordinatorPin
-from psi_node.pool import PointPool
 from psi_node.rounds import RoundManager
 
 log = structlog.get_logger("psi_node.server")
@@ -223,6 +224,13 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
         return self.rounds.deletions(request.after_seq)
 
 
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not every platform has sched_getaffinity
+        return os.cpu_count() or 1
+
+
 @dataclass
 class NodeServer:
     """A running node: the gRPC server, its round manager and background housekeeping."""
@@ -230,8 +238,6 @@ class NodeServer:
     server: grpc.Server
     port: int
     rounds: RoundManager
-    pool: PointPool
-    owns_pool: bool
     health: health.HealthServicer
     _stop: threading.Event
     _janitor: threading.Thread
@@ -244,8 +250,6 @@ class NodeServer:
         self._stop.set()
         self.server.stop(grace).wait()
         self.rounds.close()
-        if self.owns_pool:
-            self.pool.close()
         self._janitor.join(timeout=5)
         if self.metrics_server is not None:
             self.metrics_server.stop()
@@ -266,7 +270,6 @@ def create_server(
     config: NodeConfig,
     *,
     now: Callable[[], datetime] | None = None,
-    pool: PointPool | None = None,
     housekeeping_seconds: float = 60.0,
     idle_timeout: float | None = None,
     max_partners: int = 64,
@@ -293,9 +296,6 @@ def create_server(
     metrics = RoundMetrics("node")
     audit.add_observer(metrics.observe_event)
     metrics.watch_certificates(lambda: certificates(config), clock)
-    owns_pool = pool is None
-    pool = pool or PointPool(config.workers)
-    clock = now or (lambda: datetime.now(UTC))
     started_at = clock()
 
     def recorded(current: NodeConfig) -> None:
@@ -310,6 +310,9 @@ def create_server(
         except OSError as exc:  # doctor then cannot compare; serving goes on
             log.warning("cannot record the running config", error=exc.strerror)
 
+    # One thread pool runs the group work of every round (kruispunt.native); `workers`
+    # sizes it, the CPU count by default.
+    oprf.set_workers(config.workers or _cpu_count())
     rounds = RoundManager(
         config,
         network=identity.network,
@@ -317,7 +320,6 @@ def create_server(
         agreement_key=load_agreement_key(config.agreement_key),
         coordinator_key=coordinator_key,
         audit=audit,
-        pool=pool,
         now=clock,
         idle_timeout=idle_timeout if idle_timeout is not None else config.idle_timeout_seconds,
         metrics=metrics,
@@ -359,9 +361,7 @@ def create_server(
     janitor.start()
     metrics_server = serve_metrics(config.metrics, metrics) if config.metrics else None
     log.info("node serving", partner=config.partner_id, network=identity.network, port=port)
-    return NodeServer(
-        server, port, rounds, pool, owns_pool, health_servicer, stop, janitor, metrics_server
-    )
+    return NodeServer(server, port, rounds, health_servicer, stop, janitor, metrics_server)
 
 
 def serve(config: NodeConfig) -> int:

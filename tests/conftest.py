@@ -1,4 +1,4 @@
-"""Fixtures every tier shares: one point pool, a network builder that cleans up, quiet logs."""
+"""Fixtures every tier shares: a network builder that cleans up, quiet logs."""
 
 from __future__ import annotations
 
@@ -11,26 +11,16 @@ import pytest
 import structlog
 
 from kruispunt.logs import configure_logging
-from psi_node.pool import PointPool
 from tests.support.network import TestNetwork, build_network
 
 
-@pytest.fixture(scope="session")
-def shared_pool() -> Iterator[PointPool]:
-    """One worker pool for all in-process nodes (spawning pools per node is slow)."""
-    pool = PointPool(2)
-    yield pool
-    pool.close()
-
-
 @pytest.fixture
-def network_factory(tmp_path: Path, shared_pool: PointPool) -> Iterator[Callable[..., TestNetwork]]:
+def network_factory(tmp_path: Path) -> Iterator[Callable[..., TestNetwork]]:
     """Build test networks (real set-up flow); every server is stopped afterwards."""
     built: list[TestNetwork] = []
 
     def factory(partners: list[str], *, start: bool = True, **kwargs: Any) -> TestNetwork:
         net = build_network(tmp_path / f"net{len(built)}", partners, **kwargs)
-        net.pool = shared_pool
         built.append(net)
         if start:
             for pid in partners:

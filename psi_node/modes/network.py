@@ -43,6 +43,7 @@ from kruispunt.manifest import VerifiedManifest, verify_consent
 from kruispunt.roster import Roster
 from kruispunt.tagkey import TagKeyContribution, derive_tag_key, key_check, open_share
 from kruispunt.v1 import common_pb2, node_pb2
+from psi_node import oprf
 from psi_node.oprf import RoundKey
 from psi_node.results import retention_deadline, stage_results
 from psi_node.round_state import CONSENTED, STAGED, NodeRound, RoundContext, RoundMode
@@ -136,9 +137,7 @@ def blind(
     digests = []
     with rnd.lock:
         for offset in range(0, len(records), size):
-            packed = rounds.pool.hash_and_blind(
-                records[offset : offset + size], state.key.blind_factor
-            )
+            packed = rounds.blind_chunk(records[offset : offset + size], state.key)
             digests.append(hops.chunk_digest(round_id, me, 0, offset // size, packed))
             rnd.last_activity = time.monotonic()
             yield offset, packed, b""
@@ -190,7 +189,7 @@ def evaluate(
         if offset % size:
             raise AttackRefused("batch does not start at a chunk the origin signed")
         expected.check_chunk(offset // size, packed)
-        out = rounds.pool.scalar_mult(state.key.key, packed)
+        out = oprf.evaluate(state.key, packed)
         digests.append(hops.chunk_digest(round_id, origin, step, offset // size, out))
         done += count
         rnd.last_activity = time.monotonic()
@@ -231,8 +230,8 @@ def finalize(rounds: RoundContext, round_id: str, batches: Iterable[Chunk]) -> I
             if offset % size:
                 raise AttackRefused("batch does not start at a chunk this node signed")
             expected.check_chunk(offset // size, packed)
-            tags += rounds.pool.unblind_and_keyed_tag(
-                records[offset : offset + count], state.key.unblind_factor, packed, state.tag_key
+            tags += oprf.unblind_and_keyed_tag(
+                records[offset : offset + count], state.key, packed, state.tag_key
             )
             rnd.last_activity = time.monotonic()
         if expected is None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from kruispunt import pki, transport
 from kruispunt.errors import InvalidPoint, ProtocolError, ResourceLimit, UnknownRound
 from kruispunt.v1 import common_pb2, node_pb2, node_pb2_grpc
+from psi_node import oprf
 from psi_node.server import NodeServicer
 from tests.support.mallory import Mallory, OpenRound
 
@@ -250,18 +251,11 @@ class TestOtherMethods:
         """A corrupt origin blinds one record to the identity and signs it: the next node
         refuses the point, and the round fails naming the origin, not the honest refuser."""
 
-        class CorruptPool:
-            def __init__(self, pool):
-                self._pool = pool
-
-            def hash_and_blind(self, records, factor):
-                return bytes(32) + self._pool.hash_and_blind(records, factor)[32:]
-
-            def __getattr__(self, name):
-                return getattr(self._pool, name)
+        def corrupt_blind(records, key):
+            return bytes(32) + oprf.blind_inputs(records, key)[32:]
 
         rounds = net.nodes["woonbron"].rounds
-        rounds.pool = CorruptPool(rounds.pool)
+        rounds.blind_chunk = corrupt_blind
         summary = net.run()
         assert summary.state == "failed"
         assert "woonbron signed a batch of woonbron's set holding a point that is not" in (

@@ -29,7 +29,6 @@ from coordinator.server import create_server as create_coordinator
 from kruispunt.purpose import Purpose
 from kruispunt.roster import Roster, load_roster
 from psi_node.config import NodeConfig, load_node_config
-from psi_node.pool import PointPool
 from psi_node.provision import accept_network_roster, init_node, install_certificate
 from psi_node.server import NodeServer
 from psi_node.server import create_server as create_node
@@ -52,7 +51,6 @@ class TestNetwork:
     node_dirs: dict[str, Path] = field(default_factory=dict)
     nodes: dict[str, NodeServer] = field(default_factory=dict)
     coordinator: CoordinatorServer | None = None
-    pool: PointPool | None = None
 
     @property
     def config(self) -> CoordinatorConfig:
@@ -67,9 +65,7 @@ class TestNetwork:
         return load_node_config(self.node_dirs[pid], env={"KRUISPUNT_NODE_LISTEN": "127.0.0.1:0"})
 
     def start_node(self, pid: str, *, now: Callable[[], datetime] | None = None) -> NodeServer:
-        server = create_node(
-            self.node_config(pid), pool=self.pool, housekeeping_seconds=3600, now=now
-        )
+        server = create_node(self.node_config(pid), housekeeping_seconds=3600, now=now)
         self.nodes[pid] = server
         update_partner_address(self.config, pid, f"127.0.0.1:{server.port}")
         return server

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from coordinator.tally import TallyResult, tally
 from psi_node import oprf
-from psi_node.pool import PointPool
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,6 @@ def step_schedule(partners: Sequence[str]) -> list[list[tuple[str, str]]]:
 def simulate_round(
     sets: Mapping[str, Sequence[bytes]],
     threshold: int,
-    pool: PointPool | None = None,
     *,
     keys: Mapping[str, oprf.RoundKey] | None = None,
     evaluation_keys: Mapping[str, oprf.RoundKey] | None = None,
@@ -54,7 +52,6 @@ def simulate_round(
     Every party draws a fresh RoundKey unless `keys` gives them (those are
     not wiped here). `evaluation_keys` overrides the key a node applies to
     other partners' sets, to model a node that evaluates with the wrong key.
-    With a `pool`, the batch operations run through it, as on a real node.
     """
     partners = tuple(sets)
     fresh = {p: oprf.RoundKey.generate() for p in partners if keys is None or p not in keys}
@@ -64,29 +61,20 @@ def simulate_round(
         # Step 1: every node blinds its own set, B = r_i * H(x).
         points: dict[str, bytes] = {}
         for p in partners:
-            if pool is None:
-                points[p] = oprf.blind_inputs(sets[p], round_keys[p])
-            else:
-                points[p] = pool.hash_and_blind(sets[p], round_keys[p].blind_factor)
+            points[p] = oprf.blind_inputs(sets[p], round_keys[p])
 
         # Step 2: route every set through every other node, B <- k_j * B.
         schedule: list[tuple[int, str, str]] = []
         for step, pairs in enumerate(step_schedule(partners), start=1):
             for node, origin in pairs:
                 key = applying[node]
-                if pool is None:
-                    points[origin] = oprf.evaluate(key, points[origin])
-                else:
-                    points[origin] = pool.scalar_mult(key.key, points[origin])
+                points[origin] = oprf.evaluate(key, points[origin])
                 schedule.append((step, node, origin))
 
         # Step 3: back home, T = (k_i * r_i^-1) * B = K * P, tag = Finalize(x, T)[:16].
         tags: dict[str, bytes] = {}
         for p in partners:
-            if pool is None:
-                tags[p] = oprf.unblind_and_tag(sets[p], round_keys[p], points[p])
-            else:
-                tags[p] = pool.unblind_and_tag(sets[p], round_keys[p].unblind_factor, points[p])
+            tags[p] = oprf.unblind_and_tag(sets[p], round_keys[p], points[p])
     finally:
         for key in fresh.values():
             key.wipe()

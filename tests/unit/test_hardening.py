@@ -114,43 +114,35 @@ class TestDisableCoreDumps:
         assert result == {"child": [1, [0, 0]]}
 
 
-class TestPoolWorkers:
-    def test_pool_workers_are_not_dumpable_and_the_forkserver_holds_no_key(self) -> None:
-        """A PointPool worker clears its dumpable flag: a same-user reader cannot open its
-        /proc/PID/environ, while the (dumpable, key-free) forkserver it came from stays readable."""
+class TestGroupWork:
+    def test_the_group_work_runs_in_the_nodes_own_non_dumpable_process(self) -> None:
+        """Blinding, evaluating and tagging start no process (no key crosses a pipe): they run
+        on the node's own threads, so the node's non-dumpable flag covers every key."""
         result = run_python(
-            DROP_CAPABILITIES
-            + """
-import json, os, resource
-from psi_node.pool import PointPool
+            """
+import json, os
+from kruispunt.hardening import disable_core_dumps, dumpable
+from psi_node import oprf
 from tests.support.netlab import descendants
 
-def readable(pid):
-    try:
-        open(f"/proc/{pid}/environ", "rb").close()
-    except PermissionError:
-        return False
-    return True
-
-def parent(pid):
-    stat = open(f"/proc/{pid}/stat").read()
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
-
-with PointPool(1, per_chunk=4) as pool:
-    pool.hash_to_group([b"address:1234AB|1||"] * 8)  # starts the worker
-    tree = descendants(os.getpid())
-    forkservers = [p for p in tree if b"forkserver" in open(f"/proc/{p}/cmdline", "rb").read()]
-    workers = [p for p in tree if parent(p) in forkservers]
-    print(json.dumps({
-        "forkservers": [readable(p) for p in forkservers if p not in workers],
-        "workers": [readable(p) for p in workers],
-    }))
+disable_core_dumps()
+oprf.set_workers(2, chunk_points=4)
+key = oprf.RoundKey.generate()
+inputs = [b"address:1234AB|%d||" % i for i in range(64)]
+blinded = oprf.blind_inputs(inputs, key)
+oprf.unblind_and_tag(inputs, key, oprf.evaluate(key, blinded))
+threads = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print(json.dumps({
+    "children": descendants(os.getpid()),
+    # Linux keeps 15 characters of a thread's name: "kruispunt-group-N" reads so.
+    "group_threads": sum(name.startswith("kruispunt-group") for name in threads),
+    "dumpable": dumpable(),
+}))
 """
         )
-        # The control: a dumpable process of the same user is readable, so "not readable"
-        # below means the flag, not a missing permission of the reader.
-        assert result["forkservers"] == [True]
-        assert result["workers"] == [False]
+        assert result["children"] == []
+        assert result["group_threads"] == 2
+        assert result["dumpable"] == 0
 
 
 class TestNetlabDescriptors:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Mapping
 
@@ -9,7 +10,6 @@ import pytest
 
 from kruispunt.identifiers import canonical_bsn
 from psi_node import oprf
-from psi_node.pool import PointPool
 from tests.support.simulation import simulate_round, step_schedule
 from tests.support.synthetic import random_bsn
 
@@ -106,13 +106,20 @@ class TestGroundTruth:
         assert all(expected[k] == 2 for k in range(2, 6))
         assert dict(result.tally.set_sizes) == {p: len(s) for p, s in sets.items()}
 
-    def test_through_the_pool(self, shared_pool: PointPool) -> None:
-        """The round run through a PointPool (threads, small chunks) finds the same records."""
+    def test_on_the_thread_pool(self) -> None:
+        """The round run on two threads in chunks of 16 finds the same records, on one too."""
         sets = planted_sets(4, seed=99)
-        with PointPool(2, per_chunk=16) as pool:
-            result = simulate_round(sets, 2, pool=pool)
+        oprf.set_workers(2, chunk_points=16)
+        try:
+            result = simulate_round(sets, 2)
+        finally:
+            oprf.set_workers(len(os.sched_getaffinity(0)))
         assert dict(result.flagged) == ground_truth(sets, 2)[0]
-        assert dict(simulate_round(sets, 3, pool=shared_pool).flagged) == ground_truth(sets, 3)[0]
+        oprf.set_workers(1)
+        try:
+            assert dict(simulate_round(sets, 3).flagged) == ground_truth(sets, 3)[0]
+        finally:
+            oprf.set_workers(len(os.sched_getaffinity(0)))
 
 
 class TestUnlinkability:
