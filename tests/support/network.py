@@ -8,8 +8,9 @@ same functions the CLIs call. Servers are real gRPC servers with real mTLS on
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,9 @@ class TestNetwork:
     nodes: dict[str, NodeServer] = field(default_factory=dict)
     coordinator: CoordinatorServer | None = None
     pool: PointPool | None = None
+    #: The clock servers started from now on run by (None: the real one); a test moves it
+    #: past a rotation's overlap and restarts the servers.
+    clock: Callable[[], datetime] | None = None
 
     @property
     def config(self) -> CoordinatorConfig:
@@ -66,7 +70,9 @@ class TestNetwork:
         return load_node_config(self.node_dirs[pid], env={"KRUISPUNT_NODE_LISTEN": "127.0.0.1:0"})
 
     def start_node(self, pid: str) -> NodeServer:
-        server = create_node(self.node_config(pid), pool=self.pool, housekeeping_seconds=3600)
+        server = create_node(
+            self.node_config(pid), now=self.clock, pool=self.pool, housekeeping_seconds=3600
+        )
         self.nodes[pid] = server
         update_partner_address(self.config, pid, f"127.0.0.1:{server.port}")
         return server
@@ -78,8 +84,16 @@ class TestNetwork:
         config = load_coordinator_config(
             self.coordinator_dir, env={"KRUISPUNT_COORDINATOR_LISTEN": "127.0.0.1:0"}
         )
-        self.coordinator = create_coordinator(config)
+        self.coordinator = create_coordinator(config, now=self.clock)
         return self.coordinator
+
+    def restart(self) -> None:
+        """Stop every server and start them again (on `clock`, if it was changed)."""
+        pids = list(self.nodes)
+        self.close()
+        for pid in pids:
+            self.start_node(pid)
+        self.start_coordinator()
 
     def publish_roster(self) -> Roster:
         """Export the roster from the registry and accept it at every node, by its digest.
