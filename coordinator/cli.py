@@ -236,6 +236,82 @@ def cmd_partner_renew(args: argparse.Namespace) -> int:
 
 
 REASON = arg("--reason", help="why (audited)")
+OVERLAP = arg(
+    "--overlap-days",
+    type=int,
+    default=14,
+    metavar="N",
+    help="days the old key still verifies (default 14, at most 90)",
+)
+
+
+@command(
+    "partner rotate-key",
+    "register a partner's new signing key; the old one verifies for an overlap window",
+    arg("id", type=label("partner id"), help="partner id"),
+    arg(
+        "--signing-key",
+        required=True,
+        metavar="NEW.pub",
+        help="the node's new public key (signing/node.pub after psi-node rotate-signing-key)",
+    ),
+    OVERLAP,
+    REASON,
+    description=(
+        "Register the new key, keep the old one verifying until the overlap ends (audited as "
+        "partner.key_rotated), then export the roster, which lists both keys with the date. "
+        "Every partner accepts that roster; the rotating node signs with its new key from then."
+    ),
+)
+def cmd_partner_rotate_key(args: argparse.Namespace) -> int:
+    from coordinator.key_rotation import rotate_partner_key
+    from coordinator.provision import export_roster, roster_path
+
+    config = _config(args)
+    actor = operator_actor()
+    done = rotate_partner_key(
+        config,
+        args.id,
+        Path(args.signing_key),
+        overlap_days=args.overlap_days,
+        actor=actor,
+        reason=args.reason or "",
+    )
+    roster, changes = export_roster(config, actor=actor)
+    emit(
+        present.signing_key_rotated(done, roster_path(config), roster, changes),
+        as_json=args.json,
+    )
+    return EXIT_OK
+
+
+@command(
+    "rotate-signing-key",
+    "replace the manifest signing key; the old one verifies for an overlap window",
+    OVERLAP,
+    REASON,
+    description=(
+        "Draw a new manifest key, keep the old public key beside it, record the overlap "
+        "(audited as signing.key_rotated) and export the roster, which names both keys. "
+        "Rounds run once every partner accepted it; a running server reads the new key at "
+        "the next round."
+    ),
+)
+def cmd_rotate_signing_key(args: argparse.Namespace) -> int:
+    from coordinator.key_rotation import rotate_manifest_key
+    from coordinator.provision import export_roster, roster_path
+
+    config = _config(args)
+    actor = operator_actor()
+    done = rotate_manifest_key(
+        config, overlap_days=args.overlap_days, actor=actor, reason=args.reason or ""
+    )
+    roster, changes = export_roster(config, actor=actor)
+    emit(
+        present.signing_key_rotated(done, roster_path(config), roster, changes),
+        as_json=args.json,
+    )
+    return EXIT_OK
 
 
 @command(

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from coordinator.audit import CoordinatorAudit
 from coordinator.store import Store
+from kruispunt import signing
 from kruispunt.deletion import Deletion, verify_deletion
 from kruispunt.errors import KruispuntError
 from kruispunt.v1 import node_pb2
@@ -52,7 +53,7 @@ def take_receipts(
     *,
     network: str,
     partner: str,
-    key: Ed25519PublicKey,
+    key: Ed25519PublicKey | signing.KeySet,
     answer: node_pb2.DeletionReceipts,
     after_seq: int,
     now: datetime,

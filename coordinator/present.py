@@ -23,6 +23,7 @@ from kruispunt.v1 import coordinator_pb2
 
 if TYPE_CHECKING:  # only the result types; the lifecycle imports this module for summary_dict
     from coordinator.audit_rotation import AuditKeyRotation
+    from coordinator.key_rotation import KeyRotation
     from coordinator.operators import IssuedOperator, OperatorStatus
     from coordinator.provision import InitResult
     from coordinator.report import ReportSummary
@@ -572,6 +573,39 @@ def roster_exported(path: Path, roster: Roster, changes: Sequence[str]) -> Outpu
             "`psi-node roster accept DIR roster.toml --digest DIGEST`."
         )
     return Output(data, "\n".join(lines))
+
+
+def signing_key_rotated(
+    done: KeyRotation, path: Path, roster: Roster, changes: Sequence[str]
+) -> Output:
+    """`partner rotate-key` and `rotate-signing-key`: whose key, the overlap, the new roster."""
+    exported = roster_exported(path, roster, changes)
+    whose = (
+        "the coordinator's manifest key"
+        if done.retired_public_key is not None
+        else f"partner {done.holder!r}'s signing key"
+    )
+    lines = [
+        f"Rotated {whose}: {done.previous_key_id} -> {done.new_key_id}; the old key verifies "
+        f"until {done.valid_until.isoformat()}, only the new one after."
+    ]
+    if done.public_key is not None and done.retired_public_key is not None:
+        lines.append(
+            f"  new public key: {done.public_key} (every partner accepts it with the roster)\n"
+            f"  old public key: {done.retired_public_key}"
+        )
+    data: dict[str, Any] = {
+        "holder": done.holder,
+        "previous_key_id": done.previous_key_id,
+        "new_key_id": done.new_key_id,
+        "valid_until": done.valid_until.isoformat(),
+        "roster": exported.data,
+    }
+    if done.public_key is not None:
+        data["public_key"] = str(done.public_key)
+    if done.retired_public_key is not None:
+        data["retired_public_key"] = str(done.retired_public_key)
+    return Output(data, "\n".join([*lines, exported.text]))
 
 
 def roster_shown(path: Path, roster: Roster) -> Output:

@@ -30,7 +30,7 @@ from coordinator.config import (
     load_coordinator_config,
 )
 from coordinator.operators import register_certificate
-from coordinator.store import Partner, PurposeChange, Store
+from coordinator.store import COORDINATOR_HOLDER, Partner, PurposeChange, Store
 from kruispunt import pki, signing
 from kruispunt.agreement_file import agreement_key_id, read_agreement_public_key
 from kruispunt.errors import ConfigError
@@ -448,22 +448,40 @@ def roster_path(config: CoordinatorConfig) -> Path:
     return config.directory / ROSTER_FILE
 
 
-def registry_roster(config: CoordinatorConfig, *, version: int) -> Roster:
+def _overlap(store: Store, holder: str, now: datetime) -> tuple[bytes | None, datetime | None]:
+    """A rotation's previous key and the end of its overlap, while that is still ahead."""
+    found = store.key_overlap(holder)
+    if found is None:
+        return None, None
+    until = datetime.fromisoformat(found[1])
+    if until <= now:
+        return None, None  # the overlap is over: the old key leaves the roster
+    return found[0], until
+
+
+def registry_roster(
+    config: CoordinatorConfig, *, version: int, now: datetime | None = None
+) -> Roster:
     """The roster the registry describes now, numbered `version`; nothing is written.
 
     Lists every registered partner, deactivated ones too (they stay members and keep
     their keys; a removed partner is no longer registered): its id, its name as
     organisation, its signing and agreement keys and the SHA-256 fingerprint of its
     current certificate, with the network name, the coordinator's manifest-signing key
-    and the fingerprint of its TLS certificate (what every node pins). ConfigError names a
-    partner registered without an agreement key, and the fix.
+    and the fingerprint of its TLS certificate (what every node pins). A key rotated less
+    than its overlap before `now` is listed with its previous key and the end of the
+    overlap (`coordinator.key_rotation`). ConfigError names a partner registered without
+    an agreement key, and the fix.
     """
+    moment = now or datetime.now(UTC)
     coordinator_key = signing.read_public_key(
         config.signing_public_key, missing="signing public key not found"
     )
     store = Store(config.database, readonly=True)
     try:
         partners = store.partners()
+        overlaps = {p.id: _overlap(store, p.id, moment) for p in partners}
+        coordinator_previous, coordinator_until = _overlap(store, COORDINATOR_HOLDER, moment)
     finally:
         store.close()
     entries = []
@@ -492,6 +510,8 @@ def registry_roster(config: CoordinatorConfig, *, version: int) -> Roster:
                 signing_key=p.signing_key,
                 agreement_key=p.agreement_key,
                 tls_fingerprint=bytes.fromhex(fingerprint),
+                previous_signing_key=overlaps[p.id][0],
+                previous_signing_key_valid_until=overlaps[p.id][1],
             )
         )
     return Roster(
@@ -503,6 +523,8 @@ def registry_roster(config: CoordinatorConfig, *, version: int) -> Roster:
         coordinator_tls_fingerprint=bytes.fromhex(
             pki.fingerprint(pki.load_certificate(config.tls_cert))
         ),
+        coordinator_previous_signing_key=coordinator_previous,
+        coordinator_previous_signing_key_valid_until=coordinator_until,
     )
 
 
@@ -531,7 +553,7 @@ def export_roster(
             f"{path}: roster of network {previous.network!r}, this coordinator runs "
             f"{config.network!r}; move the file aside"
         )
-    current = registry_roster(config, version=previous.version if previous else 1)
+    current = registry_roster(config, version=previous.version if previous else 1, now=now)
     if previous is not None:
         if current.digest == previous.digest:
             return previous, []

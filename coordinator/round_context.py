@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -266,8 +267,11 @@ class RoundContext:
         *,
         emit: Progress,
         cancel: threading.Event,
+        now: Callable[[], datetime],
     ) -> None:
         self.config = config
+        #: The clock signatures are checked at (a rotated key's overlap ends by it).
+        self.now = now
         self.store = store
         self.audit = audit
         self.peers = dict(peers)

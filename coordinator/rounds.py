@@ -98,7 +98,6 @@ class RoundRunner:
         self.now = now
         #: Called with the summary of every round that ends (the metrics); never raises out.
         self.on_end: Callable[[coordinator_pb2.RoundSummary], None] | None = None
-        self._signing_key = signing.load_signing_key(config.signing_key)
         self._tls = (
             pki.private_key_pem(pki.load_tls_key(config.tls_key)),
             config.tls_cert.read_bytes(),
@@ -292,7 +291,8 @@ class RoundRunner:
         round_id = new_round_id(now)
         order = [p.id for p in partners]
         signed = sign_manifest(
-            self._signing_key,
+            # Read for every round: `rotate-signing-key` may have replaced it meanwhile.
+            signing.load_signing_key(self.config.signing_key),
             round_id=round_id,
             network=self.config.network,
             purpose=purpose,
@@ -343,7 +343,9 @@ class RoundRunner:
         peers = {p.id: self._connect(p, calls) for p in partners}
         bound = log.bind(round_id=round_id, purpose=purpose.id)
         bound.info("round started", mode=purpose.mode, partners=order, initiated_by=initiated_by)
-        context = RoundContext(self.config, self.store, self.audit, peers, emit=emit, cancel=cancel)
+        context = RoundContext(
+            self.config, self.store, self.audit, peers, emit=emit, cancel=cancel, now=self.now
+        )
         context.report(state, "propose", f"round {round_id} for {purpose.id}: asking consent")
         try:
             self._collect_deletions(context, state)
@@ -452,7 +454,8 @@ class RoundRunner:
                 self.audit,
                 network=self.config.network,
                 partner=pid,
-                key=state.roster.partner(pid).signing_public_key,
+                # A receipt signed before a rotation verifies during its overlap window.
+                key=state.roster.signing_keys(pid, self.now()),
                 answer=answer,
                 after_seq=after,
                 now=self.now(),
@@ -536,7 +539,8 @@ class RoundRunner:
         The audit event carries the node's own audit head from the consent, so a node
         log later cut off before it is caught.
         """
-        key = state.roster.partner(pid).signing_public_key
+        # The partner's key, or its previous one within a rotation's overlap window.
+        key = state.roster.signing_keys(pid, self.now())
         try:
             consent = verify_consent(
                 signed_consent,
@@ -594,6 +598,18 @@ class RoundRunner:
             message = f"{exc} (see: psi-coordinator roster export)"
             self._operator_error(actor, access_point, message)
             raise ConfigError(message) from None
+        manifest_key = signing.public_key_bytes(
+            signing.load_signing_key(self.config.signing_key).public_key()
+        )
+        if roster.coordinator_signing_key != manifest_key:
+            # Nodes check the manifest against the roster's coordinator key (a rotation).
+            message = (
+                "the partner roster names another coordinator signing key than this "
+                "coordinator's: run psi-coordinator roster export and have every partner "
+                "accept the new one"
+            )
+            self._operator_error(actor, access_point, message)
+            raise ConfigError(message)
         for partner in partners:
             if (
                 partner.id not in roster.ids

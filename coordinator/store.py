@@ -105,7 +105,19 @@ CREATE TABLE IF NOT EXISTS deletion_receipts (
     received_at TEXT NOT NULL,
     PRIMARY KEY (round_id, partner_id)
 );
+CREATE TABLE IF NOT EXISTS key_overlaps (
+    -- A signing key replaced by a rotation, still verifying until valid_until (ISO UTC):
+    -- holder is a partner id, or '' for the coordinator's manifest key.
+    holder TEXT PRIMARY KEY,
+    previous_key BLOB NOT NULL,
+    valid_until TEXT NOT NULL,
+    rotated_at TEXT NOT NULL,
+    rotated_by TEXT NOT NULL
+);
 """
+
+#: `key_overlaps.holder` of the coordinator's manifest key (no partner id is empty).
+COORDINATOR_HOLDER = ""
 
 # The columns _partner reads, in its order. agreement_key came later (the roster): a
 # database made before it has no such column until a writable Store adds it, and a
@@ -371,6 +383,61 @@ class Store:
             cur = db.execute("DELETE FROM partners WHERE id=?", (partner_id,))
             if cur.rowcount != 1:
                 raise ConfigError(f"partner {partner_id!r} is not registered")
+            db.execute("DELETE FROM key_overlaps WHERE holder=?", (partner_id,))
+
+    def rotate_partner_key(
+        self,
+        partner_id: str,
+        new_key: bytes,
+        *,
+        valid_until: str,
+        rotated_at: str,
+        rotated_by: str,
+    ) -> bytes:
+        """Register `new_key` as the partner's signing key; its old key verifies until
+        `valid_until` (replacing an earlier overlap). Returns the old key; ConfigError if
+        the partner is not registered."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT signing_key FROM partners WHERE id=?", (partner_id,)
+            ).fetchone()
+            if row is None:
+                raise ConfigError(f"partner {partner_id!r} is not registered")
+            previous = bytes(row[0])
+            db.execute("UPDATE partners SET signing_key=? WHERE id=?", (new_key, partner_id))
+            db.execute(
+                "INSERT OR REPLACE INTO key_overlaps (holder, previous_key, valid_until, "
+                "rotated_at, rotated_by) VALUES (?,?,?,?,?)",
+                (partner_id, previous, valid_until, rotated_at, rotated_by),
+            )
+        return previous
+
+    def record_key_overlap(
+        self,
+        holder: str,
+        previous_key: bytes,
+        *,
+        valid_until: str,
+        rotated_at: str,
+        rotated_by: str,
+    ) -> None:
+        """Record that `holder`'s previous key verifies until `valid_until` (replaces one)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO key_overlaps (holder, previous_key, valid_until, "
+                "rotated_at, rotated_by) VALUES (?,?,?,?,?)",
+                (holder, previous_key, valid_until, rotated_at, rotated_by),
+            )
+
+    def key_overlap(self, holder: str) -> tuple[bytes, str] | None:
+        """(previous key, valid until) of `holder`'s last rotation, or None."""
+        with self._lock:
+            if not self._has_table("key_overlaps"):
+                return None  # a read-only store of a database made before rotations
+            row = self._db.execute(
+                "SELECT previous_key, valid_until FROM key_overlaps WHERE holder=?", (holder,)
+            ).fetchone()
+        return (bytes(row[0]), str(row[1])) if row else None
 
     # -- the deny-list -----------------------------------------------------------------
 

@@ -44,7 +44,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kruispunt import signing
 from kruispunt.errors import AttackRefused, SignatureInvalid
@@ -464,7 +464,7 @@ def sign_root(
 
 def verify_root(
     signed: SignedRoot,
-    key: Ed25519PublicKey,
+    key: signing.Verifier,
     *,
     round_id: str,
     manifest_sha256: bytes,

@@ -84,13 +84,14 @@ def sign_deletion(key: Ed25519PrivateKey, deletion: Deletion) -> node_pb2.Signed
 
 def verify_deletion(
     signed: node_pb2.SignedDeletionReceipt,
-    partner_key: Ed25519PublicKey,
+    partner_key: Ed25519PublicKey | signing.KeySet,
     *,
     network: str,
     partner_id: str,
 ) -> Deletion:
-    """Check a receipt's signature under `partner_key` and that it is that partner's, of
-    this network, and well formed; raise SignatureInvalid (one opaque error) otherwise."""
+    """Check a receipt's signature under `partner_key` (or any key of a rotation's overlap)
+    and that it is that partner's, of this network, and well formed; raise SignatureInvalid
+    (one opaque error) otherwise."""
     signing.verify(partner_key, DELETION_CONTEXT, signed.receipt, signed.signature)
     receipt = node_pb2.DeletionReceipt()
     try:

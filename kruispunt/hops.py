@@ -56,7 +56,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kruispunt import signing
 from kruispunt.errors import AttackRefused, SignatureInvalid
@@ -666,7 +666,7 @@ def _check_binding(
     return None
 
 
-def _roster_key(signing_keys: Mapping[str, Ed25519PublicKey], partner: str) -> Ed25519PublicKey:
+def _roster_key(signing_keys: Mapping[str, signing.Verifier], partner: str) -> signing.Verifier:
     key = signing_keys.get(partner)
     if key is None:
         raise HopRefused(f"no roster signing key for {partner}")
@@ -698,7 +698,7 @@ def verify_chain(
     origin: str,
     evaluator: str,
     step: int,
-    signing_keys: Mapping[str, Ed25519PublicKey],
+    signing_keys: Mapping[str, signing.Verifier],
     expected_count: int,
 ) -> ExpectedInput:
     """Check `chain` for the step `evaluator` is about to perform on `origin`'s batch.

@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.message import DecodeError
 
 from kruispunt import PROTOCOL_VERSION, signing
@@ -110,7 +110,7 @@ def sign_manifest(
 
 def verify_manifest(
     signed: common_pb2.SignedManifest,
-    coordinator_key: Ed25519PublicKey,
+    coordinator_key: signing.Verifier,
     *,
     now: datetime,
     network: str | None = None,
@@ -165,7 +165,7 @@ def sign_consent(key: Ed25519PrivateKey, consent: common_pb2.Consent) -> common_
 
 def verify_consent(
     signed: common_pb2.SignedConsent,
-    partner_key: Ed25519PublicKey,
+    partner_key: signing.Verifier,
     *,
     round_id: str,
     partner_id: str,

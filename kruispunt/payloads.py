@@ -20,7 +20,7 @@ import hashlib
 import struct
 from typing import Final, Literal
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kruispunt import signing
 from kruispunt.errors import AttackRefused, SignatureInvalid
@@ -59,7 +59,7 @@ def sign_payload(
 
 def verify_payload(
     signature: bytes,
-    key: Ed25519PublicKey,
+    key: signing.Verifier,
     *,
     round_id: str,
     manifest_sha256: bytes,

@@ -15,6 +15,9 @@ The file::
     version = 3
     coordinator_signing_key = "<64 lowercase hex digits: raw Ed25519 key>"
     coordinator_tls_fingerprint = "<64 hex: SHA-256 of the coordinator's TLS certificate>"
+    # During a rotation of the manifest key (both or neither):
+    coordinator_previous_signing_key = "<64 hex: the key it signed manifests with before>"
+    coordinator_previous_signing_key_valid_until = 2027-01-31T00:00:00Z
 
     [[partner]]
     id = "gemeente"
@@ -22,6 +25,9 @@ The file::
     signing_key = "<64 hex: raw Ed25519 key, kruispunt.signing.public_key_bytes>"
     agreement_key = "<64 hex: raw X25519 key, agreement_public_bytes>"
     tls_fingerprint = "<64 hex: SHA-256 of the certificate DER, kruispunt.pki.fingerprint>"
+    # During a rotation of the partner's signing key (both or neither):
+    previous_signing_key = "<64 hex: the key it signed with before>"
+    previous_signing_key_valid_until = 2027-01-31T00:00:00Z
 
 The digest (`roster_digest`) is SHA-256 over a canonical binary encoding of the
 *parsed* roster, not over the file's bytes::
@@ -32,6 +38,10 @@ The digest (`roster_digest`) is SHA-256 over a canonical binary encoding of the
         str(id) str(organisation) signing_key[32] agreement_key[32] tls_fingerprint[32]
     if the roster pins the coordinator's certificate:
         "coordinator_tls_fingerprint" 0x00 coordinator_tls_fingerprint[32]
+    if the coordinator's manifest key is in a rotation's overlap:
+        "coordinator_previous_signing_key" 0x00 key[32] u64(valid until, Unix seconds)
+    for each partner in a rotation's overlap, sorted by id:
+        "partner_previous_signing_key" 0x00 str(id) key[32] u64(valid until, Unix seconds)
 
 where ``str(s)`` is a u32 big-endian byte length followed by the NFC-normalised UTF-8
 text and every integer is big-endian. Why the parsed form: partners edit, re-indent,
@@ -44,7 +54,10 @@ in it, so any change of meaning (a key, a fingerprint, an organisation's name, t
 version) changes the digest. The label keeps the digest from ever equalling a hash
 computed for another purpose. The coordinator's fingerprint came later and is appended
 only when present, so a roster without it keeps the digest it always had; with it, the
-labelled tail cannot be mistaken for a partner (the partner count comes first). Note
+labelled tail cannot be mistaken for a partner (the partner count comes first). The
+previous signing keys of a rotation (`kruispunt.signing.KeySet`: a signature by either
+key verifies until the end of the overlap, by the new key alone after it) follow the same
+rule: absent, the digest is the one the roster had before rotations existed. Note
 that ``sha256sum roster.toml`` is therefore not the digest: print it with
 `roster_digest` (or `Roster.digest_hex`).
 """
@@ -61,6 +74,7 @@ import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -68,7 +82,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
-from kruispunt import native, pki
+from kruispunt import native, pki, signing
 from kruispunt.errors import ConfigError
 from kruispunt.pki import Identity
 from kruispunt.purpose import ID_RE
@@ -92,6 +106,7 @@ __all__ = [
     "load_accepted_roster",
     "load_agreement_key",
     "load_roster",
+    "overlap_text",
     "parse_roster",
     "render_roster",
     "roster_digest",
@@ -113,9 +128,17 @@ _SHORT_HEX = 16
 _HEX64_RE = re.compile(r"[0-9a-f]{64}")
 _TOP_FIELDS = ("network", "version", "coordinator_signing_key", "partner")
 # Optional top-level fields: a roster written before certificates were pinned lacks them.
-_OPTIONAL_TOP_FIELDS = ("coordinator_tls_fingerprint",)
+_OPTIONAL_TOP_FIELDS = (
+    "coordinator_tls_fingerprint",
+    "coordinator_previous_signing_key",
+    "coordinator_previous_signing_key_valid_until",
+)
 _COORDINATOR_TLS_LABEL = b"coordinator_tls_fingerprint"
+_COORDINATOR_PREVIOUS_LABEL = b"coordinator_previous_signing_key"
+_PARTNER_PREVIOUS_LABEL = b"partner_previous_signing_key"
 _PARTNER_FIELDS = ("id", "organisation", "signing_key", "agreement_key", "tls_fingerprint")
+# Optional partner fields: only a partner whose signing key is being rotated has them.
+_OPTIONAL_PARTNER_FIELDS = ("previous_signing_key", "previous_signing_key_valid_until")
 
 # The u-coordinates (RFC 7748, little-endian) of every point of small order on Curve25519
 # and its twist: 0, 1, p-1 and the two points of order 8 (the list libsodium refuses).
@@ -173,6 +196,23 @@ def check_signing_public_key(raw: bytes) -> bytes:
 # The roster
 
 
+def _overlap_keys(
+    current: bytes, previous: bytes | None, until: datetime | None, at: datetime
+) -> signing.KeySet:
+    keys = [ed25519.Ed25519PublicKey.from_public_bytes(current)]
+    if previous is not None and until is not None:
+        if at.tzinfo is None:
+            raise ValueError("the time a signature is checked at must carry a time zone")
+        if at < until:
+            keys.append(ed25519.Ed25519PublicKey.from_public_bytes(previous))
+    return signing.KeySet(tuple(keys))
+
+
+def _every_key(current: bytes, previous: bytes | None) -> tuple[ed25519.Ed25519PublicKey, ...]:
+    raws = (current,) if previous is None else (current, previous)
+    return tuple(ed25519.Ed25519PublicKey.from_public_bytes(raw) for raw in raws)
+
+
 @dataclass(frozen=True)
 class RosterPartner:
     """One partner's entry: who it is, and the public keys every other node trusts."""
@@ -182,11 +222,31 @@ class RosterPartner:
     signing_key: bytes
     agreement_key: bytes
     tls_fingerprint: bytes
+    #: The key this partner signed with before a rotation, and when it stops verifying
+    #: (both None outside a rotation's overlap window).
+    previous_signing_key: bytes | None = None
+    previous_signing_key_valid_until: datetime | None = None
 
     @property
     def signing_public_key(self) -> ed25519.Ed25519PublicKey:
-        """The partner's Ed25519 key (verifies its consents and hop signatures)."""
+        """The partner's current Ed25519 key (what it signs with once it holds this roster)."""
         return ed25519.Ed25519PublicKey.from_public_bytes(self.signing_key)
+
+    def signing_keys(self, at: datetime) -> signing.KeySet:
+        """The keys that verify this partner's consents, hops, roots and payloads at `at`.
+
+        The current key always; the previous one only before the end of its overlap
+        window, so a leaked old key is refused from then on.
+        """
+        return _overlap_keys(
+            self.signing_key, self.previous_signing_key, self.previous_signing_key_valid_until, at
+        )
+
+    @property
+    def every_signing_key(self) -> tuple[ed25519.Ed25519PublicKey, ...]:
+        """Current and previous key, whatever the date: anchors for an audit chain, whose
+        own handover event says which key signed which part."""
+        return _every_key(self.signing_key, self.previous_signing_key)
 
     @property
     def agreement_public_key(self) -> x25519.X25519PublicKey:
@@ -210,6 +270,10 @@ class Roster:
     #: SHA-256 of the coordinator's TLS certificate: the only coordinator certificate a node
     #: admits (None in a roster written before certificates were pinned: the CA decides).
     coordinator_tls_fingerprint: bytes | None = None
+    #: The manifest key before a rotation, and when it stops verifying (both None outside
+    #: a rotation's overlap window).
+    coordinator_previous_signing_key: bytes | None = None
+    coordinator_previous_signing_key_valid_until: datetime | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "partners", tuple(sorted(self.partners, key=lambda p: p.id)))
@@ -231,8 +295,22 @@ class Roster:
 
     @property
     def coordinator_public_key(self) -> ed25519.Ed25519PublicKey:
-        """The key that must have signed every manifest of this network."""
+        """The coordinator's current manifest key (what it signs with under this roster)."""
         return ed25519.Ed25519PublicKey.from_public_bytes(self.coordinator_signing_key)
+
+    def coordinator_keys(self, at: datetime) -> signing.KeySet:
+        """The keys that verify a manifest at `at`: the current one, and the previous one
+        before the end of its overlap window."""
+        return _overlap_keys(
+            self.coordinator_signing_key,
+            self.coordinator_previous_signing_key,
+            self.coordinator_previous_signing_key_valid_until,
+            at,
+        )
+
+    def signing_keys(self, partner_id: str, at: datetime) -> signing.KeySet:
+        """`partner(partner_id).signing_keys(at)`: ConfigError if the roster lacks it."""
+        return self.partner(partner_id).signing_keys(at)
 
     @cached_property
     def digest(self) -> bytes:
@@ -269,7 +347,24 @@ def _canonical_encoding(roster: Roster) -> bytes:
         ]
     if roster.coordinator_tls_fingerprint is not None:
         parts += [_COORDINATOR_TLS_LABEL, b"\x00", roster.coordinator_tls_fingerprint]
+    previous = roster.coordinator_previous_signing_key
+    until = roster.coordinator_previous_signing_key_valid_until
+    if previous is not None and until is not None:
+        parts += [_COORDINATOR_PREVIOUS_LABEL, b"\x00", previous, _unix(until)]
+    for p in roster.partners:
+        if p.previous_signing_key is not None and p.previous_signing_key_valid_until is not None:
+            parts += [
+                _PARTNER_PREVIOUS_LABEL,
+                b"\x00",
+                _encode_str(p.id),
+                p.previous_signing_key,
+                _unix(p.previous_signing_key_valid_until),
+            ]
     return b"".join(parts)
+
+
+def _unix(moment: datetime) -> bytes:
+    return struct.pack(">Q", int(moment.timestamp()))
 
 
 # ---------------------------------------------------------------------------------------
@@ -296,6 +391,38 @@ def _key(value: Any, where: str, field: str, check: Callable[[bytes], bytes]) ->
         return check(raw)
     except ValueError as exc:
         raise ConfigError(f"{where}: {field}: {exc}") from None
+
+
+def _valid_until(value: Any, where: str, field: str) -> datetime:
+    # A TOML offset date-time (2027-01-31T00:00:00Z); whole seconds, so the digest's
+    # Unix seconds say exactly what the file says.
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ConfigError(
+            f"{where}: {field} must be a date and time with its offset, "
+            "like 2027-01-31T00:00:00Z (not quoted)"
+        )
+    if value.microsecond:
+        raise ConfigError(f"{where}: {field} must be given in whole seconds")
+    moment = value.astimezone(UTC)
+    if not 0 < moment.timestamp() < 2**63:
+        raise ConfigError(f"{where}: {field} is out of range")
+    return moment
+
+
+def _previous_key(
+    data: Mapping[str, Any], where: str, key_field: str, until_field: str, current: bytes
+) -> tuple[bytes | None, datetime | None]:
+    """A rotation's previous key and the end of its overlap, both or neither."""
+    has_key, has_until = key_field in data, until_field in data
+    if not has_key and not has_until:
+        return None, None
+    if not has_key or not has_until:
+        present, absent = (key_field, until_field) if has_key else (until_field, key_field)
+        raise ConfigError(f"{where}: {present} needs {absent} (a rotation names both)")
+    previous = _key(data[key_field], where, key_field, check_signing_public_key)
+    if previous == current:
+        raise ConfigError(f"{where}: {key_field} is the current signing key")
+    return previous, _valid_until(data[until_field], where, until_field)
 
 
 def _organisation(value: Any, where: str) -> str:
@@ -344,15 +471,21 @@ def _partner(data: Any, network: str, where: str) -> RosterPartner:
         except ValueError as exc:
             raise ConfigError(f"{where}: id cannot name a certificate: {exc}") from None
         where = f"{where} (id {pid!r})"
-    _check_fields(data, _PARTNER_FIELDS, where)
+    _check_fields(data, _PARTNER_FIELDS, where, _OPTIONAL_PARTNER_FIELDS)
+    signing_key = _key(data["signing_key"], where, "signing_key", check_signing_public_key)
+    previous, until = _previous_key(
+        data, where, "previous_signing_key", "previous_signing_key_valid_until", signing_key
+    )
     return RosterPartner(
         id=data["id"],
         organisation=_organisation(data["organisation"], where),
-        signing_key=_key(data["signing_key"], where, "signing_key", check_signing_public_key),
+        signing_key=signing_key,
         agreement_key=_key(
             data["agreement_key"], where, "agreement_key", check_agreement_public_key
         ),
         tls_fingerprint=_hex32(data["tls_fingerprint"], where, "tls_fingerprint"),
+        previous_signing_key=previous,
+        previous_signing_key_valid_until=until,
     )
 
 
@@ -389,6 +522,19 @@ def _from_dict(data: Mapping[str, Any], source: str) -> Roster:
                     raise ConfigError(f"{where}: {field} is the same as partner {other.id!r}'s")
         if p.signing_key == coordinator:
             raise ConfigError(f"{where}: signing_key is the coordinator's signing key")
+        # A retired key is still a key that signs as its owner until the overlap ends.
+        for other in partners:
+            for mine, theirs in (
+                (p.previous_signing_key, other.signing_key),
+                (p.signing_key, other.previous_signing_key),
+                (p.previous_signing_key, other.previous_signing_key),
+            ):
+                if mine is not None and mine == theirs:
+                    raise ConfigError(
+                        f"{where}: a signing key is the same as one of partner {other.id!r}'s"
+                    )
+        if p.previous_signing_key == coordinator:
+            raise ConfigError(f"{where}: previous_signing_key is the coordinator's signing key")
         seen[p.id] = f"partner #{n}"
         partners.append(p)
     if len(partners) < 2:
@@ -403,12 +549,29 @@ def _from_dict(data: Mapping[str, Any], source: str) -> Roster:
                 raise ConfigError(
                     f"{source}: coordinator_tls_fingerprint is partner {p.id!r}'s tls_fingerprint"
                 )
+    coordinator_previous, coordinator_until = _previous_key(
+        data,
+        source,
+        "coordinator_previous_signing_key",
+        "coordinator_previous_signing_key_valid_until",
+        coordinator,
+    )
+    for p in partners:
+        if coordinator_previous is not None and coordinator_previous in (
+            p.signing_key,
+            p.previous_signing_key,
+        ):
+            raise ConfigError(
+                f"{source}: coordinator_previous_signing_key is a signing key of partner {p.id!r}"
+            )
     return Roster(
         network=network,
         version=version,
         coordinator_signing_key=coordinator,
         partners=tuple(partners),
         coordinator_tls_fingerprint=coordinator_tls,
+        coordinator_previous_signing_key=coordinator_previous,
+        coordinator_previous_signing_key_valid_until=coordinator_until,
     )
 
 
@@ -481,6 +644,13 @@ def render_roster(roster: Roster) -> str:
     ]
     if roster.coordinator_tls_fingerprint is not None:
         lines.append(f'coordinator_tls_fingerprint = "{roster.coordinator_tls_fingerprint.hex()}"')
+    previous = roster.coordinator_previous_signing_key
+    until = roster.coordinator_previous_signing_key_valid_until
+    if previous is not None and until is not None:
+        lines += [
+            f'coordinator_previous_signing_key = "{previous.hex()}"',
+            f"coordinator_previous_signing_key_valid_until = {_toml_datetime(until)}",
+        ]
     for p in roster.partners:
         lines += [
             "",
@@ -491,7 +661,25 @@ def render_roster(roster: Roster) -> str:
             f'agreement_key = "{p.agreement_key.hex()}"',
             f'tls_fingerprint = "{p.tls_fingerprint.hex()}"',
         ]
+        if p.previous_signing_key is not None and p.previous_signing_key_valid_until is not None:
+            lines += [
+                f'previous_signing_key = "{p.previous_signing_key.hex()}"',
+                "previous_signing_key_valid_until = "
+                + _toml_datetime(p.previous_signing_key_valid_until),
+            ]
     return "\n".join(lines) + "\n"
+
+
+def _toml_datetime(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def overlap_text(previous: bytes | None, until: datetime | None) -> str:
+    """How a roster line names a rotation's previous key: "previous key 0123…, valid until
+    2027-01-31T00:00:00Z" (empty outside an overlap)."""
+    if previous is None or until is None:
+        return ""
+    return f"previous key {_short(previous)}…, valid until {_toml_datetime(until)}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -534,6 +722,16 @@ def diff_rosters(old: Roster | None, new: Roster) -> list[str]:
             "coordinator signing key changed: "
             f"{_short(old.coordinator_signing_key)}… -> {_short(new.coordinator_signing_key)}…"
         )
+    before_overlap = overlap_text(
+        old.coordinator_previous_signing_key, old.coordinator_previous_signing_key_valid_until
+    )
+    after_overlap = overlap_text(
+        new.coordinator_previous_signing_key, new.coordinator_previous_signing_key_valid_until
+    )
+    if before_overlap != after_overlap:
+        out.append(
+            f"coordinator rotation overlap: {before_overlap or 'none'} -> {after_overlap or 'none'}"
+        )
     if old.coordinator_tls_fingerprint != new.coordinator_tls_fingerprint:
         out.append(
             "coordinator TLS fingerprint changed: "
@@ -560,6 +758,10 @@ def diff_rosters(old: Roster | None, new: Roster) -> list[str]:
             x, y = getattr(a, field), getattr(b, field)
             if x != y:
                 out.append(f"partner {pid}: {label} changed {_short(x)}… -> {_short(y)}…")
+        was = overlap_text(a.previous_signing_key, a.previous_signing_key_valid_until)
+        now = overlap_text(b.previous_signing_key, b.previous_signing_key_valid_until)
+        if was != now:
+            out.append(f"partner {pid}: rotation overlap {was or 'none'} -> {now or 'none'}")
     return out
 
 

@@ -7,9 +7,10 @@ a printed covenant) compare like with like.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from kruispunt.roster import Roster
+from kruispunt.roster import Roster, overlap_text
 from kruispunt.wording import plural
 
 __all__ = ["grouped_digest", "roster_data", "roster_lines"]
@@ -32,6 +33,11 @@ def roster_data(roster: Roster) -> dict[str, Any]:
         "digest": roster.digest_hex,
         "digest_grouped": grouped_digest(roster.digest_hex),
         "coordinator_signing_key": roster.coordinator_signing_key.hex(),
+        **_previous(
+            "coordinator_",
+            roster.coordinator_previous_signing_key,
+            roster.coordinator_previous_signing_key_valid_until,
+        ),
         "partners": [
             {
                 "id": p.id,
@@ -39,9 +45,20 @@ def roster_data(roster: Roster) -> dict[str, Any]:
                 "signing_key": p.signing_key.hex(),
                 "agreement_key": p.agreement_key.hex(),
                 "tls_fingerprint": p.tls_fingerprint.hex(),
+                **_previous("", p.previous_signing_key, p.previous_signing_key_valid_until),
             }
             for p in roster.partners
         ],
+    }
+
+
+def _previous(prefix: str, key: bytes | None, until: datetime | None) -> dict[str, str]:
+    # Only a roster in a rotation's overlap has these, as only its file does.
+    if key is None or until is None:
+        return {}
+    return {
+        f"{prefix}previous_signing_key": key.hex(),
+        f"{prefix}previous_signing_key_valid_until": until.isoformat(),
     }
 
 
@@ -54,10 +71,19 @@ def roster_lines(roster: Roster) -> list[str]:
         f"  digest:              {roster.digest_hex}",
         f"  coordinator signing key {roster.coordinator_signing_key.hex()[:_SHORT_HEX]}…",
     ]
+    overlap = overlap_text(
+        roster.coordinator_previous_signing_key,
+        roster.coordinator_previous_signing_key_valid_until,
+    )
+    if overlap:
+        lines.append(f"    {overlap}")
     for p in roster.partners:
         lines.append(
             f"  {p.id:<20} signing {p.signing_key.hex()[:_SHORT_HEX]}…  "
             f"agreement {p.agreement_key.hex()[:_SHORT_HEX]}…  "
             f"TLS {p.tls_fingerprint.hex()[:_SHORT_HEX]}…  {p.organisation}"
         )
+        overlap = overlap_text(p.previous_signing_key, p.previous_signing_key_valid_until)
+        if overlap:
+            lines.append(f"    {overlap}")
     return lines

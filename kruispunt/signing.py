@@ -8,6 +8,11 @@ split between label and data is unambiguous.
 
 Verification failures raise one opaque `SignatureInvalid`, whatever went wrong
 (wrong key, wrong context, tampered data, malformed signature).
+
+A verifier may hold more than one key for one signer: during a key rotation's overlap
+window the roster names a partner's (or the coordinator's) new key and, until a date,
+its previous one (`KeySet`, built by `kruispunt.roster`). `verify` accepts a signature
+by any key of the set.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -29,6 +35,8 @@ __all__ = [
     "CONTEXT_MANIFEST",
     "PUBLIC_KEY_BYTES",
     "SIGNATURE_BYTES",
+    "KeySet",
+    "Verifier",
     "generate_signing_key",
     "key_id",
     "load_public_key",
@@ -68,6 +76,24 @@ def _message(context: bytes, data: bytes) -> bytes:
     return context + b"\x00" + data
 
 
+@dataclass(frozen=True)
+class KeySet:
+    """Ed25519 keys of one signer, any of which `verify` accepts (a rotation's overlap)."""
+
+    keys: tuple[ed25519.Ed25519PublicKey, ...]
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise ValueError("a key set holds at least one key")
+        for key in self.keys:
+            if not isinstance(key, ed25519.Ed25519PublicKey):
+                raise TypeError(f"public key must be Ed25519, not {type(key).__name__}")
+
+
+#: What `verify` takes: one key, or the keys a roster accepts for one signer right now.
+Verifier = ed25519.Ed25519PublicKey | KeySet
+
+
 def generate_signing_key() -> ed25519.Ed25519PrivateKey:
     """A fresh Ed25519 signing key."""
     return ed25519.Ed25519PrivateKey.generate()
@@ -80,22 +106,28 @@ def sign(key: ed25519.Ed25519PrivateKey, context: bytes, data: bytes) -> bytes:
     return key.sign(_message(context, data))
 
 
-def verify(
-    public_key: ed25519.Ed25519PublicKey, context: bytes, data: bytes, signature: bytes
-) -> None:
+def verify(public_key: Verifier, context: bytes, data: bytes, signature: bytes) -> None:
     """Return if `signature` is `public_key`'s signature of `data` under `context`.
 
-    Raises SignatureInvalid otherwise, with the same message for every cause.
+    With a `KeySet`, a signature by any one of its keys will do. Raises SignatureInvalid
+    otherwise, with the same message for every cause.
     """
-    if not isinstance(public_key, ed25519.Ed25519PublicKey):
+    if isinstance(public_key, KeySet):
+        keys = public_key.keys
+    elif isinstance(public_key, ed25519.Ed25519PublicKey):
+        keys = (public_key,)
+    else:
         raise TypeError(f"public key must be Ed25519, not {type(public_key).__name__}")
     message = _message(context, data)
     if not isinstance(signature, bytes) or len(signature) != SIGNATURE_BYTES:
         raise SignatureInvalid()
-    try:
-        public_key.verify(signature, message)
-    except InvalidSignature:
-        raise SignatureInvalid() from None
+    for key in keys:
+        try:
+            key.verify(signature, message)
+        except InvalidSignature:
+            continue
+        return
+    raise SignatureInvalid()
 
 
 def public_key_bytes(public_key: ed25519.Ed25519PublicKey) -> bytes:

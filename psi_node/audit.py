@@ -56,7 +56,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from kruispunt import signing
 from kruispunt.audit import (
+    HANDOVER_EVENT,
     NODE_REQUIRED_DETAILS,
     AuditEvent,
     ChainedLog,
@@ -182,9 +184,11 @@ class NodeAudit(ChainedLog):
         signing_key: Ed25519PrivateKey,
         *,
         now: Clock | None = None,
+        key_path: Path | None = None,
     ) -> None:
         super().__init__(signing_key, now)
         self._path = Path(path)
+        self._key_path = key_path
         self._lock = threading.Lock()
         created = not self._path.exists()
         try:
@@ -213,8 +217,9 @@ class NodeAudit(ChainedLog):
         with self._lock:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
-                head, needs_newline = self._read_head()
-                sealed = build(head)
+                last, needs_newline = self._read_last()
+                self._check_key(last)
+                sealed = build(None if last is None else last.head)
                 line = event_to_json(sealed).encode("utf-8") + b"\n"
                 if needs_newline:
                     log.warning(
@@ -228,8 +233,40 @@ class NodeAudit(ChainedLog):
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         return sealed
 
+    def _check_key(self, last: AuditEvent | None) -> None:
+        """Hold the key the log continues with, reloading it from `key_path` if need be.
+
+        That is the key the last event names: its signer, or the new key of a handover
+        (another process, `psi-node rotate-signing-key`, may have rotated it). An event
+        signed by a retired key would break the chain for every verifier, so rather than
+        write one this refuses.
+        """
+        if last is None:
+            return
+        wanted = last.key_id
+        if last.event == HANDOVER_EVENT:
+            wanted = str(last.details.get("new_key_id", ""))
+        held = signing.key_id(self.public_key)
+        if wanted == held:
+            return
+        if self._key_path is not None:
+            key = signing.load_signing_key(self._key_path)
+            if signing.key_id(key.public_key()) == wanted:
+                self.adopt_key(key)
+                return
+        raise ConfigError(
+            f"{self._path}: the log continues with signing key {wanted} (event {last.seq}), "
+            f"but this process holds key {held}; finish the rotation with "
+            "`psi-node rotate-signing-key` and restart"
+        )
+
     def _read_head(self) -> tuple[ChainHead | None, bool]:
-        """Return the chain head and whether the file lacks its final newline.
+        """Return the chain head and whether the file lacks its final newline."""
+        last, needs_newline = self._read_last()
+        return (None if last is None else last.head), needs_newline
+
+    def _read_last(self) -> tuple[AuditEvent | None, bool]:
+        """Return the last complete event and whether the file lacks its final newline.
 
         The last line may be torn (a crash mid-append): then the head is the
         complete line before it. Reads only the tail of the file.
@@ -254,13 +291,13 @@ class NodeAudit(ChainedLog):
         if needs_newline and candidates:
             try:
                 # A crash right before the newline leaves a whole event: continue from it.
-                return event_from_json(candidates[-1].decode("utf-8")).head, True
+                return event_from_json(candidates[-1].decode("utf-8")), True
             except (UnicodeDecodeError, ValueError):
                 candidates = candidates[:-1]
         if not candidates:
             return None, needs_newline
         try:
-            return event_from_json(candidates[-1].decode("utf-8")).head, needs_newline
+            return event_from_json(candidates[-1].decode("utf-8")), needs_newline
         except (UnicodeDecodeError, ValueError):
             raise AuditChainBroken(
                 f"{self._path}: the last complete line does not parse; verify the log "

@@ -101,13 +101,14 @@ def _partner_of(path: Path, events: Sequence[AuditEvent]) -> str:
     return partner
 
 
-def _roster_key(roster: Roster | None, partner: str, path: Path) -> Ed25519PublicKey:
+def _roster_key(roster: Roster | None, partner: str, path: Path) -> tuple[Ed25519PublicKey, ...]:
     if roster is None:
         raise ConfigError(
             f"{path}: this node accepted no roster, so it has no key for {partner!r}'s log"
         )
     try:
-        return roster.partner(partner).signing_public_key
+        # Both keys of a rotation: the log's handover says which signed which part.
+        return roster.partner(partner).every_signing_key
     except ConfigError:
         raise ConfigError(
             f"{path}: partner {partner!r} is not on the roster this node accepted"

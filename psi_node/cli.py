@@ -372,6 +372,26 @@ def _roster_accept(args: argparse.Namespace) -> int:
     return 0
 
 
+@command(
+    "rotate-signing-key",
+    "replace this node's signing key, keeping the old one until the roster names the new",
+    arg("--reason", help="why (audited in the handover)"),
+    description=(
+        "Draw a new Ed25519 signing key and hand this node's audit log over to it (a "
+        "handover event sealed by the old key and endorsed by the new). The old key is kept "
+        "as signing/node.ed25519.previous: rounds are signed with the key the accepted roster "
+        "names, so they go on until the coordinator registers the new public key (psi-"
+        "coordinator partner rotate-key) and this node accepts that roster."
+    ),
+)
+def _rotate_signing_key(args: argparse.Namespace) -> int:
+    from psi_node.signing_keys import rotate_signing_key
+
+    done = rotate_signing_key(_node_config(args), actor=operator_actor(), reason=args.reason or "")
+    emit(present.signing_key_rotated(done, args.dir), as_json=args.json)
+    return 0
+
+
 @command("roster show", "show the roster this node accepted")
 def _roster_show(args: argparse.Namespace) -> int:
     from kruispunt.roster import ACCEPTED_ROSTER_FILE, load_accepted_roster

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from kruispunt.roster import Roster
     from psi_node.inputs import InputReport
     from psi_node.provision import NodeInitResult
+    from psi_node.signing_keys import NodeKeyRotation
 
 
 # -- set-up -----------------------------------------------------------------------------------
@@ -82,6 +83,27 @@ def roster_shown(roster: Roster, state_file: Path) -> Output:
     return Output(
         {"accepted": str(state_file), **roster_data(roster)},
         "\n".join([f"accepted roster ({state_file})", *roster_lines(roster)]),
+    )
+
+
+def signing_key_rotated(done: NodeKeyRotation, directory: str) -> Output:
+    """`rotate-signing-key`: the handover, the public key file to send, what happens next."""
+    return Output(
+        {
+            "previous_key_id": done.previous_key_id,
+            "new_key_id": done.new_key_id,
+            "public_key": str(done.public_key),
+            "previous_key": str(done.previous_key),
+            "handover_seq": done.seq,
+        },
+        f"Signing key rotated: audit log handed over at event {done.seq}, key "
+        f"{done.previous_key_id} -> {done.new_key_id}.\n"
+        f"  new public key: {done.public_key}\n"
+        f"    send it to the coordinator: psi-coordinator partner rotate-key DIR ID "
+        f"--signing-key {done.public_key.name}\n"
+        f"  previous key:   {done.previous_key} (rounds are signed with it until this node "
+        f"accepts a roster that names the new key)\n"
+        f"Then accept the new roster: psi-node roster accept {directory} ROSTER_FILE --digest HEX",
     )
 
 

@@ -32,6 +32,7 @@ from kruispunt.roster import (
 )
 from psi_node.audit import NodeAudit
 from psi_node.config import CONFIG_NAME, NodeConfig, load_node_config
+from psi_node.signing_keys import load_node_keys
 
 CONFIG_TEMPLATE = """\
 # Kruispunt partner node configuration (created by `psi-node init`).
@@ -205,10 +206,19 @@ def accept_network_roster(
                 f"so it is not accepted: " + "; ".join(problems)
             )
     accepted, changes = accept_roster(config.state_dir, roster_path, digest_hex)
+    installed = _coordinator_key_bytes(config.coordinator_public_key)
+    if installed != accepted.coordinator_signing_key:
+        # The roster rotated the manifest key from the installed one (roster_mismatches):
+        # the installed key follows, as the accepted roster is the node's trust anchor.
+        pki.write_pem(
+            config.coordinator_public_key,
+            signing.public_key_pem(accepted.coordinator_public_key),
+        )
     audit = NodeAudit(
         config.audit_log,
         signing.load_signing_key(config.signing_key),
         now=(lambda: now) if now is not None else None,
+        key_path=config.signing_key,
     )
     try:
         audit.append(
@@ -250,7 +260,9 @@ def roster_mismatches(config: NodeConfig, roster: Roster) -> list[str]:
     if roster.network != network:
         problems.append(f"it is for network {roster.network!r}, this node is in {network!r}")
     coordinator = _coordinator_key_bytes(config.coordinator_public_key)
-    if roster.coordinator_signing_key != coordinator:
+    # A roster that rotates the manifest key names the installed key as the previous one:
+    # accepting it moves the installed key on (`accept_network_roster`).
+    if coordinator not in (roster.coordinator_signing_key, roster.coordinator_previous_signing_key):
         problems.append(
             f"its coordinator signing key is {_short(roster.coordinator_signing_key)}, the key "
             f"installed with this node's certificate ({config.coordinator_public_key}) is "
@@ -263,9 +275,11 @@ def roster_mismatches(config: NodeConfig, roster: Roster) -> list[str]:
             + ", ".join(roster.ids)
         )
         return problems
-    own_signing = signing.public_key_bytes(
-        signing.load_signing_key(config.signing_key).public_key()
-    )
+    keys = load_node_keys(config)
+    # After `rotate-signing-key` a roster may still name the previous key (not registered
+    # yet) or already the new one: the node signs with whichever its roster names.
+    held = keys.named_by(entry.signing_key) or keys.current
+    own_signing = signing.public_key_bytes(held.public_key())
     own_agreement = agreement_public_bytes(load_agreement_key(config.agreement_key))
     own_fingerprint = bytes.fromhex(pki.fingerprint(pki.load_certificate(config.tls_cert)))
     for label, listed, own, where in (

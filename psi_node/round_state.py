@@ -67,6 +67,10 @@ class NodeRound:
     inputs: InputSet
     #: This node's partner id: the legal basis its audit events carry is its own.
     partner_id: str
+    #: The key the round's roster names for this node: what it signs this round's
+    #: consent, hop statements, commitment and payloads with (after a rotation, the
+    #: previous key until the roster names the new one: `psi_node.signing_keys`).
+    signing_key: Ed25519PrivateKey
     #: The roster this node's operator accepted, which the manifest names: every partner
     #: key the round uses comes from here, never from the coordinator.
     roster: Roster | None = None
@@ -109,8 +113,6 @@ class RoundContext(Protocol):
     #: Points per blinded chunk a node streams.
     chunk_points: int
     now: Callable[[], datetime]
-    #: This node's Ed25519 key: consents, batch statements and tag commitments.
-    signing_key: Ed25519PrivateKey
     #: This node's X25519 key from the roster: opens the tag-key shares sealed to it.
     agreement_key: X25519PrivateKey
 

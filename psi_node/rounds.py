@@ -41,6 +41,7 @@ from kruispunt.errors import (
 from kruispunt.manifest import VerifiedManifest, is_round_id, sign_consent, verify_manifest
 from kruispunt.metrics import RoundMetrics
 from kruispunt.roster import Roster, load_accepted_roster
+from kruispunt.signing import Verifier
 from kruispunt.v1 import common_pb2, node_pb2
 from psi_node import oprf
 from psi_node.audit import NodeAudit
@@ -58,6 +59,7 @@ from psi_node.policy import (
 )
 from psi_node.results import discard_staged, published_results, stale_staged
 from psi_node.round_state import STAGED, NodeRound, require_phase
+from psi_node.signing_keys import NodeKeys, load_node_keys
 
 log = structlog.get_logger("psi_node.rounds")
 
@@ -86,7 +88,8 @@ class RoundManager:
         self.config = config
         self._on_reload = on_reload
         self.network = network
-        self.signing_key = signing_key
+        # The current key, and after a rotation the previous one (`round_signing_key`).
+        self._keys = NodeKeys(signing_key)
         self.agreement_key = agreement_key
         self._coordinator_key = coordinator_key
         self.audit = audit
@@ -216,7 +219,9 @@ class RoundManager:
         """Check a manifest and answer a signed consent or refusal."""
         now = self.now()
         try:
-            verified = verify_manifest(signed, self._coordinator_key, now=now, network=self.network)
+            verified = verify_manifest(
+                signed, self._manifest_keys(now), now=now, network=self.network
+            )
         except ManifestRejected as exc:
             return self._refuse_unverified(signed, str(exc), now)
         round_id = verified.round_id
@@ -260,6 +265,7 @@ class RoundManager:
             return self._refuse(verified, reason, now)
         try:
             roster = self.accepted_roster(verified)
+            key = self.round_signing_key(roster)
         except ConfigError as exc:
             return self._refuse(verified, str(exc), now)
         purpose = verified.purpose
@@ -304,6 +310,7 @@ class RoundManager:
             verified=verified,
             inputs=inputs,
             partner_id=self.config.partner_id,
+            signing_key=key,
             roster=roster,
             state=mode.start(),
         )
@@ -351,7 +358,44 @@ class RoundManager:
             objected=report.objected,
             invalid=report.invalid,
         )
-        return sign_consent(self.signing_key, consent)
+        return sign_consent(rnd.signing_key, consent)
+
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        """The key for a refusal: the one the accepted roster names for this node, else
+        the current key (a refusal is signed before, or instead of, any round key)."""
+        try:
+            roster = load_accepted_roster(self.config.state_dir)
+            if roster is not None and self.config.partner_id in roster.ids:
+                return self.round_signing_key(roster)
+        except ConfigError:
+            pass  # no usable roster: the coordinator cannot check any key of ours anyway
+        return self._keys.current
+
+    def round_signing_key(self, roster: Roster) -> Ed25519PrivateKey:
+        """The key `roster` names for this node: its current one or, until the roster
+        registers a rotation, the previous one (`psi_node.signing_keys`).
+
+        Reads the key files again when it holds neither (a rotation since this process
+        started); ConfigError if the node holds no key the roster names.
+        """
+        try:
+            return self._keys.for_roster(roster, self.config.partner_id)
+        except ConfigError:
+            self._keys = load_node_keys(self.config)
+            return self._keys.for_roster(roster, self.config.partner_id)
+
+    def _manifest_keys(self, now: datetime) -> Verifier:
+        """The keys a manifest may be signed with at `now`: the accepted roster's
+        coordinator key (and its previous one within a rotation's overlap), or the key
+        installed with the certificate while no roster is accepted."""
+        try:
+            roster = load_accepted_roster(self.config.state_dir)
+        except ConfigError:
+            roster = None  # accepted_roster refuses the round with the reason
+        if roster is None:
+            return self._coordinator_key
+        return roster.coordinator_keys(now)
 
     def accepted_roster(self, verified: VerifiedManifest) -> Roster:
         """The roster this node's operator accepted, if the manifest names it and every

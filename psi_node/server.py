@@ -291,7 +291,7 @@ def create_server(
     coordinator_key = signing.read_public_key(
         config.coordinator_public_key, missing="no coordinator key (psi-node install-cert)"
     )
-    audit = NodeAudit(config.audit_log, signing_key)
+    audit = NodeAudit(config.audit_log, signing_key, key_path=config.signing_key)
     clock = now or (lambda: datetime.now(UTC))
     metrics = RoundMetrics("node")
     audit.add_observer(metrics.observe_event)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import grpc
 
@@ -147,7 +148,7 @@ def _match(context: RoundContext, state: RoundState) -> TallyResult:
     t0 = time.monotonic()
     result = tally(tags, state.partners, state.purpose.threshold)
     if state.purpose.disclosure == "partners":
-        state.evidence = _coholder_evidence(state, finalized, result)
+        state.evidence = _coholder_evidence(state, finalized, result, context.now())
     tags.clear()
     finalized.clear()
     state.histogram = dict(result.histogram)
@@ -334,7 +335,7 @@ def _collect_tags(
 
 
 def _coholder_evidence(
-    state: RoundState, finalized: dict[str, _Tags], result: TallyResult
+    state: RoundState, finalized: dict[str, _Tags], result: TallyResult, now: datetime
 ) -> dict[str, list[node_pb2.CoholderProof]]:
     """Per partner, for each flagged record and co-holder, an inclusion proof of that
     record's tag in the co-holder's commitment (which every node already holds).
@@ -348,7 +349,7 @@ def _coholder_evidence(
             signed = SignedRoot.decode(got.root)
             root = verify_root(
                 signed,
-                state.roster.partner(pid).signing_public_key,
+                state.roster.signing_keys(pid, now),
                 round_id=state.round_id,
                 manifest_sha256=state.manifest_sha256,
                 partner=pid,

@@ -62,6 +62,10 @@ EVENTS: Final[Mapping[str, str]] = {
     "partner.deactivated": "a partner was suspended: not asked, its certificate denied",
     "partner.reactivated": "a deactivated partner may take part again",
     "partner.removed": "a partner left the registry: its certificates are denied for good",
+    "partner.key_rotated": "a partner's new signing key was registered; the old one verifies "
+    "until a date",
+    "signing.key_rotated": "the coordinator's manifest key was replaced; the old one verifies "
+    "until a date",
     "roster.exported": "the coordinator wrote a new version of the partner roster",
     "roster.accepted": "the node's operator accepted a partner roster by its digest",
     "purpose.added": "a purpose was registered",
@@ -192,6 +196,14 @@ COORDINATOR_REQUIRED_DETAILS: Final[Mapping[str, Mapping[str, type]]] = {
     "deletion.received": {"partner": str, "result_sha256": str, "deleted_at": str},
     "deletion.refused": {"partner": str, "reason": str},
     "roster.exported": {"version": int, "digest": str},
+    # Which key replaced which, and until when the old one still verifies.
+    "partner.key_rotated": {
+        "partner": str,
+        "previous_key_id": str,
+        "new_key_id": str,
+        "valid_until": str,
+    },
+    "signing.key_rotated": {"previous_key_id": str, "new_key_id": str, "valid_until": str},
 }
 
 #: `details` keys (and their types) a node must give these events, for the same cross-check.

@@ -38,7 +38,7 @@ from typing import Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from kruispunt.audit.event import AuditEvent, ChainHead
-from kruispunt.audit.verify import VerifyReport, verify_events
+from kruispunt.audit.verify import PublicKeys, VerifyReport, verify_events
 
 __all__ = ["FIELDS", "NodeLog", "Problem", "WitnessReport", "verify_network"]
 
@@ -67,7 +67,9 @@ class NodeLog:
 
     partner: str
     events: Sequence[AuditEvent]
-    public_key: Ed25519PublicKey
+    #: Its key, or keys: a partner's roster entry during a rotation lists the previous
+    #: one too (either anchors the chain: `kruispunt.audit.handover`).
+    public_key: PublicKeys
     label: str = ""
 
     @property

@@ -140,7 +140,9 @@ def response(rounds: RoundContext, message: node_pb2.BilateralPayload) -> node_p
     if count < 1:
         raise ProtocolError("the client's set size must be at least 1")
     # The request and its size are the client's word, not the relay's.
-    _verify(rnd, settings.client_partner, "request", message.payload, count, message.signature)
+    _verify(
+        rounds, rnd, settings.client_partner, "request", message.payload, count, message.signature
+    )
     if count > purpose.max_set_size:
         raise ResourceLimit("the client's set size exceeds the purpose's maximum set size")
     if settings.data_structure == "gcs":
@@ -226,9 +228,15 @@ def result(rounds: RoundContext, exchange: node_pb2.BilateralExchange) -> node_p
         raise ResourceLimit("the server's set size exceeds the purpose's maximum set size")
     # Both answers are the server's own: checked against its roster key before use.
     server = settings.server_partner
-    _verify(rnd, server, "response", exchange.response, size, exchange.response_signature)
+    _verify(rounds, rnd, server, "response", exchange.response, size, exchange.response_signature)
     _verify(
-        rnd, server, "setup", exchange.setup, exchange.server_set_size, exchange.setup_signature
+        rounds,
+        rnd,
+        server,
+        "setup",
+        exchange.setup,
+        exchange.server_set_size,
+        exchange.setup_signature,
     )
     resp = psi.Response()
     try:
@@ -311,7 +319,7 @@ def _signed(
 ) -> node_pb2.BilateralPayload:
     """A payload with this node's signature over it and the set size it speaks for."""
     signature = sign_payload(
-        rounds.signing_key,
+        rnd.signing_key,
         round_id=rnd.round_id,
         manifest_sha256=rnd.verified.sha256,
         sender=rounds.config.partner_id,
@@ -325,14 +333,21 @@ def _signed(
 
 
 def _verify(
-    rnd: NodeRound, sender: str, kind: Kind, payload: bytes, set_size: int, signature: bytes
+    rounds: RoundContext,
+    rnd: NodeRound,
+    sender: str,
+    kind: Kind,
+    payload: bytes,
+    set_size: int,
+    signature: bytes,
 ) -> None:
-    """AttackRefused unless `sender`'s roster key signed this payload for this round."""
+    """AttackRefused unless `sender`'s roster key (or, within a rotation's overlap, its
+    previous one) signed this payload for this round."""
     if rnd.roster is None:
         raise ProtocolError("this round has no accepted roster")
     verify_payload(
         signature,
-        rnd.roster.partner(sender).signing_public_key,
+        rnd.roster.signing_keys(sender, rounds.now()),
         round_id=rnd.round_id,
         manifest_sha256=rnd.verified.sha256,
         sender=sender,

@@ -149,7 +149,7 @@ def blind(
             chunk_size=size,
             chunk_digests=tuple(digests),
         )
-        chain = hops.Chain(hops.sign_origin(rounds.signing_key, statement))
+        chain = hops.Chain(hops.sign_origin(rnd.signing_key, statement))
         rnd.phase = BLINDED
     yield len(records), b"", chain.encode()
     rounds.audit_event("records.sent", rnd, "E", set_size=len(records))
@@ -197,7 +197,7 @@ def evaluate(
     if chain is None or expected is None:
         raise AttackRefused("evaluate stream carried no signed statements")
     expected.finish()
-    signed = hops.sign_hop(rounds.signing_key, expected.hop_statement(digests))
+    signed = hops.sign_hop(rnd.signing_key, expected.hop_statement(digests))
     yield done, b"", chain.extend(signed).encode()
     log.info("evaluated", round_id=round_id, origin=origin, points=done)
 
@@ -244,7 +244,7 @@ def finalize(rounds: RoundContext, round_id: str, batches: Iterable[Chunk]) -> I
     state.tags = bytes(tags)
     state.commitment = Commitment.build(state.tags)
     root = sign_root(
-        rounds.signing_key,
+        rnd.signing_key,
         round_id=round_id,
         manifest_sha256=rnd.verified.sha256,
         partner=me,
@@ -283,7 +283,7 @@ def reveal(
             signed = SignedRoot.decode(roots[pid])
             verified[pid] = verify_root(
                 signed,
-                roster.partner(pid).signing_public_key,
+                roster.signing_keys(pid, rounds.now()),
                 round_id=round_id,
                 manifest_sha256=rnd.verified.sha256,
                 partner=pid,
@@ -403,7 +403,7 @@ def _accept_consents(
         try:
             consent = verify_consent(
                 signed,
-                roster.partner(pid).signing_public_key,
+                roster.signing_keys(pid, rounds.now()),
                 round_id=rnd.round_id,
                 partner_id=pid,
                 manifest_sha256=rnd.verified.sha256,
@@ -458,7 +458,7 @@ def _verify_route(
         origin=origin,
         evaluator=rounds.config.partner_id,
         step=step,
-        signing_keys={p: roster.partner(p).signing_public_key for p in rnd.verified.partners},
+        signing_keys={p: roster.signing_keys(p, rounds.now()) for p in rnd.verified.partners},
         expected_count=state.sizes[origin],
     )
     return chain, expected

@@ -51,6 +51,9 @@ class TestNetwork:
     node_dirs: dict[str, Path] = field(default_factory=dict)
     nodes: dict[str, NodeServer] = field(default_factory=dict)
     coordinator: CoordinatorServer | None = None
+    #: The clock servers started from now on run by (None: the real one); a test moves it
+    #: past a rotation's overlap and restarts the servers.
+    clock: Callable[[], datetime] | None = None
 
     @property
     def config(self) -> CoordinatorConfig:
@@ -65,7 +68,9 @@ class TestNetwork:
         return load_node_config(self.node_dirs[pid], env={"KRUISPUNT_NODE_LISTEN": "127.0.0.1:0"})
 
     def start_node(self, pid: str, *, now: Callable[[], datetime] | None = None) -> NodeServer:
-        server = create_node(self.node_config(pid), housekeeping_seconds=3600, now=now)
+        server = create_node(
+            self.node_config(pid), housekeeping_seconds=3600, now=now or self.clock
+        )
         self.nodes[pid] = server
         update_partner_address(self.config, pid, f"127.0.0.1:{server.port}")
         return server
@@ -77,8 +82,16 @@ class TestNetwork:
         config = load_coordinator_config(
             self.coordinator_dir, env={"KRUISPUNT_COORDINATOR_LISTEN": "127.0.0.1:0"}
         )
-        self.coordinator = create_coordinator(config, now=now)
+        self.coordinator = create_coordinator(config, now=now or self.clock)
         return self.coordinator
+
+    def restart(self) -> None:
+        """Stop every server and start them again (on `clock`, if it was changed)."""
+        pids = list(self.nodes)
+        self.close()
+        for pid in pids:
+            self.start_node(pid)
+        self.start_coordinator()
 
     def publish_roster(self) -> Roster:
         """Export the roster from the registry and accept it at every node, by its digest.

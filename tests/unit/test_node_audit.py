@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.audit import CoordinatorAudit
-from kruispunt import signing
+from kruispunt import pki, signing
 from kruispunt.audit import (
     AuditEvent,
     event_to_json,
@@ -449,3 +449,36 @@ class TestCrossCheck:
         coordinator_events: list[AuditEvent] = []
         found = cross_check(events, coordinator_events, partner=PARTNER)
         assert Mismatch(R1, "flagged_count", 2, None) in found
+
+
+class TestKeyHandover:
+    """Another process rotated the key (`psi-node rotate-signing-key`): this one follows."""
+
+    def test_a_process_holding_the_retired_key_cannot_append(
+        self, path: Path, key: Ed25519PrivateKey
+    ) -> None:
+        """After a handover elsewhere, an append with the old key is refused, not written."""
+        with NodeAudit(path, key) as serving, NodeAudit(path, key) as cli:
+            fill(serving, 2)
+            cli.rotate_key(
+                signing.generate_signing_key(), actor="a", on_behalf_of="b", access_point="cli"
+            )
+            before = lines(path)
+            with pytest.raises(ConfigError, match="continues with signing key"):
+                fill(serving, 1)
+            assert lines(path) == before
+
+    def test_with_its_key_file_it_adopts_the_new_key(
+        self, path: Path, key: Ed25519PrivateKey, tmp_path: Path
+    ) -> None:
+        """Given the key file, the process reads the new key and the chain verifies."""
+        key_file = tmp_path / "node.ed25519"
+        new = signing.generate_signing_key()
+        with NodeAudit(path, key, key_path=key_file) as serving, NodeAudit(path, key) as cli:
+            fill(serving, 2)
+            cli.rotate_key(new, actor="a", on_behalf_of="b", access_point="cli")
+            pki.write_private_key(key_file, new)
+            fill(serving, 2)
+            assert serving.verify(key.public_key()).ok
+            assert serving.verify(new.public_key()).ok
+            assert serving.public_key == new.public_key()

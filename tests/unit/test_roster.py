@@ -8,6 +8,7 @@ import os
 import stat
 import struct
 import unicodedata
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
 
 from kruispunt import pki, roster, signing
-from kruispunt.errors import ConfigError
+from kruispunt.errors import ConfigError, SignatureInvalid
 from kruispunt.roster import Roster, RosterPartner
 
 P = 2**255 - 19
@@ -795,4 +796,127 @@ class TestCoordinatorFingerprint:
         assert any(
             line.startswith("coordinator TLS fingerprint changed: none (not pinned) -> 00010203")
             for line in roster.diff_rosters(BASE, newer)
+        )
+
+
+class TestRotationOverlap:
+    """A rotation's previous signing keys: optional, in the digest only when present, and
+    verifying only until the end of their overlap."""
+
+    OLD = signing.generate_signing_key()
+    UNTIL = datetime(2027, 1, 31, tzinfo=UTC)
+    PARTNER = dataclasses.replace(
+        BASE.partners[0],
+        previous_signing_key=signing.public_key_bytes(OLD.public_key()),
+        previous_signing_key_valid_until=UNTIL,
+    )
+    ROTATED = dataclasses.replace(
+        BASE,
+        partners=(PARTNER, *BASE.partners[1:]),
+        coordinator_previous_signing_key=ed_pub(),
+        coordinator_previous_signing_key_valid_until=UNTIL,
+    )
+
+    def test_absent_keeps_the_old_digest(self) -> None:
+        """A roster without rotations has the digest it always had."""
+        assert roster.parse_roster(roster_toml()).digest == expected_digest(BASE)
+
+    def test_present_is_appended_with_labels(self) -> None:
+        """Coordinator, then each partner's previous key, labelled, after the partners."""
+        base = b"kruispunt/roster/v1\x00" + _encode_str(BASE.network)
+        base += struct.pack(">Q", BASE.version) + BASE.coordinator_signing_key
+        base += struct.pack(">I", len(BASE.partners))
+        for p in self.ROTATED.partners:
+            base += _encode_str(p.id) + _encode_str(p.organisation)
+            base += p.signing_key + p.agreement_key + p.tls_fingerprint
+        seconds = struct.pack(">Q", int(self.UNTIL.timestamp()))
+        assert self.ROTATED.coordinator_previous_signing_key is not None
+        base += b"coordinator_previous_signing_key\x00"
+        base += self.ROTATED.coordinator_previous_signing_key + seconds
+        assert self.PARTNER.previous_signing_key is not None
+        base += b"partner_previous_signing_key\x00" + _encode_str(self.PARTNER.id)
+        base += self.PARTNER.previous_signing_key + seconds
+        assert self.ROTATED.digest == hashlib.sha256(base).digest()
+
+    def test_the_end_of_the_overlap_changes_the_digest(self) -> None:
+        """Another date is another roster."""
+        moved = dataclasses.replace(
+            self.ROTATED, coordinator_previous_signing_key_valid_until=self.UNTIL + timedelta(1)
+        )
+        assert moved.digest != self.ROTATED.digest
+
+    def test_render_and_parse_round_trip(self) -> None:
+        """render_roster writes both fields as TOML date-times; parse_roster reads them back."""
+        text = roster.render_roster(self.ROTATED)
+        assert "previous_signing_key_valid_until = 2027-01-31T00:00:00Z" in text
+        assert roster.parse_roster(text) == self.ROTATED
+
+    def test_the_old_key_verifies_only_before_the_end(self) -> None:
+        """signing_keys holds the previous key before `valid until`, only the new key after."""
+        before = self.PARTNER.signing_keys(self.UNTIL - timedelta(seconds=1))
+        after = self.PARTNER.signing_keys(self.UNTIL)
+        data = b"consent"
+        signature = signing.sign(self.OLD, signing.CONTEXT_CONSENT, data)
+        signing.verify(before, signing.CONTEXT_CONSENT, data, signature)
+        with pytest.raises(SignatureInvalid):
+            signing.verify(after, signing.CONTEXT_CONSENT, data, signature)
+        assert len(after.keys) == 1
+        assert len(self.PARTNER.every_signing_key) == 2
+
+    def test_a_naive_time_is_refused(self) -> None:
+        """Checking at a time without a zone is a programming error, not a guess."""
+        with pytest.raises(ValueError, match="time zone"):
+            self.PARTNER.signing_keys(datetime(2027, 1, 1))
+
+    def test_a_key_without_its_date_is_refused(self, tmp_path: Path) -> None:
+        """The previous key needs the end of its overlap (and the other way round)."""
+        key = f'"{ed_pub().hex()}"'
+        part = partner_toml(BASE.partners[0], previous_signing_key=key)
+        parts = "\n".join([part, *(partner_toml(p) for p in BASE.partners[1:])])
+        message = refused(tmp_path, roster_toml(parts=parts))
+        assert "previous_signing_key needs previous_signing_key_valid_until" in message
+
+    def test_a_quoted_date_is_refused(self, tmp_path: Path) -> None:
+        """The date is a TOML date-time with its offset, not a string."""
+        top = {
+            "coordinator_previous_signing_key": f'"{ed_pub().hex()}"',
+            "coordinator_previous_signing_key_valid_until": '"2027-01-31"',
+        }
+        message = refused(tmp_path, roster_toml(top=top))
+        assert "coordinator_previous_signing_key_valid_until must be a date and time" in message
+
+    def test_the_current_key_as_previous_is_refused(self, tmp_path: Path) -> None:
+        """A previous key equal to the current one is no rotation."""
+        p = BASE.partners[0]
+        part = partner_toml(
+            p,
+            previous_signing_key=f'"{p.signing_key.hex()}"',
+            previous_signing_key_valid_until="2027-01-31T00:00:00Z",
+        )
+        parts = "\n".join([part, *(partner_toml(q) for q in BASE.partners[1:])])
+        message = refused(tmp_path, roster_toml(parts=parts))
+        assert "previous_signing_key is the current signing key" in message
+
+    def test_another_partners_key_as_previous_is_refused(self, tmp_path: Path) -> None:
+        """A partner's old key that is another partner's key would let one sign as the other."""
+        p, other = BASE.partners[0], BASE.partners[1]
+        part = partner_toml(
+            p,
+            previous_signing_key=f'"{other.signing_key.hex()}"',
+            previous_signing_key_valid_until="2027-01-31T00:00:00Z",
+        )
+        parts = "\n".join([partner_toml(other), part, partner_toml(BASE.partners[2])])
+        message = refused(tmp_path, roster_toml(parts=parts))
+        assert "a signing key is the same as one of partner" in message
+
+    def test_diff_names_the_overlap(self) -> None:
+        """Accepting a roster with a rotation shows the previous key and its date."""
+        newer = dataclasses.replace(self.ROTATED, version=2)
+        changes = roster.diff_rosters(BASE, newer)
+        assert any(
+            c.startswith(f"partner {self.PARTNER.id}: rotation overlap none -> previous key")
+            for c in changes
+        )
+        assert any(
+            c.startswith("coordinator rotation overlap: none -> previous key") for c in changes
         )
