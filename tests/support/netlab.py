@@ -11,9 +11,9 @@ own process with mutual TLS on 127.0.0.1, rounds run with
 `psi-coordinator round run DIR PURPOSE --json`, and everything stopped again.
 
 `LocalNetwork.stats()` reads each server's CPU time and peak resident
-memory from /proc -- the server process and its descendants, since a node
-does its elliptic-curve work in a pool of worker processes -- so benchmarks
-can ask what a round cost per server before the processes go away;
+memory from /proc -- the server process and any descendants (a node does
+its elliptic-curve work on threads of its own process, so a test that it starts
+no child process can count them) -- so benchmarks can ask what a round cost per server before the processes go away;
 `resources()` reads what each holds now (resident memory, open file
 descriptors), for leak checks across many rounds. All data is synthetic.
 
@@ -117,7 +117,7 @@ class NetworkSpec:
     kind: IdentifierKind = "address"
     seed: int = 2026
     workers: int | None = 1
-    """Threads of each node's point pool (node.toml `workers`); None leaves the default."""
+    """Threads of each node's native core (node.toml `workers`); None leaves the default."""
     objected_every: int = 0
     """Mark rows 0, k, 2k, ... of every export as objected (0: none)."""
     log_level: str = "info"
@@ -141,8 +141,7 @@ class ProcStats:
     """Sum of VmHWM over the process and its live descendants (an upper bound: peaks
     at different moments, and pages shared after fork, are all counted)."""
     processes: int = 1
-    """Live processes counted (a node with a process pool: itself, the forkserver
-    and the pool's workers)."""
+    """Live processes counted: the server and its descendants (a node has none)."""
 
 
 @dataclass(frozen=True)
@@ -223,7 +222,7 @@ class Resources:
     threads: int
     """Threads of the server process."""
     tree_rss_bytes: int
-    """VmRSS summed over the process and its live descendants (a node's worker pool)."""
+    """VmRSS summed over the process and its live descendants."""
     tree_fds: int
     """Open descriptors summed over the process and its live descendants."""
     processes: int
@@ -385,9 +384,9 @@ def read_results(path: Path, kind: IdentifierKind) -> dict[bytes, frozenset[str]
 def read_tree(pid: int) -> ProcStats:
     """read_proc of pid, with CPU and peak RSS summed over its live descendants too.
 
-    A node runs its elliptic-curve work in a pool of worker processes under a
-    forkserver; the node's own /proc entry does not see their CPU until they
-    are reaped, so a round's cost is the tree's.
+    A process's own /proc entry does not see a child's CPU until it is reaped,
+    so a round's cost is the tree's; a node runs its elliptic-curve work on
+    threads of its own process, so its tree is the node alone.
     """
     root = read_proc(pid)
     cpu, peaks, count = root.cpu_seconds, root.peak_rss_bytes, 1
@@ -419,7 +418,7 @@ class _Server:
     port: int
     env: dict[str, str]
     orphans: list[int] = field(default_factory=list)
-    """Descendants left running when the server was killed (its worker pool)."""
+    """Descendants left running when the server was killed (none for a node now)."""
 
 
 @dataclass
@@ -803,9 +802,9 @@ class LocalNetwork:
     def kill(self, name: str) -> list[int]:
         """SIGKILL a server process, as a crash or the OOM killer would; returns its orphans.
 
-        Only the server process dies. Its descendants (a node's forkserver and
-        pool workers) are left as a crash leaves them, and remembered: `restart`
-        and `stop` kill them, as systemd's control-group kill does.
+        Only the server process dies. Any descendants are left as a crash leaves
+        them, and remembered: `restart` and `stop` kill them, as systemd's
+        control-group kill does.
         """
         server = self._server(name)
         if server.proc.poll() is not None:

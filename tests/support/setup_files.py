@@ -71,7 +71,7 @@ def append_policies(
 ) -> None:
     """Append policy blocks to a node.toml `psi-node init` wrote, and set what tests need.
 
-    `workers` uncomments init's `# workers = 2` line with that pool size;
+    `workers` uncomments init's `# workers = 2` line with that thread count;
     `loopback` makes the node listen on 127.0.0.1 instead of every interface.
     """
     text = config.read_text(encoding="utf-8") + "".join(blocks)
