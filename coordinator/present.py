@@ -618,8 +618,12 @@ def audit_report(res: ReportSummary) -> Output:
             "state": res.round_state,
             "verified": res.verified,
             "warnings": list(res.warnings),
+            "lang": res.lang,
+            "pdf": str(res.pdf) if res.pdf is not None else None,
         },
-        f"wrote {res.path}: round {res.round_id} ({res.round_state}); audit chain and "
+        f"wrote {res.path}"
+        + (f" and {res.pdf}" if res.pdf is not None else "")
+        + f": round {res.round_id} ({res.round_state}); audit chain and "
         f"consents {'verified' if res.verified else 'NOT verified - see the report'}"
         + "".join(f"\n  warning: {w}" for w in res.warnings),
     )

@@ -62,7 +62,7 @@ class TestReportContent:
         assert sizes["zayaz"][:3] == ["20", "20", "+0 (+0.0%)"]
         assert sizes["woonbron"][0:2] == ["40", "20"]
         assert sizes["woonbron"][2].startswith("+20 (+100.0%) ⚠ set grew by 100%")
-        assert sizes["woonbron"][3:] == ["0", "0"]
+        assert sizes["woonbron"][3:] == ["0", "0", "0"]  # exclusion list, objected, invalid
         assert summary.warnings == (
             "woonbron: set grew by 100% since the previous completed round "
             "(20 to 40; warning above +50%)",

@@ -116,6 +116,8 @@ def three_rounds(network_factory: Factory) -> tuple[TestNetwork, str, str, str]:
 def report(
     net: TestNetwork, round_id: str, out: Path, **kwargs: object
 ) -> tuple[ReportSummary, str, Page]:
+    """Write a round's report (in English unless `lang=` says otherwise) and parse it."""
+    kwargs.setdefault("lang", "en")
     summary = write_report(net.config, round_id, out, **kwargs)  # type: ignore[arg-type]
     markup = out.read_text(encoding="utf-8")
     return summary, markup, Page(markup)
