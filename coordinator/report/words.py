@@ -164,7 +164,7 @@ _NL: Final[dict[str, str]] = {
     "heads.col.deletion": "Kop van de node in het verwijderingsbewijs",
     "heads.text": "seq {seq} · {hash}…",
     # purpose and legal basis
-    "legal.title": "Doel en grondslag (doelbinding en grondslag)",
+    "legal.title": "Doel en grondslag (doelbinding)",
     "legal.title_short": "Grondslag",
     "legal.unreadable": "Het doel van deze ronde is onleesbaar.",
     "legal.covenant": "Convenant",
