@@ -10,8 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from coordinator.report import write_report
-from coordinator.report.words import Words
+from coordinator.report import Words, write_report
 from kruispunt import signing
 from kruispunt.errors import UnknownRound
 from tests.support.report_pages import (

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from coordinator import cli as coordinator_cli
-from coordinator.report import write_report
-from coordinator.report.pdf import print_pdf
+from coordinator.report import print_pdf, write_report
 from kruispunt.errors import ConfigError
 from kruispunt.v1 import node_pb2
 from tests.support.report_pages import (

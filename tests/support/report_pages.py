@@ -14,8 +14,7 @@ from contextlib import closing
 from html.parser import HTMLParser
 from pathlib import Path
 
-from coordinator.report import ReportSummary, write_report
-from coordinator.report.words import WORDS
+from coordinator.report import WORDS, ReportSummary, write_report
 from tests.support.network import TestNetwork
 from tests.support.synthetic import make_network, write_csv
 

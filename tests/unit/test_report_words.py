@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from coordinator.report.words import DEFAULT_LANGUAGE, LANGUAGES, WORDS, Notice, Words
+from coordinator.report import DEFAULT_LANGUAGE, LANGUAGES, WORDS, Notice, Words
 
 
 def fields(template: str) -> set[str]:
