@@ -745,6 +745,19 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     "write the HTML report of one round",
     arg("--round", required=True, help="round id"),
     arg("--out", required=True, help="HTML file to write"),
+    arg(
+        "--lang",
+        choices=("nl", "en"),
+        default="nl",
+        help="language of the report: nl (Nederlands, the default) or en",
+    ),
+    arg(
+        "--pdf",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="also print the report to PDF with headless Chromium (FILE, or OUT with .pdf)",
+    ),
     PUBLIC_KEY,
 )
 def cmd_audit_report(args: argparse.Namespace) -> int:
@@ -753,7 +766,11 @@ def cmd_audit_report(args: argparse.Namespace) -> int:
 
     config = _config(args)
     key = signing.read_public_key(args.public_key) if args.public_key else None
-    res = write_report(config, args.round, Path(args.out), public_key=key)
+    out = Path(args.out)
+    pdf = None if args.pdf is None else Path(args.pdf) if args.pdf else out.with_suffix(".pdf")
+    if pdf is not None and pdf.resolve() == out.resolve():
+        raise ConfigError(f"--pdf {pdf}: the same file as --out; give the PDF its own name")
+    res = write_report(config, args.round, out, public_key=key, lang=args.lang, pdf=pdf)
     emit(present.audit_report(res), as_json=args.json)
     return EXIT_OK if res.verified else EXIT_FAILED
 

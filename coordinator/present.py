@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from coordinator.phases import in_protocol_order
 from coordinator.store import Partner, PurposeChange, PurposeVersion, Retirement, RoundRow
 from kruispunt.agreement_file import agreement_key_id
 from kruispunt.cli import Output, plural, table
@@ -67,6 +68,9 @@ def summary_dict(summary: coordinator_pb2.RoundSummary) -> dict[str, Any]:
                 "set_size": p.set_size,
                 "flagged_count": p.flagged_count,
                 "excluded_count": p.excluded_count,
+                # None: the partner's consent did not report objections apart (an older
+                # node), so excluded_count holds them too.
+                "objected_count": p.objected_count if p.HasField("objected_count") else None,
                 "invalid_count": p.invalid_count,
                 "result_path": p.result_path,
             }
@@ -89,7 +93,17 @@ def summary_json(summary: coordinator_pb2.RoundSummary) -> dict[str, Any]:
 
 
 def summary_from_row(row: RoundRow) -> dict[str, Any]:
-    """The stored summary of a round (for `round show`), with its state and reason."""
+    """The stored summary of a round (for `round show`), with its state and reason.
+
+    A summary stored before objections were counted apart has no `objected_count`: it
+    shows as None (not reported), like a consent that did not report it.
+    """
+    summary = dict(row.summary)
+    if "partners" in summary:
+        summary["partners"] = {
+            pid: {"objected_count": None, **counts}
+            for pid, counts in dict(summary["partners"]).items()
+        }
     return {
         "round_id": row.id,
         "purpose": row.purpose_id,
@@ -100,7 +114,7 @@ def summary_from_row(row: RoundRow) -> dict[str, Any]:
         "initiated_by": row.initiated_by,
         "phase": row.phase,
         "progress": row.progress,
-        **row.summary,
+        **summary,
     }
 
 
@@ -109,11 +123,20 @@ def _aggregate_lines(aggregates: Mapping[str, Any]) -> list[str]:
     lines = []
     partners: Mapping[str, Mapping[str, Any]] = aggregates.get("partners") or {}
     if partners:
-        lines.append(f"  {'partner':<20} {'records':>9} {'excluded':>9} {'flagged':>8}  results")
+        lines.append(
+            f"  {'partner':<20} {'records':>9} {'excluded':>9} {'objected':>9} {'flagged':>8}"
+            "  results"
+        )
         for pid, p in partners.items():
+            objected = p.get("objected_count")
             lines.append(
                 f"  {pid:<20} {p.get('set_size', 0):>9} {p.get('excluded_count', 0):>9} "
+                f"{'-' if objected is None else objected:>9} "
                 f"{p.get('flagged_count', 0):>8}  {p.get('result_path') or '-'}"
+            )
+        if any(p.get("objected_count") is None for p in partners.values()):
+            lines.append(
+                "  objected -: not reported apart by that partner (its excluded count holds them)"
             )
     histogram: Mapping[str, int] = aggregates.get("histogram") or {}
     if histogram:
@@ -121,7 +144,9 @@ def _aggregate_lines(aggregates: Mapping[str, Any]) -> list[str]:
         lines.append(f"  households by number of partners holding them: {hist}")
     phases: Mapping[str, float] = aggregates.get("phases") or {}
     if phases:
-        lines.append("  phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
+        lines.append(
+            "  phases: " + ", ".join(f"{k} {phases[k]:.2f}s" for k in in_protocol_order(phases))
+        )
     return lines
 
 
@@ -627,8 +652,12 @@ def audit_report(res: ReportSummary) -> Output:
             "state": res.round_state,
             "verified": res.verified,
             "warnings": list(res.warnings),
+            "lang": res.lang,
+            "pdf": str(res.pdf) if res.pdf is not None else None,
         },
-        f"wrote {res.path}: round {res.round_id} ({res.round_state}); audit chain and "
+        f"wrote {res.path}"
+        + (f" and {res.pdf}" if res.pdf is not None else "")
+        + f": round {res.round_id} ({res.round_state}); audit chain and "
         f"consents {'verified' if res.verified else 'NOT verified - see the report'}"
         + "".join(f"\n  warning: {w}" for w in res.warnings),
     )

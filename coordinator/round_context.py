@@ -234,6 +234,8 @@ class RoundState:
     phases: dict[str, float] = field(default_factory=dict)
     set_sizes: dict[str, int] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
+    # Only partners whose consent reported its objected rows apart (older nodes do not).
+    objected: dict[str, int] = field(default_factory=dict)
     invalid: dict[str, int] = field(default_factory=dict)
     flagged: dict[str, int] = field(default_factory=dict)
     result_paths: dict[str, str] = field(default_factory=dict)

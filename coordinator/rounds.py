@@ -507,6 +507,8 @@ class RoundRunner:
             state.consents[pid] = signed_consent
             state.set_sizes[pid] = consent.set_size
             state.excluded[pid] = consent.excluded_count
+            if consent.HasField("objected_count"):
+                state.objected[pid] = consent.objected_count
             state.invalid[pid] = consent.invalid_count
         if refusals:
             raise _Refused("consent refused: " + "; ".join(refusals))
@@ -571,6 +573,7 @@ class RoundRunner:
                 legal_basis=consent.legal_basis,
                 excluded=consent.excluded_count,
                 invalid=consent.invalid_count,
+                **_objected(consent),
                 **heads,
             )
         return signed_consent, consent
@@ -755,6 +758,7 @@ class RoundRunner:
                     result_path=state.result_paths.get(p, ""),
                     excluded_count=state.excluded.get(p, 0),
                     invalid_count=state.invalid.get(p, 0),
+                    objected_count=state.objected.get(p),
                 )
                 for p in state.partners
             ],
@@ -764,6 +768,14 @@ class RoundRunner:
             overlap_histogram=state.histogram,
             seconds=time.monotonic() - state.started,
         )
+
+
+def _objected(consent: common_pb2.Consent) -> dict[str, object]:
+    """The consent's objected count as an audit detail, only if the node reported it apart
+    (a node from before the field counts its objected rows in `excluded`)."""
+    if consent.HasField("objected_count"):
+        return {"objected": consent.objected_count}
+    return {}
 
 
 def _witnessed(consent: common_pb2.Consent) -> dict[str, object]:

@@ -26,7 +26,8 @@ from google.protobuf.message import DecodeError
 
 from coordinator.audit import TABLE, verify_database
 from coordinator.config import CoordinatorConfig
-from coordinator.store import COMPLETED, RoundRow, Store
+from coordinator.report.words import Notice
+from coordinator.store import ABORTED, COMPLETED, FAILED, REFUSED, RoundRow, Store
 from kruispunt import signing
 from kruispunt.audit import ChainHead, VerifyReport, head_from_proto
 from kruispunt.deletion import verify_deletion
@@ -46,6 +47,8 @@ __all__ = [
     "EventRow",
     "HeadsRow",
     "PartnerSizes",
+    "PurposeChange",
+    "Refusal",
     "RoundReport",
     "build_report",
     "parse_time",
@@ -121,11 +124,15 @@ class PartnerSizes:
     partner_id: str
     contributed: bool
     set_size: int
+    #: On the exclusion list; with the objected rows too when `objected` is None.
     excluded: int
+    #: Rows of people who objected; None when the partner's consent did not report them
+    #: apart (a node from before `Consent.objected_count`).
+    objected: int | None
     invalid: int
     flagged: int
     previous: int | None
-    warnings: tuple[str, ...]
+    warnings: tuple[Notice, ...]
 
     @property
     def change(self) -> int | None:
@@ -136,6 +143,26 @@ class PartnerSizes:
         if self.previous is None or self.previous == 0:
             return None
         return (self.set_size - self.previous) / self.previous
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A partner that refused the round, and the reason it gave (its `consent.refused`)."""
+
+    partner_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PurposeChange:
+    """The purpose's version moved since its previous round: which fields changed."""
+
+    previous_round: str
+    old_version: int
+    new_version: int
+    #: Changed fields as `Purpose.differences` names them; None when the old version is
+    #: neither in the registry's history nor readable from the previous round's manifest.
+    fields: tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
@@ -173,7 +200,7 @@ class RoundReport:
     events: tuple[EventRow, ...]
     audit: VerifyReport
     audit_key_id: str
-    warnings: tuple[str, ...]
+    warnings: tuple[Notice, ...]
     generated_at: datetime
     #: Why the round was started, as its initiator gave it ("round.created").
     started_reason: str = ""
@@ -184,6 +211,15 @@ class RoundReport:
     deletions: tuple[DeletionStatus, ...] = ()
     #: Per partner: the heads each side kept of the other's audit log.
     heads: tuple[HeadsRow, ...] = ()
+    #: The partners that refused, with their reasons, from the audit events.
+    refusals: tuple[Refusal, ...] = ()
+    #: Set when the purpose's version differs from the one of its previous round.
+    purpose_change: PurposeChange | None = None
+
+    @property
+    def bilateral(self) -> bool:
+        """A two-party round: no threshold, no histogram; a client and a server."""
+        return self.purpose is not None and self.purpose.mode == "bilateral"
 
     @property
     def consents_ok(self) -> bool:
@@ -216,12 +252,13 @@ def build_report(
         if row is None:
             raise UnknownRound(f"round {round_id!r} is not known to this coordinator")
         manifest = _parse_manifest(row.manifest)
-        warnings: list[str] = []
+        warnings: list[Notice] = []
         purpose, source = _purpose(store, row, manifest, warnings)
         digest = hashlib.sha256(row.manifest).digest()
         partners = list(manifest.partners) if manifest is not None else []
         consents = _check_consents(store, row, partners, digest)
         previous = _previous_completed(store, row)
+        change = _purpose_change(store, row, purpose)
         sizes = _sizes(row, purpose, consents, previous)
         network = manifest.network if manifest is not None and manifest.network else config.network
         deliveries = _deliveries(config.database, round_id)
@@ -233,29 +270,38 @@ def build_report(
     created = _event_details(config.database, round_id, "round.created")
     cancelled = _event_details(config.database, round_id, "round.cancelled")
     heads = _heads(config.database, consents, deliveries, deletions)
+    refusals = [
+        Refusal(_text(details.get("partner")), _text(details.get("reason")))
+        for _when, details in _events_of(config.database, round_id, "consent.refused")
+    ]
     generated = now if now is not None else datetime.now(UTC)
 
     if not audit.ok:
-        warnings.insert(0, f"audit log BROKEN at event seq {audit.first_bad_seq}: {audit.reason}")
+        warnings.insert(
+            0, Notice("audit_broken", {"seq": audit.first_bad_seq, "reason": audit.reason})
+        )
+    warnings.extend(_ending(row, refusals))
+    if change is not None:
+        warnings.append(_change_notice(row, change))
     for c in consents:
         if c.status == INVALID:
-            warnings.append(f"consent of {c.partner_id} is INVALID: {c.problem}")
+            warnings.append(
+                Notice("consent_invalid", {"partner": c.partner_id, "problem": c.problem})
+            )
     for s in sizes:
-        warnings.extend(f"{s.partner_id}: {w}" for w in s.warnings)
+        warnings.extend(Notice(w.key, w.params, s.partner_id) for w in s.warnings)
     for h in heads:
         if h.on_chain is False and h.coordinator_head is not None:
             warnings.append(
-                f"{h.partner_id} signed coordinator audit head {h.coordinator_head.seq} in its "
-                "consent, and this audit log does not hold it: cut off or rewritten"
+                Notice("head_missing", {"partner": h.partner_id, "seq": h.coordinator_head.seq})
             )
     for d in deletions:
         if d.problem:
-            warnings.append(f"deletion receipt of {d.partner_id} is INVALID: {d.problem}")
-        elif d.overdue(generated) and d.due_by is not None:
             warnings.append(
-                f"{d.partner_id}: results were due for deletion by "
-                f"{d.due_by.astimezone(UTC):%Y-%m-%d} and no deletion receipt has arrived"
+                Notice("deletion_invalid", {"partner": d.partner_id, "problem": d.problem})
             )
+        elif d.overdue(generated) and d.due_by is not None:
+            warnings.append(Notice("deletion_overdue", {"due": d.due_by}, d.partner_id))
     summary = row.summary
     return RoundReport(
         round=row,
@@ -281,7 +327,75 @@ def build_report(
         cancel_reason=_text(cancelled[1].get("reason")) if cancelled else "",
         deletions=tuple(deletions),
         heads=tuple(heads),
+        refusals=tuple(refusals),
+        purpose_change=change,
     )
+
+
+def _ending(row: RoundRow, refusals: Sequence[Refusal]) -> list[Notice]:
+    """What a round that did not complete must say first: who refused and why, or the
+    failure or abort with its reason (a refused round never reads "no warnings")."""
+    if row.state == REFUSED:
+        if refusals:
+            return [
+                Notice("refused_by", {"partner": r.partner_id, "reason": r.reason})
+                for r in refusals
+            ]
+        # Refused by the coordinator's own checks (a set above the maximum, another roster).
+        return [Notice("refused", {"reason": row.reason})]
+    if row.state == FAILED:
+        return [Notice("failed", {"reason": row.reason})]
+    if row.state == ABORTED:
+        return [Notice("aborted", {"reason": row.reason})]
+    return []
+
+
+def _change_notice(row: RoundRow, change: PurposeChange) -> Notice:
+    params: dict[str, object] = {
+        "purpose": row.purpose_id,
+        "previous": change.previous_round,
+        "old": change.old_version,
+        "new": change.new_version,
+    }
+    if change.fields is None:
+        return Notice("purpose_unknown_version", params)
+    return Notice("purpose_changed", {**params, "fields": ", ".join(change.fields)})
+
+
+def _purpose_change(store: Store, row: RoundRow, purpose: Purpose | None) -> PurposeChange | None:
+    """How the purpose changed since its previous round (of any outcome), if it did.
+
+    The old version comes from the registry's history; a database from before the history
+    falls back on the previous round's own manifest, which signed the purpose it ran under.
+    """
+    before = _previous_any(store, row)
+    if before is None or purpose is None or before.purpose_version == purpose.version:
+        return None
+    old: Purpose | None = next(
+        (
+            v.purpose
+            for v in store.purpose_history(row.purpose_id)
+            if v.purpose.version == before.purpose_version
+        ),
+        None,
+    )
+    if old is None:
+        manifest = _parse_manifest(before.manifest)
+        if manifest is not None:
+            try:
+                old = Purpose.from_proto(manifest.purpose)
+            except KruispuntError:
+                old = None
+    fields = tuple(old.differences(purpose)) if old is not None else None
+    return PurposeChange(before.id, before.purpose_version, purpose.version, fields)
+
+
+def _previous_any(store: Store, row: RoundRow) -> RoundRow | None:
+    """The latest round of the same purpose created before this one, whatever its end."""
+    for other in store.rounds(purpose_id=row.purpose_id, limit=_HISTORY_LIMIT):
+        if (other.created_at, other.id) < (row.created_at, row.id):
+            return other
+    return None
 
 
 def _parse_manifest(body: bytes) -> common_pb2.RoundManifest | None:
@@ -297,7 +411,7 @@ def _purpose(
     store: Store,
     row: RoundRow,
     manifest: common_pb2.RoundManifest | None,
-    warnings: list[str],
+    warnings: list[Notice],
 ) -> tuple[Purpose | None, str]:
     """The purpose exactly as signed into the manifest; the registry's only as a fallback."""
     if manifest is not None:
@@ -305,7 +419,7 @@ def _purpose(
             return Purpose.from_proto(manifest.purpose), "manifest"
         except KruispuntError:
             pass
-    warnings.append("the stored manifest cannot be read: purpose shown from the registry")
+    warnings.append(Notice("manifest_unreadable"))
     registered = store.purpose(row.purpose_id)
     return registered, "registry (manifest unreadable)"
 
@@ -505,28 +619,38 @@ def _sizes(
         size = int(mine.get("set_size", 0))
         contributed = pid in granted
         prev = int(before[pid].get("set_size", 0)) if pid in before else None
-        warnings: list[str] = []
+        warnings: list[Notice] = []
         if contributed and prev is not None and prev > 0 and (size - prev) / prev > GROWTH_WARNING:
             warnings.append(
-                f"set grew by {(size - prev) / prev:.0%} since the previous completed round "
-                f"({prev} to {size}; warning above +{GROWTH_WARNING:.0%})"
+                Notice(
+                    "set_grew",
+                    {
+                        "growth": (size - prev) / prev,
+                        "previous": prev,
+                        "size": size,
+                        "limit": GROWTH_WARNING,
+                    },
+                )
             )
         if contributed and purpose is not None and size > NEAR_MAX_WARNING * purpose.max_set_size:
             warnings.append(
-                f"set size {size} is above {NEAR_MAX_WARNING:.0%} of the purpose's maximum "
-                f"({purpose.max_set_size})"
+                Notice(
+                    "near_max",
+                    {"size": size, "limit": NEAR_MAX_WARNING, "maximum": purpose.max_set_size},
+                )
             )
         signed_size = granted[pid].set_size if pid in granted else None
         if signed_size is not None and mine and signed_size != size:
-            warnings.append(
-                f"stored set size {size} differs from the {signed_size} in the signed consent"
-            )
+            warnings.append(Notice("size_differs", {"size": size, "signed": signed_size}))
         out.append(
             PartnerSizes(
                 partner_id=pid,
                 contributed=contributed,
                 set_size=size,
                 excluded=int(mine.get("excluded_count", 0)),
+                objected=(
+                    int(mine["objected_count"]) if mine.get("objected_count") is not None else None
+                ),
                 invalid=int(mine.get("invalid_count", 0)),
                 flagged=int(mine.get("flagged_count", 0)),
                 previous=prev,

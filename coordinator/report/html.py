@@ -2,18 +2,19 @@
 
 The page has inline CSS only (report.css, shipped with the package), no
 JavaScript (a Content-Security-Policy forbids scripts outright) and prints
-on A4. Every value taken from the database is escaped here.
+on A4. Every value taken from the database is escaped here; every word of the
+page comes from `words.WORDS`, in the language asked for (Dutch by default).
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Final
 
+from coordinator.phases import in_protocol_order
 from coordinator.report.gather import (
     GROWTH_WARNING,
     INVALID,
@@ -24,6 +25,7 @@ from coordinator.report.gather import (
     parse_time,
     unix_time,
 )
+from coordinator.report.words import DEFAULT_LANGUAGE, WORDS, Words
 from kruispunt.audit import ChainHead
 
 __all__ = ["render_html", "stylesheet"]
@@ -40,15 +42,16 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _when(text: str | None) -> str:
+def _t(w: Words, key: str, /, **params: object) -> str:
+    """A template as HTML: the template is the report's own markup, every text field escaped."""
+    return w(key, **{k: _e(v) if isinstance(v, str) else v for k, v in params.items()})
+
+
+def _when(w: Words, text: str | None) -> str:
     moment = parse_time(text)
     if moment is None:
         return text or "—"
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _num(n: int) -> str:
-    return f"{n:,}".replace(",", "\u202f")  # narrow no-break space groups thousands
+    return w.moment(moment)
 
 
 def _table(
@@ -89,8 +92,11 @@ def _badge(text: str, kind: str) -> str:
     return f'<span class="badge {kind}">{_e(text)}</span>'
 
 
-# The protocol's phases in the order they run (the stored summary sorts its keys).
-_PHASE_ORDER: Final = ("propose", "blind", "evaluate", "finalize", "reveal", "tally", "deliver")
+def _muted(text: str) -> str:
+    return f'<span class="muted">{_e(text)}</span>'
+
+
+_DASH: Final = '<span class="muted">—</span>'
 
 _STATE_KIND: Final = {
     "completed": "ok",
@@ -101,43 +107,56 @@ _STATE_KIND: Final = {
 }
 
 
-def render_html(report: RoundReport) -> str:
-    """The whole page as one HTML document (inline CSS, no scripts)."""
+def _state(w: Words, state: str) -> str:
+    """A round state in the page's language (an unknown stored state as stored)."""
+    return w(f"state.{state}") if f"state.{state}" in WORDS[w.lang] else state
+
+
+def _phase(w: Words, phase: str) -> str:
+    """A phase's name in the page's language (an unknown stored phase as stored)."""
+    return w(f"phase.{phase}") if f"phase.{phase}" in WORDS[w.lang] else phase
+
+
+def render_html(report: RoundReport, *, lang: str = DEFAULT_LANGUAGE) -> str:
+    """The whole page as one HTML document (inline CSS, no scripts), in `lang` (nl or en)."""
+    w = Words(lang)
     r = report.round
-    title = f"Kruispunt round report {r.id}"
+    title = w("page.title", round=r.id)
     sections = [
-        _section_header(report),
-        _section_audit_status(report),
-        _section_attention(report),
-        _section_deletions(report),
-        _section_heads(report),
-        _section_legal(report),
-        _section_consents(report),
-        _section_sizes(report),
-        _section_results(report),
-        _section_phases(report),
-        _section_events(report),
+        _section_header(report, w),
+        _section_outcome(report, w),
+        _section_audit_status(report, w),
+        _section_attention(report, w),
+        _section_deletions(report, w),
+        _section_heads(report, w),
+        _section_legal(report, w),
+        _section_consents(report, w),
+        _section_sizes(report, w),
+        _section_bilateral(report, w) if report.bilateral else _section_results(report, w),
+        _section_phases(report, w),
+        _section_events(report, w),
     ]
+    footer = _t(
+        w, "page.footer", when=_when(w, report.generated_at.isoformat()), network=report.network
+    )
     return (
         "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<html lang="{_e(w.lang)}">\n<head>\n<meta charset="utf-8">\n'
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "style-src 'unsafe-inline'; img-src data:\">\n"
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{_e(title)}</title>\n<style>{stylesheet()}</style>\n</head>\n<body>\n<main>\n"
         + "\n".join(s for s in sections if s)
-        + f"\n<footer>Generated {_e(_when(report.generated_at.isoformat()))} from the "
-        f"coordinator database of network {_e(report.network)}. Aggregates only: the "
-        "coordinator never stores an identifier, so this page holds none.</footer>\n"
+        + f"\n<footer>{footer}</footer>\n"
         "</main>\n</body>\n</html>\n"
     )
 
 
-def _section_header(report: RoundReport) -> str:
+def _section_header(report: RoundReport, w: Words) -> str:
     r = report.round
     m = report.manifest
     p = report.purpose
-    state = _badge(r.state, _STATE_KIND.get(r.state, "info"))
+    state = _badge(_state(w, r.state), _STATE_KIND.get(r.state, "info"))
     if r.reason:
         state += f' <span class="reason">{_e(r.reason)}</span>'
     purpose = (
@@ -146,130 +165,160 @@ def _section_header(report: RoundReport) -> str:
         else f"<strong>{_e(r.purpose_id)}</strong> v{_e(r.purpose_version)}"
     )
     if report.purpose_source != "manifest":
-        purpose += f' <span class="muted">({_e(report.purpose_source)})</span>'
-    duration = f" ({report.seconds:.1f} s)" if report.seconds is not None else ""
+        purpose += f" {_muted('(' + w('header.source_registry') + ')')}"
+    duration = (
+        " (" + w("header.seconds", seconds=w.decimal(report.seconds, 1)) + ")"
+        if report.seconds is not None
+        else ""
+    )
     why = (
         _e(report.started_reason)
         if report.started_reason
-        else '<em class="muted">no reason given</em>'
+        else f'<em class="muted">{_e(w("header.no_reason"))}</em>'
     )
     items = [
         # Who and why first: the question a privacy officer asks of every round (NEN 7513).
-        ("Initiated by", f"<code>{_e(r.initiated_by)}</code>"),
-        ("Reason given", why),
+        (w("header.initiated_by"), f"<code>{_e(r.initiated_by)}</code>"),
+        (w("header.reason"), why),
     ]
     if report.cancelled_by:
         cancelled = f"<code>{_e(report.cancelled_by)}</code>"
         if report.cancel_reason:
             cancelled += f" — {_e(report.cancel_reason)}"
-        items.append(("Cancelled by", cancelled))
+        items.append((w("header.cancelled_by"), cancelled))
     items += [
-        ("Network", _e(report.network)),
-        ("Purpose (doelbinding)", purpose),
-        ("State", state),
-        ("Started", _e(_when(r.created_at))),
-        ("Finished", _e(_when(r.finished_at)) + _e(duration)),
-        ("Manifest SHA-256", f'<code class="hash">{_e(report.manifest_sha256)}</code>'),
+        (w("header.network"), _e(report.network)),
+        (w("header.purpose"), purpose),
+        (w("header.state"), state),
+        (w("header.started"), _e(_when(w, r.created_at))),
+        (w("header.finished"), _e(_when(w, r.finished_at)) + _e(duration)),
+        (w("header.manifest_sha256"), f'<code class="hash">{_e(report.manifest_sha256)}</code>'),
         (
-            "Protocol version",
-            _e(m.protocol_version) if m is not None else "<em>manifest unreadable</em>",
+            w("header.protocol"),
+            _e(m.protocol_version)
+            if m is not None
+            else f"<em>{_e(w('header.manifest_unreadable'))}</em>",
         ),
     ]
     if m is not None:
-        items.append(("Manifest expires", _e(_when(unix_time(m.expires_at_unix)))))
-        items.append(("Partners (ring order)", _e(", ".join(m.partners))))
+        items.append((w("header.expires"), _e(_when(w, unix_time(m.expires_at_unix)))))
+        label = "header.partners_bilateral" if report.bilateral else "header.partners"
+        partners = list(m.partners)
+        if report.bilateral and p is not None and p.bilateral is not None:
+            partners = [p.bilateral.client_partner, p.bilateral.server_partner]
+        items.append((w(label), _e(", ".join(partners))))
     return (
-        f'<header><p class="kicker">Kruispunt · privacy officer report (FG/DPO)</p>'
-        f"<h1>Round <code>{_e(r.id)}</code></h1>{_dl(items)}</header>"
+        f'<header><p class="kicker">{_e(w("page.kicker"))}</p>'
+        f"<h1>{_e(w('page.heading'))} <code>{_e(r.id)}</code></h1>{_dl(items)}</header>"
     )
 
 
-def _section_audit_status(report: RoundReport) -> str:
+def _section_outcome(report: RoundReport, w: Words) -> str:
+    """A refused, failed or aborted round says so first: who refused and why, or the reason."""
+    state = report.round.state
+    if state not in ("refused", "failed", "aborted"):
+        return ""
+    lines = []
+    if state == "refused" and report.refusals:
+        lines = [
+            f"<li>{_t(w, 'outcome.refused.partner', partner=x.partner_id, reason=x.reason)}</li>"
+            for x in report.refusals
+        ]
+    body = f'<ul class="refusals">{"".join(lines)}</ul>' if lines else ""
+    if state != "refused" or not report.refusals:
+        key = "outcome.refused.coordinator" if state == "refused" else "outcome.reason"
+        body += f"<p>{_t(w, key, reason=report.round.reason or '—')}</p>"
+    kind = "bad" if state == "failed" else "warn"
+    return (
+        f'<section class="outcome {kind}" id="outcome">'
+        f"<h2>{_e(w(f'outcome.{state}.title'))}</h2>"
+        f"<p>{_e(w(f'outcome.{state}.text'))}</p>{body}</section>"
+    )
+
+
+def _section_audit_status(report: RoundReport, w: Words) -> str:
     a = report.audit
+    key = f"<code>{_e(report.audit_key_id)}</code>"
     if a.ok:
         return (
-            '<section class="status ok" id="audit-status"><h2>Audit log: OK</h2>'
-            f"<p>The whole audit chain verifies: <strong>{_e(a.count)} events</strong>, every "
-            "hash link and Ed25519 signature checked under the coordinator key "
-            f"<code>{_e(report.audit_key_id)}</code>.</p></section>"
+            f'<section class="status ok" id="audit-status"><h2>{_e(w("audit.ok.title"))}</h2>'
+            f"<p>{w('audit.ok.text', count=_e(a.count), key=key)}</p></section>"
         )
     return (
         '<section class="status bad" id="audit-status">'
-        f"<h2>Audit log: BROKEN at event seq {_e(a.first_bad_seq)}</h2>"
+        f"<h2>{_e(w('audit.bad.title', seq=a.first_bad_seq))}</h2>"
         f"<p><strong>{_e(a.reason)}</strong></p>"
-        f"<p>{_e(a.count)} events before it verify under key "
-        f"<code>{_e(report.audit_key_id)}</code>; nothing from seq {_e(a.first_bad_seq)} "
-        "on can be trusted. Report this to the coordinator's security officer.</p></section>"
-    )
-
-
-def _section_attention(report: RoundReport) -> str:
-    if not report.warnings:
-        return (
-            '<section class="attention none"><h2>Attention</h2>'
-            "<p>No warnings: consents verify and no set size changed abnormally.</p></section>"
-        )
-    items = "".join(f"<li>{_e(w)}</li>" for w in report.warnings)
-    return (
-        '<section class="attention"><h2>Attention</h2>'
-        f'<p>{_e(len(report.warnings))} warning(s):</p><ul class="warnings">{items}</ul>'
+        f"<p>{w('audit.bad.text', count=_e(a.count), key=key, seq=_e(a.first_bad_seq))}</p>"
         "</section>"
     )
 
 
-def _day(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d")
+def _section_attention(report: RoundReport, w: Words) -> str:
+    if not report.warnings:
+        return (
+            f'<section class="attention none"><h2>{_e(w("attention.title"))}</h2>'
+            f"<p>{_e(w('attention.none'))}</p></section>"
+        )
+    items = "".join(f"<li>{_e(w.notice(n))}</li>" for n in report.warnings)
+    n = len(report.warnings)
+    count = w("attention.count.one") if n == 1 else w("attention.count.many", count=n)
+    return (
+        f'<section class="attention"><h2>{_e(w("attention.title"))}</h2>'
+        f'<p>{_e(count)}</p><ul class="warnings">{items}</ul>'
+        "</section>"
+    )
 
 
-def _section_deletions(report: RoundReport) -> str:
+def _section_deletions(report: RoundReport, w: Words) -> str:
     """Per partner: deleted on a date (its signed receipt verifies), or still due by one."""
     rows = []
     classes = []
     for d in report.deletions:
         if not d.delivered and d.deleted_at is None and not d.problem:
-            status = '<span class="muted">no results delivered: nothing to delete</span>'
-            evidence = '<span class="muted">—</span>'
+            status = _muted(w("deletions.nothing"))
+            evidence = _DASH
             cls = ""
         elif d.problem:
-            status = _badge("receipt INVALID", "bad")
+            status = _badge(w("deletions.invalid"), "bad")
             evidence = f'<span class="reason">{_e(d.problem)}</span>'
             cls = "bad-row"
         elif d.deleted_at is not None:
-            status = _badge(f"deleted on {_day(d.deleted_at)}", "ok")
+            status = _badge(w("deletions.deleted_on", date=d.deleted_at), "ok")
             head = d.node_head
-            evidence = "signed receipt verified" + (
-                f"; node audit head <code>{_e(_head_text(head))}</code>" if head else ""
-            )
+            evidence = _e(w("deletions.verified"))
+            if head:
+                code = f"<code>{_e(_head_text(w, head))}</code>"
+                evidence += "; " + w("deletions.node_head", head=code)
             if d.received_at:
-                evidence += f'<br><span class="muted small">received {_e(_when(d.received_at))}'
-                evidence += "</span>"
+                received = _e(w("deletions.received", when=_when(w, d.received_at)))
+                evidence += f'<br><span class="muted small">{received}</span>'
             cls = ""
         elif d.due_by is not None and d.overdue(report.generated_at):
-            status = _badge(f"OVERDUE: due by {_day(d.due_by)}", "bad")
-            evidence = "no deletion receipt received"
+            status = _badge(w("deletions.overdue", date=d.due_by), "bad")
+            evidence = _e(w("deletions.no_receipt"))
             cls = "bad-row"
         else:
-            due = f"still due by {_day(d.due_by)}" if d.due_by is not None else "still due"
+            due = (
+                w("deletions.due_by", date=d.due_by) if d.due_by is not None else w("deletions.due")
+            )
             status = _badge(due, "warn")
-            evidence = '<span class="muted">no deletion receipt yet (retention running)</span>'
+            evidence = _muted(w("deletions.running"))
             cls = ""
         rows.append([f"<code>{_e(d.partner_id)}</code>", status, evidence])
         classes.append(cls)
     if not rows:
         return ""
     retention = (
-        f"{_e(report.purpose.result_retention_days)} days"
+        w("deletions.retention_days", days=report.purpose.result_retention_days)
         if report.purpose is not None
-        else "the purpose's retention"
+        else w("deletions.retention_unknown")
     )
     return (
-        '<section id="deletions"><h2>Deletion of results (bewaartermijn)</h2>'
-        f"<p>Each partner deletes its results {retention} after delivery and signs a "
-        "deletion receipt, which the coordinator collects at its next contact and checks "
-        "against the partner's registered key.</p>"
+        f'<section id="deletions"><h2>{_e(w("deletions.title"))}</h2>'
+        f"<p>{_t(w, 'deletions.intro', retention=retention)}</p>"
         + _table(
-            "Deletion per partner",
-            ["Partner", "Deletion", "Evidence"],
+            w("deletions.caption"),
+            [w("deletions.col.partner"), w("deletions.col.deletion"), w("deletions.col.evidence")],
             rows,
             row_classes=classes,
             css_class="wide",
@@ -278,11 +327,11 @@ def _section_deletions(report: RoundReport) -> str:
     )
 
 
-def _head_text(head: ChainHead | None) -> str:
-    return "—" if head is None else f"seq {head.seq} · {head.hash[:16]}…"
+def _head_text(w: Words, head: ChainHead | None) -> str:
+    return "—" if head is None else w("heads.text", seq=head.seq, hash=head.hash[:16])
 
 
-def _section_heads(report: RoundReport) -> str:
+def _section_heads(report: RoundReport, w: Words) -> str:
     """The heads each side kept of the other's log: the coordinator's, signed back in each
     consent and checked on this log; each node's, from its consent and receipts."""
     if not report.heads:
@@ -291,39 +340,36 @@ def _section_heads(report: RoundReport) -> str:
     classes = []
     for h in report.heads:
         if h.coordinator_head is None:
-            coord = '<span class="muted">none signed</span>'
+            coord = _muted(w("heads.none_signed"))
         else:
             mark = (
-                _badge("on this log", "ok")
+                _badge(w("heads.on_log"), "ok")
                 if h.on_chain
-                else _badge("NOT on this log: cut off or rewritten", "bad")
+                else _badge(w("heads.not_on_log"), "bad")
             )
-            coord = f"<code>{_e(_head_text(h.coordinator_head))}</code> {mark}"
+            coord = f"<code>{_e(_head_text(w, h.coordinator_head))}</code> {mark}"
         cells = [
             f"<code>{_e(h.partner_id)}</code>",
             coord,
             *(
-                f"<code>{_e(_head_text(head))}</code>"
-                if head is not None
-                else '<span class="muted">—</span>'
+                f"<code>{_e(_head_text(w, head))}</code>" if head is not None else _DASH
                 for head in (h.consent_node_head, h.delivery_node_head, h.deletion_node_head)
             ),
         ]
         rows.append(cells)
         classes.append("bad-row" if h.on_chain is False else "")
+    command = "<code>psi-node audit verify-network</code>"
     return (
-        '<section id="heads"><h2>Witnessed audit heads</h2>'
-        "<p>Each side keeps the other's audit chain head, so neither log can later be cut "
-        "off or rewritten unseen (<code>psi-node audit verify-network</code> checks them "
-        "against the nodes' logs).</p>"
+        f'<section id="heads"><h2>{_e(w("heads.title"))}</h2>'
+        f"<p>{w('heads.intro', command=command)}</p>"
         + _table(
-            "Audit heads per partner",
+            w("heads.caption"),
             [
-                "Partner",
-                "Coordinator head signed in its consent",
-                "Node head in its consent",
-                "Node head in its delivery receipt",
-                "Node head in its deletion receipt",
+                w("heads.col.partner"),
+                w("heads.col.coordinator"),
+                w("heads.col.consent"),
+                w("heads.col.delivery"),
+                w("heads.col.deletion"),
             ],
             rows,
             row_classes=classes,
@@ -333,65 +379,84 @@ def _section_heads(report: RoundReport) -> str:
     )
 
 
-def _section_legal(report: RoundReport) -> str:
+def _section_legal(report: RoundReport, w: Words) -> str:
     p = report.purpose
     if p is None:
         return (
-            '<section id="legal"><h2>Legal basis (grondslag)</h2>'
-            "<p><em>The purpose of this round cannot be read.</em></p></section>"
+            f'<section id="legal"><h2>{_e(w("legal.title_short"))}</h2>'
+            f"<p><em>{_e(w('legal.unreadable'))}</em></p></section>"
         )
     delete_by = report.delete_results_by
-    retention = f"{_e(p.result_retention_days)} days"
+    retention = _e(w("legal.retention.days", days=p.result_retention_days))
     if delete_by is not None:
-        retention += (
-            f" — partners must delete the results by <strong>"
-            f"{_e(delete_by.astimezone(UTC).strftime('%Y-%m-%d'))}</strong>"
-        )
+        retention += _t(w, "legal.retention.by", date=w.date(delete_by))
     else:
-        retention += f" — no results were delivered (round {_e(report.round.state)})"
+        retention += _t(w, "legal.retention.none", state=_state(w, report.round.state))
     items = [
-        ("Covenant (convenant)", _e(p.covenant_id)),
-        ("DPIA reference", _e(p.dpia_reference)),
-        ("Identifier kind", _e(p.identifier_kind)),
-        ("Mode", _e(p.mode)),
-        ("Threshold", f"flagged when held by at least <strong>{_e(p.threshold)}</strong> partners"),
+        (w("legal.covenant"), _e(p.covenant_id)),
+        (w("legal.dpia"), _e(p.dpia_reference)),
+        (w("legal.kind"), _e(p.identifier_kind)),
         (
-            "Disclosure level",
-            _e(p.disclosure)
-            + (
-                " (partners learn their flagged records and the count)"
-                if p.disclosure == "count"
-                else " (partners also learn which partners hold them too)"
-            ),
+            w("legal.mode"),
+            _e(w(f"legal.mode.{p.mode}")) if p.mode in ("network", "bilateral") else _e(p.mode),
         ),
-        ("Maximum set size", _e(_num(p.max_set_size))),
-        ("Result retention (bewaartermijn)", retention),
+    ]
+    if p.bilateral is not None and p.mode == "bilateral":
+        # A two-party round has no threshold, and its disclosure is fixed by its roles.
+        b = p.bilateral
+        learns = "legal.bilateral.size_only" if b.size_only else "legal.bilateral.records"
+        items += [
+            (w("legal.bilateral.client"), f"<code>{_e(b.client_partner)}</code>"),
+            (w("legal.bilateral.server"), f"<code>{_e(b.server_partner)}</code>"),
+            (w("legal.bilateral.learns"), _e(w(learns))),
+        ]
+    else:
+        items += [
+            (w("legal.threshold"), w("legal.threshold.text", threshold=_e(p.threshold))),
+            (
+                w("legal.disclosure"),
+                _t(
+                    w,
+                    "legal.disclosure.count"
+                    if p.disclosure == "count"
+                    else "legal.disclosure.partners",
+                    level=p.disclosure,
+                ),
+            ),
+        ]
+    items += [
+        (w("legal.max_set_size"), _e(w.number(p.max_set_size))),
+        (w("legal.retention"), retention),
     ]
     basis_rows = [(f"<code>{_e(pid)}</code>", _e(basis)) for pid, basis in p.legal_basis.items()]
     return (
-        '<section id="legal"><h2>Purpose and legal basis (doelbinding en grondslag)</h2>'
+        f'<section id="legal"><h2>{_e(w("legal.title"))}</h2>'
         + _dl(items)
         + _table(
-            "Legal basis per partner, as signed into the manifest",
-            ["Partner", "Legal basis"],
+            w("legal.caption"),
+            [w("legal.col.partner"), w("legal.col.basis")],
             basis_rows,
         )
         + "</section>"
     )
 
 
-def _section_consents(report: RoundReport) -> str:
+def _section_consents(report: RoundReport, w: Words) -> str:
     rows = []
     classes = []
     for c in report.consents:
         if c.granted is None:
-            decision = _badge("no answer", "warn")
+            decision = _badge(w("consents.no_answer"), "warn")
         else:
-            decision = _badge("granted", "ok") if c.granted else _badge("refused", "warn")
+            decision = (
+                _badge(w("consents.granted"), "ok")
+                if c.granted
+                else _badge(w("consents.refused"), "warn")
+            )
         signature = {
-            VERIFIED: _badge("verified", "ok"),
-            INVALID: _badge("INVALID", "bad"),
-            NO_ANSWER: _badge("none stored", "warn"),
+            VERIFIED: _badge(w("consents.verified"), "ok"),
+            INVALID: _badge(w("consents.invalid"), "bad"),
+            NO_ANSWER: _badge(w("consents.none_stored"), "warn"),
         }[c.status]
         if c.problem:
             signature += f'<br><span class="reason">{_e(c.problem)}</span>'
@@ -399,20 +464,26 @@ def _section_consents(report: RoundReport) -> str:
             [
                 f"<code>{_e(c.partner_id)}</code>",
                 decision,
-                _e(c.reason) if c.reason else '<span class="muted">—</span>',
-                _e(c.legal_basis) if c.legal_basis else '<span class="muted">—</span>',
-                _e(_when(c.decided_at)) if c.decided_at else '<span class="muted">—</span>',
+                _e(c.reason) if c.reason else _DASH,
+                _e(c.legal_basis) if c.legal_basis else _DASH,
+                _e(_when(w, c.decided_at)) if c.decided_at else _DASH,
                 signature,
             ]
         )
         classes.append("bad-row" if c.status == INVALID else "")
     return (
-        '<section id="consents"><h2>Consents (toestemmingen)</h2>'
-        "<p>Each stored consent is checked against the partner's registered Ed25519 key and "
-        "must answer exactly this round's manifest (its SHA-256).</p>"
+        f'<section id="consents"><h2>{_e(w("consents.title"))}</h2>'
+        f"<p>{_e(w('consents.intro'))}</p>"
         + _table(
-            "Consent per partner",
-            ["Partner", "Decision", "Reason", "Partner's stated basis", "Decided", "Signature"],
+            w("consents.caption"),
+            [
+                w("consents.col.partner"),
+                w("consents.col.decision"),
+                w("consents.col.reason"),
+                w("consents.col.basis"),
+                w("consents.col.decided"),
+                w("consents.col.signature"),
+            ],
             rows,
             row_classes=classes,
             css_class="wide",
@@ -421,87 +492,157 @@ def _section_consents(report: RoundReport) -> str:
     )
 
 
-def _pct(fraction: float) -> str:
-    return f"{fraction:+.1%}"
-
-
-def _section_sizes(report: RoundReport) -> str:
+def _section_sizes(report: RoundReport, w: Words) -> str:
     prev = report.previous_round
     intro = (
-        f"Compared with the previous completed round of this purpose, <code>{_e(prev.id)}</code> "
-        f"({_e(_when(prev.created_at))})."
+        w(
+            "sizes.previous",
+            round=f"<code>{_e(prev.id)}</code>",
+            when=_e(_when(w, prev.created_at)),
+        )
         if prev is not None
-        else "There is no earlier completed round of this purpose to compare with."
+        else _e(w("sizes.no_previous"))
     )
     rows = []
     classes = []
+    unreported = False
     for s in report.sizes:
         if not s.contributed:
             rows.append(
-                [f"<code>{_e(s.partner_id)}</code>", '<span class="muted">not contributed</span>']
-                + ['<span class="muted">—</span>'] * 4
+                [f"<code>{_e(s.partner_id)}</code>", _muted(w("sizes.not_contributed"))]
+                + [_DASH] * 5
             )
             classes.append("")
             continue
         if s.previous is None:
-            change = '<span class="muted">new</span>' if prev is not None else "—"
+            change = _muted(w("sizes.new")) if prev is not None else "—"
         else:
             delta = s.change or 0
             frac = s.change_fraction
-            change = f"{delta:+d}" + (f" ({_e(_pct(frac))})" if frac is not None else "")
+            change = f"{delta:+d}" + (
+                f" ({_e(w.percent(frac, signed=True))})" if frac is not None else ""
+            )
         if s.warnings:
-            change += "".join(f'<br><span class="warn-text">⚠ {_e(w)}</span>' for w in s.warnings)
+            change += "".join(
+                f'<br><span class="warn-text">⚠ {_e(w.notice(n))}</span>' for n in s.warnings
+            )
+        if s.objected is None:
+            unreported = True
+            objected = _muted(w("sizes.not_reported") + " *")
+        else:
+            objected = _e(w.number(s.objected))
         rows.append(
             [
                 f"<code>{_e(s.partner_id)}</code>",
-                _e(_num(s.set_size)),
-                _e(_num(s.previous)) if s.previous is not None else "—",
+                _e(w.number(s.set_size)),
+                _e(w.number(s.previous)) if s.previous is not None else "—",
                 change,
-                _e(_num(s.excluded)),
-                _e(_num(s.invalid)),
+                _e(w.number(s.excluded)) + (" *" if s.objected is None else ""),
+                objected,
+                _e(w.number(s.invalid)),
             ]
         )
         classes.append("warn-row" if s.warnings else "")
     limits = ""
     if report.purpose is not None:
-        limits = (
-            f" A warning shows when a set grew by more than {GROWTH_WARNING:.0%} or is above "
-            f"{NEAR_MAX_WARNING:.0%} of the maximum set size "
-            f"({_e(_num(report.purpose.max_set_size))}): a partner can probe by adding "
-            "identifiers it does not hold."
+        limits = _t(
+            w,
+            "sizes.limits",
+            growth=GROWTH_WARNING,
+            near=NEAR_MAX_WARNING,
+            maximum=w.number(report.purpose.max_set_size),
         )
+    notes = f'<p class="small">{_e(w("sizes.kept_note"))}</p>'
+    if unreported:
+        notes += f'<p class="small">* {_e(w("sizes.not_reported_note"))}</p>'
     return (
-        '<section id="sizes"><h2>Set sizes</h2>'
+        f'<section id="sizes"><h2>{_e(w("sizes.title"))}</h2>'
         f"<p>{intro}{limits}</p>"
         + _table(
-            "Records each partner contributed",
+            w("sizes.caption"),
             [
-                "Partner",
-                "Set size",
-                "Previous",
-                "Change",
-                "Excluded (objection / list)",
-                "Invalid rows",
+                w("sizes.col.partner"),
+                w("sizes.col.size"),
+                w("sizes.col.previous"),
+                w("sizes.col.change"),
+                w("sizes.col.excluded"),
+                w("sizes.col.objected"),
+                w("sizes.col.invalid"),
             ],
             rows,
-            numeric=(1, 2, 4, 5),
+            numeric=(1, 2, 4, 5, 6),
             row_classes=classes,
+        )
+        + notes
+        + "</section>"
+    )
+
+
+def _section_bilateral(report: RoundReport, w: Words) -> str:
+    """A two-party round: what the client learned (the intersection, or its size) and that
+    the server learned the client's set size only; no threshold, no histogram."""
+    p = report.purpose
+    head = f'<section id="results"><h2>{_e(w("bilateral.title"))}</h2>'
+    sizes = {s.partner_id: s for s in report.sizes}
+    if p is None or p.bilateral is None or report.round.state != "completed":
+        state = _state(w, report.round.state)
+        return head + f"<p>{_e(w('bilateral.none', state=state))}</p></section>"
+    b = p.bilateral
+    client = sizes.get(b.client_partner)
+    server = sizes.get(b.server_partner)
+    found = client.flagged if client is not None else 0
+    client_size = client.set_size if client is not None else 0
+    learned_client = w(
+        "bilateral.client.size" if b.size_only else "bilateral.client.records",
+        count=w.number(found),
+    )
+    rows = [
+        [
+            f"<code>{_e(b.client_partner)}</code>",
+            _e(w("bilateral.role.client")),
+            _e(w.number(client_size)),
+            f"<strong>{_e(learned_client)}</strong>",
+        ],
+        [
+            f"<code>{_e(b.server_partner)}</code>",
+            _e(w("bilateral.role.server")),
+            _e(w.number(server.set_size if server is not None else 0)),
+            _e(w("bilateral.server", count=w.number(client_size))),
+        ],
+    ]
+    return (
+        head
+        + f"<p>{_e(w('bilateral.intro'))}</p>"
+        + _table(
+            w("bilateral.caption"),
+            [
+                w("bilateral.col.partner"),
+                w("bilateral.col.role"),
+                w("bilateral.col.set"),
+                w("bilateral.col.learned"),
+            ],
+            rows,
+            numeric=(2,),
+            css_class="wide",
         )
         + "</section>"
     )
 
 
-def _section_results(report: RoundReport) -> str:
+def _section_results(report: RoundReport, w: Words) -> str:
     flagged_rows = []
     for s in report.sizes:
         if not s.contributed:
             continue
-        share = f"{s.flagged / s.set_size:.1%}" if s.set_size else "—"
-        flagged_rows.append([f"<code>{_e(s.partner_id)}</code>", _e(_num(s.flagged)), _e(share)])
+        share = w.percent(s.flagged / s.set_size) if s.set_size else "—"
+        flagged_rows.append(
+            [f"<code>{_e(s.partner_id)}</code>", _e(w.number(s.flagged)), _e(share)]
+        )
     if not report.histogram:  # the tally never ran
+        state = _state(w, report.round.state)
         return (
-            '<section id="results"><h2>Flagged records and overlap</h2>'
-            f"<p>No matching took place (round {_e(report.round.state)}).</p></section>"
+            f'<section id="results"><h2>{_e(w("results.title"))}</h2>'
+            f"<p>{_e(w('results.none', state=state))}</p></section>"
         )
     n_partners = len(report.manifest.partners) if report.manifest is not None else 0
     hist = dict(report.histogram)
@@ -510,27 +651,32 @@ def _section_results(report: RoundReport) -> str:
     hist_rows = [
         [
             _e(k),
-            _e(_num(v)),
-            _badge("flagged", "bad") if k >= report.threshold else '<span class="muted">no</span>',
+            _e(w.number(v)),
+            _badge(w("results.hist.flagged"), "bad")
+            if k >= report.threshold
+            else _muted(w("results.hist.no")),
         ]
         for k, v in buckets
     ]
     return (
-        '<section id="results"><h2>Flagged records and overlap</h2>'
+        f'<section id="results"><h2>{_e(w("results.title"))}</h2>'
         + _table(
-            f"Flagged records per partner (threshold {report.threshold})",
-            ["Partner", "Flagged", "Share of its set"],
+            w("results.caption", threshold=report.threshold),
+            [w("results.col.partner"), w("results.col.flagged"), w("results.col.share")],
             flagged_rows,
             numeric=(1, 2),
         )
-        + '<div class="keep"><h3>Overlap histogram</h3>'
-        "<p>Households (pseudonymous tags of this round) by the number of partners that hold "
-        f"them; those held by {_e(report.threshold)} or more are flagged.</p>"
-        + _histogram_svg(buckets, report.threshold)
+        + f'<div class="keep"><h3>{_e(w("results.hist.title"))}</h3>'
+        f"<p>{_e(w('results.hist.intro', threshold=report.threshold))}</p>"
+        + _histogram_svg(w, buckets, report.threshold)
         + "</div>"
         + _table(
-            "Overlap histogram (table form)",
-            ["Held by partners", "Households", "Flagged"],
+            w("results.hist.caption"),
+            [
+                w("results.hist.col.holders"),
+                w("results.hist.col.households"),
+                w("results.hist.col.flagged"),
+            ],
             hist_rows,
             numeric=(0, 1),
         )
@@ -538,7 +684,7 @@ def _section_results(report: RoundReport) -> str:
     )
 
 
-def _histogram_svg(buckets: Sequence[tuple[int, int]], threshold: int) -> str:
+def _histogram_svg(w: Words, buckets: Sequence[tuple[int, int]], threshold: int) -> str:
     """An inline SVG bar chart: one bar per number of holders, its count above it."""
     if not buckets:
         return ""
@@ -548,25 +694,23 @@ def _histogram_svg(buckets: Sequence[tuple[int, int]], threshold: int) -> str:
     peak = max(v for _k, v in buckets) or 1
     slot = plot_w / len(buckets)
     bar = min(80.0, slot * 0.6)
+
+    def held(k: int, v: int) -> str:
+        return w("chart.desc.one" if k == 1 else "chart.desc.many", count=v, holders=k)
+
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
         'aria-labelledby="hist-title hist-desc">',
-        '<title id="hist-title">Overlap histogram</title>',
-        '<desc id="hist-desc">'
-        + _e(
-            "; ".join(
-                f"{v} households held by {k} partner{'s' if k != 1 else ''}" for k, v in buckets
-            )
-        )
-        + "</desc>",
+        f'<title id="hist-title">{_e(w("chart.title"))}</title>',
+        '<desc id="hist-desc">' + _e("; ".join(held(k, v) for k, v in buckets)) + "</desc>",
         f'<line x1="{left}" y1="{top + plot_h}" x2="{width - right}" y2="{top + plot_h}" '
         'stroke="#444" stroke-width="1"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#444" '
         'stroke-width="1"/>',
         f'<text x="{left - 8}" y="{top + plot_h}" text-anchor="end" class="tick">0</text>',
-        f'<text x="{left - 8}" y="{top + 4}" text-anchor="end" class="tick">{_e(_num(peak))}'
-        "</text>",
+        f'<text x="{left - 8}" y="{top + 4}" text-anchor="end" class="tick">'
+        f"{_e(w.number(peak))}</text>",
     ]
     for i, (k, v) in enumerate(buckets):
         h = plot_h * v / peak
@@ -577,12 +721,12 @@ def _histogram_svg(buckets: Sequence[tuple[int, int]], threshold: int) -> str:
         cls = "bar flagged" if k >= threshold else "bar"
         parts.append(
             f'<rect class="{cls}" x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}">'
-            f"<title>{_e(v)} households held by {_e(k)} partners</title></rect>"
+            f"<title>{_e(held(k, v))}</title></rect>"
         )
         cx = x + bar / 2
         parts.append(
             f'<text x="{cx:.1f}" y="{y - 6:.1f}" text-anchor="middle" class="value">'
-            f"{_e(_num(v))}</text>"
+            f"{_e(w.number(v))}</text>"
         )
         parts.append(
             f'<text x="{cx:.1f}" y="{top + plot_h + 18}" text-anchor="middle" class="tick">'
@@ -590,45 +734,52 @@ def _histogram_svg(buckets: Sequence[tuple[int, int]], threshold: int) -> str:
         )
     parts.append(
         f'<text x="{left + plot_w / 2:.1f}" y="{height - 10}" text-anchor="middle" '
-        'class="axis">number of partners holding the household</text>'
+        f'class="axis">{_e(w("chart.axis"))}</text>'
     )
     parts.append(
         f'<rect class="bar flagged" x="{left + 12}" y="6" width="12" height="12"/>'
         f'<text x="{left + 30}" y="17" class="legend">'
-        f"flagged: held by at least {_e(threshold)} partners</text>"
+        f"{_e(w('chart.legend', threshold=threshold))}</text>"
     )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _section_phases(report: RoundReport) -> str:
+def _section_phases(report: RoundReport, w: Words) -> str:
     if not report.phases:
         return (
-            '<section id="phases"><h2>Phase timings</h2>'
-            "<p>No protocol phase finished in this round.</p></section>"
+            f'<section id="phases"><h2>{_e(w("phases.title"))}</h2>'
+            f"<p>{_e(w('phases.none'))}</p></section>"
         )
     total = sum(report.phases.values()) or 1.0
-    known = {name: i for i, name in enumerate(_PHASE_ORDER)}
-    ordered = sorted(report.phases.items(), key=lambda kv: (known.get(kv[0], len(known)), kv[0]))
-    rows = [
-        [
-            _e(phase),
-            _e(f"{seconds:.3f}"),
-            f'<span class="meter"><span style="width:{100 * seconds / total:.1f}%"></span>'
-            f"</span> {_e(f'{seconds / total:.0%}')}",
-        ]
-        for phase, seconds in ordered
-    ]
+    rows = []
+    for phase in in_protocol_order(report.phases):
+        seconds = report.phases[phase]
+        rows.append(
+            [
+                _e(_phase(w, phase)),
+                _e(w.decimal(seconds, 3)),
+                f'<span class="meter"><span style="width:{100 * seconds / total:.1f}%"></span>'
+                f"</span> {_e(w.percent(seconds / total, places=0))}",
+            ]
+        )
     if report.seconds is not None:
-        rows.append(["<strong>whole round</strong>", _e(f"{report.seconds:.3f}"), ""])
+        rows.append(
+            [f"<strong>{_e(w('phases.total'))}</strong>", _e(w.decimal(report.seconds, 3)), ""]
+        )
     return (
-        '<section id="phases"><h2>Phase timings</h2>'
-        + _table("Seconds per protocol phase", ["Phase", "Seconds", "Share"], rows, numeric=(1,))
+        f'<section id="phases"><h2>{_e(w("phases.title"))}</h2>'
+        + _table(
+            w("phases.caption"),
+            [w("phases.col.phase"), w("phases.col.seconds"), w("phases.col.share")],
+            rows,
+            numeric=(1,),
+        )
         + "</section>"
     )
 
 
-def _section_events(report: RoundReport) -> str:
+def _section_events(report: RoundReport, w: Words) -> str:
     bad = report.audit.first_bad_seq
     rows = []
     classes = []
@@ -637,17 +788,18 @@ def _section_events(report: RoundReport) -> str:
             mark = '<span class="ok-text">✓</span>'
             cls = ""
         elif ev.seq == bad:
-            mark = '<span class="bad-text nowrap">✗ BROKEN</span>'
+            mark = f'<span class="bad-text nowrap">{_e(w("events.broken"))}</span>'
             cls = "bad-row"
         else:
-            mark = '<span class="warn-text">unverified</span>'
+            mark = f'<span class="warn-text">{_e(w("events.unverified"))}</span>'
             cls = "warn-row"
+        via = _e(w("events.via", access_point=ev.access_point))
         rows.append(
             [
                 _e(ev.seq),
                 "<br>".join(f'<span class="nowrap">{_e(t)}</span>' for t in ev.time.split("T")),
                 f'<code class="nowrap">{_e(ev.event)}</code>',
-                _e(ev.actor) + f'<br><span class="muted small">via {_e(ev.access_point)}</span>',
+                _e(ev.actor) + f'<br><span class="muted small">{via}</span>',
                 _e(ev.on_behalf_of),
                 _e(ev.action),
                 f'<span class="small">{_e(ev.basis)}</span>',
@@ -658,26 +810,23 @@ def _section_events(report: RoundReport) -> str:
         classes.append(cls)
     note = ""
     if bad is not None and not any(ev.seq >= bad for ev in report.events):
-        note = (
-            f"<p>The chain breaks at seq {_e(bad)}, outside this round's events; this round's "
-            "events before it verify.</p>"
-        )
+        note = f"<p>{_e(w('events.outside', seq=bad))}</p>"
     return (
-        '<section id="events"><h2>Audit events of this round</h2>'
-        "<p>Action: C = create, R = read, U = update, D = delete, E = execute (NEN 7513).</p>"
+        f'<section id="events"><h2>{_e(w("events.title"))}</h2>'
+        f"<p>{_e(w('events.actions'))}</p>"
         + note
         + _table(
-            f"{len(report.events)} events",
+            w("events.caption", count=len(report.events)),
             [
-                "Seq",
-                "Time (UTC)",
-                "Event",
-                "Actor (access point)",
-                "On behalf of",
-                "Action",
-                "Basis",
-                "Details",
-                "Chain",
+                w("events.col.seq"),
+                w("events.col.time"),
+                w("events.col.event"),
+                w("events.col.actor"),
+                w("events.col.on_behalf"),
+                w("events.col.action"),
+                w("events.col.basis"),
+                w("events.col.details"),
+                w("events.col.chain"),
             ],
             rows,
             numeric=(0,),

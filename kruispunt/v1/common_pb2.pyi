@@ -271,6 +271,7 @@ class Consent(google.protobuf.message.Message):
     TAG_KEY_SHARES_FIELD_NUMBER: builtins.int
     COORDINATOR_AUDIT_HEAD_FIELD_NUMBER: builtins.int
     NODE_AUDIT_HEAD_FIELD_NUMBER: builtins.int
+    OBJECTED_COUNT_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     partner_id: builtins.str
     granted: builtins.bool
@@ -283,11 +284,17 @@ class Consent(google.protobuf.message.Message):
     set_size: builtins.int
     """records it will contribute"""
     excluded_count: builtins.int
-    """objected or on the exclusion list"""
+    """On the node's exclusion list. A consent without objected_count (a node from before it)
+    counts the objected rows here too.
+    """
     invalid_count: builtins.int
     decided_at_unix: builtins.int
     roster_sha256: builtins.bytes
     """the roster this node accepted; equals the manifest's"""
+    objected_count: builtins.int
+    """Rows whose person used the right to object (the export's objection column), counted
+    apart from excluded_count. Absent: the node did not report it (it counts them there).
+    """
     @property
     def tag_key_shares(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.bytes]:
         """This node's contribution to the round's tag key, sealed to each other partner's roster
@@ -320,9 +327,11 @@ class Consent(google.protobuf.message.Message):
         tag_key_shares: collections.abc.Mapping[builtins.str, builtins.bytes] | None = ...,
         coordinator_audit_head: global___AuditHead | None = ...,
         node_audit_head: global___AuditHead | None = ...,
+        objected_count: builtins.int | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["coordinator_audit_head", b"coordinator_audit_head", "node_audit_head", b"node_audit_head"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["coordinator_audit_head", b"coordinator_audit_head", "decided_at_unix", b"decided_at_unix", "excluded_count", b"excluded_count", "granted", b"granted", "invalid_count", b"invalid_count", "legal_basis", b"legal_basis", "manifest_sha256", b"manifest_sha256", "node_audit_head", b"node_audit_head", "partner_id", b"partner_id", "reason", b"reason", "roster_sha256", b"roster_sha256", "round_id", b"round_id", "set_size", b"set_size", "tag_key_shares", b"tag_key_shares"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_objected_count", b"_objected_count", "coordinator_audit_head", b"coordinator_audit_head", "node_audit_head", b"node_audit_head", "objected_count", b"objected_count"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_objected_count", b"_objected_count", "coordinator_audit_head", b"coordinator_audit_head", "decided_at_unix", b"decided_at_unix", "excluded_count", b"excluded_count", "granted", b"granted", "invalid_count", b"invalid_count", "legal_basis", b"legal_basis", "manifest_sha256", b"manifest_sha256", "node_audit_head", b"node_audit_head", "objected_count", b"objected_count", "partner_id", b"partner_id", "reason", b"reason", "roster_sha256", b"roster_sha256", "round_id", b"round_id", "set_size", b"set_size", "tag_key_shares", b"tag_key_shares"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_objected_count", b"_objected_count"]) -> typing.Literal["objected_count"] | None: ...
 
 global___Consent = Consent
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ekruispunt/v1/coordinator.proto\x12\x0ckruispunt.v1\"5\n\x0fRunRoundRequest\x12\x12\n\npurpose_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"6\n\x12\x43\x61ncelRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x88\x01\n\nRoundEvent\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04\x64one\x18\x04 \x01(\x04\x12\r\n\x05total\x18\x05 \x01(\x04\x12+\n\x07summary\x18\x06 \x01(\x0b\x32\x1a.kruispunt.v1.RoundSummary\"\x91\x01\n\x0ePartnerSummary\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x10\n\x08set_size\x18\x02 \x01(\x04\x12\x15\n\rflagged_count\x18\x03 \x01(\x04\x12\x13\n\x0bresult_path\x18\x04 \x01(\t\x12\x16\n\x0e\x65xcluded_count\x18\x05 \x01(\x04\x12\x15\n\rinvalid_count\x18\x06 \x01(\x04\"-\n\x0bPhaseTiming\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"\xf1\x02\n\x0cRoundSummary\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x12\n\npurpose_id\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12.\n\x08partners\x18\x05 \x03(\x0b\x32\x1c.kruispunt.v1.PartnerSummary\x12)\n\x06phases\x18\x06 \x03(\x0b\x32\x19.kruispunt.v1.PhaseTiming\x12\x11\n\tthreshold\x18\x07 \x01(\r\x12K\n\x11overlap_histogram\x18\x08 \x03(\x0b\x32\x30.kruispunt.v1.RoundSummary.OverlapHistogramEntry\x12\x0f\n\x07seconds\x18\t \x01(\x01\x12\x17\n\x0fstarted_at_unix\x18\n \x01(\x03\x1a\x37\n\x15OverlapHistogramEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xa1\x01\n\x0b\x43oordinator\x12\x45\n\x08RunRound\x12\x1d.kruispunt.v1.RunRoundRequest\x1a\x18.kruispunt.v1.RoundEvent0\x01\x12K\n\x0b\x43\x61ncelRound\x12 .kruispunt.v1.CancelRoundRequest\x1a\x1a.kruispunt.v1.RoundSummaryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ekruispunt/v1/coordinator.proto\x12\x0ckruispunt.v1\"5\n\x0fRunRoundRequest\x12\x12\n\npurpose_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"6\n\x12\x43\x61ncelRoundRequest\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x88\x01\n\nRoundEvent\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04\x64one\x18\x04 \x01(\x04\x12\r\n\x05total\x18\x05 \x01(\x04\x12+\n\x07summary\x18\x06 \x01(\x0b\x32\x1a.kruispunt.v1.RoundSummary\"\xc1\x01\n\x0ePartnerSummary\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x10\n\x08set_size\x18\x02 \x01(\x04\x12\x15\n\rflagged_count\x18\x03 \x01(\x04\x12\x13\n\x0bresult_path\x18\x04 \x01(\t\x12\x16\n\x0e\x65xcluded_count\x18\x05 \x01(\x04\x12\x15\n\rinvalid_count\x18\x06 \x01(\x04\x12\x1b\n\x0eobjected_count\x18\x07 \x01(\x04H\x00\x88\x01\x01\x42\x11\n\x0f_objected_count\"-\n\x0bPhaseTiming\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"\xf1\x02\n\x0cRoundSummary\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x12\n\npurpose_id\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12.\n\x08partners\x18\x05 \x03(\x0b\x32\x1c.kruispunt.v1.PartnerSummary\x12)\n\x06phases\x18\x06 \x03(\x0b\x32\x19.kruispunt.v1.PhaseTiming\x12\x11\n\tthreshold\x18\x07 \x01(\r\x12K\n\x11overlap_histogram\x18\x08 \x03(\x0b\x32\x30.kruispunt.v1.RoundSummary.OverlapHistogramEntry\x12\x0f\n\x07seconds\x18\t \x01(\x01\x12\x17\n\x0fstarted_at_unix\x18\n \x01(\x03\x1a\x37\n\x15OverlapHistogramEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xa1\x01\n\x0b\x43oordinator\x12\x45\n\x08RunRound\x12\x1d.kruispunt.v1.RunRoundRequest\x1a\x18.kruispunt.v1.RoundEvent0\x01\x12K\n\x0b\x43\x61ncelRound\x12 .kruispunt.v1.CancelRoundRequest\x1a\x1a.kruispunt.v1.RoundSummaryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,13 +40,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUNDEVENT']._serialized_start=160
   _globals['_ROUNDEVENT']._serialized_end=296
   _globals['_PARTNERSUMMARY']._serialized_start=299
-  _globals['_PARTNERSUMMARY']._serialized_end=444
-  _globals['_PHASETIMING']._serialized_start=446
-  _globals['_PHASETIMING']._serialized_end=491
-  _globals['_ROUNDSUMMARY']._serialized_start=494
-  _globals['_ROUNDSUMMARY']._serialized_end=863
-  _globals['_ROUNDSUMMARY_OVERLAPHISTOGRAMENTRY']._serialized_start=808
-  _globals['_ROUNDSUMMARY_OVERLAPHISTOGRAMENTRY']._serialized_end=863
-  _globals['_COORDINATOR']._serialized_start=866
-  _globals['_COORDINATOR']._serialized_end=1027
+  _globals['_PARTNERSUMMARY']._serialized_end=492
+  _globals['_PHASETIMING']._serialized_start=494
+  _globals['_PHASETIMING']._serialized_end=539
+  _globals['_ROUNDSUMMARY']._serialized_start=542
+  _globals['_ROUNDSUMMARY']._serialized_end=911
+  _globals['_ROUNDSUMMARY_OVERLAPHISTOGRAMENTRY']._serialized_start=856
+  _globals['_ROUNDSUMMARY_OVERLAPHISTOGRAMENTRY']._serialized_end=911
+  _globals['_COORDINATOR']._serialized_start=914
+  _globals['_COORDINATOR']._serialized_end=1075
 # @@protoc_insertion_point(module_scope)

@@ -95,12 +95,16 @@ class PartnerSummary(google.protobuf.message.Message):
     RESULT_PATH_FIELD_NUMBER: builtins.int
     EXCLUDED_COUNT_FIELD_NUMBER: builtins.int
     INVALID_COUNT_FIELD_NUMBER: builtins.int
+    OBJECTED_COUNT_FIELD_NUMBER: builtins.int
     partner_id: builtins.str
     set_size: builtins.int
     flagged_count: builtins.int
     result_path: builtins.str
     excluded_count: builtins.int
+    """on the exclusion list (with objected, if not reported)"""
     invalid_count: builtins.int
+    objected_count: builtins.int
+    """absent: the partner's consent did not report it"""
     def __init__(
         self,
         *,
@@ -110,8 +114,11 @@ class PartnerSummary(google.protobuf.message.Message):
         result_path: builtins.str = ...,
         excluded_count: builtins.int = ...,
         invalid_count: builtins.int = ...,
+        objected_count: builtins.int | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["excluded_count", b"excluded_count", "flagged_count", b"flagged_count", "invalid_count", b"invalid_count", "partner_id", b"partner_id", "result_path", b"result_path", "set_size", b"set_size"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_objected_count", b"_objected_count", "objected_count", b"objected_count"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_objected_count", b"_objected_count", "excluded_count", b"excluded_count", "flagged_count", b"flagged_count", "invalid_count", b"invalid_count", "objected_count", b"objected_count", "partner_id", b"partner_id", "result_path", b"result_path", "set_size", b"set_size"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_objected_count", b"_objected_count"]) -> typing.Literal["objected_count"] | None: ...
 
 global___PartnerSummary = PartnerSummary
 

@@ -251,6 +251,71 @@ class TestAuditCommands:
         rounds = {json.loads(line)["round_id"] for line in export.read_text().splitlines()}
         assert rounds == {summary.round_id}
 
+    def test_audit_report_is_dutch_unless_asked_for_english(self, served, capsys, tmp_path):
+        """`audit report` writes Dutch by default, English with --lang en; --json says which."""
+        summary = served.run()
+        d = served.coordinator_dir
+        dutch, english = tmp_path / "nl.html", tmp_path / "en.html"
+        code, out, _ = run_cli(
+            coordinator_cli.main,
+            ["audit", "report", d, "--round", summary.round_id, "--out", dutch, "--json"],
+            capsys,
+        )
+        assert code == 0, out
+        assert json.loads(out)["lang"] == "nl"
+        assert json.loads(out)["pdf"] is None
+        assert "Toestemming per partner" in dutch.read_text(encoding="utf-8")
+        code, out, _ = run_cli(
+            coordinator_cli.main,
+            ["audit", "report", d, "--round", summary.round_id, "--out", english, "--lang", "en"],
+            capsys,
+        )
+        assert code == 0, out
+        assert "Consent per partner" in english.read_text(encoding="utf-8")
+        code, _out, err = run_cli(
+            coordinator_cli.main,
+            ["audit", "report", d, "--round", summary.round_id, "--out", english, "--lang", "de"],
+            capsys,
+        )
+        assert code == 2
+        assert "invalid choice: 'de'" in err
+
+    def test_audit_report_pdf_without_chromium_names_what_is_missing(
+        self, served, capsys, tmp_path, monkeypatch
+    ):
+        """--pdf with no Chromium on PATH: exit 1 naming the browsers looked for and how to
+        install one; the HTML page is written all the same, no traceback."""
+        summary = served.run()
+        page = tmp_path / "r.html"
+        monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+        code, out, err = run_cli(
+            coordinator_cli.main,
+            ["audit", "report", served.coordinator_dir, "--round", summary.round_id,
+             "--out", page, "--pdf"],
+            capsys,
+        )  # fmt: skip
+        assert code == 1, out
+        assert "--pdf needs headless Chromium" in err
+        assert "chromium, chromium-browser, google-chrome" in err
+        assert "apt-get install chromium" in err
+        assert "Traceback" not in err
+        assert page.is_file()
+        assert not (tmp_path / "r.pdf").exists()
+
+    def test_audit_report_pdf_may_not_overwrite_the_page(self, served, capsys, tmp_path):
+        """--pdf naming the --out file is refused before anything is written."""
+        summary = served.run()
+        page = tmp_path / "r.html"
+        code, _out, err = run_cli(
+            coordinator_cli.main,
+            ["audit", "report", served.coordinator_dir, "--round", summary.round_id,
+             "--out", page, "--pdf", page],
+            capsys,
+        )  # fmt: skip
+        assert code == 1
+        assert "the same file as --out" in err
+        assert not page.exists()
+
     def test_audit_verify_fails_on_a_tampered_log(self, served, capsys):
         """An edited audit row makes `audit verify` exit 1 naming the first bad event."""
         import sqlite3

@@ -203,6 +203,60 @@ class TestExclusions:
         assert node_consent.details["objected"] == 3
         assert node_consent.details["excluded"] == 2
 
+    def test_objections_and_exclusions_are_signed_and_kept_apart(self, network_factory):
+        """The node's signed consent counts objected rows apart from exclusion-list rows; the
+        coordinator audits, stores and prints both (`round show`, its --json)."""
+        from coordinator import present
+        from kruispunt.v1 import common_pb2
+        from tests.support.synthetic import write_csv
+
+        net = network_factory(PARTNERS[:2], per_partner=30, overlaps={2: 6}, start=False)
+        node_dir = net.node_dirs["woonbron"]
+        write_csv(
+            node_dir / "input.csv",
+            net.data.rows["woonbron"],
+            "bsn",
+            objection_column="bezwaar",
+            objected=range(4),
+        )
+        exclusion = node_dir / "exclusions.csv"
+        exclusion.write_text(
+            "bsn\n"
+            + "".join(cid.decode().split(":")[1] + "\n" for cid in net.data.ids["woonbron"][10:12])
+        )
+        text = (node_dir / "node.toml").read_text()
+        (node_dir / "node.toml").write_text(
+            text.replace(
+                'objection_column = "bezwaar"',
+                f'objection_column = "bezwaar"\nexclusion_file = "{exclusion}"',
+            )
+        )
+        for pid in net.partners:
+            net.start_node(pid)
+        net.start_coordinator()
+        net.add_purpose()
+        done = net.run()
+        assert done.state == "completed", done.reason
+        stored = {c[0]: c for c in net.coordinator.store.consents(done.round_id)}
+        signed = common_pb2.Consent.FromString(stored["woonbron"][3])
+        assert (signed.excluded_count, signed.objected_count) == (2, 4)
+        assert signed.HasField("objected_count")
+        given = {
+            e.details["partner"]: e.details
+            for e in net.coordinator.audit.events(round_id=done.round_id)
+            if e.event == "consent.given"
+        }
+        assert (given["woonbron"]["excluded"], given["woonbron"]["objected"]) == (2, 4)
+        assert (given["gemeente"]["excluded"], given["gemeente"]["objected"]) == (0, 0)
+        row = net.coordinator.store.round(done.round_id)
+        counts = row.summary["partners"]["woonbron"]
+        assert (counts["excluded_count"], counts["objected_count"]) == (2, 4)
+        assert counts["set_size"] == 30 - 4 - 2
+        shown = present.round_show(row, net.coordinator.store.consents(done.round_id))
+        assert shown.data["partners"]["woonbron"]["objected_count"] == 4
+        line = next(t for t in shown.text.splitlines() if t.strip().startswith("woonbron"))
+        assert line.split()[1:4] == ["24", "2", "4"]
+
 
 class TestAuditTrail:
     def test_purpose_change_is_a_new_audited_version(self, net):

@@ -10,21 +10,29 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from coordinator.report import write_report
+from coordinator.report import Words, write_report
 from kruispunt import signing
 from kruispunt.errors import UnknownRound
 from tests.support.report_pages import (
+    CLIENT,
     GROWN,
     OVERLAPS,
     PARTNERS,
     PER_PARTNER,
+    SERVER,
+    TWO_PARTY_SHARED,
+    TWO_PARTY_SIZE,
+    Page,
     audit_rows,
+    english_leaks,
     event_seq,
     grow_input,
     report,
     tamper,
     three_rounds,
+    two_party_round,
 )
+from tests.support.synthetic import write_csv
 
 # -- content ---------------------------------------------------------------------------------
 
@@ -62,7 +70,7 @@ class TestReportContent:
         assert sizes["zayaz"][:3] == ["20", "20", "+0 (+0.0%)"]
         assert sizes["woonbron"][0:2] == ["40", "20"]
         assert sizes["woonbron"][2].startswith("+20 (+100.0%) ⚠ set grew by 100%")
-        assert sizes["woonbron"][3:] == ["0", "0"]
+        assert sizes["woonbron"][3:] == ["0", "0", "0"]  # exclusion list, objected, invalid
         assert summary.warnings == (
             "woonbron: set grew by 100% since the previous completed round "
             "(20 to 40; warning above +50%)",
@@ -339,3 +347,276 @@ class TestTamperEvidence:
         assert consents["woonbron"][-1] == "verified"
         assert "consent of gemeente is INVALID: signature does not verify" in summary.warnings
         assert markup.count("class=bad-row") == 2
+
+
+# -- what the issue's first week found (issue 12, item 6) -------------------------------------
+
+
+class TestTwoPartyReport:
+    def test_two_party_round_shows_what_each_side_learned(self, network_factory, tmp_path):
+        """A completed two-party round: the client learned the intersection's records, the
+        server only the client's set size; no threshold, disclosure or histogram, and never
+        "No matching took place"."""
+        net, round_id = two_party_round(network_factory)
+        summary, markup, page = report(net, round_id, tmp_path / "r.html")
+        assert summary.verified
+        assert summary.warnings == ()
+        learned = page.table("What each partner learned")
+        assert learned[CLIENT] == [
+            "client",
+            str(TWO_PARTY_SIZE),
+            f"{TWO_PARTY_SHARED} records in the intersection (which of its own records)",
+        ]
+        assert learned[SERVER] == [
+            "server",
+            str(TWO_PARTY_SIZE),
+            f"only the client's set size: {TWO_PARTY_SIZE}",
+        ]
+        row = net.coordinator.store.round(round_id)
+        assert row.summary["partners"][CLIENT]["flagged_count"] == TWO_PARTY_SHARED
+        assert "No matching took place" not in page.text
+        assert "Threshold" not in page.text
+        assert "Disclosure level" not in page.text
+        assert "flagged when held by at least" not in page.text
+        assert "Flagged records per partner" not in page.text
+        assert "Overlap histogram" not in page.text
+        assert "<svg" not in markup
+        assert f"Client (learns the answer) {CLIENT}" in page.text
+        assert f"Server {SERVER}" in page.text
+        assert "The client learns the records in the intersection" in page.text
+        assert f"Partners (client, server) {CLIENT}, {SERVER}" in page.text
+        phases = list(page.table("Seconds per protocol phase"))
+        assert phases == [
+            "propose",
+            "request",
+            "response",
+            "setup",
+            "result",
+            "deliver",
+            "whole round",
+        ]
+
+    def test_size_only_round_says_the_client_learned_a_count(self, network_factory, tmp_path):
+        """With size_only the client learned how many, not which: the page says so."""
+        net, round_id = two_party_round(network_factory, size_only=True)
+        _summary, _markup, page = report(net, round_id, tmp_path / "r.html")
+        learned = page.table("What each partner learned")
+        assert learned[CLIENT][-1] == (
+            f"the size of the intersection: {TWO_PARTY_SHARED} (not which records)"
+        )
+        assert "The client learns only the size of the intersection" in page.text
+
+    def test_two_party_report_in_dutch(self, network_factory, tmp_path):
+        """The same page in Dutch: the client's records, the server's size, no English."""
+        net, round_id = two_party_round(network_factory)
+        summary, markup, page = report(net, round_id, tmp_path / "r.html", lang="nl")
+        learned = page.table("Wat elke partner te weten kwam")
+        assert learned[CLIENT][-1] == (
+            f"{TWO_PARTY_SHARED} records in de doorsnede (welke van de eigen records)"
+        )
+        assert learned[SERVER][-1] == f"alleen de setgrootte van de cliënt: {TWO_PARTY_SIZE}"
+        assert summary.lang == "nl"
+        assert '<html lang="nl">' in markup
+        assert english_leaks(markup) == []
+
+
+class TestEndings:
+    def test_refused_round_says_who_refused_and_why_not_no_warnings(
+        self, network_factory, tmp_path
+    ):
+        """A refused round is stated on top as refused, with the partner and its reason from
+        the audit events; the warnings say it too, never "No warnings"."""
+        net, _first, refused, _grown = three_rounds(network_factory)
+        summary, markup, page = report(net, refused, tmp_path / "r.html")
+        (event,) = [
+            e for e in net.coordinator.audit.events(refused) if e.event == "consent.refused"
+        ]
+        reason = event.details["reason"]
+        assert event.details["partner"] == "woonbron"
+        assert summary.warnings == (f"woonbron refused consent: {reason}",)
+        assert "No warnings" not in page.text
+        assert (
+            "Round refused No data was exchanged: not every partner consented. "
+            f"woonbron refused: {reason}"
+        ) in page.text
+        assert markup.index('id="outcome"') < markup.index('id="audit-status"')
+        assert "1 warning:" in page.text
+
+    def test_failed_round_is_stated_as_failed(self, network_factory, tmp_path):
+        """A round that failed says so on top with its reason, and warns."""
+        net = network_factory(PARTNERS, per_partner=10, overlaps={2: 2})
+        net.add_purpose()
+        net.stop_node("zayaz")
+        failed = net.run()
+        assert failed.state == "failed"
+        row = net.coordinator.store.round(failed.round_id)
+        summary, _markup, page = report(net, failed.round_id, tmp_path / "r.html")
+        assert summary.warnings[0] == f"the round failed: {row.reason}"
+        assert "Round failed The round ended in an error" in page.text
+        assert f"Reason: {row.reason}" in page.text
+        assert "No warnings" not in page.text
+
+    def test_a_completed_round_has_no_outcome_block(self, network_factory, tmp_path):
+        """Only a round that did not complete gets the outcome block."""
+        net = network_factory(PARTNERS[:2], per_partner=10, overlaps={2: 2})
+        net.add_purpose()
+        done = net.run()
+        _summary, markup, _page = report(net, done.round_id, tmp_path / "r.html")
+        assert 'id="outcome"' not in markup
+
+
+class TestPurposeChange:
+    def test_changed_purpose_is_warned_with_versions_and_fields(self, network_factory, tmp_path):
+        """A round whose purpose changed since the previous round of it warns, naming the
+        previous round, both versions and the changed fields (as `purpose diff` does)."""
+        net = network_factory(PARTNERS, per_partner=10, overlaps={2: 2, 3: 1})
+        net.add_purpose()
+        first = net.run()
+        assert first.state == "completed", first.reason
+        net.add_purpose(threshold=3, result_retention_days=14)
+        second = net.run()
+        assert second.state == "completed", second.reason
+        summary, _markup, page = report(net, second.round_id, tmp_path / "r.html")
+        expected = (
+            f"purpose vroegsignalering changed since its previous round, {first.round_id} "
+            "(version 1 to 2): result_retention_days, threshold"
+        )
+        assert summary.warnings == (expected,)
+        assert expected in page.text
+        _summary, _markup, page = report(net, second.round_id, tmp_path / "nl.html", lang="nl")
+        assert (
+            f"doel vroegsignalering is gewijzigd sinds de vorige ronde ervan, {first.round_id} "
+            "(versie 1 naar 2): result_retention_days, threshold"
+        ) in page.text
+
+    def test_an_unchanged_purpose_is_not_warned(self, network_factory, tmp_path):
+        """Two rounds under the same version: no purpose warning."""
+        net = network_factory(PARTNERS[:2], per_partner=10, overlaps={2: 2})
+        net.add_purpose()
+        net.run()
+        second = net.run()
+        summary, _markup, _page = report(net, second.round_id, tmp_path / "r.html")
+        assert not [w for w in summary.warnings if "changed since" in w]
+
+    def test_previous_round_of_any_outcome_counts(self, network_factory, tmp_path):
+        """The change is measured against the previous round of the purpose, a refused one
+        too: the refused round after the change warns, the round after it does not."""
+        net = network_factory(PARTNERS[:2], per_partner=10, overlaps={2: 2})
+        net.add_purpose()
+        first = net.run()
+        assert first.state == "completed", first.reason
+        net.add_purpose(max_set_size=5000)
+        export = net.node_dirs["woonbron"] / "input.csv"
+        export.unlink()
+        refused = net.run()
+        assert refused.state == "refused", refused.reason
+        summary, _markup, _page = report(net, refused.round_id, tmp_path / "refused.html")
+        assert (
+            f"purpose vroegsignalering changed since its previous round, {first.round_id} "
+            "(version 1 to 2): max_set_size"
+        ) in summary.warnings
+        write_csv(export, net.data.rows["woonbron"], "bsn", objection_column="bezwaar")
+        after = net.run()
+        assert after.state == "completed", after.reason
+        summary, _markup, _page = report(net, after.round_id, tmp_path / "after.html")
+        assert not [w for w in summary.warnings if "changed since" in w]
+
+
+class TestObjectionsApart:
+    def test_objected_and_exclusion_list_rows_are_two_columns(self, network_factory, tmp_path):
+        """The sizes table counts objections and exclusion-list rows apart, from the signed
+        consents; a summary stored before the split shows objections as not reported."""
+        net = network_factory(PARTNERS[:2], per_partner=30, overlaps={2: 6}, start=False)
+        node_dir = net.node_dirs["woonbron"]
+        write_csv(
+            node_dir / "input.csv",
+            net.data.rows["woonbron"],
+            "bsn",
+            objection_column="bezwaar",
+            objected=range(3),
+        )
+        exclusion = node_dir / "exclusions.csv"
+        exclusion.write_text(
+            "bsn\n"
+            + "".join(c.decode().split(":")[1] + "\n" for c in net.data.ids["woonbron"][5:7])
+        )
+        text = (node_dir / "node.toml").read_text()
+        (node_dir / "node.toml").write_text(
+            text.replace(
+                'objection_column = "bezwaar"',
+                f'objection_column = "bezwaar"\nexclusion_file = "{exclusion}"',
+            )
+        )
+        for pid in net.partners:
+            net.start_node(pid)
+        net.start_coordinator()
+        net.add_purpose()
+        done = net.run()
+        assert done.state == "completed", done.reason
+        _summary, _markup, page = report(net, done.round_id, tmp_path / "r.html")
+        head = page.tables["Records each partner contributed"][0]
+        assert head[4:] == ["Exclusion list", "Objected", "Invalid rows"]
+        sizes = page.table("Records each partner contributed")
+        assert sizes["woonbron"][0] == "25"
+        assert sizes["woonbron"][3:] == ["2", "3", "0"]
+        assert sizes["gemeente"][3:] == ["0", "0", "0"]
+        assert "Not reported apart" not in page.text
+
+        with closing(sqlite3.connect(net.config.database)) as db:
+            db.execute(
+                "UPDATE rounds SET summary = json_remove(summary, "
+                "'$.partners.woonbron.objected_count') WHERE id = ?",
+                (done.round_id,),
+            )
+            db.commit()
+        _summary, _markup, page = report(net, done.round_id, tmp_path / "old.html")
+        sizes = page.table("Records each partner contributed")
+        assert sizes["woonbron"][3:] == ["2 *", "not reported apart *", "0"]
+        assert "* Not reported apart: that partner's node still counts objections" in page.text
+
+
+class TestLanguages:
+    def test_dutch_is_the_default_and_has_no_english(self, network_factory, tmp_path):
+        """Without lang the page is Dutch: its headings, a Dutch date, and none of the English
+        table's words, on a completed, a refused and a grown round alike."""
+        net, first, refused, grown = three_rounds(network_factory)
+        for rid in (first, refused, grown):
+            summary = write_report(net.config, rid, tmp_path / f"{rid}.html")
+            markup = (tmp_path / f"{rid}.html").read_text(encoding="utf-8")
+            assert summary.lang == "nl"
+            assert '<html lang="nl">' in markup
+            assert "Toestemming per partner" in markup
+            assert english_leaks(markup) == [], rid
+        refused_page = (tmp_path / f"{refused}.html").read_text(encoding="utf-8")
+        assert "Ronde geweigerd" in refused_page
+        assert "woonbron weigerde:" in refused_page
+        grown_page = (tmp_path / f"{grown}.html").read_text(encoding="utf-8")
+        finished = datetime.fromisoformat(net.coordinator.store.round(grown).finished_at)
+        due = finished + timedelta(
+            days=net.coordinator.store.purpose("vroegsignalering").result_retention_days
+        )
+        months = ("januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus",
+                  "september", "oktober", "november", "december")  # fmt: skip
+        dutch_due = f"{due.day} {months[due.month - 1]} {due.year}"
+        assert f"uiterlijk <strong>{dutch_due}</strong> verwijderen" in grown_page
+        # Above the audit events (shown as stored), every moment is written the Dutch way.
+        text = Page(grown_page).text
+        above_events = text[: text.index("Auditgebeurtenissen van deze ronde")]
+        assert not re.search(r"\d{4}-\d{2}-\d{2}", above_events)
+        started = datetime.fromisoformat(net.coordinator.store.round(grown).created_at)
+        assert f"Gestart {Words('nl').moment(started)}" in above_events
+
+    def test_the_english_page_is_the_english_table(self, network_factory, tmp_path):
+        """lang='en' gives the English page (and its warnings in English)."""
+        net, _first, _refused, grown = three_rounds(network_factory)
+        summary, markup, _page = report(net, grown, tmp_path / "r.html", lang="en")
+        assert summary.lang == "en"
+        assert '<html lang="en">' in markup
+        assert "Consent per partner" in markup
+        # the leak check finds English: run on the English page it names its words
+        assert len(english_leaks(markup)) > 30
+        dutch = write_report(net.config, grown, tmp_path / "nl.html")
+        assert dutch.warnings == (
+            "woonbron: set groeide 100% sinds de vorige afgeronde ronde (20 naar 40; "
+            "waarschuwing boven +50%)",
+        )

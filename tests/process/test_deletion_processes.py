@@ -110,6 +110,8 @@ class TestDeletionReceiptProcesses:
             first,
             "--out",
             str(page_path),
+            "--lang",
+            "en",
         )
         assert done.returncode == 0, done.stderr
         page = Page(page_path.read_text(encoding="utf-8"))

@@ -6,6 +6,7 @@ tests (tests/render).
 
 from __future__ import annotations
 
+import html
 import re
 import sqlite3
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from contextlib import closing
 from html.parser import HTMLParser
 from pathlib import Path
 
-from coordinator.report import ReportSummary, write_report
+from coordinator.report import WORDS, ReportSummary, write_report
 from tests.support.network import TestNetwork
 from tests.support.synthetic import make_network, write_csv
 
@@ -113,9 +114,64 @@ def three_rounds(network_factory: Factory) -> tuple[TestNetwork, str, str, str]:
     return net, first.round_id, refused.round_id, grown.round_id
 
 
+CLIENT, SERVER = "gemeente", "woonbron"
+TWO_PARTY_SIZE, TWO_PARTY_SHARED = 30, 7
+
+
+def two_party_round(network_factory: Factory, **settings: object) -> tuple[TestNetwork, str]:
+    """A completed two-party round (client gemeente, server woonbron: 30 records each,
+    7 shared); `settings` go into the purpose's [bilateral] table (size_only=True …)."""
+    net = network_factory(
+        [CLIENT, SERVER],
+        per_partner=TWO_PARTY_SIZE,
+        overlaps={2: TWO_PARTY_SHARED},
+        bilateral_roles={CLIENT: "client", SERVER: "server"},
+    )
+    table = {"client_partner": CLIENT, "server_partner": SERVER, **settings}
+    net.add_purpose(mode="bilateral", bilateral=table)
+    done = net.run()
+    assert done.state == "completed", done.reason
+    return net, done.round_id
+
+
+def english_leaks(markup: str) -> list[str]:
+    """English words of the report table found on a (Dutch) page: every fragment of an
+    English template of two words or more that no Dutch template contains, anywhere in the
+    page's text; and every heading, label, column head, caption and badge that begins like
+    an English-only template."""
+    english, dutch = WORDS["en"], WORDS["nl"]
+    all_dutch = " ".join(dutch.values())
+    only_english = [t for k, t in english.items() if t != dutch[k]]
+    text = Page(markup).text
+    leaks = []
+    for template in only_english:
+        for part in re.split(r"\{[^}]*\}|<[^>]+>", template):
+            part = part.strip(" .,:;()—·…*+%-")
+            if " " not in part or part in all_dutch:
+                continue
+            if re.search(r"(?<!\w)" + re.escape(part) + r"(?!\w)", text):
+                leaks.append(part)
+    labels = re.findall(
+        r"<(?:h1|h2|h3|th|dt|caption)[^>]*>(.*?)</(?:h1|h2|h3|th|dt|caption)>"
+        r'|<span class="badge [a-z]+">(.*?)</span>',
+        markup,
+        flags=re.S,
+    )
+    for pair in labels:
+        label = html.unescape(re.sub(r"<[^>]+>", "", "".join(pair))).strip()
+        for template in only_english:
+            start = re.split(r"\{", template)[0].strip()
+            letters = len(re.findall(r"[A-Za-z]", start))
+            if letters >= 4 and start not in all_dutch and label.startswith(start):
+                leaks.append(label)
+    return leaks
+
+
 def report(
     net: TestNetwork, round_id: str, out: Path, **kwargs: object
 ) -> tuple[ReportSummary, str, Page]:
+    """Write a round's report (in English unless `lang=` says otherwise) and parse it."""
+    kwargs.setdefault("lang", "en")
     summary = write_report(net.config, round_id, out, **kwargs)  # type: ignore[arg-type]
     markup = out.read_text(encoding="utf-8")
     return summary, markup, Page(markup)

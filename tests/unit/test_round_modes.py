@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from coordinator import present
+from coordinator.phases import MODE_PHASES
 from coordinator.rounds import MODES
 from coordinator.store import RoundRow
 from kruispunt import purpose
@@ -88,3 +89,64 @@ class TestOneWording:
             **present.summary_dict(live),
         }
         assert data["partners"]["woonbron"]["flagged_count"] == 5
+
+
+def stored_row(summary: dict[str, object]) -> RoundRow:
+    """A completed round as the store returns it, with the given stored summary."""
+    return RoundRow(
+        id="r20261201T060000-0a1b2c3d",
+        purpose_id="vroegsignalering",
+        purpose_version=1,
+        state="completed",
+        reason="",
+        phase="",
+        progress="",
+        initiated_by="operator:test",
+        created_at="2026-12-01T06:00:00+00:00",
+        finished_at="2026-12-01T06:00:02+00:00",
+        manifest=b"",
+        summary=summary,
+    )
+
+
+class TestCountsAndPhases:
+    def test_objections_not_reported_apart_show_as_not_reported(self) -> None:
+        """A summary stored before objections were counted apart shows objected as None in
+        --json and '-' in the text, with the note that excluded holds them."""
+        old = {"partners": {"gemeente": {"set_size": 30, "excluded_count": 5, "flagged_count": 2}}}
+        shown = present.round_show(stored_row(old), [])
+        assert shown.data["partners"]["gemeente"]["objected_count"] is None
+        assert shown.data["partners"]["gemeente"]["excluded_count"] == 5
+        line = next(t for t in shown.text.splitlines() if t.strip().startswith("gemeente"))
+        assert line.split()[1:5] == ["30", "5", "-", "2"]
+        assert "not reported apart by that partner" in shown.text
+
+    def test_a_live_summary_reports_objections_apart(self) -> None:
+        """A partner whose consent reported its objections has them in summary_dict; one
+        without them has None."""
+        live = summary()
+        live.partners[0].objected_count = 3
+        live.partners[0].excluded_count = 1
+        parts = present.summary_dict(live)["partners"]
+        assert (parts["gemeente"]["excluded_count"], parts["gemeente"]["objected_count"]) == (1, 3)
+        assert parts["woonbron"]["objected_count"] is None
+
+    def test_round_show_lists_phases_in_protocol_order(self) -> None:
+        """Stored phase timings (a JSON object with sorted keys) print in protocol order."""
+        network = {"phases": dict.fromkeys(sorted(MODE_PHASES["network"]), 0.5)}
+        text = present.round_show(stored_row(network), []).text
+        line = next(t for t in text.splitlines() if t.strip().startswith("phases:"))
+        assert [p.split()[0] for p in line.split(":", 1)[1].split(",")] == list(
+            MODE_PHASES["network"]
+        )
+        bilateral = {"phases": dict.fromkeys(sorted(MODE_PHASES["bilateral"]), 0.5)}
+        text = present.round_show(stored_row(bilateral), []).text
+        line = next(t for t in text.splitlines() if t.strip().startswith("phases:"))
+        assert [p.split()[0] for p in line.split(":", 1)[1].split(",")] == [
+            "propose",
+            "request",
+            "response",
+            "setup",
+            "result",
+            "deliver",
+        ]
