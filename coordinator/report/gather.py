@@ -27,7 +27,7 @@ from google.protobuf.message import DecodeError
 from coordinator.audit import TABLE, verify_database
 from coordinator.config import CoordinatorConfig
 from coordinator.report.words import Notice
-from coordinator.store import ABORTED, COMPLETED, FAILED, REFUSED, RoundRow, Store
+from coordinator.store import ABORTED, COMPLETED, FAILED, REFUSED, Partner, RoundRow, Store
 from kruispunt import signing
 from kruispunt.audit import ChainHead, VerifyReport, head_from_proto
 from kruispunt.deletion import verify_deletion
@@ -398,6 +398,21 @@ def _previous_any(store: Store, row: RoundRow) -> RoundRow | None:
     return None
 
 
+def partner_keys(store: Store, partner: Partner) -> signing.KeySet:
+    """The keys a partner's stored signatures verify under: its registered key and the one
+    its last rotation replaced (`Store.key_overlap`), whatever the date.
+
+    A report speaks of what was signed then: a consent signed before a rotation was signed
+    with the previous key, and stays valid after the overlap ended. ValueError when a key
+    is not Ed25519.
+    """
+    keys = [signing.load_public_key(partner.signing_key)]
+    overlap = store.key_overlap(partner.id)
+    if overlap is not None:
+        keys.append(signing.load_public_key(overlap[0]))
+    return signing.KeySet(tuple(keys))
+
+
 def _parse_manifest(body: bytes) -> common_pb2.RoundManifest | None:
     manifest = common_pb2.RoundManifest()
     try:
@@ -444,7 +459,7 @@ def _check_consents(
             problem = "partner is not in this round's manifest"
         else:
             try:
-                key = signing.load_public_key(partner.signing_key)
+                key = partner_keys(store, partner)
             except ValueError:
                 problem = "the partner's registered key is not an Ed25519 key"
             else:
@@ -531,7 +546,7 @@ def _deletions(
                 node_pb2.SignedDeletionReceipt(
                     receipt=receipt.receipt, signature=receipt.signature
                 ),
-                signing.load_public_key(partner.signing_key),
+                partner_keys(store, partner),
                 network=network,
                 partner_id=pid,
             )

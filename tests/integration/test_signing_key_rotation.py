@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator import cli as coordinator_cli
 from coordinator.provision import roster_path
+from coordinator.report.gather import VERIFIED, build_report
 from kruispunt import signing
 from kruispunt.errors import SignatureInvalid
 from kruispunt.logs import configure_logging
@@ -196,6 +197,27 @@ class TestPartnerKeyRotation:
                 capsys,
             )
             assert report["ok"] is True, report
+
+    def test_the_report_verifies_consents_from_before_and_after_the_rotation(
+        self, rotated: Any
+    ) -> None:
+        """A round report long after: the old-key consent of the round between still verifies
+        (it was signed then, by the key then registered), and so does a new-key one."""
+        net, old_key, new_key, _node, _answer = rotated
+        after = net.run()
+        assert after.state == "completed", after.reason
+        rounds = [r.id for r in net.coordinator.store.rounds(limit=10)]
+        key = signing.load_public_key(net.config.signing_public_key.read_bytes())
+        for round_id in rounds:
+            report = build_report(net.config, round_id, key, now=later(OVERLAP_DAYS + 30)())
+            checks = {c.partner_id: c.status for c in report.consents}
+            assert report.consents_ok, (round_id, checks)
+            assert checks[ROTATING] == VERIFIED, (round_id, checks)
+        signers = {
+            round_id: signed_by(consent_of(net, round_id, ROTATING), old_key)
+            for round_id in rounds
+        }
+        assert sorted(signers.values()) == [False, True, True]  # first, between: old key
 
     def test_a_second_rotation_waits_for_the_first_in_the_roster(
         self, network_factory: Any, capsys: Any

@@ -13,7 +13,8 @@ own process with mutual TLS on 127.0.0.1, rounds run with
 `LocalNetwork.stats()` reads each server's CPU time and peak resident
 memory from /proc -- the server process and any descendants (a node does
 its elliptic-curve work on threads of its own process, so a test that it starts
-no child process can count them) -- so benchmarks can ask what a round cost per server before the processes go away;
+no child process can count them) -- so benchmarks can ask what a round cost
+per server before the processes go away;
 `resources()` reads what each holds now (resident memory, open file
 descriptors), for leak checks across many rounds. All data is synthetic.
 
