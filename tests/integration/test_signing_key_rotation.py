@@ -214,10 +214,10 @@ class TestPartnerKeyRotation:
             assert report.consents_ok, (round_id, checks)
             assert checks[ROTATING] == VERIFIED, (round_id, checks)
         signers = {
-            round_id: signed_by(consent_of(net, round_id, ROTATING), old_key)
-            for round_id in rounds
+            round_id: signed_by(consent_of(net, round_id, ROTATING), old_key) for round_id in rounds
         }
         assert sorted(signers.values()) == [False, True, True]  # first, between: old key
+        assert signed_by(consent_of(net, after.round_id, ROTATING), new_key)
 
     def test_a_second_rotation_waits_for_the_first_in_the_roster(
         self, network_factory: Any, capsys: Any
