@@ -691,6 +691,92 @@ class TestSigningOnlyAfterChecking:
             expected.hop_statement(output[:2])
 
 
+class TestEvaluationProofs:
+    """From step 2 on every chunk comes with its source and the evaluator's signed proofs."""
+
+    def test_a_hop_without_a_proof_digest_is_refused(self) -> None:
+        """A hop statement that commits to no evaluation proofs is refused at the next step."""
+        chain, packed = NET.start(ORIGIN)
+        expected = NET.verify(chain, ORIGIN, 1)
+        NET.feed(expected, packed)
+        output = chunk_digests(ROUND, ORIGIN, 1, evaluate(packed, 1), CHUNK)
+        unproven = chain.extend(sign_hop(KEYS[expected.evaluator], expected.hop_statement(output)))
+        refused(
+            "hop statement 1 carries no digest of its evaluation proofs",
+            lambda: NET.verify(unproven, ORIGIN, 2),
+        )
+
+    def test_the_prover_is_the_last_evaluator(self) -> None:
+        """Step 1 takes the origin's points (no prover); later steps name the last hop's signer."""
+        chain, _ = NET.start(ORIGIN)
+        assert NET.verify(chain, ORIGIN, 1).prover is None
+        chain, _ = NET.walk(ORIGIN, 3)
+        assert NET.verify(chain, ORIGIN, 3).prover == NET.evaluator(ORIGIN, 2)
+        chain, _ = NET.walk(ORIGIN, 4)
+        assert NET.verify(chain, ORIGIN, 4).prover == NET.evaluator(ORIGIN, 3)
+
+    def test_a_source_other_than_the_signed_one_is_refused(self) -> None:
+        """A proof over points the previous evaluator was never given proves nothing."""
+        chain, packed = NET.walk(ORIGIN, 3)
+        source, _ = NET.relay[(ORIGIN, 2)]
+        expected = NET.verify(chain, ORIGIN, 3)
+        expected.check_chunk(0, split(packed)[0])
+        swapped = split(source)[1][:POINT_BYTES] + split(source)[0][POINT_BYTES:]
+        refused(
+            "the source of chunk 0 does not match the digest signed at step 1",
+            lambda: expected.check_source(0, swapped),
+        )
+        refused(
+            "the source of chunk 0 is 96 bytes, expected 4 points",
+            lambda: expected.check_source(0, split(source)[0][:96]),
+        )
+
+    def test_proofs_other_than_the_signed_ones_are_refused(self) -> None:
+        """Proofs relayed in place of those the evaluator signed are refused at finish."""
+        chain, packed = NET.walk(ORIGIN, 3)
+        source, proofs = NET.relay[(ORIGIN, 2)]
+        expected = NET.verify(chain, ORIGIN, 3)
+        for index, chunk in enumerate(split(packed)):
+            expected.check_chunk(index, chunk)
+            expected.check_source(index, split(source)[index])
+            expected.record_proof(index, proofs[(index + 1) % len(proofs)])
+        refused(
+            f"the evaluation proofs relayed are not those {NET.evaluator(ORIGIN, 2)} signed "
+            "at step 2",
+            expected.finish,
+        )
+
+    def test_a_chunk_without_its_proof_is_refused(self) -> None:
+        """Every chunk must come with a proof before the batch is complete."""
+        chain, packed = NET.walk(ORIGIN, 3)
+        _, proofs = NET.relay[(ORIGIN, 2)]
+        expected = NET.verify(chain, ORIGIN, 3)
+        for index, chunk in enumerate(split(packed)):
+            expected.check_chunk(index, chunk)
+            if index:
+                expected.record_proof(index, proofs[index])
+        refused("a chunk arrived without the proof of", expected.finish)
+
+    def test_a_batch_from_its_origin_takes_no_proof(self) -> None:
+        """At step 1 there is no evaluation to prove: source and proof are not taken."""
+        chain, packed = NET.start(ORIGIN)
+        expected = NET.verify(chain, ORIGIN, 1)
+        with pytest.raises(ValueError, match="carries no proof"):
+            expected.check_source(0, split(packed)[0])
+        with pytest.raises(ValueError, match="carries no proof"):
+            expected.record_proof(0, bytes(64))
+
+    def test_proofs_digest_binds_round_origin_step_and_order(self) -> None:
+        """The proof digest changes with the round, the origin, the step and the order."""
+        proofs = [bytes([i]) * 64 for i in range(3)]
+        base = proofs_digest(ROUND, ORIGIN, 2, proofs)
+        assert proofs_digest(OTHER_ROUND, ORIGIN, 2, proofs) != base
+        assert proofs_digest(ROUND, NAMES[0], 2, proofs) != base
+        assert proofs_digest(ROUND, ORIGIN, 3, proofs) != base
+        assert proofs_digest(ROUND, ORIGIN, 2, proofs[::-1]) != base
+        assert proofs_digest(ROUND, ORIGIN, 2, proofs[:2]) != base
+
+
 class TestDigests:
     def test_chunk_digests_equal_chunk_digest(self) -> None:
         """The batch helper gives the same digests as hashing each chunk on its own."""
