@@ -295,6 +295,31 @@ class TestOtherMethods:
         for pid in PARTNERS:
             assert net.nodes[pid].rounds.rounds_in_flight() == []
 
+    def test_a_wrong_key_at_the_last_hop_is_named_by_the_origin(self, network_factory):
+        """With two partners the only hop is the last: the origin refuses the proof at
+        finalize, before it makes a tag, and the round fails naming the evaluator."""
+        pair = network_factory(["gemeente", "woonbron"], per_partner=20, overlaps={2: 3})
+        pair.add_purpose(max_set_size=100)
+        wrong = oprf.RoundKey.generate()
+        rounds = pair.nodes["woonbron"].rounds
+        honest = rounds.evaluate_chunk
+        rounds.evaluate_chunk = lambda key, packed: honest(wrong, packed)
+        summary = pair.run()
+        assert summary.state == "failed"
+        assert "woonbron evaluated gemeente's set at step 1 with another key" in summary.reason
+        refusals = [
+            e.details["reason"]
+            for e in pair.nodes["gemeente"].rounds.audit.events(round_id=summary.round_id)
+            if e.event == "attack.refused"
+        ]
+        assert len(refusals) == 1
+        assert "woonbron evaluated chunk 0 of gemeente's set at step 1" in refusals[0]
+        assert not [
+            e
+            for e in pair.nodes["gemeente"].rounds.audit.events(round_id=summary.round_id)
+            if e.event == "results.received"
+        ]
+
 
 class FakeContext:
     """Enough of grpc.ServicerContext for calling a servicer without a socket."""
