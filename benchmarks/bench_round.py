@@ -213,7 +213,9 @@ class TestRoundBenchScript:
         assert doc["ratios"]["network_n2_vs_openmined"] > 0
         # The defences' cost model ran on this round's shape: 2 nodes, 120 records each.
         assert net["security"]["counts"]["signs"] == 6
-        assert net["security"]["counts"]["digested_points"] == 2 * 2 * 240
+        # (3n - 1) x M: the 2n x M of the hops, and the origin's check of the proof's source.
+        assert net["security"]["counts"]["digested_points"] == (3 * 2 - 1) * 240
+        assert net["security"]["counts"]["proven_points"] == (2 - 1) * 240
         assert 0 < net["security_seconds"] < net["seconds"]
         assert net["security_share"] == pytest.approx(net["security_seconds"] / net["seconds"])
 

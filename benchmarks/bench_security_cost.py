@@ -46,9 +46,11 @@ class TestCountsByHand:
     def test_two_partners(self) -> None:
         """2 x 100,000: 25 chunks a set; each node digests 4 sets' worth of points."""
         c = sc.security_counts(shape(2, 100_000))
-        # Blind (own set), evaluate (input and output of the other's), finalize (own again).
-        assert c.digested_points == 2 * (100_000 + 2 * 100_000 + 100_000)
-        assert c.chunk_digests == 2 * 4 * 25
+        # Blind (own set), evaluate (input and output of the other's), finalize (own again,
+        # and the source of the other's proof: its own blinded set).
+        assert c.digested_points == 2 * (100_000 + 2 * 100_000 + 100_000 + 100_000)
+        assert c.chunk_digests == 2 * 5 * 25
+        assert c.proven_points == 200_000
         assert c.signs == 2 * (1 + 1 + 1)  # origin, one hop, root
         assert c.chain_verifies == 2 * (1 + 2)  # step 1: origin; finalize: origin + hop
         assert c.consent_verifies == 4
@@ -61,8 +63,11 @@ class TestCountsByHand:
     def test_five_partners(self) -> None:
         """5 x 20,000: steps 1..4 verify 1..4 signatures per set, finalize 5."""
         c = sc.security_counts(shape(5, 20_000))
-        assert c.digested_points == 5 * (20_000 + 4 * 2 * 20_000 + 20_000)
-        assert c.chunk_digests == 5 * 10 * 5
+        # Origin, each evaluator's input and output, the origin again; and from step 2 on
+        # every receiver the source of the proof it is relayed (3 evaluators + finalize).
+        assert c.digested_points == 5 * (20_000 + 4 * 2 * 20_000 + 20_000 + 4 * 20_000)
+        assert c.proven_points == 4 * 100_000
+        assert c.chunk_digests == 5 * 14 * 5
         assert c.signs == 5 * (1 + 4 + 1)
         assert c.chain_verifies == 5 * (1 + 2 + 3 + 4 + 5)
         assert c.consent_verifies == 25
@@ -106,6 +111,8 @@ class TestCostArithmetic:
             root_verify=0.0,
             proof_make=0.0,
             proof_verify=0.0,
+            dleq_prove_per_point=0.0,
+            dleq_verify_per_point=0.0,
             sample_points=1000,
         )
         out = sc.security_cost(counts, cal, cores=2, contention=1.5, round_seconds=0.012)
@@ -221,6 +228,19 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> _Calls:
         return keyed(inputs, *args)
 
     monkeypatch.setattr(oprf, "unblind_and_keyed_tag", counting_keyed)
+
+    prove, check = oprf.evaluate_and_prove, oprf.verify_chunks
+
+    def counting_prove(key: Any, packed: bytes, *args: Any) -> Any:
+        seen.add("proven_points", len(packed) // POINT_BYTES)
+        return prove(key, packed, *args)
+
+    def counting_check(public: bytes, blinded: bytes, *args: Any) -> bool:
+        seen.add("verified_points", len(blinded) // POINT_BYTES)
+        return check(public, blinded, *args)
+
+    monkeypatch.setattr(oprf, "evaluate_and_prove", counting_prove)
+    monkeypatch.setattr(oprf, "verify_chunks", counting_check)
     return seen
 
 
@@ -279,3 +299,4 @@ def test_counts_match_a_real_round(n: int, calls: _Calls, tmp_path: Path) -> Non
     assert got["built_leaves"] - got["rebuilt_leaves"] == model.committed_leaves
     assert got["rebuilt_leaves"] == model.rebuilt_leaves
     assert got["proofs_made"] == got["proof_verifies"] == model.proofs > 0
+    assert got["proven_points"] == got["verified_points"] == model.proven_points > 0

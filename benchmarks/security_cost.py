@@ -26,8 +26,13 @@ at least 1) scales them to the busy machine the round ran on.
 Per round, n partners, set sizes m_i, M = sum m_i (DESIGN.md names each step):
 
 * chunk digests: the origin digests its blinded set, each evaluator digests what it
-  checks and what it returns, the origin checks its set again before finalizing:
-  2n x M points digested (SHA-256, `hops.chunk_digests`);
+  checks and what it returns, the origin checks its set again before finalizing, and
+  every receiver from step 2 on checks the source of the proof it is relayed:
+  (3n - 1) x M points digested (SHA-256, `hops.chunk_digests`);
+* evaluation proofs: every evaluation of a point is proven (a batched DLEQ proof per
+  chunk, made with the evaluation by `oprf.evaluate_and_prove`, timed alone as
+  `oprf.prove_evaluation`) and checked once by the next receiver (`oprf.verify_chunks`):
+  (n - 1) x M points proven and verified;
 * Ed25519 signatures: per node an origin statement, a hop statement per evaluation
   (n - 1) and a signed root: n(n + 1) signs;
 * chain verification: evaluating origin o's set at step s verifies the origin
@@ -103,6 +108,7 @@ COMPONENTS = (
     "coordinator_rebuild",
     "root_verification",
     "inclusion_proofs",
+    "evaluation_proofs",
 )
 """The breakdown, in the order printed."""
 
@@ -149,6 +155,8 @@ class SecurityCounts:
     root_verifies_coordinator: int
     root_verifies_nodes: int
     proofs: int
+    proven_points: int
+    """Points evaluated with a DLEQ proof, each checked once by the next receiver."""
 
     @property
     def signature_verifies(self) -> int:
@@ -183,8 +191,8 @@ def security_counts(shape: RoundShape) -> SecurityCounts:
     chunks = sum(-(-m // shape.chunk_points) for m in shape.set_sizes)
     partners_disclosed = shape.disclosure == "partners"
     return SecurityCounts(
-        digested_points=2 * n * total,
-        chunk_digests=2 * n * chunks,
+        digested_points=(3 * n - 1) * total,
+        chunk_digests=(3 * n - 1) * chunks,
         signs=n + n * (n - 1) + n,
         chain_verifies=n * (n * (n - 1) // 2 + n),
         consent_verifies=n * n,
@@ -197,6 +205,7 @@ def security_counts(shape: RoundShape) -> SecurityCounts:
         root_verifies_coordinator=n if partners_disclosed else 0,
         root_verifies_nodes=n * n,
         proofs=proof_count(shape),
+        proven_points=(n - 1) * total,
     )
 
 
@@ -220,6 +229,10 @@ class SecurityCalibration:
     root_verify: float
     proof_make: float
     proof_verify: float
+    dleq_prove_per_point: float
+    """`oprf.prove_evaluation` per point (the proof without its evaluation), on one worker."""
+    dleq_verify_per_point: float
+    """`oprf.verify_chunks` per point, on one worker."""
     sample_points: int
     """Points (and tags) the per-item costs were timed over."""
 
@@ -397,6 +410,7 @@ def calibrate_security(
             )
 
     check = _best(check_proofs, reps) / len(indices)
+    prove, verify_dleq = _dleq_costs(packed, shape.chunk_points, reps)
     return SecurityCalibration(
         digest_per_point=digest / m,
         sign=sign_cost,
@@ -412,8 +426,35 @@ def calibrate_security(
         root_verify=root_cost,
         proof_make=make / len(indices),
         proof_verify=check,
+        dleq_prove_per_point=prove / m,
+        dleq_verify_per_point=verify_dleq / m,
         sample_points=m,
     )
+
+
+def _dleq_costs(packed: bytes, chunk_points: int, reps: int) -> tuple[float, float]:
+    """(proving, verifying) the evaluation of `packed` in chunks, on one worker thread.
+
+    One worker, as every other component is timed on one core; the model scales by the
+    contention and divides by the cores like the rest. The proof is timed alone
+    (`oprf.prove_evaluation` per chunk): the evaluation it comes with is the round's own.
+    """
+    before = oprf.workers()
+    oprf.set_workers(1)
+    stride = chunk_points * POINT_BYTES
+    try:
+        with oprf.RoundKey.generate() as key:
+            out, proofs = oprf.evaluate_and_prove(key, packed, chunk_points)
+            public = key.public_key
+            pairs = [
+                (packed[at : at + stride], out[at : at + stride])
+                for at in range(0, len(packed), stride)
+            ]
+            prove = _best(lambda: [oprf.prove_evaluation(key, c, d) for c, d in pairs], reps)
+        verify = _best(lambda: oprf.verify_chunks(public, packed, out, proofs, chunk_points), reps)
+    finally:
+        oprf.set_workers(before)
+    return prove, verify
 
 
 def security_cost(
@@ -439,6 +480,8 @@ def security_cost(
         "coordinator_rebuild": counts.rebuilt_leaves * cal.rebuild_per_leaf,
         "root_verification": root_verifies * cal.root_verify,
         "inclusion_proofs": counts.proofs * (cal.proof_make + cal.proof_verify),
+        "evaluation_proofs": counts.proven_points
+        * (cal.dleq_prove_per_point + cal.dleq_verify_per_point),
     }
     assert tuple(cpu) == COMPONENTS
     factor = max(1.0, contention)

@@ -37,16 +37,23 @@ ASCII; a digest list is a u32 count followed by that many 32-byte digests)::
                      u32 step u32 index u32 points || packed points)
     list digest      SHA-256(lp("kruispunt/hops/outputs/v1") lp(round_id) lp(origin)
                      u32 step || digests(chunk digests))
+    proof digest     SHA-256(lp("kruispunt/hops/proofs/v1") lp(round_id) lp(origin)
+                     u32 step u32 count || lp(proof) per chunk)
 
 The origin statement is signed under `CONTEXT_ORIGIN`, a hop statement under `CONTEXT_HOP`
 (`kruispunt.signing` adds the domain separation). Decoding is strict (no trailing bytes,
 every field bounded), so a decoded statement re-encodes to the exact bytes that were signed.
-``proof_digest`` is empty for now: the slot where a later issue puts the digest of the
-hop's batched DLEQ proof, already covered by the signature.
+``proof_digest`` is the digest of the hop's batched DLEQ proofs, one per output chunk
+(RFC 9497, section 2.2): each proves that the chunk is the evaluator's committed key
+(``k*G`` in its signed consent) applied to the chunk it was given. `verify_chain` refuses a
+hop statement without one. The next receiver is sent, with every chunk, the chunk the
+evaluator was given (`ExpectedInput.check_source`) and the proof (`record_proof`), checks
+the proof itself (the group arithmetic is the node's, `psi_node.oprf.verify_chunks`) and,
+at `finish()`, that the proofs it was relayed are those the evaluator signed: a failed
+proof names the evaluator, and the coordinator cannot pin a proof of its own on one.
 
-What this does not prove: that a node applied its key correctly (a node that signs garbage
-is bound to it, and the DLEQ proof will name it). Every refusal raises `HopRefused`, whose
-reason names steps, chunk indices, counts and partner ids, never point bytes.
+Every refusal raises `HopRefused`, whose reason names steps, chunk indices, counts and
+partner ids, never point bytes.
 """
 
 from __future__ import annotations
@@ -82,6 +89,7 @@ __all__ = [
     "chunk_digest",
     "chunk_digests",
     "outputs_digest",
+    "proofs_digest",
     "sign_hop",
     "sign_origin",
     "verify_chain",
@@ -92,6 +100,7 @@ CONTEXT_HOP = b"kruispunt/hops/hop/v1"
 _LABEL_CHAIN = b"kruispunt/hops/chain/v1"
 _LABEL_CHUNK = b"kruispunt/hops/chunk/v1"
 _LABEL_OUTPUTS = b"kruispunt/hops/outputs/v1"
+_LABEL_PROOFS = b"kruispunt/hops/proofs/v1"
 
 DIGEST_BYTES = 32
 """SHA-256: chunk digests, list digests, the proof digest."""
@@ -529,6 +538,15 @@ def outputs_digest(round_id: str, origin: str, step: int, digests: Sequence[byte
     return hasher.digest()
 
 
+def proofs_digest(round_id: str, origin: str, step: int, proofs: Sequence[bytes]) -> bytes:
+    """SHA-256 of the per-chunk proofs step `step` produced: its hop statement's proof digest."""
+    hasher = hashlib.sha256(_route_prefix(_LABEL_PROOFS, round_id, origin))
+    hasher.update(_U32.pack(step) + _U32.pack(len(proofs)))
+    for proof in proofs:
+        hasher.update(_lp(proof))
+    return hasher.digest()
+
+
 def sign_origin(key: Ed25519PrivateKey, statement: OriginStatement) -> SignedOrigin:
     """The origin's signature over `statement` (context `CONTEXT_ORIGIN`)."""
     return SignedOrigin(statement, signing.sign(key, CONTEXT_ORIGIN, statement.encode()))
@@ -543,7 +561,11 @@ class ExpectedInput:
     """The batch a verified chain promises, checked chunk by chunk as it arrives.
 
     Made by `verify_chain`. `step` is the step the receiver performs (n: finalize); the
-    chunks are those that step `step - 1` signed. Not thread-safe: one stream feeds it.
+    chunks are those that step `step - 1` signed. From step 2 on, `prover` is the partner
+    that evaluated at step `step - 1`: every chunk then comes with the chunk it was given
+    (`check_source`, against step `step - 2`'s digests) and its proof (`record_proof`),
+    and `finish()` holds the proofs to the digest `prover` signed. Not thread-safe: one
+    stream feeds it.
     """
 
     def __init__(
@@ -558,6 +580,9 @@ class ExpectedInput:
         count: int,
         chunk_size: int,
         digests: tuple[bytes, ...],
+        prover: str | None = None,
+        source_digests: tuple[bytes, ...] = (),
+        proof_digest: bytes = b"",
     ) -> None:
         self.round_id = round_id
         self.manifest_sha256 = manifest_sha256
@@ -570,6 +595,10 @@ class ExpectedInput:
         self._digests = digests
         self._seen = bytearray(len(digests))
         self._received = 0
+        self.prover = prover
+        self._source_digests = source_digests
+        self._proof_digest = proof_digest
+        self._proofs: list[bytes | None] = [None] * len(digests)
         # What this evaluator's own HopStatement names as its input (see hop_statement).
         self.input_digest = outputs_digest(round_id, origin, step - 1, digests)
 
@@ -613,13 +642,55 @@ class ExpectedInput:
         self._seen[index] = 1
         self._received += 1
 
+    def check_source(self, index: int, packed_points: bytes) -> None:
+        """Return if `packed_points` is chunk `index` as the prover was given it; else HopRefused.
+
+        The chunk a proof speaks about must be the one step `step - 2` signed (the origin's
+        at step 2), or a proof over points of the coordinator's choosing would pass.
+        """
+        if self.prover is None:
+            raise ValueError("a batch straight from its origin carries no proof")
+        points = self.expected_points(index)
+        if len(packed_points) != points * POINT_BYTES:
+            raise HopRefused(
+                f"the source of chunk {index} is {len(packed_points)} bytes, expected "
+                f"{points} points"
+            )
+        digest = chunk_digest(self.round_id, self.origin, self.step - 2, index, packed_points)
+        if digest != self._source_digests[index]:
+            raise HopRefused(
+                f"the source of chunk {index} does not match the digest signed at step "
+                f"{self.step - 2}"
+            )
+
+    def record_proof(self, index: int, proof: bytes) -> None:
+        """Keep chunk `index`'s proof (checked by the caller) for `finish()`'s digest check."""
+        if self.prover is None:
+            raise ValueError("a batch straight from its origin carries no proof")
+        self.expected_points(index)
+        self._proofs[index] = bytes(proof)
+
     def finish(self) -> None:
-        """Return if every chunk has arrived and matched; HopRefused names what is missing."""
+        """Return if every chunk has arrived and matched; HopRefused names what is missing.
+
+        From step 2 on, also that the proofs relayed are exactly those the prover signed.
+        """
         if not self.complete:
             missing = self._seen.index(0)
             raise HopRefused(
                 f"{len(self._digests) - self._received} of {len(self._digests)} chunks missing "
                 f"(first missing: chunk {missing})"
+            )
+        if self.prover is None:
+            return
+        if any(p is None for p in self._proofs):
+            raise HopRefused(f"a chunk arrived without the proof of {self.prover}'s evaluation")
+        proofs = [p for p in self._proofs if p is not None]
+        digest = proofs_digest(self.round_id, self.origin, self.step - 1, proofs)
+        if digest != self._proof_digest:
+            raise HopRefused(
+                f"the evaluation proofs relayed are not those {self.prover} signed at step "
+                f"{self.step - 1}"
             )
 
     def hop_statement(
@@ -755,6 +826,7 @@ def verify_chain(
     if problem is not None:
         raise HopRefused(problem)
     previous = first.chunk_digests
+    before: tuple[bytes, ...] = ()
     for t, signed in enumerate(chain.hops, start=1):
         hop = signed.statement
         problem = _check_binding(round_id, manifest_sha256, origin, hop)
@@ -784,7 +856,9 @@ def verify_chain(
                 f"hop statement {t} returned {len(hop.output_chunk_digests)} chunks, "
                 f"received {len(previous)}"
             )
-        previous = hop.output_chunk_digests
+        if not hop.proof_digest:
+            raise HopRefused(f"hop statement {t} carries no digest of its evaluation proofs")
+        before, previous = previous, hop.output_chunk_digests
 
     return ExpectedInput(
         round_id=round_id,
@@ -796,4 +870,7 @@ def verify_chain(
         count=first.count,
         chunk_size=first.chunk_size,
         digests=previous,
+        prover=chain.hops[-1].statement.signer if chain.hops else None,
+        source_digests=before,
+        proof_digest=chain.hops[-1].statement.proof_digest if chain.hops else b"",
     )

@@ -135,3 +135,7 @@ class RoundContext(Protocol):
     def blind_chunk(self, records: Sequence[bytes], key: RoundKey) -> bytes:
         """Step 1 for one chunk of this node's records: r * HashToGroup(x), packed."""
         ...
+
+    def evaluate_chunk(self, key: RoundKey, packed: bytes) -> tuple[bytes, bytes]:
+        """Step 2 for one chunk of another partner's points: k * B, and its DLEQ proof."""
+        ...

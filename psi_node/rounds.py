@@ -190,6 +190,16 @@ class RoundManager:
         """
         return oprf.blind_inputs(records, key)
 
+    def evaluate_chunk(self, key: RoundKey, packed: bytes) -> tuple[bytes, bytes]:
+        """Step 2 for one chunk of another partner's points: k * B and one batched DLEQ
+        proof of it (RFC 9497, section 2.2) against k * G, the key in this node's consent.
+
+        One seam per node, so that a test can make one node evaluate with a wrong key.
+        """
+        points = max(1, len(packed) // oprf.POINT_BYTES)
+        out, proofs = oprf.evaluate_and_prove(key, packed, points)
+        return out, proofs[0]
+
     def rounds_in_flight(self) -> list[str]:
         with self._lock:
             return sorted(self._rounds)
@@ -479,13 +489,13 @@ class RoundManager:
         return self.metrics.timed("blind", network.blind(self, round_id, consents), _points)
 
     def evaluate(
-        self, round_id: str, origin: str, step: int, batches: Iterable[network.Chunk]
-    ) -> Iterator[network.Chunk]:
+        self, round_id: str, origin: str, step: int, batches: Iterable[network.Received]
+    ) -> Iterator[network.Evaluated]:
         """Network phase 2: another partner's points under this node's key (`network.evaluate`)."""
         evaluated = network.evaluate(self, round_id, origin, step, batches)
         return self.metrics.timed("evaluate", evaluated, _points)
 
-    def finalize(self, round_id: str, batches: Iterable[network.Chunk]) -> Iterator[bytes]:
+    def finalize(self, round_id: str, batches: Iterable[network.Received]) -> Iterator[bytes]:
         """Network phase 3: own points back, answered with the signed tag commitment."""
         own = self.metrics.counted("finalize", batches, _points)
         return self.metrics.timed("finalize", network.finalize(self, round_id, own))
@@ -661,6 +671,6 @@ class RoundManager:
             self.abort(rid, "node shutting down")
 
 
-def _points(chunk: network.Chunk) -> int:
+def _points(chunk: network.Chunk | network.Evaluated | network.Received) -> int:
     """How many points a chunk of a stream carries (the metrics count them)."""
     return len(chunk[1]) // wire.POINT_BYTES

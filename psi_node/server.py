@@ -38,6 +38,7 @@ from psi_node import oprf
 from psi_node.audit import NodeAudit
 from psi_node.certs import certificates
 from psi_node.config import NodeConfig
+from psi_node.modes.network import Received
 from psi_node.pins import CoordinatorPin
 from psi_node.rounds import RoundManager
 
@@ -48,16 +49,20 @@ T = TypeVar("T")
 GRACE_SECONDS = 5.0
 
 
+def _received(batch: common_pb2.PointBatch) -> Received:
+    return Received(batch.offset, batch.points, batch.chain, batch.proof, batch.source)
+
+
 def _batches(
     request_iterator: Iterator[common_pb2.PointBatch], round_id: str | None = None
-) -> tuple[common_pb2.PointBatch | None, Iterator[tuple[int, bytes, bytes]]]:
-    """Peek the first batch (it names the round, origin and step): (offset, points, chain)."""
+) -> tuple[common_pb2.PointBatch | None, Iterator[Received]]:
+    """Peek the first batch (it names the round, origin and step), then every chunk."""
     first = next(request_iterator, None)
 
-    def gen() -> Iterator[tuple[int, bytes, bytes]]:
+    def gen() -> Iterator[Received]:
         if first is None:
             return
-        yield first.offset, first.points, first.chain
+        yield _received(first)
         for batch in request_iterator:
             if (
                 batch.round_id != first.round_id
@@ -65,7 +70,7 @@ def _batches(
                 or batch.step != first.step
             ):
                 raise ProtocolError("a stream carries one round, origin and step only")
-            yield batch.offset, batch.points, batch.chain
+            yield _received(batch)
 
     return first, gen()
 
@@ -128,7 +133,7 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
                 raise ProtocolError("empty evaluate stream")
             seen.append(first)
             evaluated = self.rounds.evaluate(first.round_id, first.origin, first.step, points)
-            for offset, packed, chain in evaluated:
+            for offset, packed, chain, proof in evaluated:
                 yield common_pb2.PointBatch(
                     round_id=first.round_id,
                     origin=first.origin,
@@ -136,6 +141,7 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
                     offset=offset,
                     points=packed,
                     chain=chain,
+                    proof=proof,
                 )
 
         return self._stream("Evaluate", lambda: seen[0].round_id if seen else "", batches())

@@ -10,9 +10,11 @@ Nothing here is trusted by the nodes (DESIGN.md, "Threat model"): every set trav
 the signed statements of its route (kruispunt.hops), which each node checks against its
 own roster before it evaluates a point; the coordinator forwards the partners' signed
 consents rather than its own account of them, and backs every co-holder it names with an
-inclusion proof in that partner's signed tag commitment. It still checks what it relays
-(counts, commitments; points when a node refuses one) so that a failure names the node
-that caused it.
+inclusion proof in that partner's signed tag commitment. Every evaluation comes with a
+DLEQ proof per chunk, which the coordinator relays with the chunk the evaluator was given,
+so that the next node checks it against the key the evaluator committed to in its
+consent. It still checks what it relays (counts, commitments; points or a proof when a
+node refuses one) so that a failure names the node that caused it.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from coordinator.round_context import (
     RoundState,
 )
 from coordinator.tally import TallyResult, tally
-from kruispunt import wire
+from kruispunt import evaluation_proofs, wire
 from kruispunt.commitments import Commitment, CommitmentRefused, SignedRoot, verify_root
 from kruispunt.errors import InvalidPoint, KruispuntError, RoundFailed
 from kruispunt.purpose import Purpose
@@ -62,6 +64,10 @@ def _match(context: RoundContext, state: RoundState) -> TallyResult:
     per_chunk = state.chunk_points
     cancel = context.cancel
     chains: dict[str, bytes] = {}  # per origin: the signed statements of its route so far
+    # Per origin: the points the last evaluator was given, and its proof per chunk.
+    sources: dict[str, bytes] = {}
+    proofs: dict[str, list[bytes]] = {}
+    public_keys = _public_keys(state)
 
     # Phase 1: every node blinds its own set, given every partner's signed consent.
     t0 = time.monotonic()
@@ -72,7 +78,7 @@ def _match(context: RoundContext, state: RoundState) -> TallyResult:
 
     def blind(pid: str, peer: Peer) -> bytes:
         stream = peer.stub.Blind(request, timeout=timeout)
-        points, chains[pid] = _collect_points(stream, state.set_sizes[pid], progress, cancel)
+        points, chains[pid], _ = _collect_points(stream, state.set_sizes[pid], progress, cancel)
         return points
 
     current = context.parallel(state, "blind", blind)
@@ -87,20 +93,22 @@ def _match(context: RoundContext, state: RoundState) -> TallyResult:
 
         def evaluate(
             pid: str, peer: Peer, step: int = step, progress: PhaseProgress = progress
-        ) -> tuple[bytes, bytes]:
+        ) -> tuple[bytes, bytes, list[bytes]]:
             j = state.partners.index(pid)
             origin = state.partners[(j + step) % n]
+            relayed = _Relayed(current[origin], sources.get(origin, b""), proofs.get(origin, []))
             requests = _point_requests(
-                state.round_id, origin, step, current[origin], per_chunk, cancel, chains[origin]
+                state.round_id, origin, step, relayed, per_chunk, cancel, chains[origin]
             )
-            with _blaming(state, origin, step, current[origin]):
+            with _blaming(state, origin, step, relayed, public_keys):
                 stream = peer.stub.Evaluate(requests, timeout=timeout)
                 return _collect_points(stream, state.set_sizes[origin], progress, cancel)
 
         results = context.parallel(state, f"evaluate step {step}", evaluate)
-        for pid, (points, chain) in results.items():
+        for pid, (points, chain, made) in results.items():
             origin = state.partners[(state.partners.index(pid) + step) % n]
-            current[origin], chains[origin] = points, chain
+            sources[origin], current[origin] = current[origin], points
+            chains[origin], proofs[origin] = chain, made
         context.report(
             state, "evaluate", f"step {step}/{n - 1} done", step * total, (n - 1) * total
         )
@@ -113,10 +121,9 @@ def _match(context: RoundContext, state: RoundState) -> TallyResult:
     progress = context.progress(state, "finalize", total)
 
     def finalize(pid: str, peer: Peer) -> bytes:
-        requests = _point_requests(
-            state.round_id, pid, 0, current[pid], per_chunk, cancel, chains[pid]
-        )
-        with _blaming(state, pid, n, current[pid]):
+        relayed = _Relayed(current[pid], sources[pid], proofs[pid])
+        requests = _point_requests(state.round_id, pid, 0, relayed, per_chunk, cancel, chains[pid])
+        with _blaming(state, pid, n, relayed, public_keys):
             stream = peer.stub.Finalize(requests, timeout=timeout)
             root = _collect_root(stream)
         progress.add(state.set_sizes[pid])
@@ -124,6 +131,8 @@ def _match(context: RoundContext, state: RoundState) -> TallyResult:
 
     roots = context.parallel(state, "finalize", finalize)
     current.clear()
+    sources.clear()
+    proofs.clear()
     chains.clear()
     state.phases["finalize"] = time.monotonic() - t0
     context.report(state, "finalize", "tag commitments received", total, total)
@@ -205,26 +214,57 @@ def _deliver(context: RoundContext, state: RoundState, result: TallyResult) -> N
     context.report(state, "deliver", "results written at every partner")
 
 
+@dataclass(frozen=True)
+class _Relayed:
+    """An origin's set as the coordinator relays it to the next receiver: the points, and
+    (after the first hop) the points the last evaluator was given and its proof per chunk."""
+
+    points: bytes
+    sources: bytes
+    proofs: list[bytes]
+
+
+def _public_keys(state: RoundState) -> dict[str, bytes]:
+    """Every partner's round public key, from the consent it signed (verified at consent)."""
+    keys = {}
+    for pid in state.partners:
+        consent = common_pb2.Consent()
+        consent.ParseFromString(state.consents[pid].consent)
+        keys[pid] = consent.evaluation_public_key
+    return keys
+
+
 @contextmanager
-def _blaming(state: RoundState, origin: str, step: int, relayed: bytes) -> Iterator[None]:
-    """Name the node that produced an invalid point, not the one that refused it.
+def _blaming(
+    state: RoundState, origin: str, step: int, relayed: _Relayed, public_keys: dict[str, bytes]
+) -> Iterator[None]:
+    """Name the node that produced an invalid point or a failing proof, not the refuser.
 
     Every batch is signed by the node that produced it (kruispunt.hops), so when the
-    receiver refuses a point as no group element, the coordinator checks what it relayed
-    and, if the refusal holds, names the signer of that batch. Checking only on refusal
-    keeps a decode per relayed point off every round.
+    receiver refuses a point as no group element, or an evaluation proof as failing, the
+    coordinator checks what it relayed and, if the refusal holds, names the signer of that
+    batch. Checking only on refusal keeps a decode per relayed point and a second proof
+    check off every round.
     """
+    n = len(state.partners)
+    producer = state.partners[(state.partners.index(origin) - step + 1) % n]
     try:
         with translated():
             yield
     except PeerError as exc:
+        if exc.status == grpc.StatusCode.PERMISSION_DENIED and "its proof fails" in exc.details:
+            if step > 1 and not _proofs_hold(relayed, public_keys[producer], state.chunk_points):
+                raise RoundFailed(
+                    f"{producer} evaluated {origin}'s set at step {step - 1} with another key "
+                    f"than its consent commits to: its evaluation proof fails, and the next "
+                    f"node refused it"
+                ) from None
+            raise
         if exc.status != grpc.StatusCode.INVALID_ARGUMENT or "group element" not in exc.details:
             raise
         try:
-            wire.validate_points(relayed)
+            wire.validate_points(relayed.points)
         except InvalidPoint:
-            n = len(state.partners)
-            producer = state.partners[(state.partners.index(origin) - step + 1) % n]
             raise RoundFailed(
                 f"{producer} signed a batch of {origin}'s set holding a point that is not a "
                 f"valid group element (step {step - 1}); the next node refused it"
@@ -232,19 +272,39 @@ def _blaming(state: RoundState, origin: str, step: int, relayed: bytes) -> Itera
         raise
 
 
+def _proofs_hold(relayed: _Relayed, public_key: bytes, per_chunk: int) -> bool:
+    """Whether every chunk's proof, as relayed, verifies against `public_key`."""
+    pairs = zip(
+        wire.chunks(relayed.sources, wire.POINT_BYTES, per_chunk),
+        wire.chunks(relayed.points, wire.POINT_BYTES, per_chunk),
+        strict=False,
+    )
+    if len(relayed.proofs) != -(-len(relayed.points) // (per_chunk * wire.POINT_BYTES)):
+        return False
+    return all(
+        evaluation_proofs.verify_chunk(public_key, source, points, proof)
+        for ((_, source), (_, points)), proof in zip(pairs, relayed.proofs, strict=False)
+    )
+
+
 def _point_requests(
     round_id: str,
     origin: str,
     step: int,
-    packed: bytes,
+    relayed: _Relayed,
     per_chunk: int,
     cancel: threading.Event,
     chain: bytes,
 ) -> Iterator[common_pb2.PointBatch]:
-    """The set in the manifest's chunks; the first batch carries its route's statements."""
-    for offset, chunk in wire.chunks(packed, wire.POINT_BYTES, per_chunk):
+    """The set in the manifest's chunks; the first batch carries its route's statements,
+    and after the first hop every batch its source and the last evaluator's proof."""
+    stride = per_chunk * wire.POINT_BYTES
+    for index, (offset, chunk) in enumerate(
+        wire.chunks(relayed.points, wire.POINT_BYTES, per_chunk)
+    ):
         if cancel.is_set():
             return
+        at = index * stride
         yield common_pb2.PointBatch(
             round_id=round_id,
             origin=origin,
@@ -252,6 +312,8 @@ def _point_requests(
             offset=offset,
             points=chunk,
             chain=chain if offset == 0 else b"",
+            proof=relayed.proofs[index] if index < len(relayed.proofs) else b"",
+            source=relayed.sources[at : at + stride],
         )
 
 
@@ -260,11 +322,13 @@ def _collect_points(
     expected: int,
     progress: PhaseProgress,
     cancel: threading.Event,
-) -> tuple[bytes, bytes]:
-    """(points, chain): the whole set, checked point by point, and the statements that
-    close the stream (on its last batch, which alone may hold no points)."""
+) -> tuple[bytes, bytes, list[bytes]]:
+    """(points, chain, proofs): the whole set, checked point by point, the statements that
+    close the stream (on its last batch, which alone may hold no points), and the proof
+    that came with each batch of points (none from Blind: an origin proves nothing)."""
     out = bytearray()
     chain = b""
+    proofs: list[bytes] = []
     for batch in stream:
         if chain:
             raise RoundFailed("sent points after the statements that close its stream")
@@ -275,6 +339,8 @@ def _collect_points(
         if batch.offset * wire.POINT_BYTES != len(out) and count:
             raise RoundFailed("sent points out of order")
         out += batch.points
+        if count:
+            proofs.append(batch.proof)
         progress.add(count)
         if len(out) > expected * wire.POINT_BYTES:
             raise RoundFailed("sent more points than its declared set size")
@@ -284,7 +350,7 @@ def _collect_points(
         raise RoundFailed(f"sent {len(out) // wire.POINT_BYTES} points, expected {expected}")
     if not chain:
         raise RoundFailed("sent no signed statement for its points")
-    return bytes(out), chain
+    return bytes(out), chain, proofs
 
 
 @dataclass

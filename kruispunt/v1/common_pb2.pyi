@@ -272,6 +272,7 @@ class Consent(google.protobuf.message.Message):
     COORDINATOR_AUDIT_HEAD_FIELD_NUMBER: builtins.int
     NODE_AUDIT_HEAD_FIELD_NUMBER: builtins.int
     OBJECTED_COUNT_FIELD_NUMBER: builtins.int
+    EVALUATION_PUBLIC_KEY_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     partner_id: builtins.str
     granted: builtins.bool
@@ -294,6 +295,10 @@ class Consent(google.protobuf.message.Message):
     objected_count: builtins.int
     """Rows whose person used the right to object (the export's objection column), counted
     apart from excluded_count. Absent: the node did not report it (it counts them there).
+    """
+    evaluation_public_key: builtins.bytes
+    """This node's round evaluation key committed as k*G (32 bytes, ristretto255): every DLEQ
+    proof of its evaluations (PointBatch.proof) is checked against it.
     """
     @property
     def tag_key_shares(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.bytes]:
@@ -328,9 +333,10 @@ class Consent(google.protobuf.message.Message):
         coordinator_audit_head: global___AuditHead | None = ...,
         node_audit_head: global___AuditHead | None = ...,
         objected_count: builtins.int | None = ...,
+        evaluation_public_key: builtins.bytes = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_objected_count", b"_objected_count", "coordinator_audit_head", b"coordinator_audit_head", "node_audit_head", b"node_audit_head", "objected_count", b"objected_count"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_objected_count", b"_objected_count", "coordinator_audit_head", b"coordinator_audit_head", "decided_at_unix", b"decided_at_unix", "excluded_count", b"excluded_count", "granted", b"granted", "invalid_count", b"invalid_count", "legal_basis", b"legal_basis", "manifest_sha256", b"manifest_sha256", "node_audit_head", b"node_audit_head", "objected_count", b"objected_count", "partner_id", b"partner_id", "reason", b"reason", "roster_sha256", b"roster_sha256", "round_id", b"round_id", "set_size", b"set_size", "tag_key_shares", b"tag_key_shares"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_objected_count", b"_objected_count", "coordinator_audit_head", b"coordinator_audit_head", "decided_at_unix", b"decided_at_unix", "evaluation_public_key", b"evaluation_public_key", "excluded_count", b"excluded_count", "granted", b"granted", "invalid_count", b"invalid_count", "legal_basis", b"legal_basis", "manifest_sha256", b"manifest_sha256", "node_audit_head", b"node_audit_head", "objected_count", b"objected_count", "partner_id", b"partner_id", "reason", b"reason", "roster_sha256", b"roster_sha256", "round_id", b"round_id", "set_size", b"set_size", "tag_key_shares", b"tag_key_shares"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_objected_count", b"_objected_count"]) -> typing.Literal["objected_count"] | None: ...
 
 global___Consent = Consent
@@ -382,6 +388,7 @@ class PointBatch(google.protobuf.message.Message):
     POINTS_FIELD_NUMBER: builtins.int
     CHAIN_FIELD_NUMBER: builtins.int
     PROOF_FIELD_NUMBER: builtins.int
+    SOURCE_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     origin: builtins.str
     """partner whose set these points are"""
@@ -396,7 +403,13 @@ class PointBatch(google.protobuf.message.Message):
     first batch of a request stream, and on the last batch of a response stream.
     """
     proof: builtins.bytes
-    """Reserved for a per-chunk proof of correct evaluation (batched DLEQ, RFC 9497 2.2)."""
+    """The evaluator's batched DLEQ proof (RFC 9497 2.2) that this chunk is its committed key
+    applied to `source` (on an evaluate response; relayed on the next request).
+    """
+    source: builtins.bytes
+    """On a request after step 1 and on finalize: the chunk the previous evaluator was given,
+    so that this node can check the proof in `proof` before it uses a point.
+    """
     def __init__(
         self,
         *,
@@ -407,8 +420,9 @@ class PointBatch(google.protobuf.message.Message):
         points: builtins.bytes = ...,
         chain: builtins.bytes = ...,
         proof: builtins.bytes = ...,
+        source: builtins.bytes = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["chain", b"chain", "offset", b"offset", "origin", b"origin", "points", b"points", "proof", b"proof", "round_id", b"round_id", "step", b"step"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["chain", b"chain", "offset", b"offset", "origin", b"origin", "points", b"points", "proof", b"proof", "round_id", b"round_id", "source", b"source", "step", b"step"]) -> None: ...
 
 global___PointBatch = PointBatch
 

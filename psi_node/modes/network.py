@@ -6,7 +6,9 @@ its share of the round's tag key, sealed to every other partner. It then
 
 * blinds its own records (r*H(x)) in an order of its own drawing, and signs what it sent;
 * applies k to every other partner's points as the coordinator routes them through, but
-  only to chunks that the route's signed statements vouch for, and signs what it returned;
+  only to chunks that the route's signed statements vouch for and, after the first hop,
+  whose DLEQ proof shows the previous evaluator applied the key it committed to in its
+  consent; it proves its own evaluation per chunk and signs what it returned;
 * turns its own points -- every other key applied, the route checked back to itself --
   into tags keyed with the partners' tag key, and commits to them (a signed Merkle root);
 * stages the flagged records the coordinator reports, only when what it reports holds
@@ -24,7 +26,7 @@ import random
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 import structlog
 
@@ -38,7 +40,13 @@ from kruispunt.commitments import (
     verify_inclusion,
     verify_root,
 )
-from kruispunt.errors import AttackRefused, KruispuntError, ProtocolError, ResourceLimit
+from kruispunt.errors import (
+    AttackRefused,
+    InvalidPoint,
+    KruispuntError,
+    ProtocolError,
+    ResourceLimit,
+)
 from kruispunt.manifest import VerifiedManifest, verify_consent
 from kruispunt.roster import Roster
 from kruispunt.tagkey import TagKeyContribution, derive_tag_key, key_check, open_share
@@ -57,6 +65,23 @@ REVEALED: Final = "revealed"  # every partner's commitment received; tags sent
 
 #: (offset, points, chain): a chunk of a stream; the last carries the signed statements.
 Chunk = tuple[int, bytes, bytes]
+#: (offset, points, chain, proof): an evaluated chunk and its DLEQ proof (none on the last).
+Evaluated = tuple[int, bytes, bytes, bytes]
+
+
+class Received(NamedTuple):
+    """A chunk of an evaluate or finalize request stream, as the coordinator relays it.
+
+    `proof` is the previous evaluator's DLEQ proof that `points` is its committed key
+    applied to `source`, the chunk it was given (both empty on a batch straight from its
+    origin, and on the chain-only batch of an empty set).
+    """
+
+    offset: int
+    points: bytes
+    chain: bytes = b""
+    proof: bytes = b""
+    source: bytes = b""
 
 
 @dataclass
@@ -70,6 +95,8 @@ class NetworkState:
     tag_key: bytes = b""
     #: Every partner's consented set size, from the consents it signed.
     sizes: dict[str, int] = field(default_factory=dict)
+    #: Every partner's round public key k*G, from the consents it signed.
+    public_keys: dict[str, bytes] = field(default_factory=dict)
     evaluated: set[str] = field(default_factory=set)
     #: This node's tags in sending order, kept until delivery to check co-holder proofs.
     tags: bytes = b""
@@ -102,6 +129,8 @@ def _on_consent(rounds: RoundContext, rnd: NodeRound, consent: common_pb2.Consen
         {p: roster.partner(p).agreement_key for p in rnd.verified.partners if p != me},
     )
     consent.tag_key_shares.update(state.contribution.sealed)
+    # Signed with the rest: every proof of this node's evaluations is checked against it.
+    consent.evaluation_public_key = state.key.public_key
     # The permutation is drawn now and never leaves the node: rows travel in no export order.
     state.order = list(range(len(rnd.inputs.records)))
     random.SystemRandom().shuffle(state.order)
@@ -157,12 +186,14 @@ def blind(
 
 
 def evaluate(
-    rounds: RoundContext, round_id: str, origin: str, step: int, batches: Iterable[Chunk]
-) -> Iterator[Chunk]:
-    """Phase 2: apply this node's key to another partner's points, order kept.
+    rounds: RoundContext, round_id: str, origin: str, step: int, batches: Iterable[Received]
+) -> Iterator[Evaluated]:
+    """Phase 2: apply this node's key to another partner's points, order kept, and prove it.
 
-    Only chunks that the route's signed statements vouch for are evaluated; the last
-    chunk returned carries those statements with this node's own added.
+    Only chunks that the route's signed statements vouch for, and (after step 1) whose
+    proof verifies against the previous evaluator's committed key, are evaluated. Every
+    chunk returned carries this node's DLEQ proof; the last carries the statements with
+    this node's own added (its proof digest included).
     """
     rnd = rounds.get_round(round_id, mode=MODE.name, phases=(BLINDED,))
     state = _state(rnd)
@@ -174,8 +205,10 @@ def evaluate(
     chain, expected = None, None
     size = rnd.verified.chunk_points
     digests: list[bytes] = []
+    proofs: list[bytes] = []
+    checks = _ProofChecks(state.public_keys)
     done = 0
-    for offset, packed, carried in batches:
+    for offset, packed, carried, proof, source in batches:
         # What is malformed is refused as such; what is well formed must also be signed.
         count = wire.check_packed(packed, wire.POINT_BYTES)
         if offset != done:
@@ -189,25 +222,33 @@ def evaluate(
         if offset % size:
             raise AttackRefused("batch does not start at a chunk the origin signed")
         expected.check_chunk(offset // size, packed)
-        out = oprf.evaluate(state.key, packed)
-        digests.append(hops.chunk_digest(round_id, origin, step, offset // size, out))
         done += count
+        if not checks.holds(expected, offset // size, packed, proof, source):
+            continue  # no point of a chunk that fails its proof is used
+        out, made = rounds.evaluate_chunk(state.key, packed)
+        digests.append(hops.chunk_digest(round_id, origin, step, offset // size, out))
+        proofs.append(made)
         rnd.last_activity = time.monotonic()
-        yield offset, out, b""
+        yield offset, out, b"", made
     if chain is None or expected is None:
         raise AttackRefused("evaluate stream carried no signed statements")
     expected.finish()
-    signed = hops.sign_hop(rnd.signing_key, expected.hop_statement(digests))
-    yield done, b"", chain.extend(signed).encode()
+    checks.finish(expected)
+    statement = expected.hop_statement(
+        digests, proof_digest=hops.proofs_digest(round_id, origin, step, proofs)
+    )
+    signed = hops.sign_hop(rnd.signing_key, statement)
+    yield done, b"", chain.extend(signed).encode(), b""
     log.info("evaluated", round_id=round_id, origin=origin, points=done)
 
 
-def finalize(rounds: RoundContext, round_id: str, batches: Iterable[Chunk]) -> Iterator[bytes]:
+def finalize(rounds: RoundContext, round_id: str, batches: Iterable[Received]) -> Iterator[bytes]:
     """Phase 3: own points with every other key in, the route checked: make the keyed tags
     and answer only the signed commitment to them (root and tag-key check).
 
     The tags stay here until every partner's commitment is fixed (`reveal`): a node that
     saw another's tags first could otherwise commit to a copy and pose as a co-holder.
+    Every chunk's proof by the last evaluator is checked before the chunk is used.
     """
     rnd = rounds.get_round(round_id, mode=MODE.name, phases=(BLINDED,))
     state = _state(rnd)
@@ -216,8 +257,9 @@ def finalize(rounds: RoundContext, round_id: str, batches: Iterable[Chunk]) -> I
     size = rnd.verified.chunk_points
     expected = None
     tags = bytearray()
+    checks = _ProofChecks(state.public_keys)
     try:
-        for offset, packed, carried in batches:
+        for offset, packed, carried, proof, source in batches:
             count = wire.check_packed(packed, wire.POINT_BYTES)
             done = len(tags) // wire.TAG_BYTES
             if offset != done or done + count > len(records):
@@ -230,6 +272,10 @@ def finalize(rounds: RoundContext, round_id: str, batches: Iterable[Chunk]) -> I
             if offset % size:
                 raise AttackRefused("batch does not start at a chunk this node signed")
             expected.check_chunk(offset // size, packed)
+            if not checks.holds(expected, offset // size, packed, proof, source):
+                # Nothing of a chunk that fails its proof is used; the place is kept.
+                tags += bytes(count * wire.TAG_BYTES)
+                continue
             tags += oprf.unblind_and_keyed_tag(
                 records[offset : offset + count], state.key, packed, state.tag_key
             )
@@ -237,6 +283,7 @@ def finalize(rounds: RoundContext, round_id: str, batches: Iterable[Chunk]) -> I
         if expected is None:
             raise AttackRefused("finalize stream carried no signed statements")
         expected.finish()
+        checks.finish(expected)
     except BaseException:
         state.wipe()  # a failed finalize keeps no key
         raise
@@ -399,6 +446,7 @@ def _accept_consents(
         )
     contributions: dict[str, bytes] = {}
     sizes: dict[str, int] = {}
+    public_keys: dict[str, bytes] = {}
     for pid, signed in zip(partners, consents, strict=True):
         try:
             consent = verify_consent(
@@ -414,7 +462,10 @@ def _accept_consents(
             raise AttackRefused(f"the consent forwarded for {pid} is not a consent to this round")
         if consent.set_size > rnd.verified.purpose.max_set_size:
             raise AttackRefused(f"{pid} consented to more records than the purpose allows")
+        if not _is_point(consent.evaluation_public_key):
+            raise AttackRefused(f"the consent forwarded for {pid} commits to no evaluation key")
         sizes[pid] = consent.set_size
+        public_keys[pid] = consent.evaluation_public_key
         if pid == me:
             continue
         try:
@@ -428,12 +479,13 @@ def _accept_consents(
             )
         except (KeyError, KruispuntError):
             raise AttackRefused(f"the tag-key share from {pid} does not open") from None
-    if sizes.get(me) != len(rnd.inputs.records):
+    if sizes.get(me) != len(rnd.inputs.records) or public_keys[me] != state.key.public_key:
         raise AttackRefused("the consent forwarded for this node is not the one it gave")
     assert state.contribution is not None
     contributions[me] = state.contribution.secret
     state.tag_key = derive_tag_key(contributions, partners, rnd.round_id, rnd.verified.sha256)
     state.sizes = sizes
+    state.public_keys = public_keys
     state.contribution = None
 
 
@@ -462,6 +514,55 @@ def _verify_route(
         expected_count=state.sizes[origin],
     )
     return chain, expected
+
+
+class _ProofChecks:
+    """The DLEQ proof of every chunk a stream relays, checked before the chunk is used.
+
+    A batch straight from its origin carries neither proof nor source. Otherwise the
+    source must be the chunk the previous evaluator was signed as given, and the proof
+    valid for the public key in that evaluator's signed consent. A chunk whose proof
+    fails is not used, but the stream is read to its end: only once the proofs relayed
+    are known to be those the evaluator signed (`ExpectedInput.finish`) does the refusal
+    name the evaluator, so that a coordinator cannot pin a proof of its own on a node.
+    """
+
+    def __init__(self, public_keys: Mapping[str, bytes]) -> None:
+        self._public_keys = public_keys
+        self.failed: int | None = None
+
+    def holds(
+        self, expected: hops.ExpectedInput, index: int, packed: bytes, proof: bytes, source: bytes
+    ) -> bool:
+        """Whether chunk `index` may be used; AttackRefused if its proof or source is missing
+        or its source is not what was signed, InvalidPoint if a point is no group element."""
+        prover = expected.prover
+        if prover is None:
+            if proof or source:
+                raise AttackRefused("a batch straight from its origin carries no evaluation proof")
+            return True
+        if len(proof) != oprf.PROOF_BYTES:
+            raise AttackRefused(f"chunk {index} arrived without the proof of {prover}'s evaluation")
+        expected.check_source(index, source)
+        expected.record_proof(index, proof)
+        points = len(packed) // wire.POINT_BYTES
+        if oprf.verify_chunks(self._public_keys[prover], source, packed, [proof], points):
+            return True
+        # A point that is no group element is refused as such, so that the coordinator's
+        # check of what it relayed names its signer as before.
+        wire.validate_points(packed)
+        if self.failed is None:
+            self.failed = index
+        return False
+
+    def finish(self, expected: hops.ExpectedInput) -> None:
+        """After `expected.finish()`: AttackRefused naming the evaluator if a proof failed."""
+        if self.failed is not None:
+            raise AttackRefused(
+                f"{expected.prover} evaluated chunk {self.failed} of {expected.origin}'s set "
+                f"at step {expected.step - 1} with another key than it committed to: its "
+                f"proof fails"
+            )
 
 
 def _checked_coholders(
@@ -506,6 +607,17 @@ def _checked_coholders(
     if proven:
         raise AttackRefused("co-holder proofs for partners no mask names")
     return out
+
+
+def _is_point(encoding: bytes) -> bool:
+    """Whether `encoding` is one canonical, non-identity ristretto255 point."""
+    if len(encoding) != wire.POINT_BYTES:
+        return False
+    try:
+        wire.validate_points(encoding)
+    except InvalidPoint:
+        return False
+    return True
 
 
 def _roster(rnd: NodeRound) -> Roster:

@@ -264,6 +264,62 @@ class TestOtherMethods:
         for pid in PARTNERS:
             assert net.nodes[pid].rounds.rounds_in_flight() == []
 
+    def test_a_node_evaluating_with_a_wrong_key_is_named(self, net):
+        """A node applies another key than the one its consent commits to (and proves that
+        key honestly): the next node refuses the proof before using a point, and the round
+        fails naming the evaluator, in the coordinator's log and the refuser's."""
+        wrong = oprf.RoundKey.generate()
+        rounds = net.nodes["woonbron"].rounds
+        honest = rounds.evaluate_chunk
+        rounds.evaluate_chunk = lambda key, packed: honest(wrong, packed)
+        summary = net.run()
+        assert summary.state == "failed"
+        blame = "woonbron evaluated"
+        assert blame in summary.reason
+        assert "with another key than its consent commits to" in summary.reason
+        failed = [
+            e for e in net.coordinator.audit.events(summary.round_id) if e.event == "round.failed"
+        ]
+        assert len(failed) == 1
+        assert blame in str(failed[0].details)
+        refusals = [
+            e.details
+            for pid in PARTNERS
+            if pid != "woonbron"
+            for e in net.nodes[pid].rounds.audit.events(round_id=summary.round_id)
+            if e.event == "attack.refused"
+        ]
+        assert refusals
+        assert all("woonbron evaluated chunk" in d["reason"] for d in refusals)
+        assert all("its proof fails" in d["reason"] for d in refusals)
+        for pid in PARTNERS:
+            assert net.nodes[pid].rounds.rounds_in_flight() == []
+
+    def test_a_wrong_key_at_the_last_hop_is_named_by_the_origin(self, network_factory):
+        """With two partners the only hop is the last: the origin refuses the proof at
+        finalize, before it makes a tag, and the round fails naming the evaluator."""
+        pair = network_factory(["gemeente", "woonbron"], per_partner=20, overlaps={2: 3})
+        pair.add_purpose(max_set_size=100)
+        wrong = oprf.RoundKey.generate()
+        rounds = pair.nodes["woonbron"].rounds
+        honest = rounds.evaluate_chunk
+        rounds.evaluate_chunk = lambda key, packed: honest(wrong, packed)
+        summary = pair.run()
+        assert summary.state == "failed"
+        assert "woonbron evaluated gemeente's set at step 1 with another key" in summary.reason
+        refusals = [
+            e.details["reason"]
+            for e in pair.nodes["gemeente"].rounds.audit.events(round_id=summary.round_id)
+            if e.event == "attack.refused"
+        ]
+        assert len(refusals) == 1
+        assert "woonbron evaluated chunk 0 of gemeente's set at step 1" in refusals[0]
+        assert not [
+            e
+            for e in pair.nodes["gemeente"].rounds.audit.events(round_id=summary.round_id)
+            if e.event == "results.received"
+        ]
+
 
 class FakeContext:
     """Enough of grpc.ServicerContext for calling a servicer without a socket."""

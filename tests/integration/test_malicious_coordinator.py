@@ -219,6 +219,50 @@ class TestAuthenticatedHops:
         refused(net, target, lambda: new.evaluate(target, "woonbron", 1, points, chain))
 
 
+class TestEvaluationProofs:
+    """Mallory relays an evaluated set with another proof or source than the evaluator's:
+    the next node refuses before it uses a point, and blames no honest evaluator."""
+
+    def first_hop(self, rnd):
+        points, chain = rnd.blind_all()["woonbron"]
+        first = rnd.evaluator("woonbron", 1)
+        return first, *rnd.evaluate(first, "woonbron", 1, points, chain)
+
+    def test_a_proof_of_her_own_is_refused_without_blaming_the_evaluator(self, net, mallory):
+        """A proof altered in transit fails, and the node finds it is not the one signed."""
+        rnd = mallory.open_round()
+        first, points, chain = self.first_hop(rnd)
+        source, proofs = rnd.relay[("woonbron", 1)]
+        bent = proofs[0][:-1] + bytes([proofs[0][-1] ^ 1])
+        rnd.relay[("woonbron", 1)] = (source, [bent, *proofs[1:]])
+        second = rnd.evaluator("woonbron", 2)
+        err = refused(net, second, lambda: rnd.evaluate(second, "woonbron", 2, points, chain))
+        assert f"the evaluation proofs relayed are not those {first} signed" in err.details()
+        assert "another key" not in err.details()
+
+    def test_a_source_of_her_own_is_refused(self, net, mallory):
+        """A proof checked over points the evaluator was never given would prove nothing."""
+        rnd = mallory.open_round()
+        _, points, chain = self.first_hop(rnd)
+        source, proofs = rnd.relay[("woonbron", 1)]
+        swapped = probe(b"bsn:123456782") + source[wire.POINT_BYTES :]
+        rnd.relay[("woonbron", 1)] = (swapped, proofs)
+        second = rnd.evaluator("woonbron", 2)
+        err = refused(net, second, lambda: rnd.evaluate(second, "woonbron", 2, points, chain))
+        assert "the source of chunk 0 does not match the digest signed at step 0" in err.details()
+
+    def test_a_set_finalized_without_its_proofs_is_refused(self, net, mallory):
+        """The origin takes its set back only with the last evaluator's proofs."""
+        rnd = mallory.open_round()
+        points, chain = rnd.blind_all()["woonbron"]
+        points, chain = rnd.route("woonbron", points, chain)
+        last = rnd.evaluator("woonbron", len(rnd.partners) - 1)
+        source, _ = rnd.relay[("woonbron", len(rnd.partners) - 1)]
+        rnd.relay[("woonbron", len(rnd.partners) - 1)] = (source, [])
+        err = refused(net, "woonbron", lambda: rnd.finalize("woonbron", points, chain))
+        assert f"chunk 0 arrived without the proof of {last}'s evaluation" in err.details()
+
+
 class TestNoLeftovers:
     def test_no_round_key_outlives_its_manifest(self, net, mallory):
         """A round whose manifest expired is dropped, keys and all, at the next housekeeping."""

@@ -130,6 +130,9 @@ class OpenRound:
         self.round_id = manifest.round_id
         self.partners = list(manifest.partners)
         self.chunk = manifest.chunk_points
+        #: (origin, step) -> (what that step's evaluator was given, its proof per chunk):
+        #: relayed with the step's output, as the honest coordinator does.
+        self.relay: dict[tuple[str, int], tuple[bytes, list[bytes]]] = {}
 
     @property
     def manifest_sha256(self) -> bytes:
@@ -152,10 +155,15 @@ class OpenRound:
     def evaluate(
         self, pid: str, origin: str, step: int, points: bytes, chain: bytes
     ) -> tuple[bytes, bytes]:
+        source, proofs = self.relay.get((origin, step - 1), (b"", []))
         stream = self.mallory.stub(pid).Evaluate(
-            batches(self.round_id, origin, step, points, chain, self.chunk), timeout=20
+            batches(self.round_id, origin, step, points, chain, self.chunk, proofs, source),
+            timeout=20,
         )
-        return collect(stream)
+        made: list[bytes] = []
+        out = collect(stream, made)
+        self.relay[(origin, step)] = (points, made)
+        return out
 
     def evaluator(self, origin: str, step: int) -> str:
         """The node the ring order puts at `step` of `origin`'s route."""
@@ -170,8 +178,9 @@ class OpenRound:
 
     def finalize(self, pid: str, points: bytes, chain: bytes) -> bytes:
         """The signed tag commitment a node's Finalize answers (no tag leaves with it)."""
+        source, proofs = self.relay.get((pid, len(self.partners) - 1), (b"", []))
         stream = self.mallory.stub(pid).Finalize(
-            batches(self.round_id, pid, 0, points, chain, self.chunk), timeout=20
+            batches(self.round_id, pid, 0, points, chain, self.chunk, proofs, source), timeout=20
         )
         root = b""
         for batch in stream:
@@ -216,13 +225,22 @@ def parse_consent(answer: common_pb2.SignedConsent) -> common_pb2.Consent:
 
 
 def batches(
-    round_id: str, origin: str, step: int, points: bytes, chain: bytes, chunk: int
+    round_id: str,
+    origin: str,
+    step: int,
+    points: bytes,
+    chain: bytes,
+    chunk: int,
+    proofs: Sequence[bytes] = (),
+    source: bytes = b"",
 ) -> Iterator[common_pb2.PointBatch]:
-    """A set as a request stream in the manifest's chunks, the chain on the first batch."""
+    """A set as a request stream in the manifest's chunks, the chain on the first batch;
+    with the last evaluator's proof and the chunk it was given on each batch, if any."""
     if not points:
         yield common_pb2.PointBatch(round_id=round_id, origin=origin, step=step, chain=chain)
         return
-    for offset, part in wire.chunks(points, wire.POINT_BYTES, chunk):
+    stride = chunk * wire.POINT_BYTES
+    for index, (offset, part) in enumerate(wire.chunks(points, wire.POINT_BYTES, chunk)):
         yield common_pb2.PointBatch(
             round_id=round_id,
             origin=origin,
@@ -230,15 +248,21 @@ def batches(
             offset=offset,
             points=part,
             chain=chain if offset == 0 else b"",
+            proof=proofs[index] if index < len(proofs) else b"",
+            source=source[index * stride : (index + 1) * stride],
         )
 
 
-def collect(stream: Iterator[common_pb2.PointBatch]) -> tuple[bytes, bytes]:
-    """(points, chain) from a response stream."""
+def collect(
+    stream: Iterator[common_pb2.PointBatch], proofs: list[bytes] | None = None
+) -> tuple[bytes, bytes]:
+    """(points, chain) from a response stream; each batch's proof appended to `proofs`."""
     points, chain = bytearray(), b""
     for batch in stream:
         points += batch.points
         chain = batch.chain or chain
+        if proofs is not None and batch.points:
+            proofs.append(batch.proof)
     return bytes(points), chain
 
 

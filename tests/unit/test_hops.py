@@ -26,6 +26,7 @@ from kruispunt.hops import (
     chunk_digest,
     chunk_digests,
     outputs_digest,
+    proofs_digest,
     sign_hop,
     sign_origin,
     verify_chain,
@@ -57,6 +58,11 @@ def evaluate(packed: bytes, step: int) -> bytes:
     )
 
 
+def stand_in_proofs(packed: bytes, step: int, chunk_size: int = CHUNK) -> list[bytes]:
+    """Stand-in proofs, one 64-byte value per chunk (hops digests them; it checks no proof)."""
+    return [hashlib.sha512(bytes([step]) + chunk).digest() for chunk in split(packed, chunk_size)]
+
+
 def split(packed: bytes, chunk_size: int = CHUNK) -> list[bytes]:
     return [chunk for _, chunk in wire.chunks(packed, POINT_BYTES, chunk_size)]
 
@@ -80,6 +86,9 @@ class Net:
         self.n = n
         self.count = count
         self.chunk_size = chunk_size
+        #: (origin, step) -> (what that step's evaluator was given, its proofs): what the
+        #: coordinator relays with the step's output to the next receiver.
+        self.relay: dict[tuple[str, int], tuple[bytes, list[bytes]]] = {}
 
     def evaluator(self, origin: str, step: int) -> str:
         if step == self.n:
@@ -102,9 +111,32 @@ class Net:
         return verify_chain(chain, **arguments)  # type: ignore[arg-type]
 
     def feed(self, expected: ExpectedInput, packed: bytes) -> None:
+        """Every chunk, and from step 2 on its source and proof as the coordinator relays them."""
         for index, chunk in enumerate(split(packed, self.chunk_size)):
             expected.check_chunk(index, chunk)
+            self.vouch(expected, index)
         expected.finish()
+
+    def vouch(self, expected: ExpectedInput, index: int) -> None:
+        """Hand chunk `index`'s source and proof to `expected`, as the coordinator relays them."""
+        relayed = self.relay.get((expected.origin, expected.step - 1))
+        if expected.prover is not None and relayed is not None:
+            source, proofs = relayed
+            expected.check_source(index, split(source, self.chunk_size)[index])
+            expected.record_proof(index, proofs[index])
+
+    def statement(
+        self, expected: ExpectedInput, packed: bytes, origin: str, step: int
+    ) -> tuple[HopStatement, bytes]:
+        """The evaluator's honest statement for `packed` at `step`, and its output."""
+        output = evaluate(packed, step)
+        proofs = stand_in_proofs(output, step, self.chunk_size)
+        self.relay[(origin, step)] = (packed, proofs)
+        statement = expected.hop_statement(
+            chunk_digests(ROUND, origin, step, output, self.chunk_size),
+            proof_digest=proofs_digest(ROUND, origin, step, proofs),
+        )
+        return statement, output
 
     def origin_statement(self, origin: str, packed: bytes) -> OriginStatement:
         return OriginStatement.for_points(
@@ -123,10 +155,7 @@ class Net:
         """What the honest evaluator of `step` signs and returns, after checking its input."""
         expected = self.verify(chain, origin, step)
         self.feed(expected, packed)
-        output = evaluate(packed, step)
-        statement = expected.hop_statement(
-            chunk_digests(ROUND, origin, step, output, self.chunk_size)
-        )
+        statement, output = self.statement(expected, packed, origin, step)
         return sign_hop(KEYS[self.evaluator(origin, step)], statement), output
 
     def walk(self, origin: str, until: int) -> tuple[Chain, bytes]:
@@ -157,10 +186,7 @@ class TestHappyPath:
                 net.feed(expected, packed)
                 assert expected.complete
                 if step < n:
-                    output = evaluate(packed, step)
-                    statement = expected.hop_statement(
-                        chunk_digests(ROUND, origin, step, output, CHUNK)
-                    )
+                    statement, output = net.statement(expected, packed, origin, step)
                     assert statement.signer == expected.evaluator
                     chain = chain.extend(sign_hop(KEYS[expected.evaluator], statement))
                     packed = output
@@ -180,6 +206,7 @@ class TestHappyPath:
         chunks = split(packed)
         for index in (2, 0, 1):
             expected.check_chunk(index, chunks[index])
+            NET.vouch(expected, index)
         expected.finish()
 
     def test_empty_batch(self) -> None:
@@ -204,12 +231,11 @@ class TestHappyPath:
         chain, packed = NET.start(ORIGIN)
         expected = NET.verify(chain, ORIGIN, 1)
         NET.feed(expected, packed)
-        output = evaluate(packed, 1)
-        statement = expected.hop_statement(
-            chunk_digests(ROUND, ORIGIN, 1, output, CHUNK), proof_digest=bytes(range(32))
-        )
+        statement, output = NET.statement(expected, packed, ORIGIN, 1)
+        digest = proofs_digest(ROUND, ORIGIN, 1, stand_in_proofs(output, 1))
+        assert statement.proof_digest == digest
         chain = Chain.decode(chain.extend(sign_hop(KEYS[expected.evaluator], statement)).encode())
-        assert chain.hops[0].statement.proof_digest == bytes(range(32))
+        assert chain.hops[0].statement.proof_digest == digest
         NET.feed(NET.verify(chain, ORIGIN, 2), output)
 
 
@@ -665,6 +691,92 @@ class TestSigningOnlyAfterChecking:
             expected.hop_statement(output[:2])
 
 
+class TestEvaluationProofs:
+    """From step 2 on every chunk comes with its source and the evaluator's signed proofs."""
+
+    def test_a_hop_without_a_proof_digest_is_refused(self) -> None:
+        """A hop statement that commits to no evaluation proofs is refused at the next step."""
+        chain, packed = NET.start(ORIGIN)
+        expected = NET.verify(chain, ORIGIN, 1)
+        NET.feed(expected, packed)
+        output = chunk_digests(ROUND, ORIGIN, 1, evaluate(packed, 1), CHUNK)
+        unproven = chain.extend(sign_hop(KEYS[expected.evaluator], expected.hop_statement(output)))
+        refused(
+            "hop statement 1 carries no digest of its evaluation proofs",
+            lambda: NET.verify(unproven, ORIGIN, 2),
+        )
+
+    def test_the_prover_is_the_last_evaluator(self) -> None:
+        """Step 1 takes the origin's points (no prover); later steps name the last hop's signer."""
+        chain, _ = NET.start(ORIGIN)
+        assert NET.verify(chain, ORIGIN, 1).prover is None
+        chain, _ = NET.walk(ORIGIN, 3)
+        assert NET.verify(chain, ORIGIN, 3).prover == NET.evaluator(ORIGIN, 2)
+        chain, _ = NET.walk(ORIGIN, 4)
+        assert NET.verify(chain, ORIGIN, 4).prover == NET.evaluator(ORIGIN, 3)
+
+    def test_a_source_other_than_the_signed_one_is_refused(self) -> None:
+        """A proof over points the previous evaluator was never given proves nothing."""
+        chain, packed = NET.walk(ORIGIN, 3)
+        source, _ = NET.relay[(ORIGIN, 2)]
+        expected = NET.verify(chain, ORIGIN, 3)
+        expected.check_chunk(0, split(packed)[0])
+        swapped = split(source)[1][:POINT_BYTES] + split(source)[0][POINT_BYTES:]
+        refused(
+            "the source of chunk 0 does not match the digest signed at step 1",
+            lambda: expected.check_source(0, swapped),
+        )
+        refused(
+            "the source of chunk 0 is 96 bytes, expected 4 points",
+            lambda: expected.check_source(0, split(source)[0][:96]),
+        )
+
+    def test_proofs_other_than_the_signed_ones_are_refused(self) -> None:
+        """Proofs relayed in place of those the evaluator signed are refused at finish."""
+        chain, packed = NET.walk(ORIGIN, 3)
+        source, proofs = NET.relay[(ORIGIN, 2)]
+        expected = NET.verify(chain, ORIGIN, 3)
+        for index, chunk in enumerate(split(packed)):
+            expected.check_chunk(index, chunk)
+            expected.check_source(index, split(source)[index])
+            expected.record_proof(index, proofs[(index + 1) % len(proofs)])
+        refused(
+            f"the evaluation proofs relayed are not those {NET.evaluator(ORIGIN, 2)} signed "
+            "at step 2",
+            expected.finish,
+        )
+
+    def test_a_chunk_without_its_proof_is_refused(self) -> None:
+        """Every chunk must come with a proof before the batch is complete."""
+        chain, packed = NET.walk(ORIGIN, 3)
+        _, proofs = NET.relay[(ORIGIN, 2)]
+        expected = NET.verify(chain, ORIGIN, 3)
+        for index, chunk in enumerate(split(packed)):
+            expected.check_chunk(index, chunk)
+            if index:
+                expected.record_proof(index, proofs[index])
+        refused("a chunk arrived without the proof of", expected.finish)
+
+    def test_a_batch_from_its_origin_takes_no_proof(self) -> None:
+        """At step 1 there is no evaluation to prove: source and proof are not taken."""
+        chain, packed = NET.start(ORIGIN)
+        expected = NET.verify(chain, ORIGIN, 1)
+        with pytest.raises(ValueError, match="carries no proof"):
+            expected.check_source(0, split(packed)[0])
+        with pytest.raises(ValueError, match="carries no proof"):
+            expected.record_proof(0, bytes(64))
+
+    def test_proofs_digest_binds_round_origin_step_and_order(self) -> None:
+        """The proof digest changes with the round, the origin, the step and the order."""
+        proofs = [bytes([i]) * 64 for i in range(3)]
+        base = proofs_digest(ROUND, ORIGIN, 2, proofs)
+        assert proofs_digest(OTHER_ROUND, ORIGIN, 2, proofs) != base
+        assert proofs_digest(ROUND, NAMES[0], 2, proofs) != base
+        assert proofs_digest(ROUND, ORIGIN, 3, proofs) != base
+        assert proofs_digest(ROUND, ORIGIN, 2, proofs[::-1]) != base
+        assert proofs_digest(ROUND, ORIGIN, 2, proofs[:2]) != base
+
+
 class TestDigests:
     def test_chunk_digests_equal_chunk_digest(self) -> None:
         """The batch helper gives the same digests as hashing each chunk on its own."""
@@ -816,7 +928,7 @@ class TestCodec:
         """A proof digest must be empty or 32 bytes."""
         chain, _ = NET.walk(ORIGIN, 2)
         good = chain.hops[0].statement.encode()
-        bad = good[:-4] + (3).to_bytes(4, "big") + b"abc"
+        bad = good[: -(4 + 32)] + (3).to_bytes(4, "big") + b"abc"
         refused("proof digest must be empty or 32 bytes", lambda: HopStatement.decode(bad))
 
     def test_construction_checks_fields(self) -> None:
