@@ -265,9 +265,8 @@ class CoordinatorAudit(ChainedLog):
         now: Clock | None = None,
         key_path: Path | None = None,
     ) -> None:
-        super().__init__(signing_key, now)
+        super().__init__(signing_key, now, key_path)
         self._path = Path(db_path)
-        self._key_path = key_path
         self._lock = threading.Lock()
         try:
             self._conn = sqlite3.connect(
@@ -324,13 +323,8 @@ class CoordinatorAudit(ChainedLog):
             wanted = str(json.loads(str(row[1]))["new_key_id"])
         except (ValueError, KeyError, TypeError):
             raise AuditChainBroken("key handover details do not parse", int(row[0])) from None
-        if signing.key_id(self.public_key) == wanted:
+        if self.follow_key(wanted):
             return
-        if self._key_path is not None:
-            key = signing.load_signing_key(self._key_path)
-            if signing.key_id(key.public_key()) == wanted:
-                self.adopt_key(key)
-                return
         raise ConfigError(
             f"{self._path}: the audit log was handed over to key {wanted} at event {row[0]}, "
             f"but this process holds key {signing.key_id(self.public_key)}"

@@ -186,9 +186,8 @@ class NodeAudit(ChainedLog):
         now: Clock | None = None,
         key_path: Path | None = None,
     ) -> None:
-        super().__init__(signing_key, now)
+        super().__init__(signing_key, now, key_path)
         self._path = Path(path)
-        self._key_path = key_path
         self._lock = threading.Lock()
         created = not self._path.exists()
         try:
@@ -247,13 +246,8 @@ class NodeAudit(ChainedLog):
         if last.event == HANDOVER_EVENT:
             wanted = str(last.details.get("new_key_id", ""))
         held = signing.key_id(self.public_key)
-        if wanted == held:
+        if self.follow_key(wanted):
             return
-        if self._key_path is not None:
-            key = signing.load_signing_key(self._key_path)
-            if signing.key_id(key.public_key()) == wanted:
-                self.adopt_key(key)
-                return
         raise ConfigError(
             f"{self._path}: the log continues with signing key {wanted} (event {last.seq}), "
             f"but this process holds key {held}; finish the rotation with "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TextIO
 
 import structlog
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from kruispunt import signing
 from kruispunt.audit.codec import ExportFormat, dump_csv, dump_jsonl
 from kruispunt.audit.event import (
     GENESIS_HASH,
@@ -46,11 +48,15 @@ class ChainedLog(abc.ABC):
     #: `details` keys each event must carry for the cross-check (per store).
     required_details: Mapping[str, Mapping[str, type]] = {}
 
-    def __init__(self, signing_key: Ed25519PrivateKey, now: Clock | None) -> None:
+    def __init__(
+        self, signing_key: Ed25519PrivateKey, now: Clock | None, key_path: Path | None = None
+    ) -> None:
         if not isinstance(signing_key, Ed25519PrivateKey):
             raise TypeError("the audit signing key must be an Ed25519 private key")
         self._key = signing_key
         self._now: Clock = now or utc_now
+        #: The key file a rotation elsewhere rewrites (`follow_key` reads it); None: none.
+        self._key_path = key_path
         self._observers: list[Callable[[AuditEvent], None]] = []
 
     def add_observer(self, observer: Callable[[AuditEvent], None]) -> None:
@@ -110,6 +116,18 @@ class ChainedLog(abc.ABC):
             except Exception:
                 log.exception("audit observer failed", audit_event=sealed.event)
         return sealed
+
+    def follow_key(self, wanted: str) -> bool:
+        """Whether this log signs with the key of id `wanted` now: it already does, or the
+        key file holds that key after a rotation in another process, and it is adopted."""
+        if signing.key_id(self.public_key) == wanted:
+            return True
+        if self._key_path is not None:
+            key = signing.load_signing_key(self._key_path)
+            if signing.key_id(key.public_key()) == wanted:
+                self.adopt_key(key)
+                return True
+        return False
 
     def adopt_key(self, key: Ed25519PrivateKey) -> None:
         """Sign from now on with `key`: the one a handover made elsewhere named (the store
