@@ -10,5 +10,6 @@ __all__ = ["plural"]
 
 
 def plural(count: int, noun: str, many: str | None = None) -> str:
-    """``1 partner``, ``2 partners``: the count with the noun in the right number."""
-    return f"{count} {noun if count == 1 else (many or noun + 's')}"
+    """``1 partner``, ``2 partners``, ``12,500 records``: the count (thousands grouped) with
+    the noun in the right number."""
+    return f"{count:,} {noun if count == 1 else (many or noun + 's')}"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from kruispunt.cli import Output
 from kruispunt.roster_text import roster_data, roster_lines
+from kruispunt.wording import plural
 
 if TYPE_CHECKING:
     from kruispunt import pki
@@ -190,7 +191,7 @@ def _print_report(report: InputReport, exclusions: Path | None, out: TextIO) -> 
         for line, reason in report.exclusion_problems:
             print(f"  line {line}: {reason}", file=out)
     if report.usable:
-        print(f"usable: {report.valid:,} records can take part in a round", file=out)
+        print(f"usable: {plural(report.valid, 'record')} can take part in a round", file=out)
     else:
         print("not usable: no valid records", file=out)
 
