@@ -563,17 +563,23 @@ class RoundManager:
         """
         if not is_round_id(round_id):
             return False  # never used as a file name, never logged
-        rnd = self._drop(round_id)
+        seen = True
+        with self._lock:
+            rnd = self._rounds.pop(round_id, None)
+            if rnd is None:
+                # Perhaps its Propose has not finished here yet: it must not start it
+                # then. Claimed in the same hold of the lock as the look, or a Propose
+                # finishing in between would start the round after all.
+                self._aborted.add(round_id)
+                seen = round_id in self._seen
+        if rnd is not None:
+            rnd.wipe_state()
         removed = discard_staged(self.config.results_dir, round_id)
         if rnd is None and not removed:
             if published_results(self.config.results_dir, round_id):
                 raise AttackRefused(
                     "the round's results are committed; an abort cannot remove them"
                 )
-            # Perhaps its Propose has not finished here yet: it must not start it then.
-            with self._lock:
-                self._aborted.add(round_id)
-                seen = round_id in self._seen
             if not seen:
                 self._remember(round_id)
             return False
