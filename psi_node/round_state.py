@@ -117,9 +117,15 @@ class RoundContext(Protocol):
     agreement_key: X25519PrivateKey
 
     def get_round(
-        self, round_id: str, *, mode: str | None = None, phases: Iterable[str] | None = None
+        self,
+        round_id: str,
+        *,
+        mode: str | None = None,
+        phases: Iterable[str] | None = None,
+        then: str | None = None,
     ) -> NodeRound:
-        """The round in flight, checked to be of `mode` and in one of `phases` (if given)."""
+        """The round in flight, checked to be of `mode` and in one of `phases` (if given),
+        and moved to phase `then` (if given) at once."""
         ...
 
     def audit_event(

@@ -127,20 +127,29 @@ class RoundManager:
             os.fsync(fh.fileno())
 
     def get_round(
-        self, round_id: str, *, mode: str | None = None, phases: Iterable[str] | None = None
+        self,
+        round_id: str,
+        *,
+        mode: str | None = None,
+        phases: Iterable[str] | None = None,
+        then: str | None = None,
     ) -> NodeRound:
-        """The round in flight, checked to be of `mode` and in one of `phases` (if given).
+        """The round in flight, checked to be of `mode` and in one of `phases` (if given),
+        and moved to phase `then` (if given) in the same hold of the lock: of two calls
+        racing for that step, one gets it.
 
         Does not count as activity: each mode marks the steps that make progress.
         """
         with self._lock:
             rnd = self._rounds.get(round_id)
-        if rnd is None:
-            raise UnknownRound("no such round in flight at this node")
-        if mode is not None and rnd.verified.purpose.mode != mode:
-            raise ProtocolError(f"this call belongs to a {mode} round; this round is not one")
-        if phases is not None:
-            require_phase(rnd, phases)
+            if rnd is None:
+                raise UnknownRound("no such round in flight at this node")
+            if mode is not None and rnd.verified.purpose.mode != mode:
+                raise ProtocolError(f"this call belongs to a {mode} round; this round is not one")
+            if phases is not None:
+                require_phase(rnd, phases)
+            if then is not None:
+                rnd.phase = then
         # Not activity by itself: only a step that makes progress keeps a round from
         # expiring, or a coordinator could keep keys alive with requests the node refuses.
         return rnd
@@ -506,9 +515,9 @@ class RoundManager:
         """Network phase 4: every partner's commitment in, tags and salts out (`network.reveal`)."""
         return self.metrics.timed("reveal", network.reveal(self, round_id, roots))
 
-    def deliver(self, results: node_pb2.RoundResults) -> node_pb2.DeliveryReceipt:
-        """Network results: stage what the coordinator found (`network.deliver`)."""
-        return network.deliver(self, results)
+    def deliver(self, parts: Iterator[node_pb2.RoundResults]) -> node_pb2.DeliveryReceipt:
+        """Network results, in parts: stage what the coordinator found (`network.deliver`)."""
+        return network.deliver(self, parts)
 
     def bilateral_request(self, round_id: str) -> node_pb2.BilateralPayload:
         """Two-party step 1, at the client (`bilateral.request`)."""

@@ -176,9 +176,21 @@ class NodeServicer(node_pb2_grpc.PsiNodeServicer):
         return self._stream("Reveal", lambda: request.round_id, batches())
 
     def Deliver(  # noqa: N802
-        self, request: node_pb2.RoundResults, context: grpc.ServicerContext
+        self, request_iterator: Iterator[node_pb2.RoundResults], context: grpc.ServicerContext
     ) -> node_pb2.DeliveryReceipt:
-        return self._call("Deliver", request.round_id, lambda: self.rounds.deliver(request))
+        seen: list[str] = []
+
+        def parts() -> Iterator[node_pb2.RoundResults]:
+            for part in request_iterator:
+                if not seen:
+                    seen.append(part.round_id)
+                yield part
+
+        try:
+            return self.rounds.deliver(parts())
+        except _REJECTIONS as exc:
+            self.rounds.record_rejection("Deliver", seen[0] if seen else "", exc)
+            raise
 
     def Commit(  # noqa: N802
         self, request: common_pb2.RoundRef, context: grpc.ServicerContext

@@ -43,7 +43,16 @@ from kruispunt.purpose import Purpose
 from kruispunt.rpc import PeerError, translated
 from kruispunt.v1 import common_pb2, node_pb2
 
-__all__ = ["created_details", "run"]
+__all__ = ["PART_BYTES", "created_details", "result_parts", "run"]
+
+#: About how many bytes of results one Deliver part carries. The message limit
+#: (`kruispunt.transport.MAX_MESSAGE_BYTES`) holds 16 times more, but a node checks each
+#: part and drops its proofs as it comes, so a small part keeps both ends' memory low; under
+#: `partners` disclosure a record with 33 co-holders takes about 24 KB.
+PART_BYTES = 1 << 20
+#: A flagged record's index and mask, and a proof's position and partner, at most (varints).
+_RECORD_BYTES = 24
+_PROOF_OVERHEAD = 48
 
 
 def created_details(purpose: Purpose) -> dict[str, object]:
@@ -187,16 +196,15 @@ def _deliver(context: RoundContext, state: RoundState, result: TallyResult) -> N
     partners_disclosed = state.purpose.disclosure == "partners"
 
     def deliver(pid: str, peer: Peer) -> node_pb2.DeliveryReceipt:
-        msg = node_pb2.RoundResults(
-            round_id=state.round_id,
-            flagged_indices=result.flagged[pid],
-            holder_masks=result.masks[pid] if partners_disclosed else [],
-            set_sizes=state.set_sizes,
-            flagged_count=len(result.flagged[pid]),
+        parts = result_parts(
+            state.round_id,
+            state.set_sizes,
+            result.flagged[pid],
+            result.masks[pid] if partners_disclosed else None,
+            state.evidence[pid] if partners_disclosed else [],
+            budget=PART_BYTES,
         )
-        if partners_disclosed:
-            msg.proofs.extend(state.evidence[pid])
-        receipt = peer.stub.Deliver(msg, timeout=timeout)
+        receipt = peer.stub.Deliver(parts, timeout=timeout)
         state.staged.add(pid)
         return receipt  # type: ignore[no-any-return]
 
@@ -212,6 +220,42 @@ def _deliver(context: RoundContext, state: RoundState, result: TallyResult) -> N
     state.evidence.clear()
     state.phases["deliver"] = time.monotonic() - t0
     context.report(state, "deliver", "results written at every partner")
+
+
+def result_parts(
+    round_id: str,
+    set_sizes: dict[str, int],
+    flagged: list[int],
+    masks: list[int] | None,
+    proofs: list[node_pb2.CoholderProof],
+    *,
+    budget: int = PART_BYTES,
+) -> Iterator[node_pb2.RoundResults]:
+    """One partner's results as Deliver parts of about `budget` bytes each, in order.
+
+    The first part carries the set sizes and the count (and is sent even with nothing
+    flagged); a record's co-holder proofs travel in the part of the record. `proofs`
+    are ordered by the flagged record they prove (as `_coholder_evidence` makes them).
+    """
+    part = node_pb2.RoundResults(round_id=round_id, set_sizes=set_sizes, flagged_count=len(flagged))
+    size = 0
+    at = 0  # the next proof
+    for k, index in enumerate(flagged):
+        record: list[node_pb2.CoholderProof] = []
+        while at < len(proofs) and proofs[at].flagged == k:
+            record.append(proofs[at])
+            at += 1
+        cost = _RECORD_BYTES + sum(len(p.proof) + _PROOF_OVERHEAD for p in record)
+        if size and size + cost > budget:
+            yield part
+            part = node_pb2.RoundResults(round_id=round_id)
+            size = 0
+        part.flagged_indices.append(index)
+        if masks is not None:
+            part.holder_masks.append(masks[k])
+        part.proofs.extend(record)
+        size += cost
+    yield part
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ class CoholderProof(google.protobuf.message.Message):
     PARTNER_FIELD_NUMBER: builtins.int
     PROOF_FIELD_NUMBER: builtins.int
     flagged: builtins.int
-    """position in RoundResults.flagged_indices"""
+    """position among the flagged records, across all parts"""
     partner: builtins.str
     """the co-holder"""
     proof: builtins.bytes
@@ -99,6 +99,10 @@ global___RevealRequest = RevealRequest
 
 @typing.final
 class RoundResults(google.protobuf.message.Message):
+    """One part of a node's results (Deliver streams them); set_sizes and flagged_count are
+    carried by the first part only.
+    """
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     @typing.final
@@ -125,6 +129,7 @@ class RoundResults(google.protobuf.message.Message):
     PROOFS_FIELD_NUMBER: builtins.int
     round_id: builtins.str
     flagged_count: builtins.int
+    """flagged records in all parts together"""
     @property
     def flagged_indices(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]:
         """indices into this node's own record order"""

@@ -60,7 +60,7 @@ class PsiNodeStub(object):
                 request_serializer=kruispunt_dot_v1_dot_node__pb2.RevealRequest.SerializeToString,
                 response_deserializer=kruispunt_dot_v1_dot_common__pb2.TagBatch.FromString,
                 _registered_method=True)
-        self.Deliver = channel.unary_unary(
+        self.Deliver = channel.stream_unary(
                 '/kruispunt.v1.PsiNode/Deliver',
                 request_serializer=kruispunt_dot_v1_dot_node__pb2.RoundResults.SerializeToString,
                 response_deserializer=kruispunt_dot_v1_dot_node__pb2.DeliveryReceipt.FromString,
@@ -143,8 +143,10 @@ class PsiNodeServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Deliver(self, request, context):
-        """Stage this node's results; nothing is visible until Commit.
+    def Deliver(self, request_iterator, context):
+        """Stage this node's results; nothing is visible until Commit. They come in parts, each
+        well under the message limit: the first carries the set sizes and the total count,
+        every part the next flagged records with their masks and co-holder proofs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -229,7 +231,7 @@ def add_PsiNodeServicer_to_server(servicer, server):
                     request_deserializer=kruispunt_dot_v1_dot_node__pb2.RevealRequest.FromString,
                     response_serializer=kruispunt_dot_v1_dot_common__pb2.TagBatch.SerializeToString,
             ),
-            'Deliver': grpc.unary_unary_rpc_method_handler(
+            'Deliver': grpc.stream_unary_rpc_method_handler(
                     servicer.Deliver,
                     request_deserializer=kruispunt_dot_v1_dot_node__pb2.RoundResults.FromString,
                     response_serializer=kruispunt_dot_v1_dot_node__pb2.DeliveryReceipt.SerializeToString,
@@ -416,7 +418,7 @@ class PsiNode(object):
             _registered_method=True)
 
     @staticmethod
-    def Deliver(request,
+    def Deliver(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -426,8 +428,8 @@ class PsiNode(object):
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_unary(
+            request_iterator,
             target,
             '/kruispunt.v1.PsiNode/Deliver',
             kruispunt_dot_v1_dot_node__pb2.RoundResults.SerializeToString,

@@ -46,6 +46,7 @@ from kruispunt.errors import (
     KruispuntError,
     ProtocolError,
     ResourceLimit,
+    UnknownRound,
 )
 from kruispunt.manifest import VerifiedManifest, verify_consent
 from kruispunt.roster import Roster
@@ -53,7 +54,7 @@ from kruispunt.tagkey import TagKeyContribution, derive_tag_key, key_check, open
 from kruispunt.v1 import common_pb2, node_pb2
 from psi_node import oprf
 from psi_node.oprf import RoundKey
-from psi_node.results import retention_deadline, stage_results
+from psi_node.results import StagedResult, discard_staged, retention_deadline, stage_results
 from psi_node.round_state import CONSENTED, STAGED, NodeRound, RoundContext, RoundMode
 
 log = structlog.get_logger("psi_node.modes.network")
@@ -62,6 +63,7 @@ log = structlog.get_logger("psi_node.modes.network")
 BLINDED: Final = "blinded"
 FINALIZED: Final = "finalized"  # tags made and committed to; none revealed yet
 REVEALED: Final = "revealed"  # every partner's commitment received; tags sent
+DELIVERING: Final = "delivering"  # results arriving in parts; nothing staged yet
 
 #: (offset, points, chain): a chunk of a stream; the last carries the signed statements.
 Chunk = tuple[int, bytes, bytes]
@@ -360,28 +362,79 @@ def reveal(
     log.info("tags revealed", round_id=round_id, tags=len(state.tags) // wire.TAG_BYTES)
 
 
-def deliver(rounds: RoundContext, results: node_pb2.RoundResults) -> node_pb2.DeliveryReceipt:
-    """Stage this node's results, once they hold against what the partners signed."""
-    rnd = rounds.get_round(results.round_id, mode=MODE.name, phases=(REVEALED,))
-    state = _state(rnd)
-    size = len(rnd.inputs.records)
+def deliver(
+    rounds: RoundContext, parts: Iterator[node_pb2.RoundResults]
+) -> node_pb2.DeliveryReceipt:
+    """Stage this node's results, once they hold against what the partners signed.
+
+    They come in parts (`RoundResults`, each well under the message limit): the first
+    names the round, the set sizes and the total count, every part the next flagged
+    records. Each part is checked as it arrives -- under `partners` disclosure each
+    co-holder proof against the root that co-holder signed before any tag was revealed --
+    and its proofs are dropped; nothing is staged before the last part. One delivery at a
+    time: the round is `DELIVERING` until it is staged, and back to `REVEALED` if a part
+    is refused without the round being dropped.
+    """
+    first = next(parts, None)
+    if first is None:
+        raise ProtocolError("empty deliver stream")
+    round_id = first.round_id
+    rnd = rounds.get_round(round_id, mode=MODE.name, phases=(REVEALED,), then=DELIVERING)
+    try:
+        state = _state(rnd)
+        if dict(first.set_sizes) != state.sizes:
+            raise AttackRefused("set sizes differ from the partners' signed consents")
+        taken = _Delivery(rnd, state, rounds.config.partner_id, first.flagged_count)
+        taken.add(first)
+        for part in parts:
+            if part.round_id != round_id:
+                raise ProtocolError("a deliver stream carries one round only")
+            if part.set_sizes or part.flagged_count:
+                raise ProtocolError("only the first part carries the set sizes and the count")
+            rounds.get_round(round_id)  # still in flight: not aborted meanwhile
+            taken.add(part)
+        indices, coholders = taken.finish()
+        staged = _stage(rounds, rnd, state, first, indices, coholders)
+    except BaseException:
+        if rnd.phase == DELIVERING:
+            rnd.phase = REVEALED
+        raise
+    state.tags = b""
+    rnd.staged = staged
+    rnd.phase = STAGED
+    rnd.last_activity = time.monotonic()
+    try:
+        rounds.get_round(round_id)
+    except UnknownRound:
+        # Aborted while this node was staging: the abort's removal may have come first.
+        discard_staged(rounds.config.results_dir, round_id)
+        raise
+    rounds.audit_event(
+        "results.received",
+        rnd,
+        "C",
+        flagged_count=len(indices),
+        set_sizes=dict(first.set_sizes),
+    )
+    return node_pb2.DeliveryReceipt(
+        round_id=rnd.round_id,
+        flagged_count=len(indices),
+        result_path=str(staged.final_csv),
+        result_sha256=staged.sha256,
+        node_audit_head=rounds.audit_head(),
+    )
+
+
+def _stage(
+    rounds: RoundContext,
+    rnd: NodeRound,
+    state: NetworkState,
+    first: node_pb2.RoundResults,
+    indices: list[int],
+    coholders: list[list[str]] | None,
+) -> StagedResult:
+    """Write the flagged records, in the export's own row order, as staged results."""
     purpose = rnd.verified.purpose
-    indices = list(results.flagged_indices)
-    if any(i >= size for i in indices) or len(set(indices)) != len(indices):
-        raise ProtocolError("flagged indices do not fit this node's set")
-    if results.flagged_count != len(indices):
-        raise ProtocolError("flagged count does not match the indices")
-    if dict(results.set_sizes) != state.sizes:
-        raise AttackRefused("set sizes differ from the partners' signed consents")
-    me = rounds.config.partner_id
-    coholders: list[list[str]] | None = None
-    if purpose.disclosure == "partners":
-        masks = list(results.holder_masks)
-        if len(masks) != len(indices):
-            raise ProtocolError("holder masks do not match the flagged indices")
-        coholders = _checked_coholders(rnd, state, me, indices, masks, results)
-    elif results.holder_masks:
-        raise ProtocolError("holder masks sent for a purpose that discloses counts only")
     now = rounds.now()
     values = rnd.inputs.values
     # Back to export order: the result file lists rows as the partner's export does.
@@ -389,7 +442,7 @@ def deliver(rounds: RoundContext, results: node_pb2.RoundResults) -> node_pb2.De
     row_values = [values[state.order[indices[k]]] for k in ranked]
     if coholders is not None:
         coholders = [coholders[k] for k in ranked]
-    staged = stage_results(
+    return stage_results(
         rounds.config.results_dir,
         rnd.round_id,
         columns=rnd.inputs.columns,
@@ -402,29 +455,54 @@ def deliver(rounds: RoundContext, results: node_pb2.RoundResults) -> node_pb2.De
             "threshold": purpose.threshold,
             "disclosure": purpose.disclosure,
             "flagged_count": len(indices),
-            "set_sizes": dict(sorted(results.set_sizes.items())),
+            "set_sizes": dict(sorted(first.set_sizes.items())),
             "written_at": now.isoformat(),
             "delete_after": retention_deadline(now, purpose.result_retention_days).isoformat(),
         },
     )
-    state.tags = b""
-    rnd.staged = staged
-    rnd.phase = STAGED
-    rnd.last_activity = time.monotonic()
-    rounds.audit_event(
-        "results.received",
-        rnd,
-        "C",
-        flagged_count=len(indices),
-        set_sizes=dict(results.set_sizes),
-    )
-    return node_pb2.DeliveryReceipt(
-        round_id=rnd.round_id,
-        flagged_count=len(indices),
-        result_path=str(staged.final_csv),
-        result_sha256=staged.sha256,
-        node_audit_head=rounds.audit_head(),
-    )
+
+
+class _Delivery:
+    """The parts of one delivery as they arrive: each checked, only what is staged kept."""
+
+    def __init__(self, rnd: NodeRound, state: NetworkState, me: str, count: int) -> None:
+        self.rnd = rnd
+        self.state = state
+        self.me = me
+        self.count = count
+        self.size = len(rnd.inputs.records)
+        if count > self.size:
+            raise ProtocolError("more flagged records than this node's set holds")
+        self.partners_disclosed = rnd.verified.purpose.disclosure == "partners"
+        self.indices: list[int] = []
+        self.coholders: list[list[str]] = []
+        self._flagged = bytearray(self.size)
+
+    def add(self, part: node_pb2.RoundResults) -> None:
+        indices = list(part.flagged_indices)
+        if len(self.indices) + len(indices) > self.count:
+            raise ProtocolError("the parts carry more flagged indices than the count")
+        for i in indices:
+            if i >= self.size or self._flagged[i]:
+                raise ProtocolError("flagged indices do not fit this node's set")
+            self._flagged[i] = 1
+        if self.partners_disclosed:
+            masks = list(part.holder_masks)
+            if len(masks) != len(indices):
+                raise ProtocolError("holder masks do not match the flagged indices")
+            self.coholders.extend(
+                _checked_coholders(
+                    self.rnd, self.state, self.me, len(self.indices), indices, masks, part.proofs
+                )
+            )
+        elif part.holder_masks or part.proofs:
+            raise ProtocolError("co-holders sent for a purpose that discloses counts only")
+        self.indices.extend(indices)
+
+    def finish(self) -> tuple[list[int], list[list[str]] | None]:
+        if len(self.indices) != self.count:
+            raise ProtocolError("flagged count does not match the indices")
+        return self.indices, self.coholders if self.partners_disclosed else None
 
 
 # -- checks against the roster ---------------------------------------------------------
@@ -569,20 +647,25 @@ def _checked_coholders(
     rnd: NodeRound,
     state: NetworkState,
     me: str,
+    start: int,
     indices: list[int],
     masks: list[int],
-    results: node_pb2.RoundResults,
+    proofs: Iterable[node_pb2.CoholderProof],
 ) -> list[list[str]]:
-    """Co-holders per flagged record, each backed by an inclusion proof in the commitment
-    that co-holder made before any tag was revealed (as this node received it)."""
+    """Co-holders per flagged record of one part (its first is the `start`-th flagged
+    record), each backed by an inclusion proof in the commitment that co-holder made
+    before any tag was revealed (as this node received it)."""
     partners = rnd.verified.partners
     mine = 1 << partners.index(me)
     roots = state.roots
     proven: dict[tuple[int, str], InclusionProof] = {}
-    for item in results.proofs:
-        if item.flagged >= len(indices) or (item.flagged, item.partner) in proven:
-            raise AttackRefused("a co-holder proof names no flagged record, or one twice")
-        proven[(item.flagged, item.partner)] = InclusionProof.decode(item.proof)
+    for item in proofs:
+        k = item.flagged - start
+        if not 0 <= k < len(indices) or (k, item.partner) in proven:
+            raise AttackRefused(
+                "a co-holder proof names no flagged record of its part, or one twice"
+            )
+        proven[(k, item.partner)] = InclusionProof.decode(item.proof)
     out = []
     for k, (index, mask) in enumerate(zip(indices, masks, strict=True)):
         if mask >> len(partners):

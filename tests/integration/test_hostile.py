@@ -195,7 +195,9 @@ class TestOtherMethods:
         channel, stub = node_stub(net, "gemeente")
         with pytest.raises(grpc.RpcError) as err:
             stub.Deliver(
-                node_pb2.RoundResults(round_id=round_id, flagged_indices=[0], flagged_count=1),
+                iter(
+                    [node_pb2.RoundResults(round_id=round_id, flagged_indices=[0], flagged_count=1)]
+                ),
                 timeout=20,
             )
         channel.close()
@@ -348,12 +350,15 @@ class TestFuzz:
     )
     @given(
         stream=st.lists(batch_strategy, max_size=4),
-        results=st.builds(
-            node_pb2.RoundResults,
-            round_id=st.text(max_size=30),
-            flagged_indices=st.lists(st.integers(0, 2**64 - 1), max_size=5),
-            holder_masks=st.lists(st.integers(0, 2**64 - 1), max_size=5),
-            flagged_count=st.integers(0, 2**64 - 1),
+        results=st.lists(
+            st.builds(
+                node_pb2.RoundResults,
+                round_id=st.text(max_size=30),
+                flagged_indices=st.lists(st.integers(0, 2**64 - 1), max_size=5),
+                holder_masks=st.lists(st.integers(0, 2**64 - 1), max_size=5),
+                flagged_count=st.integers(0, 2**64 - 1),
+            ),
+            max_size=3,
         ),
         use_open_round=st.booleans(),
     )
@@ -379,7 +384,7 @@ class TestFuzz:
             with contextlib.suppress(allowed):
                 list(method(iter(stream), FakeContext()))
         with contextlib.suppress(allowed):
-            servicer.Deliver(results, FakeContext())
+            servicer.Deliver(iter(results), FakeContext())
         for rid in net.nodes["gemeente"].rounds.rounds_in_flight():
             net.nodes["gemeente"].rounds.abort(rid, "fuzz example over")
 

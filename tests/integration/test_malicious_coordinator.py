@@ -366,7 +366,7 @@ class TestCheckableResults:
         return node_pb2.RoundResults(round_id=rnd.round_id, set_sizes=set_sizes, **fields)
 
     def deliver(self, mallory, rnd, **fields):
-        return mallory.stub("gemeente").Deliver(self.results(rnd, **fields), timeout=20)
+        return mallory.stub("gemeente").Deliver(iter([self.results(rnd, **fields)]), timeout=20)
 
     def test_everyone_flagged_without_her_own_bit_is_refused(self, net, mallory):
         """Masks lacking the node's own bit (a co-holder list invented for each client)."""

@@ -80,7 +80,7 @@ class TestFindings:
                 node_pb2.CoholderProof(flagged=0, partner=COLLUDER, proof=tree.proof(0).encode())
             ],
         )
-        refused(net, VICTIM, lambda: mallory.stub(VICTIM).Deliver(msg, timeout=20))
+        refused(net, VICTIM, lambda: mallory.stub(VICTIM).Deliver(iter([msg]), timeout=20))
 
     def test_honest_partners_agree_on_the_tag_key_or_refuse(self, net, mallory):
         """The colluder re-signs its consent with another secret sealed to woonbron. Either some
@@ -123,7 +123,7 @@ class TestFindings:
             round_id=rnd.round_id, set_sizes=consented_sizes(rnd), flagged_count=1
         )
         with pytest.raises(grpc.RpcError) as err:
-            mallory.stub(VICTIM).Deliver(bad, timeout=20)
+            mallory.stub(VICTIM).Deliver(iter([bad]), timeout=20)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
         rounds.expire_idle()
         assert rnd.round_id not in rounds.rounds_in_flight()
@@ -157,7 +157,7 @@ class TestFindings:
                 )
             ],
         )
-        refused(net, VICTIM, lambda: mallory.stub(VICTIM).Deliver(msg, timeout=20))
+        refused(net, VICTIM, lambda: mallory.stub(VICTIM).Deliver(iter([msg]), timeout=20))
 
 
 class TestControls:
@@ -255,7 +255,7 @@ class TestCoholderEvidence:
                 node_pb2.CoholderProof(flagged=0, partner="woonbron", proof=tree.proof(0).encode())
             ],
         )
-        err = refused(net, VICTIM, lambda: mallory.stub(VICTIM).Deliver(msg, timeout=20))
+        err = refused(net, VICTIM, lambda: mallory.stub(VICTIM).Deliver(iter([msg]), timeout=20))
         assert "the proof that woonbron holds a record fails" in err.details()
 
     def test_a_co_holders_root_from_another_round_is_refused(self, net, mallory):
@@ -374,7 +374,7 @@ class TestResultDigest:
             masks=[mask(rnd, *holders)],
             proofs=proofs,
         )
-        receipt = mallory.stub(VICTIM).Deliver(msg, timeout=20)
+        receipt = mallory.stub(VICTIM).Deliver(iter([msg]), timeout=20)
         mallory.stub(VICTIM).Abort(node_pb2.AbortRequest(round_id=rnd.round_id, reason="x"))
         named = " ".join(p for p in rnd.partners if p in holders and p != VICTIM)
         found = invert_result_digest(
@@ -398,7 +398,7 @@ class TestResultDigest:
                 flagged_indices=[index],
                 flagged_count=1,
             )
-            receipt = attacker.stub(VICTIM).Deliver(msg, timeout=20)
+            receipt = attacker.stub(VICTIM).Deliver(iter([msg]), timeout=20)
             found = invert_result_digest(receipt.result_sha256, ["bsn"], None, raw_cells(n))
             assert found is None
         finally:

@@ -68,6 +68,32 @@ def results(
     return msg
 
 
+def honest_results(
+    rnd: OpenRound, tags: dict[str, tuple[bytes, bytes, bytes]], pid: str, threshold: int = 2
+) -> tuple[list[int], list[int], list[node_pb2.CoholderProof]]:
+    """What an honest coordinator delivers to `pid` under `partners` disclosure: its
+    records held by at least `threshold` partners, their masks, and a genuine inclusion
+    proof per co-holder (ordered by flagged record, as the coordinator orders them)."""
+    trees = {p: Commitment.with_salts(got[0], got[1]) for p, got in tags.items()}
+    position = {p: {t: i for i, t in enumerate(split_tags(got[0]))} for p, got in tags.items()}
+    flagged: list[int] = []
+    masks: list[int] = []
+    proofs: list[node_pb2.CoholderProof] = []
+    for index, tag in enumerate(split_tags(tags[pid][0])):
+        holders = [p for p in rnd.partners if tag in position[p]]
+        if len(holders) < threshold:
+            continue
+        for holder in holders:
+            if holder != pid:
+                proof = trees[holder].proof(position[holder][tag]).encode()
+                proofs.append(
+                    node_pb2.CoholderProof(flagged=len(flagged), partner=holder, proof=proof)
+                )
+        flagged.append(index)
+        masks.append(mask(rnd, *holders))
+    return flagged, masks, proofs
+
+
 def colluder_commitment(
     rnd: OpenRound, colluder: str, key: Ed25519PrivateKey, tags: list[bytes]
 ) -> tuple[Commitment, bytes]:
