@@ -102,20 +102,15 @@ def rotate_audit_key(
     if _next_path(config).exists():
         return _finish_interrupted(config)
     previous = signing.load_signing_key(config.audit_key).public_key()
-    new_key = signing.generate_signing_key()
-    pki.write_private_key(_next_path(config), new_key)
     audit = open_audit(config)
     try:
-        handover = audit.rotate_key(
-            new_key,
+        new_key, handover = audit.rotate_to_fresh_key(
+            _next_path(config),
             actor=actor,
             on_behalf_of=config.network,
             access_point="cli",
             reason=safe_reason(reason),
         )
-    except BaseException:
-        _next_path(config).unlink(missing_ok=True)  # nothing recorded: nothing to finish
-        raise
     finally:
         audit.close()
     retired = _put_in_place(config, previous, new_key.public_key())

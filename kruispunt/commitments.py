@@ -200,21 +200,24 @@ class InclusionProof:
 
 
 class Commitment:
-    """A node's salted Merkle commitment to its tag list, kept to answer inclusion proofs.
+    """A salted Merkle commitment to a tag list: its root, and the tree for inclusion proofs.
 
-    Holds the salts and every level of the tree (about 64 bytes per tag in all), not the
-    tags. Build it with `Commitment.build`.
+    Holds the salts and, unless built with `proofs=False`, every level of the tree, each
+    level packed into one bytes object (32 bytes per node, about 64 bytes per tag in all);
+    never the tags. Build it with `Commitment.build` (a node: it needs only the root and the
+    salts) or `Commitment.with_salts` (the coordinator: it answers the proofs).
     """
 
-    def __init__(self, salts: bytes, levels: list[list[bytes]]) -> None:
+    def __init__(self, salts: bytes, count: int, top: bytes, levels: list[bytes]) -> None:
         self._salts = salts
+        self._count = count
         self._levels = levels
-        top = levels[-1][0] if levels[0] else bytes(DIGEST_BYTES)
-        self._root = _sized(len(levels[0]), top)
+        self._root = _sized(count, top)
 
     @classmethod
     def with_salts(cls, tags_packed: bytes, salts: bytes) -> Commitment:
-        """The commitment a node built over `tags_packed` with these salts (the relay's copy).
+        """The commitment a node built over `tags_packed` with these salts (the relay's copy,
+        which answers inclusion proofs).
 
         ValueError if there is not exactly one 16-byte salt per tag.
         """
@@ -223,10 +226,18 @@ class Commitment:
         return cls.build(tags_packed, rng=lambda _n: bytes(salts))
 
     @classmethod
-    def build(cls, tags_packed: bytes, rng: Callable[[int], bytes] = os.urandom) -> Commitment:
+    def build(
+        cls,
+        tags_packed: bytes,
+        rng: Callable[[int], bytes] = os.urandom,
+        *,
+        proofs: bool = True,
+    ) -> Commitment:
         """Commit to `tags_packed` (16-byte tags end to end) in their order, salting each leaf.
 
-        `rng(n)` must return n random bytes; it is called once, for all the salts.
+        `rng(n)` must return n random bytes; it is called once, for all the salts. With
+        `proofs=False` each level is dropped once the next is made: the root and salts
+        remain, `proof` is refused, and a million tags take 16 MB instead of 80.
         ValueError if the tags are not whole or more than MAX_LEAVES.
         """
         if not isinstance(tags_packed, bytes):
@@ -241,29 +252,33 @@ class Commitment:
             raise ValueError(f"rng must return exactly {count * SALT_BYTES} bytes")
         sha256 = hashlib.sha256
         leaf_label, node_label = _LEAF, _NODE
-        # Comprehensions with local names: this loop is the whole cost (about 2 hashes a tag).
-        level = [
+        width = DIGEST_BYTES
+        # Generators with local names: this loop is the whole cost (about 2 hashes a tag).
+        level = b"".join(
             sha256(
                 leaf_label + salts[at : at + SALT_BYTES] + tags_packed[at : at + TAG_BYTES]
             ).digest()
             for at in range(0, len(tags_packed), TAG_BYTES)
-        ]
+        )
         levels = [level]
-        while len(level) > 1:
-            pairs = len(level) - 1
-            upper = [
-                sha256(node_label + level[i] + level[i + 1]).digest() for i in range(0, pairs, 2)
-            ]
-            if len(level) % 2:
-                upper.append(level[-1])
-            levels.append(upper)
+        while len(level) > width:
+            pairs = len(level) - width
+            upper = b"".join(
+                sha256(node_label + level[i : i + 2 * width]).digest()
+                for i in range(0, pairs, 2 * width)
+            )
+            if len(level) // width % 2:
+                upper += level[-width:]
             level = upper
-        return cls(salts, levels)
+            if proofs:
+                levels.append(upper)
+        top = level if count else bytes(DIGEST_BYTES)
+        return cls(salts, count, top, levels if proofs else [])
 
     @property
     def count(self) -> int:
         """How many tags this commits to."""
-        return len(self._levels[0])
+        return self._count
 
     @property
     def root(self) -> bytes:
@@ -276,17 +291,21 @@ class Commitment:
         return self._salts
 
     def proof(self, index: int) -> InclusionProof:
-        """The inclusion proof of the tag at `index`; ValueError if out of range."""
+        """The inclusion proof of the tag at `index`; ValueError if out of range, or if the
+        tree was not kept (`build(proofs=False)`)."""
         count = self.count
         if isinstance(index, bool) or not isinstance(index, int):
             raise TypeError(f"index must be an int, not {type(index).__name__}")
         if not 0 <= index < count:
             raise ValueError(f"index {index} is outside 0..{count - 1}")
+        if not self._levels:
+            raise ValueError("this commitment was built without its tree (proofs=False)")
+        width = DIGEST_BYTES
         siblings = []
         at = index
         for level in self._levels[:-1]:
-            if at ^ 1 < len(level):
-                siblings.append(level[at ^ 1])
+            if (at ^ 1) * width < len(level):
+                siblings.append(level[(at ^ 1) * width : (at ^ 1) * width + width])
             at >>= 1
         salt = self._salts[index * SALT_BYTES : (index + 1) * SALT_BYTES]
         return InclusionProof(index, salt, tuple(siblings))

@@ -171,19 +171,13 @@ def rotate_signing_key(config: NodeConfig, *, actor: str, reason: str = "") -> N
     _check_previous_retired(config, keys)
     audit = NodeAudit(config.audit_log, keys.current, key_path=config.signing_key)
     try:
-        new_key = signing.generate_signing_key()
-        pki.write_private_key(next_key_path(config), new_key)
-        try:
-            handover = audit.rotate_key(
-                new_key,
-                actor=actor,
-                on_behalf_of=config.partner_id,
-                access_point="cli",
-                reason=safe_reason(reason),
-            )
-        except BaseException:
-            next_key_path(config).unlink(missing_ok=True)  # nothing recorded: nothing to finish
-            raise
+        new_key, handover = audit.rotate_to_fresh_key(
+            next_key_path(config),
+            actor=actor,
+            on_behalf_of=config.partner_id,
+            access_point="cli",
+            reason=safe_reason(reason),
+        )
     finally:
         audit.close()
     # The roster names the current key (checked above): an older previous key is retired

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from kruispunt import signing
+from kruispunt import pki, signing
 from kruispunt.audit.codec import ExportFormat, dump_csv, dump_jsonl
 from kruispunt.audit.event import (
     GENESIS_HASH,
@@ -176,6 +176,34 @@ class ChainedLog(abc.ABC):
         sealed = self._append_sealed(build)
         self._key = new_key
         return sealed
+
+    def rotate_to_fresh_key(
+        self,
+        keep_at: Path,
+        *,
+        actor: str,
+        on_behalf_of: str,
+        access_point: str,
+        reason: str = "",
+    ) -> tuple[Ed25519PrivateKey, AuditEvent]:
+        """Make a new signing key, keep it at `keep_at` (a new file, mode 0600) and only
+        then hand the chain over to it (`rotate_key`): the chain never names a key that
+        is not on disk. If the handover is not recorded the file is removed again, so a
+        rotation cut short there leaves nothing to finish. Returns (key, handover)."""
+        new_key = signing.generate_signing_key()
+        pki.write_private_key(keep_at, new_key)
+        try:
+            handover = self.rotate_key(
+                new_key,
+                actor=actor,
+                on_behalf_of=on_behalf_of,
+                access_point=access_point,
+                reason=reason,
+            )
+        except BaseException:
+            keep_at.unlink(missing_ok=True)  # nothing recorded: nothing to finish
+            raise
+        return new_key, handover
 
     @abc.abstractmethod
     def events(self, round_id: str | None = None) -> list[AuditEvent]:

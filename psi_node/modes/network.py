@@ -291,7 +291,9 @@ def finalize(rounds: RoundContext, round_id: str, batches: Iterable[Received]) -
         raise
     state.key.wipe()  # the key's work is done; nothing later needs it
     state.tags = bytes(tags)
-    state.commitment = Commitment.build(state.tags)
+    tags.clear()  # this generator lives until its stream ends: free the copy now
+    # The coordinator answers the inclusion proofs: this node keeps only root and salts.
+    state.commitment = Commitment.build(state.tags, proofs=False)
     root = sign_root(
         rnd.signing_key,
         round_id=round_id,

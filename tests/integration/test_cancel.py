@@ -18,19 +18,11 @@ from psi_node import rounds as psi_node_rounds
 from psi_node.rounds import ABORTED_BEFORE
 from tests.support.mallory import Mallory, parse_consent
 from tests.support.network import TestNetwork, offline_ca_key
+from tests.support.waiting import wait_for
 
 PARTNERS = ["gemeente", "woonbron", "schuldhulp"]
 #: How fast a cancellation must end a hung round (the node would hang for far longer).
 PROMPT = 2.0
-
-
-def wait_for(predicate: Any, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 class Hang:

@@ -208,33 +208,14 @@ class TestExclusions:
         coordinator audits, stores and prints both (`round show`, its --json)."""
         from coordinator import present
         from kruispunt.v1 import common_pb2
-        from tests.support.synthetic import write_csv
+        from tests.support.network import with_objections_and_exclusions
 
-        net = network_factory(PARTNERS[:2], per_partner=30, overlaps={2: 6}, start=False)
-        node_dir = net.node_dirs["woonbron"]
-        write_csv(
-            node_dir / "input.csv",
-            net.data.rows["woonbron"],
-            "bsn",
-            objection_column="bezwaar",
+        net = with_objections_and_exclusions(
+            network_factory(PARTNERS[:2], per_partner=30, overlaps={2: 6}, start=False),
+            "woonbron",
             objected=range(4),
+            excluded=slice(10, 12),
         )
-        exclusion = node_dir / "exclusions.csv"
-        exclusion.write_text(
-            "bsn\n"
-            + "".join(cid.decode().split(":")[1] + "\n" for cid in net.data.ids["woonbron"][10:12])
-        )
-        text = (node_dir / "node.toml").read_text()
-        (node_dir / "node.toml").write_text(
-            text.replace(
-                'objection_column = "bezwaar"',
-                f'objection_column = "bezwaar"\nexclusion_file = "{exclusion}"',
-            )
-        )
-        for pid in net.partners:
-            net.start_node(pid)
-        net.start_coordinator()
-        net.add_purpose()
         done = net.run()
         assert done.state == "completed", done.reason
         stored = {c[0]: c for c in net.coordinator.store.consents(done.round_id)}

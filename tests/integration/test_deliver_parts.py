@@ -9,7 +9,6 @@ flagged record, stay under the message limit. The node checks each part as it co
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from psi_node.modes.network import DELIVERING, REVEALED
 from tests.integration.test_network_round import expected_ids, result_ids
 from tests.support.mallory import Mallory, OpenRound, refused
 from tests.support.red_team import consented_sizes, honest_results, run_to_tags
+from tests.support.waiting import wait_for
 
 PARTNERS = ["gemeente", "woonbron", "schuldhulp"]
 VICTIM = "gemeente"
@@ -184,7 +184,7 @@ class TestOneDeliveryAtATime:
         first = stub.Deliver.future(slow(), timeout=30)
         assert sent_first.wait(10)
         rounds = net.nodes[VICTIM].rounds
-        assert wait_until(lambda: rounds.get_round(rnd.round_id).phase == DELIVERING)
+        assert wait_for(lambda: rounds.get_round(rnd.round_id).phase == DELIVERING)
         details = rejected(
             lambda: stub.Deliver(iter(parts), timeout=20), grpc.StatusCode.INVALID_ARGUMENT
         )
@@ -200,7 +200,7 @@ class TestOneDeliveryAtATime:
 
         def aborted_midway() -> Iterator[node_pb2.RoundResults]:
             yield parts[0]
-            assert wait_until(lambda: rounds.get_round(rnd.round_id).phase == DELIVERING)
+            assert wait_for(lambda: rounds.get_round(rnd.round_id).phase == DELIVERING)
             rounds.abort(rnd.round_id, "cancelled by operator:alice")
             yield from parts[1:]
 
@@ -210,12 +210,3 @@ class TestOneDeliveryAtATime:
         )
         assert nothing_staged(net)
         assert rnd.round_id not in rounds.rounds_in_flight()
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False

@@ -10,17 +10,9 @@ from datetime import UTC, datetime
 from kruispunt import signing
 from kruispunt.manifest import new_round_id, sign_manifest
 from kruispunt.v1 import common_pb2
+from tests.support.waiting import wait_for
 
 PARTNERS = ["gemeente", "woonbron", "schuldhulp"]
-
-
-def wait_for(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class TestCoordinatorRestart:

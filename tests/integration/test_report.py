@@ -13,6 +13,7 @@ import pytest
 from coordinator.report import Words, write_report
 from kruispunt import signing
 from kruispunt.errors import UnknownRound
+from tests.support.network import with_objections_and_exclusions
 from tests.support.report_pages import (
     CLIENT,
     GROWN,
@@ -526,31 +527,12 @@ class TestObjectionsApart:
     def test_objected_and_exclusion_list_rows_are_two_columns(self, network_factory, tmp_path):
         """The sizes table counts objections and exclusion-list rows apart, from the signed
         consents; a summary stored before the split shows objections as not reported."""
-        net = network_factory(PARTNERS[:2], per_partner=30, overlaps={2: 6}, start=False)
-        node_dir = net.node_dirs["woonbron"]
-        write_csv(
-            node_dir / "input.csv",
-            net.data.rows["woonbron"],
-            "bsn",
-            objection_column="bezwaar",
+        net = with_objections_and_exclusions(
+            network_factory(PARTNERS[:2], per_partner=30, overlaps={2: 6}, start=False),
+            "woonbron",
             objected=range(3),
+            excluded=slice(5, 7),
         )
-        exclusion = node_dir / "exclusions.csv"
-        exclusion.write_text(
-            "bsn\n"
-            + "".join(c.decode().split(":")[1] + "\n" for c in net.data.ids["woonbron"][5:7])
-        )
-        text = (node_dir / "node.toml").read_text()
-        (node_dir / "node.toml").write_text(
-            text.replace(
-                'objection_column = "bezwaar"',
-                f'objection_column = "bezwaar"\nexclusion_file = "{exclusion}"',
-            )
-        )
-        for pid in net.partners:
-            net.start_node(pid)
-        net.start_coordinator()
-        net.add_purpose()
         done = net.run()
         assert done.state == "completed", done.reason
         _summary, _markup, page = report(net, done.round_id, tmp_path / "r.html")

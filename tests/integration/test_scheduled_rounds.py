@@ -19,6 +19,7 @@ from coordinator.config import Schedule, SchedulerConfig, load_coordinator_confi
 from coordinator.schedule import Outcome, ScheduledRounds
 from coordinator.server import create_server as create_coordinator
 from tests.support.network import TestNetwork
+from tests.support.waiting import wait_for
 
 PARTNERS = ["gemeente", "woonbron", "schuldhulp"]
 SCHEDULE = Schedule("vroegsignalering", "0 6 * * 1")
@@ -248,7 +249,7 @@ class TestRetry:
         runs = scheduled(net, waits, on_wait=release.wait, retry_attempts=2)
         assert runs.start(SCHEDULE)
         try:
-            assert _eventually(lambda: waits == [30.0])
+            assert wait_for(lambda: waits == [30.0], timeout=30)
             assert not runs.start(SCHEDULE)
         finally:
             release.set()
@@ -336,15 +337,6 @@ class TestNotification:
         assert outcome.notified == {"webhook": False}
 
 
-def _eventually(predicate: Any, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def serve_with_schedule(net: TestNetwork, extra: str, clock: Any) -> None:
     """Restart the coordinator with a [[schedule]] every minute, `extra` settings and `clock`."""
     path = net.coordinator_dir / "coordinator.toml"
@@ -371,7 +363,7 @@ class TestSchedulerLoop:
         offset = [timedelta(0)]
         serve_with_schedule(net, "", lambda: datetime.now(UTC) + offset[0])
         offset[0] = timedelta(minutes=2)  # the next minute has come
-        assert _eventually(lambda: bool(events(net, "round.completed")))
+        assert wait_for(lambda: bool(events(net, "round.completed")), timeout=30)
         offset[0] = timedelta(0)  # no further minute comes
         net.coordinator.scheduled.join(timeout=30)
         (created, *_) = events(net, "round.created")
@@ -392,7 +384,7 @@ class TestSchedulerLoop:
             lambda: datetime.now(UTC) + offset[0],
         )
         offset[0] = timedelta(minutes=2)
-        assert _eventually(lambda: bool(events(net, "schedule.failed")))
+        assert wait_for(lambda: bool(events(net, "schedule.failed")), timeout=30)
         offset[0] = timedelta(0)
         net.coordinator.scheduled.join(timeout=30)  # the notification has run
         env = json.loads(out.read_text(encoding="utf-8"))["env"]

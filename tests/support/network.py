@@ -226,3 +226,36 @@ def build_network(
         net.node_dirs[pid] = node_dir
     net.publish_roster()
     return net
+
+
+def with_objections_and_exclusions(
+    net: TestNetwork, pid: str, *, objected: range, excluded: slice
+) -> TestNetwork:
+    """Start a network built with `start=False` after giving `pid` objecting rows (the
+    rows in `objected` say "bezwaar") and an exclusion list of its records in `excluded`;
+    the purpose is added, ready for a round."""
+    assert net.data is not None
+    node_dir = net.node_dirs[pid]
+    write_csv(
+        node_dir / "input.csv",
+        net.data.rows[pid],
+        "bsn",
+        objection_column="bezwaar",
+        objected=objected,
+    )
+    exclusion = node_dir / "exclusions.csv"
+    exclusion.write_text(
+        "bsn\n" + "".join(cid.decode().split(":")[1] + "\n" for cid in net.data.ids[pid][excluded])
+    )
+    config = node_dir / "node.toml"
+    config.write_text(
+        config.read_text().replace(
+            'objection_column = "bezwaar"',
+            f'objection_column = "bezwaar"\nexclusion_file = "{exclusion}"',
+        )
+    )
+    for partner in net.partners:
+        net.start_node(partner)
+    net.start_coordinator()
+    net.add_purpose()
+    return net
