@@ -199,6 +199,11 @@ class InclusionProof:
             raise CommitmentRefused(f"malformed inclusion proof: {exc}") from None
 
 
+#: Digests made before they are packed together (`Commitment.build`): bounds the memory
+#: of one level's loose bytes objects to about 5 MB.
+_HASHED_AT_ONCE = 65536
+
+
 class Commitment:
     """A salted Merkle commitment to a tag list: its root, and the tree for inclusion proofs.
 
@@ -253,19 +258,34 @@ class Commitment:
         sha256 = hashlib.sha256
         leaf_label, node_label = _LEAF, _NODE
         width = DIGEST_BYTES
-        # Generators with local names: this loop is the whole cost (about 2 hashes a tag).
+        step = _HASHED_AT_ONCE
+        # Comprehensions with local names: this loop is the whole cost (about 2 hashes a
+        # tag). Each joins `step` digests at a time, so no level is ever held as a list of
+        # a million bytes objects (about 80 bytes each), only as packed bytes.
         level = b"".join(
-            sha256(
-                leaf_label + salts[at : at + SALT_BYTES] + tags_packed[at : at + TAG_BYTES]
-            ).digest()
-            for at in range(0, len(tags_packed), TAG_BYTES)
+            b"".join(
+                [
+                    sha256(
+                        leaf_label + salts[at : at + SALT_BYTES] + tags_packed[at : at + TAG_BYTES]
+                    ).digest()
+                    for at in range(
+                        start, min(start + step * TAG_BYTES, len(tags_packed)), TAG_BYTES
+                    )
+                ]
+            )
+            for start in range(0, len(tags_packed), step * TAG_BYTES)
         )
         levels = [level]
         while len(level) > width:
             pairs = len(level) - width
             upper = b"".join(
-                sha256(node_label + level[i : i + 2 * width]).digest()
-                for i in range(0, pairs, 2 * width)
+                b"".join(
+                    [
+                        sha256(node_label + level[i : i + 2 * width]).digest()
+                        for i in range(start, min(start + step * 2 * width, pairs), 2 * width)
+                    ]
+                )
+                for start in range(0, pairs, step * 2 * width)
             )
             if len(level) // width % 2:
                 upper += level[-width:]
