@@ -50,11 +50,12 @@ import itertools
 import json
 import re
 import shlex
-from collections.abc import Callable, Iterator, Mapping
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, cast, overload
 
 from kruispunt.errors import ConfigError, InputFileError, InvalidIdentifier
 from kruispunt.identifiers import (
@@ -308,13 +309,65 @@ class InputReport:
         }
 
 
+class PackedRows(Sequence[tuple[str, ...]]):
+    """Rows of the same number of text cells, kept as one UTF-8 buffer and the cells' ends.
+
+    A node holds the result columns of every record it sends until the round ends, to
+    write the flagged ones. As a list of tuples of str a million rows of five short cells
+    took about 350 MB; packed they take about 70 MB. Cells come back as they were read.
+    """
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self._data = bytearray()
+        self._ends = array("Q")
+
+    def append(self, cells: tuple[str, ...]) -> None:
+        data, ends = self._data, self._ends
+        for cell in cells:
+            data += cell.encode("utf-8", "surrogatepass")
+            ends.append(len(data))
+
+    def select(self, keep: Iterable[int]) -> PackedRows:
+        """The rows at `keep`, in that order."""
+        out = PackedRows(self.width)
+        for i in keep:
+            out.append(self[i])
+        return out
+
+    def __len__(self) -> int:
+        return len(self._ends) // self.width if self.width else 0
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, ...]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[str, ...]]: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[str, ...] | list[tuple[str, ...]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("row index out of range")
+        ends, data, width = self._ends, self._data, self.width
+        first = index * width
+        start = ends[first - 1] if first else 0
+        cells = []
+        for end in ends[first : first + width]:
+            cells.append(data[start:end].decode("utf-8", "surrogatepass"))
+            start = end
+        return tuple(cells)
+
+
 @dataclass(frozen=True)
 class InputSet:
     """The records a node may use, in input order, with where each came from."""
 
     records: list[bytes]
-    source_lines: list[int]
-    values: list[tuple[str, ...]]
+    source_lines: Sequence[int]
+    values: Sequence[tuple[str, ...]]
     columns: tuple[str, ...]
     report: InputReport
 
@@ -363,8 +416,8 @@ def read_input(
             report.duplicate -= moved
             report.objected += moved
             records = [records[i] for i in keep]
-            lines = [lines[i] for i in keep]
-            values = [values[i] for i in keep]
+            lines = array("Q", (lines[i] for i in keep))
+            values = values.select(keep)
     report.valid = len(records)
     if progress is not None:
         progress(report.rows)
@@ -406,8 +459,8 @@ class _Found:
     """What one pass over a table kept."""
 
     records: list[bytes]
-    lines: list[int]
-    values: list[tuple[str, ...]]
+    lines: array[int]
+    values: PackedRows
     objected_ids: set[bytes]
     #: identifier -> rows counted as duplicate of its kept first row
     duplicates: dict[bytes, int]
@@ -616,7 +669,13 @@ class _Table:
             values_of: Callable[[list[str]], tuple[str, ...]] = one_value
         else:
             values_of = cast(Callable[[list[str]], tuple[str, ...]], itemgetter(*kept_columns))
-        found = _Found(records=[], lines=[], values=[], objected_ids=set(), duplicates={})
+        found = _Found(
+            records=[],
+            lines=array("Q"),
+            values=PackedRows(len(kept_columns)),
+            objected_ids=set(),
+            duplicates={},
+        )
         records, lines, values = found.records, found.lines, found.values
         objected_ids = found.objected_ids
         seen: set[bytes] = set()

@@ -10,7 +10,7 @@ import pytest
 from kruispunt.errors import ConfigError, InputFileError
 from kruispunt.identifiers import IdentifierKind, canonical_address, canonical_bsn
 from psi_node import inputs
-from psi_node.inputs import InputSpec, read_input
+from psi_node.inputs import InputSpec, PackedRows, read_input
 from tests.support.paths import DATA
 from tests.support.synthetic import make_network, write_csv
 
@@ -51,7 +51,7 @@ class TestSampleFiles:
             (15, "objection column value not recognised"),
             (16, "row has 1 field, header has 3"),
         ]
-        assert found.source_lines == [2, 3, 7, 12, 17]
+        assert list(found.source_lines) == [2, 3, 7, 12, 17]
         assert found.records == [
             b"bsn:470090716", b"bsn:728264298", b"bsn:072436281",
             b"bsn:245166646", b"bsn:415872108",
@@ -77,7 +77,7 @@ class TestSampleFiles:
             "objected": 3, "excluded": 1, "blank": 1,
         }  # fmt: skip
         assert [line for line, _ in found.report.problems] == [7, 8, 9, 15, 16]
-        assert found.source_lines == [3, 5, 11, 18, 19]
+        assert list(found.source_lines) == [3, 5, 11, 18, 19]
         assert found.records == [
             b"address:5211AB:12:A:",
             b"address:5212CD:7::BIS",
@@ -228,7 +228,7 @@ class TestResultColumns:
         path = write(tmp_path, "Klantnr;bsn;Dossier\nK-1;123456782;D1\nK-2;123456782;D2\n")
         found = read(path, result_columns=("klantnr", "Dossier"))
         assert found.columns == ("bsn", "Klantnr", "Dossier")
-        assert found.values == [("123456782", "K-1", "D1")]
+        assert list(found.values) == [("123456782", "K-1", "D1")]
         assert found.report.mapping is not None
         assert found.report.mapping.result == ("Klantnr", "Dossier")
 
@@ -248,7 +248,7 @@ class TestResultColumns:
         """A row that does not reach a result column is invalid, as for identifier columns."""
         path = write(tmp_path, "bsn;x;klantnr\n123456782\n111222333;;K\n")
         found = read(path, result_columns=("klantnr",))
-        assert found.values == [("111222333", "K")]
+        assert list(found.values) == [("111222333", "K")]
         assert found.report.problems == [(2, "row has 1 field, header has 3")]
 
 
@@ -301,7 +301,7 @@ class TestFormats:
         text = 'bsn;naam\r\n"123456782";"de Vries; J."\r\n"111222333";x\r\n'
         found = read(write(tmp_path, text))
         assert found.records == [b"bsn:123456782", b"bsn:111222333"]
-        assert found.source_lines == [2, 3]
+        assert list(found.source_lines) == [2, 3]
 
     def test_trailing_empty_fields_are_tolerated(self, tmp_path: Path) -> None:
         """Extra empty fields (";;" at the end, as spreadsheets write) are not an error."""
@@ -317,7 +317,7 @@ class TestFormats:
         """Empty lines and all-empty rows are blank, not invalid, and keep line numbers right."""
         found = read(write(tmp_path, "\n\nbsn;x\n\n;\n  ;  \n123456782;1\nbad;\n"))
         assert counts(found)["blank"] == 3
-        assert found.source_lines == [7]
+        assert list(found.source_lines) == [7]
         assert found.report.problems == [(8, "bsn: not digits")]
 
 
@@ -326,8 +326,8 @@ class TestBuckets:
         """The same identifier spelled three ways is one record, at its first line."""
         found = read(write(tmp_path, "bsn\n1234.56.782\n123456782\n 123 456 782\n"))
         assert found.records == [b"bsn:123456782"]
-        assert found.source_lines == [2]
-        assert found.values == [("1234.56.782",)]
+        assert list(found.source_lines) == [2]
+        assert list(found.values) == [("1234.56.782",)]
         assert counts(found)["duplicate"] == 2
 
     @pytest.mark.parametrize("mark", ["1", "ja", "JA", " yes ", "true", "x", "X", "j", "Bezwaar"])
@@ -349,7 +349,7 @@ class TestBuckets:
         text = "bsn;obj\n123456782;\n111222333;\n1234.56.782;ja\n123456782;\n"
         found = read(write(tmp_path, text), objection_column="obj")
         assert found.records == [b"bsn:111222333"]
-        assert found.source_lines == [3]
+        assert list(found.source_lines) == [3]
         assert counts(found)["objected"] == 3
         assert counts(found)["duplicate"] == 0
 
@@ -543,7 +543,7 @@ class TestSyntheticRoundTrip:
                   objected={0, 1})  # fmt: skip
         found = read(path, kind, objection_column="bezwaar")
         assert found.records == net.ids["a"][2:]
-        assert found.source_lines == list(range(4, 402))
+        assert list(found.source_lines) == list(range(4, 402))
         assert counts(found)["objected"] == 2
 
     def test_written_columns_can_be_renamed(self, tmp_path: Path) -> None:
@@ -563,3 +563,25 @@ class TestSyntheticRoundTrip:
         found = read(path, "address")
         for cid, vals in zip(found.records, found.values, strict=True):
             assert canonical_address(*vals) == cid
+
+
+class TestPackedRows:
+    """The result columns of every record, packed: the cells come back as they were read."""
+
+    def test_cells_come_back_as_read(self):
+        rows = PackedRows(3)
+        kept = [(" 728264298 ", "", "Ĳsselstraat 3"), ("x;y", "\u00e9\ud800", "")]
+        for cells in kept:
+            rows.append(cells)
+        assert len(rows) == 2
+        assert list(rows) == kept
+        assert rows[-1] == kept[-1]
+        assert rows[0:1] == kept[0:1]
+        with pytest.raises(IndexError):
+            rows[2]
+
+    def test_select_keeps_the_order_asked(self):
+        rows = PackedRows(1)
+        for i in range(5):
+            rows.append((str(i),))
+        assert list(rows.select([4, 0, 2])) == [("4",), ("0",), ("2",)]
