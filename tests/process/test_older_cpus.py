@@ -7,7 +7,7 @@ emulating such CPUs (Haswell: AVX2, no AVX-512; Nehalem: neither) and checks tha
 picks the backend the CPU has, answers exactly what the host answers, proves what the host
 verifies, and passes the RFC 9497 vectors (mode 0 and mode 1, proofs byte for byte).
 
-`.ci/run` installs qemu-user (Debian) and sets KRUISPUNT_REQUIRE_QEMU=1, so in CI these
+`.ci/run` installs qemu-user (Debian) and sets KRUISPUNT_CI=1, so in CI these
 tests run or fail; elsewhere, without qemu-x86_64, they are skipped with that reason.
 """
 
@@ -19,21 +19,20 @@ import platform
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from psi_node import oprf
 from tests.support import cpu_probe
+from tests.support.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
 QEMU = shutil.which("qemu-x86_64")
 #: An emulated CPU model, and the backend the core must pick on it.
 CPUS = {"Haswell": "avx2", "Nehalem": "serial"}
 
-if QEMU is None and os.environ.get("KRUISPUNT_REQUIRE_QEMU") == "1":
+if QEMU is None and os.environ.get("KRUISPUNT_CI") == "1":
     raise RuntimeError(
-        "KRUISPUNT_REQUIRE_QEMU=1 but qemu-x86_64 is not installed (Debian: qemu-user)"
+        "KRUISPUNT_CI=1 (set by .ci/run) but qemu-x86_64 is not installed (Debian: qemu-user)"
     )
 pytestmark = [
     pytest.mark.skipif(platform.machine() != "x86_64", reason="x86_64 CPU models only"),
@@ -45,7 +44,7 @@ def emulated(cpu: str, *args: str, timeout: float = 300) -> subprocess.Completed
     assert QEMU is not None
     return subprocess.run(
         [QEMU, "-cpu", cpu, sys.executable, *args],
-        cwd=ROOT,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -124,6 +124,9 @@ class NetworkSpec:
     log_level: str = "info"
     phase_timeout_seconds: float | None = None
     """coordinator.toml [rounds] phase_timeout_seconds (None keeps `init`'s default)."""
+    launcher: tuple[str, ...] = ()
+    """A command every server is started through, its own command appended (as
+    `tests.support.wx_launch` starts them under W^X); empty: started directly."""
 
 
 @dataclass(frozen=True)
@@ -741,7 +744,10 @@ class LocalNetwork:
     def _start(self, name: str, argv: list[str], log: Path, port: int, env: dict[str, str]) -> None:
         log_file = log.open("wb")
         proc = subprocess.Popen(
-            [str(BIN / argv[0]), *argv[1:]], stdout=log_file, stderr=subprocess.STDOUT, env=env
+            [*self.spec.launcher, str(BIN / argv[0]), *argv[1:]],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         server = _Server(name, proc, log, log_file, argv, port, env)
         self._servers.append(server)
@@ -840,7 +846,7 @@ class LocalNetwork:
         self._reap_orphans(server)
         server.log_file = server.log.open("ab")
         server.proc = subprocess.Popen(
-            [str(BIN / server.argv[0]), *server.argv[1:]],
+            [*self.spec.launcher, str(BIN / server.argv[0]), *server.argv[1:]],
             stdout=server.log_file,
             stderr=subprocess.STDOUT,
             env=server.env,

@@ -1,4 +1,4 @@
-"""kruispunt.hardening: no core dumps, no same-user ptrace, in servers and in pool workers.
+"""kruispunt.hardening: no core dumps, no same-user ptrace, in servers and their group work.
 
 Every check runs in a fresh `python -c` so that the test process itself keeps its limits
 and stays dumpable (pytest's own crash reports and debuggers still work).
@@ -24,7 +24,7 @@ class _Data(ctypes.Structure):
 
 # As root, commoncap lets a process read another's /proc/PID/environ only if it holds every
 # capability the other holds, and CAP_SYS_PTRACE overrides the dumpable flag. So to see the
-# flag from outside, this process and everything it starts (the forkserver is exec'd, which
+# flag from outside, this process and everything it starts (a process that is exec'd, which
 # would give root every capability again) run as root without any capability.
 _libc = ctypes.CDLL(None, use_errno=True)
 if os.geteuid() == 0:
