@@ -114,6 +114,15 @@ CREATE TABLE IF NOT EXISTS key_overlaps (
     rotated_at TEXT NOT NULL,
     rotated_by TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS retired_keys (
+    -- Every signing key a rotation replaced, kept for good (key_overlaps keeps only the
+    -- last): a report of an old round verifies what was signed then. holder as there.
+    holder TEXT NOT NULL,
+    key BLOB NOT NULL,
+    valid_until TEXT NOT NULL,
+    rotated_at TEXT NOT NULL,
+    PRIMARY KEY (holder, key)
+);
 """
 
 #: `key_overlaps.holder` of the coordinator's manifest key (no partner id is empty).
@@ -303,6 +312,11 @@ class Store:
                 "INSERT OR IGNORE INTO purpose_versions "
                 "SELECT id, version, body, updated_at, '' FROM purposes"
             )
+            # Rotations before every retired key was kept: the last one's key is known.
+            db.execute(
+                "INSERT OR IGNORE INTO retired_keys "
+                "SELECT holder, previous_key, valid_until, rotated_at FROM key_overlaps"
+            )
 
     def _partner_select(self) -> str:
         # A read-only store cannot migrate: it reads a missing agreement_key as empty.
@@ -405,11 +419,7 @@ class Store:
                 raise ConfigError(f"partner {partner_id!r} is not registered")
             previous = bytes(row[0])
             db.execute("UPDATE partners SET signing_key=? WHERE id=?", (new_key, partner_id))
-            db.execute(
-                "INSERT OR REPLACE INTO key_overlaps (holder, previous_key, valid_until, "
-                "rotated_at, rotated_by) VALUES (?,?,?,?,?)",
-                (partner_id, previous, valid_until, rotated_at, rotated_by),
-            )
+            _retire(db, partner_id, previous, valid_until, rotated_at, rotated_by)
         return previous
 
     def record_key_overlap(
@@ -423,11 +433,25 @@ class Store:
     ) -> None:
         """Record that `holder`'s previous key verifies until `valid_until` (replaces one)."""
         with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO key_overlaps (holder, previous_key, valid_until, "
-                "rotated_at, rotated_by) VALUES (?,?,?,?,?)",
-                (holder, previous_key, valid_until, rotated_at, rotated_by),
+            _retire(db, holder, previous_key, valid_until, rotated_at, rotated_by)
+
+    def retired_keys(self, holder: str) -> list[tuple[bytes, str]]:
+        """(key, valid until) of every key `holder`'s rotations replaced, oldest first."""
+        with self._lock:
+            kept = self._has_table("retired_keys")
+            rows = (
+                self._db.execute(
+                    "SELECT key, valid_until FROM retired_keys WHERE holder=? "
+                    "ORDER BY rotated_at, valid_until",
+                    (holder,),
+                ).fetchall()
+                if kept
+                else []
             )
+        if not kept:  # a read-only store of a database made before the history was kept
+            overlap = self.key_overlap(holder)
+            return [overlap] if overlap is not None else []
+        return [(bytes(key), str(until)) for key, until in rows]
 
     def key_overlap(self, holder: str) -> tuple[bytes, str] | None:
         """(previous key, valid until) of `holder`'s last rotation, or None."""
@@ -798,4 +822,25 @@ def _round_row(row: tuple[Any, ...]) -> RoundRow:
         finished_at=row[9],
         manifest=row[10],
         summary=json.loads(row[11]),
+    )
+
+
+def _retire(
+    db: sqlite3.Connection,
+    holder: str,
+    previous_key: bytes,
+    valid_until: str,
+    rotated_at: str,
+    rotated_by: str,
+) -> None:
+    """A rotation of `holder`'s key: the overlap of the key it replaced, and its record."""
+    db.execute(
+        "INSERT OR REPLACE INTO key_overlaps (holder, previous_key, valid_until, "
+        "rotated_at, rotated_by) VALUES (?,?,?,?,?)",
+        (holder, previous_key, valid_until, rotated_at, rotated_by),
+    )
+    db.execute(
+        "INSERT OR IGNORE INTO retired_keys (holder, key, valid_until, rotated_at) "
+        "VALUES (?,?,?,?)",
+        (holder, previous_key, valid_until, rotated_at),
     )

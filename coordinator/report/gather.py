@@ -398,18 +398,23 @@ def _previous_any(store: Store, row: RoundRow) -> RoundRow | None:
     return None
 
 
-def partner_keys(store: Store, partner: Partner) -> signing.KeySet:
-    """The keys a partner's stored signatures verify under: its registered key and the one
-    its last rotation replaced (`Store.key_overlap`), whatever the date.
+def partner_keys(
+    store: Store, partner: Partner, *, signed_at: datetime | None = None
+) -> signing.KeySet:
+    """The keys a partner's stored signatures verify under: its registered key and every
+    key its rotations replaced (`Store.retired_keys`) that was still valid at `signed_at`
+    (any, if None).
 
     A report speaks of what was signed then: a consent signed before a rotation was signed
-    with the previous key, and stays valid after the overlap ended. ValueError when a key
-    is not Ed25519.
+    with the key then registered, and stays valid after that key's overlap ended, however
+    many rotations came since; a key retired before the round began does not verify it.
+    ValueError when a key is not Ed25519.
     """
     keys = [signing.load_public_key(partner.signing_key)]
-    overlap = store.key_overlap(partner.id)
-    if overlap is not None:
-        keys.append(signing.load_public_key(overlap[0]))
+    for key, valid_until in store.retired_keys(partner.id):
+        until = parse_time(valid_until)  # unreadable: the key is not taken
+        if signed_at is None or (until is not None and signed_at <= until):
+            keys.append(signing.load_public_key(key))
     return signing.KeySet(tuple(keys))
 
 
@@ -459,7 +464,7 @@ def _check_consents(
             problem = "partner is not in this round's manifest"
         else:
             try:
-                key = partner_keys(store, partner)
+                key = partner_keys(store, partner, signed_at=parse_time(row.created_at))
             except ValueError:
                 problem = "the partner's registered key is not an Ed25519 key"
             else:

@@ -219,6 +219,41 @@ class TestPartnerKeyRotation:
         assert sorted(signers.values()) == [False, True, True]  # first, between: old key
         assert signed_by(consent_of(net, after.round_id, ROTATING), new_key)
 
+    def test_the_report_verifies_consents_two_rotations_back(
+        self, rotated: Any, capsys: Any
+    ) -> None:
+        """After a second rotation the report of the round signed with the first key still
+        verifies: every key a partner signed with stays on record, not only the last one
+        replaced."""
+        net, old_key, _new_key, _node, _answer = rotated
+        between = [
+            r.id
+            for r in net.coordinator.store.rounds(limit=10)
+            if signed_by(consent_of(net, r.id, ROTATING), old_key)
+        ]
+        assert len(between) == 2  # the first round and the one between
+        again = cli(node_cli.main, ["rotate-signing-key", str(net.node_dirs[ROTATING])], capsys)
+        cli(
+            coordinator_cli.main,
+            [
+                "partner",
+                "rotate-key",
+                str(net.coordinator_dir),
+                ROTATING,
+                "--signing-key",
+                again["public_key"],
+                "--overlap-days",
+                str(OVERLAP_DAYS),
+            ],
+            capsys,
+        )
+        accept_everywhere(net)
+        key = signing.load_public_key(net.config.signing_public_key.read_bytes())
+        for round_id in between:
+            report = build_report(net.config, round_id, key, now=later(2 * OVERLAP_DAYS + 30)())
+            checks = {c.partner_id: c.status for c in report.consents}
+            assert checks[ROTATING] == VERIFIED, (round_id, checks)
+
     def test_a_second_rotation_waits_for_the_first_in_the_roster(
         self, network_factory: Any, capsys: Any
     ) -> None:

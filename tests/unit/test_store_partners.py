@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
+from datetime import UTC, datetime
 
+from coordinator.report.gather import partner_keys
 from coordinator.store import Partner, Store
+from kruispunt import signing
 
 # The partners table as a database made before the roster has it.
 OLD_PARTNERS = """
@@ -102,3 +106,49 @@ class TestAgreementKeyColumn:
         assert [p.id for p in store.partners()] == ["gemeente"]
         store.close()
         assert "agreement_key" not in columns(path)
+
+
+class TestRetiredKeys:
+    """Every key a rotation replaced stays on record, with the end of its overlap."""
+
+    T1 = "2026-03-08T00:00:00+00:00"
+    T2 = "2026-09-08T00:00:00+00:00"
+
+    def rotated_twice(self, tmp_path):
+        keys = [
+            signing.public_key_bytes(signing.generate_signing_key().public_key()) for _ in "abc"
+        ]
+        store = Store(tmp_path / "c.db")
+        store.add_partner(dataclasses.replace(partner("p1", b"\x02" * 32), signing_key=keys[0]))
+        for new, until in ((keys[1], self.T1), (keys[2], self.T2)):
+            store.rotate_partner_key(
+                "p1", new, valid_until=until, rotated_at=until, rotated_by="operator:alice"
+            )
+        return store, keys
+
+    def test_both_rotations_are_kept_the_overlap_only_for_the_last(self, tmp_path):
+        store, keys = self.rotated_twice(tmp_path)
+        assert store.retired_keys("p1") == [(keys[0], self.T1), (keys[1], self.T2)]
+        assert store.key_overlap("p1") == (keys[1], self.T2)
+
+    def test_a_report_takes_the_keys_valid_when_the_round_ran(self, tmp_path):
+        store, keys = self.rotated_twice(tmp_path)
+        registered = store.partner("p1")
+
+        def taken(signed_at):
+            found = partner_keys(store, registered, signed_at=signed_at).keys
+            return {signing.public_key_bytes(k) for k in found}
+
+        assert taken(datetime(2026, 1, 1, tzinfo=UTC)) == set(keys)
+        assert taken(datetime(2026, 6, 1, tzinfo=UTC)) == {keys[1], keys[2]}
+        assert taken(datetime(2026, 12, 1, tzinfo=UTC)) == {keys[2]}
+        assert taken(None) == set(keys)
+
+    def test_a_database_from_before_keeps_its_last_rotation(self, tmp_path):
+        store, keys = self.rotated_twice(tmp_path)
+        store.close()
+        db = sqlite3.connect(tmp_path / "c.db")
+        db.execute("DROP TABLE retired_keys")
+        db.commit()
+        db.close()
+        assert Store(tmp_path / "c.db").retired_keys("p1") == [(keys[1], self.T2)]
