@@ -82,6 +82,26 @@ def cli(main: Callable[[list[str]], int], argv: list[str], capsys: Any) -> dict[
     return dict(json.loads(out))
 
 
+def register_rotation(net: Any, public_key: str, capsys: Any) -> dict[str, Any]:
+    """`partner rotate-key` at the coordinator: ROTATING's new key, OVERLAP_DAYS of overlap."""
+    return cli(
+        coordinator_cli.main,
+        [
+            "partner",
+            "rotate-key",
+            str(net.coordinator_dir),
+            ROTATING,
+            "--signing-key",
+            public_key,
+            "--overlap-days",
+            str(OVERLAP_DAYS),
+            "--reason",
+            "yearly",
+        ],
+        capsys,
+    )
+
+
 @pytest.fixture
 def rotated(network_factory: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A round; woonbron rotates; a round on the old roster; the key registered and accepted."""
@@ -102,22 +122,7 @@ def rotated(network_factory: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch) 
     between = net.run()
     assert between.state == "completed", between.reason
     assert signed_by(consent_of(net, between.round_id, ROTATING), old_key)
-    coordinator_answer = cli(
-        coordinator_cli.main,
-        [
-            "partner",
-            "rotate-key",
-            str(net.coordinator_dir),
-            ROTATING,
-            "--signing-key",
-            node_answer["public_key"],
-            "--overlap-days",
-            str(OVERLAP_DAYS),
-            "--reason",
-            "yearly",
-        ],
-        capsys,
-    )
+    coordinator_answer = register_rotation(net, node_answer["public_key"], capsys)
     accept_everywhere(net)
     return net, old_key, new_key, node_answer, coordinator_answer
 
@@ -233,20 +238,7 @@ class TestPartnerKeyRotation:
         ]
         assert len(between) == 2  # the first round and the one between
         again = cli(node_cli.main, ["rotate-signing-key", str(net.node_dirs[ROTATING])], capsys)
-        cli(
-            coordinator_cli.main,
-            [
-                "partner",
-                "rotate-key",
-                str(net.coordinator_dir),
-                ROTATING,
-                "--signing-key",
-                again["public_key"],
-                "--overlap-days",
-                str(OVERLAP_DAYS),
-            ],
-            capsys,
-        )
+        register_rotation(net, again["public_key"], capsys)
         accept_everywhere(net)
         key = signing.load_public_key(net.config.signing_public_key.read_bytes())
         for round_id in between:
