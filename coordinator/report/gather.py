@@ -604,15 +604,8 @@ def _heads(
 
 def _hash_at(db_path: Path, seq: int) -> str | None:
     """The hash of the coordinator's audit event `seq`, if the log holds one."""
-    uri = db_path.resolve().as_uri() + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True)
-    try:
-        row = conn.execute("SELECT hash FROM audit_events WHERE seq = ?", (seq,)).fetchone()
-    except sqlite3.OperationalError:  # no audit table at all
-        row = None
-    finally:
-        conn.close()
-    return str(row[0]) if row is not None else None
+    rows = _audit_rows(db_path, "SELECT hash FROM audit_events WHERE seq = ?", (seq,))
+    return str(rows[0][0]) if rows else None
 
 
 def _previous_completed(store: Store, row: RoundRow) -> RoundRow | None:
@@ -694,21 +687,12 @@ def _histogram(raw: object) -> dict[int, int]:
 
 def _round_events(db_path: Path, round_id: str) -> list[EventRow]:
     """The round's stored audit rows, read-only and as text, so a tampered row still shows."""
-    uri = db_path.resolve().as_uri() + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True)
-    try:
-        exists = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
-        ).fetchone()
-        if exists is None:
-            return []
-        rows = conn.execute(
-            "SELECT seq, time, event, actor, on_behalf_of, access_point, action, basis, details "
-            "FROM audit_events WHERE round_id = ? ORDER BY seq",
-            (round_id,),
-        ).fetchall()
-    finally:
-        conn.close()
+    rows = _audit_rows(
+        db_path,
+        "SELECT seq, time, event, actor, on_behalf_of, access_point, action, basis, details "
+        "FROM audit_events WHERE round_id = ? ORDER BY seq",
+        (round_id,),
+    )
     return [
         EventRow(
             seq=int(r[0]) if isinstance(r[0], int) else -1,
@@ -727,31 +711,12 @@ def _round_events(db_path: Path, round_id: str) -> list[EventRow]:
 
 def _events_of(db_path: Path, round_id: str, event: str) -> list[tuple[str, Mapping[str, object]]]:
     """The time and details of each of the round's `event`s, oldest first."""
-    uri = db_path.resolve().as_uri() + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True)
-    try:
-        exists = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
-        ).fetchone()
-        rows = (
-            conn.execute(
-                "SELECT time, details FROM audit_events WHERE round_id = ? AND event = ? "
-                "ORDER BY seq",
-                (round_id, event),
-            ).fetchall()
-            if exists is not None
-            else []
-        )
-    finally:
-        conn.close()
-    out: list[tuple[str, Mapping[str, object]]] = []
-    for when, raw in rows:
-        try:
-            details = json.loads(str(raw))
-        except json.JSONDecodeError:
-            details = {}
-        out.append((str(when), details if isinstance(details, dict) else {}))
-    return out
+    rows = _audit_rows(
+        db_path,
+        "SELECT time, details FROM audit_events WHERE round_id = ? AND event = ? ORDER BY seq",
+        (round_id, event),
+    )
+    return [(str(when), _details(raw)) for when, raw in rows]
 
 
 def _event_details(
@@ -761,30 +726,39 @@ def _event_details(
 
     Read like `_round_events` (a tampered row still shows; the audit verdict says so).
     """
+    rows = _audit_rows(
+        db_path,
+        "SELECT actor, details FROM audit_events WHERE round_id = ? AND event = ? "
+        "ORDER BY seq LIMIT 1",
+        (round_id, event),
+    )
+    if not rows:
+        return None
+    actor, raw = rows[0]
+    return str(actor), _details(raw)
+
+
+def _audit_rows(db_path: Path, sql: str, args: tuple[object, ...]) -> list[tuple[Any, ...]]:
+    """`sql`'s rows from the coordinator's database, opened read-only; none if it holds
+    no audit table."""
     uri = db_path.resolve().as_uri() + "?mode=ro"
     conn = sqlite3.connect(uri, uri=True)
     try:
         exists = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
         ).fetchone()
-        row = (
-            conn.execute(
-                "SELECT actor, details FROM audit_events WHERE round_id = ? AND event = ? "
-                "ORDER BY seq LIMIT 1",
-                (round_id, event),
-            ).fetchone()
-            if exists is not None
-            else None
-        )
+        return conn.execute(sql, args).fetchall() if exists is not None else []
     finally:
         conn.close()
-    if row is None:
-        return None
+
+
+def _details(raw: object) -> dict[str, object]:
+    """Stored event details as a mapping; empty if they are not a JSON object."""
     try:
-        details = json.loads(str(row[1]))
+        details = json.loads(str(raw))
     except json.JSONDecodeError:
-        details = {}
-    return str(row[0]), details if isinstance(details, dict) else {}
+        return {}
+    return details if isinstance(details, dict) else {}
 
 
 def _text(value: object) -> str:

@@ -65,6 +65,27 @@ def write_book(net: TestNetwork, pid: str, lines: list[dict]) -> None:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
+def keep_genuine_receipt(net, round_id: str, result_sha256: bytes) -> None:
+    """gemeente signs, with its own key, a receipt for `round_id` over `result_sha256`,
+    and keeps it for the coordinator's next contact."""
+    key = signing.load_signing_key(net.node_config("gemeente").signing_key)
+    head = net.nodes["gemeente"].rounds.audit.head()
+    assert head is not None
+    moment = datetime.now(UTC).replace(microsecond=0)
+    receipt = Deletion(
+        network=net.config.network,
+        round_id=round_id,
+        partner_id="gemeente",
+        deleted_at=moment,
+        delete_after=moment,
+        result_sha256=result_sha256,
+        flagged_count=0,
+        files=2,
+        node_head=head,
+    )
+    net.nodes["gemeente"].rounds.receipts.keep(head.seq, sign_deletion(key, receipt))
+
+
 class TestCollection:
     def test_a_node_that_has_not_deleted_reports_nothing(self, net):
         """Before retention ends no node hands over a receipt, and the coordinator has none."""
@@ -290,23 +311,7 @@ class TestRefused:
         refused_round = net.run()
         assert refused_round.state == "refused"
         (net.node_dirs["woonbron"] / "gone.csv").rename(net.node_dirs["woonbron"] / "input.csv")
-        config = net.node_config("gemeente")
-        key = signing.load_signing_key(config.signing_key)
-        head = net.nodes["gemeente"].rounds.audit.head()
-        assert head is not None
-        moment = datetime.now(UTC).replace(microsecond=0)
-        fake = Deletion(
-            network=net.config.network,
-            round_id=refused_round.round_id,
-            partner_id="gemeente",
-            deleted_at=moment,
-            delete_after=moment,
-            result_sha256=bytes(32),
-            flagged_count=0,
-            files=2,
-            node_head=head,
-        )
-        net.nodes["gemeente"].rounds.receipts.keep(head.seq, sign_deletion(key, fake))
+        keep_genuine_receipt(net, refused_round.round_id, bytes(32))
         assert net.run().state == "completed"
         (refused,) = receipts_events(net, "deletion.refused")
         assert refused.details["reason"] == NOT_DELIVERED
@@ -316,23 +321,7 @@ class TestRefused:
         """A receipt whose digest is not the one delivered is refused."""
         first = net.run()
         assert first.state == "completed", first.reason
-        config = net.node_config("gemeente")
-        key = signing.load_signing_key(config.signing_key)
-        head = net.nodes["gemeente"].rounds.audit.head()
-        assert head is not None
-        moment = datetime.now(UTC).replace(microsecond=0)
-        other = Deletion(
-            network=net.config.network,
-            round_id=first.round_id,
-            partner_id="gemeente",
-            deleted_at=moment,
-            delete_after=moment,
-            result_sha256=b"\x01" * 32,
-            flagged_count=0,
-            files=2,
-            node_head=head,
-        )
-        net.nodes["gemeente"].rounds.receipts.keep(head.seq, sign_deletion(key, other))
+        keep_genuine_receipt(net, first.round_id, b"\x01" * 32)
         assert net.run().state == "completed"
         (refused,) = receipts_events(net, "deletion.refused")
         assert refused.details["reason"] == OTHER_RESULTS
